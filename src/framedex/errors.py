@@ -1,0 +1,118 @@
+"""The one error hierarchy of framedex.
+
+Every error a user can cause derives from :class:`FramedexError` and also from the
+builtin it resembles (``ValueError``, ``LookupError``, ...), so callers may catch either.
+Messages name the value, the rule and what to do. The CLI turns these into one line and a
+non-zero exit; the API maps them once into a JSON error envelope (``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FramedexError(Exception):
+    """Base class of every error framedex raises on purpose."""
+
+    #: HTTP status the API answers with for this error type.
+    http_status: int = 400
+    #: Short machine-readable code used in the API's error envelope.
+    code: str = "framedex_error"
+
+
+class ConfigError(FramedexError, ValueError):
+    """A parameter or setting has an invalid value."""
+
+    http_status = 422
+    code = "invalid_parameter"
+
+
+class NotFoundError(FramedexError, LookupError):
+    """Something named by the caller (video, job, sampler, model...) does not exist."""
+
+    http_status = 404
+    code = "not_found"
+
+
+class UnknownNameError(NotFoundError):
+    """A registry lookup failed; the message lists the known names and the closest match."""
+
+    http_status = 422
+    code = "unknown_name"
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)}")
+        self.kind, self.name, self.known = kind, name, known
+
+
+class VideoNotFoundError(NotFoundError):
+    """No indexed video has this id or path."""
+
+    code = "video_not_found"
+
+
+class VideoOpenError(FramedexError, OSError):
+    """A file could not be opened or decoded as a video (corrupt, truncated, no stream...)."""
+
+    http_status = 422
+    code = "bad_video"
+
+
+class DecodeError(VideoOpenError):
+    """Decoding failed after the file was opened (seek failure, truncated data)."""
+
+    code = "decode_failed"
+
+
+class ModelLoadError(FramedexError, RuntimeError):
+    """An encoder could not be created or its weights could not be loaded."""
+
+    http_status = 503
+    code = "model_unavailable"
+
+
+class EncoderMismatchError(FramedexError, ValueError):
+    """The store was built with a different encoder than the one asked for."""
+
+    http_status = 409
+    code = "encoder_mismatch"
+
+
+class StoreError(FramedexError, RuntimeError):
+    """The store is missing, empty, or in a state that forbids the operation."""
+
+    http_status = 409
+    code = "store_error"
+
+
+class EmptyLibraryError(StoreError):
+    """A query was made against a store that has no indexed video."""
+
+    code = "empty_library"
+
+
+class PermissionDeniedError(FramedexError, PermissionError):
+    """A path outside the configured roots, or a missing or wrong API key."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+def check(condition: bool, name: str, value: object, rule: str) -> None:
+    """Raise :class:`ConfigError` naming ``name``, ``value`` and ``rule`` unless ``condition``.
+
+    Args:
+        condition: the rule holds.
+        name: the parameter's name as the user wrote it.
+        value: the value the user gave.
+        rule: the rule in words, e.g. ``"must be >= 1"``.
+
+    Raises:
+        ConfigError: when ``condition`` is false.
+    """
+    if not condition:
+        raise ConfigError(f"{name}={value!r} is invalid: {rule}")

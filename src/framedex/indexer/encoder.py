@@ -1,0 +1,382 @@
+"""The open_clip encoder: model specs, loading, batched image and text encoding.
+
+A model spec is one string, parsed by :meth:`ModelSpec.parse`:
+
+- ``ViT-B-32:laion2b_s34b_b79k``: an open_clip architecture and pretrained tag;
+- ``ViT-B-32:/path/to/open_clip_pytorch_model.bin``: an architecture and a local checkpoint;
+- ``hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K``: a Hugging Face Hub repository;
+- ``/path/to/dir`` or ``local-dir:/path/to/dir``: a folder holding ``open_clip_config.json`` and
+  the weights (the Hub layout, saved locally);
+- ``synthetic-shapes``: the small model shipped inside this package (a local folder too).
+
+Every form goes through ``open_clip.create_model_and_transforms``: the shipped model is loaded
+exactly as a user's local checkpoint would be.
+
+Example::
+
+    enc = load_encoder("synthetic-shapes")
+    frames = enc.encode_images(batch_of_rgb_uint8)   # (n, D) float32, L2-normalised
+    query = enc.encode_text(["a red circle"])[0]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framedex.errors import ConfigError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+#: Models shipped inside the package, by alias -> folder under ``indexer/models``.
+BUILTIN_MODELS: dict[str, Path] = {
+    "synthetic-shapes": Path(__file__).parent / "models" / "synthetic-shapes",
+}
+
+#: Default for real use. ViT-B-32 trained on LAION-2B is the open_clip workhorse for text->image
+#: retrieval (about 0.65 MSCOCO text->image R@5 zero-shot), 512-d, and the fastest ViT to index
+#: with (clip-retrieval's ~2,500 img/s per A100). See the README for stronger, slower choices.
+DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+
+_LOCAL_DIR = "local-dir:"
+_HF_HUB = "hf-hub:"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec.
+
+    Attributes:
+        raw: the spec as the user wrote it.
+        model_name: what open_clip receives as ``model_name`` (may carry ``hf-hub:`` or
+            ``local-dir:``).
+        pretrained: tag or checkpoint path for architecture specs, else None.
+    """
+
+    raw: str
+    model_name: str
+    pretrained: str | None
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        """Parse a spec string (see the module docstring for the forms).
+
+        Raises:
+            ConfigError: an empty spec, or an architecture with no pretrained tag.
+        """
+        spec = (spec or "").strip()
+        if not spec:
+            raise ConfigError("model='' is invalid: give a spec such as " + DEFAULT_MODEL)
+        if spec in BUILTIN_MODELS:
+            return cls(spec, _LOCAL_DIR + str(BUILTIN_MODELS[spec]), None)
+        if spec.startswith((_HF_HUB, _LOCAL_DIR)):
+            return cls(spec, spec, None)
+        if Path(spec).is_dir():
+            return cls(spec, _LOCAL_DIR + str(Path(spec).resolve()), None)
+        arch, sep, tag = spec.partition(":")
+        if not sep or not tag:
+            raise ConfigError(
+                f"model={spec!r} is invalid: give ARCH:TAG (e.g. {DEFAULT_MODEL}), "
+                "ARCH:/path/to/checkpoint, hf-hub:org/name or a local model folder"
+            )
+        if Path(tag).expanduser().is_file():
+            tag = str(Path(tag).expanduser().resolve())
+        return cls(spec, arch, tag)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the weights come from a file or folder on this machine."""
+        return self.model_name.startswith(_LOCAL_DIR) or (
+            self.pretrained is not None and os.path.isfile(self.pretrained)
+        )
+
+
+def _weights_digest(spec: ModelSpec) -> str | None:
+    """Content hash of local weights, so a moved file keeps its identity and a changed one not."""
+    if spec.model_name.startswith(_LOCAL_DIR):
+        folder = Path(spec.model_name[len(_LOCAL_DIR):])
+        files = sorted(
+            p for ext in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in folder.glob(ext)
+        )
+    elif spec.pretrained and os.path.isfile(spec.pretrained):
+        files = [Path(spec.pretrained)]
+    else:
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> cuda, then mps, then cpu. An explicit device is checked, never swapped.
+
+    Raises:
+        ConfigError: the asked-for device is not available.
+    """
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} is invalid: CUDA is not available here; use cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' is invalid: MPS is not available here; use cpu")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ConfigError(f"device={device!r} is invalid: use auto, cpu, mps, cuda or cuda:N")
+    return device
+
+
+def _precision_for(device: str, precision: str | None) -> str:
+    if precision is None:
+        return "fp32" if device == "cpu" else "fp16"
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise ConfigError(f"precision={precision!r} is invalid: use fp32, fp16 or bf16")
+    return precision
+
+
+class Encoder:
+    """An open_clip model with separate, batched image and text towers.
+
+    Use :func:`load_encoder` to build one. Outputs are float32, L2-normalised numpy arrays.
+    """
+
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, device: str, precision: str):
+        import torch
+
+        from open_clip import get_model_preprocess_cfg
+
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.precision = precision
+        self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+            precision
+        ]
+        cfg = dict(get_model_preprocess_cfg(model))
+        size = cfg.get("size", 224)
+        self.image_size: int = int(size if isinstance(size, int) else size[0])
+        self.preprocess_cfg = {
+            "size": self.image_size,
+            "mean": [float(x) for x in cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))],
+            "std": [float(x) for x in cfg.get("std", (0.26862954, 0.26130258, 0.27577711))],
+            "interpolation": cfg.get("interpolation", "bicubic"),
+            "resize_mode": cfg.get("resize_mode", "shortest"),
+        }
+        self.dim: int = int(model.text_projection.shape[1]
+                            if getattr(model, "text_projection", None) is not None
+                            and hasattr(model.text_projection, "shape")
+                            else model.visual.output_dim)
+        self._mean = torch.tensor(self.preprocess_cfg["mean"], device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.preprocess_cfg["std"], device=device).view(1, 3, 1, 1)
+        self._lock = threading.Lock()  # one forward at a time per model (API threads share it)
+        self._digest = _weights_digest(spec)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the store records about this encoder; a query with another identity is refused."""
+        import open_clip
+
+        name = self.spec.raw if self.spec.raw in BUILTIN_MODELS else self.spec.model_name
+        pretrained = self.spec.pretrained
+        if pretrained and os.path.isfile(pretrained):
+            pretrained = "file:" + os.path.basename(pretrained)
+        return {
+            "spec": self.spec.raw,
+            "model": name,
+            "pretrained": pretrained,
+            "weights_digest": self._digest,
+            "dim": self.dim,
+            "preprocess": self.preprocess_cfg,
+            "open_clip_version": open_clip.__version__,
+        }
+
+    def _prepare(self, frames: np.ndarray | Sequence[np.ndarray]):
+        """uint8 RGB frames (n, H, W, 3) -> normalised (n, 3, S, S) on the device.
+
+        open_clip's default transform is PIL Resize(shortest side) + CenterCrop + Normalize;
+        this is the same on tensors, batched and on the device, which keeps the GPU fed
+        (clip-retrieval found PIL resizing to be the bottleneck).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        if isinstance(frames, np.ndarray) and frames.ndim == 4:
+            batch = frames
+        else:
+            shapes = {f.shape for f in frames}
+            if len(shapes) == 1:
+                batch = np.stack(list(frames))
+            else:  # mixed sizes (user images): prepare one by one, then concatenate
+                return torch.cat([self._prepare(f[None]) for f in frames])
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        s = self.image_size
+        h, w = x.shape[-2:]
+        if self.preprocess_cfg["resize_mode"] == "squash":
+            nh, nw = s, s
+        else:
+            scale = s / min(h, w)
+            nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
+        if (nh, nw) != (h, w):
+            mode = "bicubic" if self.preprocess_cfg["interpolation"] == "bicubic" else "bilinear"
+            x = F.interpolate(x, size=(nh, nw), mode=mode, antialias=True, align_corners=False)
+            x = x.clamp_(0.0, 1.0)
+        top, left = (nh - s) // 2, (nw - s) // 2
+        x = x[:, :, top : top + s, left : left + s]
+        return ((x - self._mean) / self._std).to(self._dtype)
+
+    def encode_images(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Encode RGB uint8 frames (n, H, W, 3) in one forward pass.
+
+        Returns:
+            (n, D) float32, L2-normalised.
+        """
+        import torch
+
+        if len(frames) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            x = self._prepare(frames)
+            feats = self.model.encode_image(x, normalize=True)
+        return _normalise(feats.float().cpu().numpy())
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts (queries). Returns (n, D) float32, L2-normalised.
+
+        Raises:
+            ConfigError: an empty text.
+        """
+        import torch
+
+        for t in texts:
+            if not t or not t.strip():
+                raise ConfigError("text='' is invalid: the query text must not be empty")
+        with self._lock, torch.inference_mode():
+            tokens = self.tokenizer(list(texts)).to(self.device)
+            feats = self.model.encode_text(tokens, normalize=True)
+        return _normalise(feats.float().cpu().numpy())
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    # Re-normalise in float32: fp16 towers leave norms a few 1e-3 off 1.
+    x = x.astype(np.float32, copy=False)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+_CACHE: dict[tuple[str, str, str], Encoder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_encoder(spec: str, device: str = "auto", precision: str | None = None) -> Encoder:
+    """Create (or reuse, per process) the encoder for ``spec``.
+
+    Args:
+        spec: a model spec (see :class:`ModelSpec`).
+        device: ``auto`` (cuda -> mps -> cpu), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32``/``fp16``/``bf16``; None means fp16 on GPU, fp32 on CPU.
+
+    Raises:
+        ConfigError: a malformed spec, device or precision.
+        ModelLoadError: the model or its weights could not be loaded; one line saying how to fix.
+    """
+    parsed = ModelSpec.parse(spec)
+    dev = resolve_device(device)
+    prec = _precision_for(dev, precision)
+    key = (parsed.raw, dev, prec)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _create(parsed, dev, prec)
+        return _CACHE[key]
+
+
+def _create(spec: ModelSpec, device: str, precision: str) -> Encoder:
+    import open_clip
+
+    if spec.model_name.startswith(_LOCAL_DIR):
+        folder = Path(spec.model_name[len(_LOCAL_DIR):])
+        if not (folder / "open_clip_config.json").is_file():
+            raise ModelLoadError(
+                f"cannot load model {spec.raw!r}: {folder} has no open_clip_config.json "
+                "(a model folder needs open_clip_config.json and open_clip_model.safetensors)"
+            )
+    try:
+        with _hub_mode(offline=not spec.is_local and not _hub_reachable()):
+            model, _, _ = open_clip.create_model_and_transforms(
+                spec.model_name, pretrained=spec.pretrained, device=device, precision=precision,
+            )
+            tokenizer = open_clip.get_tokenizer(spec.model_name)
+    except Exception as ex:  # open_clip raises RuntimeError/ValueError/OSError/HTTP errors alike
+        raise ModelLoadError(_load_failure_message(spec, ex)) from ex
+    model.eval()
+    return Encoder(spec, model, tokenizer, device, precision)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub. Without it, huggingface_hub retries each file for ~25 s."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_mode(offline: bool):
+    """Serve hub files from the local cache only (fast failure) while ``offline`` is true."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    hub_log = logging.getLogger("huggingface_hub")
+    saved, saved_level = constants.HF_HUB_OFFLINE, hub_log.level
+    constants.HF_HUB_OFFLINE = True
+    hub_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+        hub_log.setLevel(saved_level)
+
+
+def _load_failure_message(spec: ModelSpec, ex: Exception) -> str:
+    text = f"{ex}".splitlines()[0][:160]
+    if "not found in built-ins" in text or "Unknown model" in text:
+        return (f"cannot load model {spec.raw!r}: unknown open_clip architecture "
+                f"{spec.model_name!r}; `python -c 'import open_clip; print(open_clip.list_models())'` "
+                "lists them")
+    if spec.is_local:
+        return f"cannot load model {spec.raw!r} from local files: {text}"
+    return (
+        f"cannot load model {spec.raw!r}: its weights are not in the local cache and could not "
+        "be downloaded (no network?). Download them on a machine with internet and pass a local file, e.g. "
+        "--model ViT-B-32:/path/to/open_clip_pytorch_model.bin, or a folder holding "
+        "open_clip_config.json + weights (--model /path/to/folder); offline demo: "
+        "--model synthetic-shapes"
+    )
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """JSON-friendly form of a spec (for logs and API answers)."""
+    return asdict(spec)

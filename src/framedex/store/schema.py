@@ -1,0 +1,164 @@
+"""Arrow schemas of the store's tables, and the records read back from them.
+
+Tables (one LanceDB database, a local folder by default):
+
+- ``videos``: one row per indexed video; a row exists only once all its frames and segments
+  are written, so its presence is the visibility point (see ``Store.commit_video``).
+- ``frames``: one row per indexed frame: ``video_id``, ``pos`` (position in the video's
+  index grid), ``frame_idx`` (native frame), ``pts_sec`` and the L2-normalised ``vector``
+  (float16 storage; math is done in float32/float64 after reading).
+- ``segments``: fixed windows (6 s by default, Twelve Labs' default) with a mean-pooled,
+  re-normalised ``vector``.
+- ``jobs`` and ``query_log``: ingest jobs of the HTTP API, and one row per search/select.
+
+The encoder identity lives in the ``frames`` table's schema metadata (``framedex.encoder``),
+as LanceDB does for its embedding functions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+ENCODER_KEY = b"framedex.encoder"
+SCHEMA_VERSION_KEY = b"framedex.schema_version"
+SCHEMA_VERSION = "1"
+
+
+def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:
+    """Schema of the ``frames`` table, carrying the encoder identity in its metadata."""
+    return pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("pos", pa.int32()),
+            ("frame_idx", pa.int64()),
+            ("pts_sec", pa.float64()),
+            ("vector", pa.list_(pa.float16(), dim)),
+        ],
+        metadata={ENCODER_KEY: json.dumps(encoder, sort_keys=True).encode(),
+                  SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode()},
+    )
+
+
+def segments_schema(dim: int) -> pa.Schema:
+    """Schema of the ``segments`` table."""
+    return pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("seg", pa.int32()),
+            ("kind", pa.string()),
+            ("start_sec", pa.float64()),
+            ("end_sec", pa.float64()),
+            ("num_frames", pa.int32()),
+            ("vector", pa.list_(pa.float16(), dim)),
+        ]
+    )
+
+
+VIDEOS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("path", pa.string()),
+        ("duration", pa.float64()),
+        ("frame_rate", pa.float64()),
+        ("num_frames", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("start_sec", pa.float64()),
+        ("is_vfr", pa.bool_()),
+        ("index_fps", pa.float64()),
+        ("num_indexed", pa.int32()),
+        ("decoder", pa.string()),
+        ("encoder", pa.string()),
+        ("status", pa.string()),
+        ("metadata", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+JOBS_SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("status", pa.string()),
+        ("source", pa.string()),
+        ("path", pa.string()),
+        ("progress", pa.float64()),
+        ("video_id", pa.string()),
+        ("error", pa.string()),
+        ("params", pa.string()),
+        ("attempts", pa.int32()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+QUERY_LOG_SCHEMA = pa.schema(
+    [
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("kind", pa.string()),
+        ("sampler", pa.string()),
+        ("budget", pa.int32()),
+        ("tokens", pa.int32()),
+        ("video_id", pa.string()),
+        ("query", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("result_size", pa.int32()),
+        ("params", pa.string()),
+    ]
+)
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC (what every timestamp column holds)."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class VideoRecord:
+    """One row of the ``videos`` table, as Python sees it."""
+
+    video_id: str
+    path: str
+    duration: float
+    frame_rate: float
+    num_frames: int
+    width: int
+    height: int
+    start_sec: float
+    is_vfr: bool
+    index_fps: float
+    num_indexed: int
+    decoder: str
+    encoder: str
+    status: str = "ready"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=now_utc)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row for this record."""
+        row = asdict(self)
+        row["metadata"] = json.dumps(self.metadata, sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> VideoRecord:
+        """Build from a row read back from the table."""
+        row = dict(row)
+        row["metadata"] = json.loads(row.get("metadata") or "{}")
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
+
+    def summary(self) -> dict[str, Any]:
+        """The fields ``framedex videos --json`` prints."""
+        return {
+            "video_id": self.video_id,
+            "path": self.path,
+            "duration": round(self.duration, 3),
+            "frame_rate": round(self.frame_rate, 3),
+            "index_fps": self.index_fps,
+            "num_frames": self.num_frames,
+            "num_indexed": self.num_indexed,
+        }

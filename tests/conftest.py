@@ -1,0 +1,83 @@
+"""Shared fixtures: generated videos and a tiny random open_clip model on disk.
+
+Nothing here touches the network or ../shared: every medium is generated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def write_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A random-weight open_clip model in the Hub layout (config + safetensors)."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": TINY_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CFG)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """Path of a tiny random local model folder (a spec string for --model)."""
+    return str(write_tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory) -> str:
+    """A second tiny model with other weights (for encoder-mismatch tests)."""
+    return str(write_tiny_model(tmp_path_factory.mktemp("models2") / "tiny2", seed=1))
+
+
+SMALL_SPEC = {
+    "fps": 10, "size": [64, 64], "seed": 0,
+    "scenes": [
+        {"duration": 4.0, "background": "black", "objects": [{"shape": "circle", "color": "red"}]},
+        {"duration": 3.0, "background": "white", "objects": [{"shape": "star", "color": "blue"}]},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def small_video(tmp_path_factory) -> Path:
+    """A 7-second synthetic video (10 fps, 64x64) with two scenes."""
+    from framedex.synth.render import render
+
+    out = tmp_path_factory.mktemp("videos") / "small.mp4"
+    render(SMALL_SPEC, out)
+    return out
+
+
+@pytest.fixture()
+def library(tmp_path, small_video) -> Path:
+    """A folder with two good videos, a corrupt one and a truncated one."""
+    import shutil
+
+    from framedex.synth.render import render
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(small_video, lib / "a.mp4")
+    spec = dict(SMALL_SPEC, seed=3, scenes=SMALL_SPEC["scenes"][::-1])
+    render(spec, lib / "b.mp4")
+    (lib / "corrupt.mp4").write_bytes(b"this is not a video at all" * 100)
+    data = (lib / "a.mp4").read_bytes()
+    (lib / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (lib / "notes.txt").write_text("ignored: not a video extension")
+    return lib
