@@ -1,0 +1,32 @@
+"""Frame samplers: pick the K frames of a video that carry the evidence for a question.
+
+Importing this package registers every built-in sampler (one module each) through the same
+``@register_sampler`` decorator a third party would use.
+"""
+
+from __future__ import annotations
+
+from framedex.query.samplers.base import TIERS as TIERS
+from framedex.query.samplers.base import Budget as Budget
+from framedex.query.samplers.base import SelectContext as SelectContext
+from framedex.query.samplers.base import Selection as Selection
+from framedex.query.samplers.base import Sampler as Sampler
+from framedex.query.samplers.base import TokenBudget as TokenBudget
+from framedex.query.samplers.base import create_sampler as create_sampler
+from framedex.query.samplers.base import list_samplers as list_samplers
+from framedex.query.samplers.base import register_sampler as register_sampler
+
+# Built-ins: one module per sampler. Import order does not matter.
+# (The sampler modules are added here as they land.)
+from framedex.query.samplers import uniform as uniform  # noqa: E402,F401
+from framedex.query.samplers import fps as fps  # noqa: E402,F401
+from framedex.query.samplers import topk as topk  # noqa: E402,F401
+from framedex.query.samplers import shots as shots  # noqa: E402,F401
+from framedex.query.samplers import mmr as mmr  # noqa: E402,F401
+from framedex.query.samplers import aks as aks  # noqa: E402,F401
+from framedex.query.samplers import bolt as bolt  # noqa: E402,F401
+from framedex.query.samplers import vilamp as vilamp  # noqa: E402,F401
+from framedex.query.samplers import adard_key as adard_key  # noqa: E402,F401
+from framedex.query.samplers import qframe as qframe  # noqa: E402,F401
+from framedex.query.samplers import focus as focus  # noqa: E402,F401
+from framedex.query.samplers import router as router  # noqa: E402,F401
