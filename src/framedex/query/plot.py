@@ -1,0 +1,186 @@
+"""One picture of a frame selection: the relevance curve with the chosen frames, and the frames.
+
+Top panel: relevance over time (the line), segment/shot boundaries (dotted verticals), the chosen
+frames as markers (coloured by resolution tier when there are tiers) numbered 1..K in time
+order. Bottom: a contact sheet of the chosen frames, each captioned with the same number, its
+timestamp and tier, so a glance links a peak to the picture behind it.
+
+matplotlib is imported inside :func:`plot_selection` with the non-interactive Agg backend, so
+this works on servers without a display and costs nothing at import time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from framedex.errors import check
+from framedex.query.samplers.base import TIERS
+
+#: Marker colours per tier (colour-blind-safe Okabe-Ito), and for untiered selections.
+TIER_COLORS: dict[str | None, str] = {
+    "high": "#D55E00", "mid": "#E69F00", "low": "#0072B2", None: "#D55E00",
+}
+_CURVE = "#555555"
+_MAX_COLS = 8
+
+
+def _clock(sec: float) -> str:
+    s = float(sec)
+    if s >= 3600:
+        return f"{int(s // 3600)}:{int(s // 60 % 60):02d}:{s % 60:04.1f}"
+    if s >= 60:
+        return f"{int(s // 60)}:{s % 60:04.1f}"
+    return f"{s:.1f}s"
+
+
+def plot_selection(
+    out_png: str | os.PathLike,
+    *,
+    timestamps: Sequence[float],
+    scores: Sequence[float] | None,
+    chosen_positions: Sequence[int],
+    chosen_timestamps: Sequence[float] | None = None,
+    boundaries: Sequence[float] | None = None,
+    thumbnails: Sequence[np.ndarray] | None = None,
+    tiers: Sequence[str | None] | None = None,
+    title: str = "",
+    dpi: int = 110,
+) -> Path:
+    """Render the selection to a PNG.
+
+    Args:
+        out_png: output path (parent folders are created).
+        timestamps: ``pts_sec`` of all N indexed frames, ascending.
+        scores: relevance of all N frames, or None for query-free samplers (no curve).
+        chosen_positions: positions into the N frames that were selected.
+        chosen_timestamps: their ``pts_sec`` (default ``timestamps[chosen_positions]``).
+        boundaries: segment/shot boundaries in seconds, drawn as dotted verticals.
+        thumbnails: RGB arrays of the chosen frames (same order as ``chosen_positions``);
+            None = no contact sheet.
+        tiers: per chosen frame ``high``/``mid``/``low`` (or None): marker colour + caption.
+        title: figure title.
+        dpi: output resolution (the figure is 12 inches wide).
+
+    Returns:
+        the PNG's path.
+
+    Raises:
+        ConfigError: mismatched lengths, positions out of range.
+    """
+    ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    n = len(ts)
+    check(n >= 1, "timestamps", n, "need at least one frame")
+    sc = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+    check(sc is None or len(sc) == n, "scores", None if sc is None else len(sc),
+          f"need one score per timestamp ({n})")
+    pos = [int(p) for p in chosen_positions]
+    check(all(0 <= p < n for p in pos), "chosen_positions", pos, f"must lie in [0, {n})")
+    order = sorted(range(len(pos)), key=lambda i: ts[pos[i]])  # number frames in time order
+    cts = ts[pos] if chosen_timestamps is None else np.asarray(chosen_timestamps, float)
+    check(len(cts) == len(pos), "chosen_timestamps", len(cts), f"need one per chosen ({len(pos)})")
+    tr = list(tiers) if tiers is not None else [None] * len(pos)
+    check(len(tr) == len(pos), "tiers", len(tr), f"need one per chosen frame ({len(pos)})")
+    check(all(t is None or t in TIERS for t in tr), "tiers", tr, f"must be in {TIERS}")
+    thumbs = list(thumbnails) if thumbnails is not None else []
+    check(not thumbs or len(thumbs) == len(pos), "thumbnails", len(thumbs),
+          f"need one per chosen frame ({len(pos)})")
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot global state, thread-safe
+
+    cols = min(_MAX_COLS, max(1, len(thumbs)))
+    rows = math.ceil(len(thumbs) / cols) if thumbs else 0
+    aspect = (thumbs[0].shape[0] / thumbs[0].shape[1]) if thumbs else 1.0
+    cell_h = 12.0 / cols * aspect + 0.35  # inches per sheet row: image + caption
+    top_h = 3.0 if sc is not None else 1.2  # without scores the top panel is only a timeline
+    fig = Figure(figsize=(12, top_h + 0.4 + rows * cell_h), dpi=dpi, layout="constrained")
+    # Two subfigures, each laid out on its own: in one shared grid the constrained layout gave
+    # the spanning curve axes no room for its y label (the thumbnails set column 0's margin).
+    if rows:
+        top, sheet = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])
+    else:
+        top, sheet = fig, None
+    ax = top.add_subplot(1, 1, 1)
+    _draw_curve(ax, ts, sc, pos, order, tr, boundaries)
+    for k, i in enumerate(order[: len(thumbs)]):
+        cell = sheet.add_subplot(rows, cols, k + 1)  # type: ignore[union-attr]
+        cell.imshow(thumbs[i], interpolation="lanczos")
+        cell.set_xticks([])
+        cell.set_yticks([])
+        colour = TIER_COLORS[tr[i]]
+        for side in cell.spines.values():
+            side.set_edgecolor(colour)
+            side.set_linewidth(2.5)
+        tier = f"  [{tr[i]}]" if tr[i] else ""
+        cell.set_title(f"#{k + 1}  {_clock(cts[i])}{tier}", fontsize=9, color="#222222")
+    if title:
+        fig.suptitle(title, fontsize=13, fontweight="bold")
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi, facecolor="white")
+    return out
+
+
+def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:  # type: ignore[no-untyped-def]
+    """The top panel: relevance line, boundaries, numbered chosen-frame markers."""
+    for b in boundaries or ():
+        ax.axvline(float(b), color="#999999", linestyle=":", linewidth=1.0, zorder=1)
+    y = sc if sc is not None else np.zeros_like(ts)
+    if sc is not None:
+        ax.plot(ts, sc, color=_CURVE, linewidth=1.2, zorder=2, label="relevance")
+        ax.fill_between(ts, sc, float(sc.min()), color=_CURVE, alpha=0.08, zorder=1)
+        ax.set_ylabel("relevance (cosine)")
+    else:
+        ax.set_yticks([])
+    span = float(np.ptp(y)) or 1.0
+    for k, i in enumerate(order):
+        p = pos[i]
+        colour = TIER_COLORS[tiers[i]]
+        ax.axvline(ts[p], color=colour, alpha=0.25, linewidth=1.0, zorder=1)
+        ax.scatter([ts[p]], [y[p]], s=46, color=colour, edgecolor="white", linewidth=0.8,
+                   zorder=4)
+        ax.annotate(str(k + 1), (ts[p], y[p]), xytext=(0, 7), textcoords="offset points",
+                    ha="center", fontsize=8, color="#222222", zorder=5)
+    ax.set_ylim(float(y.min()) - 0.08 * span, float(y.max()) + 0.22 * span)
+    t0, t1 = float(ts[0]), float(ts[-1]) if len(ts) > 1 else float(ts[0]) + 1.0
+    pad = 0.01 * (t1 - t0)  # room for a marker on the first/last frame
+    ax.set_xlim(t0 - pad, t1 + pad)
+    ax.set_title("relevance over time" if sc is not None else "chosen frames over time",
+                 loc="left", fontsize=10, color="#444444")
+    ax.set_xlabel("time (s)")
+    ax.grid(axis="y", color="#eeeeee", linewidth=0.8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    _legend(ax, tiers, sc is not None, bool(boundaries))
+
+
+def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:  # type: ignore[no-untyped-def]
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if has_curve:
+        handles.append(Line2D([], [], color=_CURVE, linewidth=1.2, label="relevance"))
+    used = [t for t in TIERS if t in tiers] or [None]
+    for t in used:
+        label = f"chosen ({t})" if t else "chosen frame"
+        handles.append(Line2D([], [], marker="o", linestyle="", color=TIER_COLORS[t],
+                              markersize=7, label=label))
+    if has_bounds:
+        handles.append(Line2D([], [], color="#999999", linestyle=":", label="shot boundary"))
+    # Above the axes, not inside: inside it would hide the peaks people look for.
+    # Above the axes, beside the panel title (whose row reserves the room), not inside: inside
+    # it would hide the peaks people look for. Kept out of the layout solver, which otherwise
+    # squeezes the y label off the figure to make room for a wide legend.
+    leg = ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                    frameon=False, ncol=len(handles), borderaxespad=0.1)
+    leg.set_in_layout(False)
+
+
+__all__ = ["TIER_COLORS", "plot_selection"]
