@@ -102,6 +102,20 @@ class PermissionDeniedError(FramedexError, PermissionError):
     code = "forbidden"
 
 
+class AuthenticationError(PermissionDeniedError):
+    """No API key, or a wrong one, on a route that needs it (HTTP 401)."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class PayloadTooLargeError(FramedexError, ValueError):
+    """A request body (an upload) is larger than the configured limit (HTTP 413)."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
 def check(condition: bool, name: str, value: object, rule: str) -> None:
     """Raise :class:`ConfigError` naming ``name``, ``value`` and ``rule`` unless ``condition``.
 

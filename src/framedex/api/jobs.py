@@ -1,0 +1,239 @@
+"""Ingest jobs: a queue, worker threads, and rows in the store's ``jobs`` table.
+
+A job is persisted on every state change (queued -> running -> done | failed) and, throttled,
+as progress moves, so ``GET /v1/jobs/{id}`` answers after a restart too. The video itself only
+becomes visible when the indexer commits its ``videos`` row, so a job killed mid-way never
+shows a partial video.
+
+Recovery: when the server starts, jobs left ``queued`` or ``running`` by a previous process
+(crash, kill -9, shutdown during an ingest) are queued again; ``attempts`` counts the runs
+started, and a job that was interrupted :data:`MAX_ATTEMPTS` times is marked failed with the
+reason instead of being retried forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from framedex.errors import FramedexError, NotFoundError
+from framedex.store.schema import now_utc
+
+log = logging.getLogger("framedex.api.jobs")
+
+#: Runs a job may start before an interrupted job is given up.
+MAX_ATTEMPTS = 3
+#: Seconds between two progress writes of the same job (each write is a Lance version).
+PROGRESS_EVERY_S = 0.5
+
+_STOP = object()
+
+
+@dataclass
+class Job:
+    """One ingest job, as the ``jobs`` table stores it."""
+
+    job_id: str
+    source: str  # "upload" | "path"
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = "queued"  # queued | running | done | failed
+    progress: float = 0.0
+    video_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: datetime = field(default_factory=now_utc)
+    updated_at: datetime = field(default_factory=now_utc)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row."""
+        return {"job_id": self.job_id, "status": self.status, "source": self.source,
+                "path": self.path, "progress": float(self.progress), "video_id": self.video_id,
+                "error": self.error, "params": json.dumps(self.params, sort_keys=True),
+                "attempts": int(self.attempts), "created_at": self.created_at,
+                "updated_at": self.updated_at}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        """Build from a row of the ``jobs`` table."""
+        return cls(job_id=row["job_id"], source=row["source"] or "path", path=row["path"] or "",
+                   params=json.loads(row["params"] or "{}"), status=row["status"],
+                   progress=float(row["progress"] or 0.0), video_id=row["video_id"],
+                   error=row["error"], attempts=int(row["attempts"] or 0),
+                   created_at=row["created_at"] or now_utc(),
+                   updated_at=row["updated_at"] or now_utc())
+
+
+class JobManager:
+    """Runs ingest jobs on ``workers`` threads against one library.
+
+    Args:
+        library: a :class:`framedex.library.Library`.
+        workers: threads (jobs running at once).
+        upload_dir: where uploaded files live; files of failed or duplicate uploads are removed.
+    """
+
+    def __init__(self, library: Any, workers: int = 1, upload_dir: Path | None = None):
+        self.library = library
+        self.store = library.store
+        self.upload_dir = upload_dir
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, name=f"framedex-job-{i}",
+                                          daemon=True) for i in range(workers)]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover the jobs a previous process left unfinished, then start the workers."""
+        self.recover()
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the workers to exit. A job still running stays ``running`` in the store and is
+        recovered on the next start (an index run cannot be interrupted half-way)."""
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def recover(self) -> list[Job]:
+        """Re-queue (or give up) the jobs left ``queued``/``running``. Returns them."""
+        rows = self.store.table_arrow("jobs").to_pylist()
+        rows.sort(key=lambda r: r["created_at"])
+        recovered = []
+        for row in rows:
+            job = Job.from_row(row)
+            if job.status not in ("queued", "running"):
+                continue
+            if job.attempts >= MAX_ATTEMPTS:
+                job.status = "failed"
+                job.error = (f"interrupted {job.attempts} times (the server stopped while this "
+                             "job was running); giving up: submit it again")
+                self._save(job)
+                self._cleanup_upload(job)
+            else:
+                job.status, job.progress = "queued", 0.0
+                self._save(job)
+                self._queue.put(job.job_id)
+            recovered.append(job)
+        if recovered:
+            log.warning("recovered %d unfinished ingest job(s)", len(recovered))
+        return recovered
+
+    # -- API --------------------------------------------------------------------------------
+
+    def submit(self, source: str, path: str, params: dict[str, Any],
+               job_id: str | None = None) -> Job:
+        """Persist a new queued job and hand it to a worker."""
+        job = Job(job_id=job_id or new_job_id(), source=source, path=path, params=params)
+        self._save(job)
+        self._queue.put(job.job_id)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id (from memory, else from the store).
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        table = self.store.table_arrow("jobs")
+        for row in table.to_pylist():
+            if row["job_id"] == job_id:
+                return Job.from_row(row)
+        raise NotFoundError(f"no job {job_id!r}: job ids are returned by POST /v1/videos")
+
+    def list(self, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        """Jobs, newest first, and the total count."""
+        rows = self.store.table_arrow("jobs").to_pylist()
+        rows.sort(key=lambda r: r["created_at"], reverse=True)
+        with self._lock:
+            jobs = [self._jobs.get(r["job_id"]) or Job.from_row(r) for r in rows]
+        return jobs[offset: offset + limit], len(jobs)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _save(self, job: Job) -> None:
+        job.updated_at = now_utc()
+        with self._lock:
+            self._jobs[job.job_id] = job
+        self.store.upsert("jobs", "job_id", [job.to_row()])
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                self._run(self._jobs[item])
+            except Exception:  # a worker must survive anything a job does
+                log.exception("ingest job %s crashed", item)
+
+    def _run(self, job: Job) -> None:
+        job.status, job.attempts, job.progress, job.error = "running", job.attempts + 1, 0.0, None
+        self._save(job)
+        last = [time.monotonic()]
+
+        def progress(path: str, done: int, expected: int) -> None:
+            # Never report 1.0 before the video row is committed.
+            job.progress = min(0.99, done / max(1, expected))
+            if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+                last[0] = time.monotonic()
+                self._save(job)
+
+        try:
+            outcome = self.library.index_file(
+                job.path, fps=float(job.params.get("fps", 1.0)),
+                metadata=job.params.get("metadata") or None, progress=progress)
+        except FramedexError as ex:
+            outcome = None
+            job.error = str(ex)
+        except Exception as ex:
+            log.exception("ingest job %s failed", job.job_id)
+            outcome = None
+            job.error = f"internal error while indexing ({type(ex).__name__})"
+        if outcome is not None and outcome.status in ("indexed", "unchanged"):
+            job.status, job.progress, job.video_id = "done", 1.0, outcome.video_id
+        else:
+            job.status = "failed"
+            if outcome is not None:
+                job.error = outcome.error or "indexing failed"
+        self._save(job)
+        self._cleanup_upload(job)
+
+    def _cleanup_upload(self, job: Job) -> None:
+        """Remove an uploaded file no video refers to (failed, or a duplicate of an indexed
+        video stored under another path)."""
+        if job.source != "upload" or self.upload_dir is None:
+            return
+        path = Path(job.path)
+        if job.status == "done" and job.video_id:
+            try:
+                if Path(self.library.video(job.video_id).path) == path.resolve():
+                    return
+            except FramedexError:
+                return
+        elif job.status not in ("failed",):
+            return
+        if path.parent.resolve() == self.upload_dir.resolve():
+            path.unlink(missing_ok=True)
+
+
+def new_job_id() -> str:
+    """A fresh job id."""
+    return uuid.uuid4().hex[:16]

@@ -1,0 +1,80 @@
+"""``POST /v1/embed``: the library's encoder on a text (JSON) or an image (multipart)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from framedex.api.deps import LibraryDep, SettingsDep
+from framedex.api.jobs import new_job_id
+from framedex.api.routes.videos import _read_json
+from framedex.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse
+from framedex.api.uploads import receive_upload
+from framedex.errors import ConfigError
+
+router = APIRouter(prefix="/v1/embed", tags=["embed"])
+
+#: Largest image accepted for embedding (the upload limit also applies).
+MAX_IMAGE_BYTES = 32 << 20
+#: Largest decoded image, in pixels (Pillow's decompression-bomb guard is 89 MP).
+MAX_IMAGE_PIXELS = 40_000_000
+
+_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": EmbedRequest.model_json_schema()},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary"}}}},
+}}}
+
+
+@router.post("", response_model=EmbedResponse, openapi_extra=_BODY,
+             responses={c: {"model": ErrorResponse} for c in (400, 413, 415, 422)})
+async def embed(request: Request, library: LibraryDep, settings: SettingsDep) -> EmbedResponse:
+    """Embed ``{"text": str | [str]}`` or an uploaded ``image``; returns the L2-normalised
+    vectors and the encoder identity (the same space the store's frames live in)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        dest = settings.resolved_upload_dir() / f"embed-{new_job_id()}"
+        try:
+            await receive_upload(request, file_field="image", dest=dest,
+                                 max_bytes=min(MAX_IMAGE_BYTES, settings.max_upload_bytes))
+            image = await run_in_threadpool(_read_image, dest)
+        finally:
+            dest.unlink(missing_ok=True)
+        vectors = await run_in_threadpool(library.embed_images, [image])
+        kind = "image"
+    elif ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            req = EmbedRequest.model_validate_json(await _read_json(request))
+        except ValidationError as ex:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None
+        texts = [req.text] if isinstance(req.text, str) else list(req.text)
+        vectors = await run_in_threadpool(library.embed_text, texts)
+        kind = "text"
+    else:
+        from starlette.exceptions import HTTPException
+
+        raise HTTPException(415, 'send application/json ({"text": ...}) or multipart/form-data '
+                                 "with an image part")
+    return EmbedResponse(kind=kind, dim=int(vectors.shape[1]), vectors=vectors.tolist(),
+                         encoder=library.encoder.identity)
+
+
+def _read_image(path: Any):
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise ConfigError(f"image is invalid: {im.width}x{im.height} is over "
+                                  f"{MAX_IMAGE_PIXELS} pixels")
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as ex:
+        if isinstance(ex, ConfigError):
+            raise
+        raise ConfigError(f"image is invalid: not a readable image ({ex})") from None

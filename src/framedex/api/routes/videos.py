@@ -1,0 +1,269 @@
+"""``/v1/videos``: ingest (upload or server-side path), list, get, delete, frames, embeddings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path as PathParam, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
+from framedex.api.jobs import new_job_id
+from framedex.api.routes.jobs import job_public
+from framedex.api.schemas import (
+    ErrorResponse,
+    IngestPath,
+    JobPublic,
+    VideoPublic,
+    VideosPublic,
+)
+from framedex.api.uploads import json_field, receive_upload
+from framedex.errors import (
+    ConfigError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    VideoNotFoundError,
+)
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+#: Largest JSON body of a path ingest.
+MAX_JSON_BYTES = 1 << 20
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 403, 404, 413, 415, 422)
+}
+
+# One route, two request bodies: FastAPI cannot declare that from the signature, so the
+# OpenAPI document gets it explicitly (clients and schemathesis see both forms).
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": IngestPath.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
+                    "metadata": {"type": "string", "description": "A JSON object."},
+                },
+            }},
+        },
+    }
+}
+
+
+def video_public(record: Any) -> VideoPublic:
+    """The API view of a :class:`~framedex.store.schema.VideoRecord`."""
+    return VideoPublic(**{k: v for k, v in asdict(record).items() if k != "status"})
+
+
+def resolve_allowed(raw: str, roots: tuple[Path, ...]) -> Path:
+    """The real path of ``raw`` if it lies under one of ``roots`` (after resolving ``..`` and
+    symlinks), else refuse.
+
+    Raises:
+        PermissionDeniedError: no roots configured, or the path escapes them (403).
+        ConfigError: not an absolute path (422).
+        NotFoundError: inside a root but not an existing file (404).
+    """
+    if not roots:
+        raise PermissionDeniedError("server-side paths are disabled on this server: upload "
+                                    "the file, or start the server with --allow-root DIR")
+    try:
+        given = Path(raw).expanduser()
+        real = Path(os.path.realpath(given))
+    except (ValueError, OSError) as ex:  # e.g. an embedded NUL byte
+        raise ConfigError(f"path={raw[:200]!r} is invalid: {ex}") from None
+    if not given.is_absolute():
+        raise ConfigError(f"path={raw[:200]!r} is invalid: must be an absolute path")
+    if not any(real == root or real.is_relative_to(root) for root in roots):
+        raise PermissionDeniedError(f"path {raw[:200]!r} is outside the folders this server "
+                                    "may read (its --allow-root list)")
+    if not real.is_file():
+        raise NotFoundError(f"no such file: {raw[:200]!r}")
+    return real
+
+
+async def _read_json(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    return bytes(body)
+
+
+def _upload_params(upload: Any, settings: Any) -> dict[str, Any]:
+    raw_fps = upload.fields.get("fps")
+    metadata = json_field(upload, "metadata")
+    try:
+        fps = float(raw_fps) if raw_fps not in (None, "") else None
+        checked = IngestPath(path="upload", fps=fps, metadata=metadata or {})
+    except (ValueError, ValidationError) as ex:
+        errors = ex.errors() if isinstance(ex, ValidationError) else [
+            {"loc": ("fps",), "msg": "must be a number", "type": "float_parsing"}]
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) \
+            from None
+    return {"fps": checked.fps or settings.index_fps, "metadata": checked.metadata}
+
+
+@router.post("", status_code=202, response_model=JobPublic, openapi_extra=_INGEST_BODY,
+             responses=_ERRORS)
+async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep) -> JobPublic:
+    """Start an ingest job; poll ``GET /v1/jobs/{job_id}``.
+
+    Either ``multipart/form-data`` with a ``file`` part (and optional ``fps``, ``metadata``
+    fields), streamed to the server's upload folder (413 past ``--max-upload-mb``), or JSON
+    ``{"path": ...}`` naming a file under one of the server's ``--allow-root`` folders (403
+    outside them, ``..`` and symlinks resolved first). A file that is not a video is accepted
+    here and its job fails with the decoder's reason.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        job_id = new_job_id()
+        folder = settings.resolved_upload_dir()
+        upload = await receive_upload(request, file_field="file", dest=folder / job_id,
+                                      max_bytes=settings.max_upload_bytes)
+        params = _upload_params(upload, settings)
+        path = upload.path
+        suffix = Path(upload.filename or "").suffix.lower()
+        if suffix and suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8:
+            path = path.rename(path.with_name(job_id + suffix))
+        job = await run_in_threadpool(jobs.submit, "upload", str(path), params, job_id)
+    elif ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            req = IngestPath.model_validate_json(await _read_json(request))
+        except ValidationError as ex:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None
+        path = resolve_allowed(req.path, settings.resolved_roots)
+        params = {"fps": req.fps or settings.index_fps, "metadata": req.metadata}
+        job = await run_in_threadpool(jobs.submit, "path", str(path), params)
+    else:
+        from starlette.exceptions import HTTPException
+
+        raise HTTPException(415, "send multipart/form-data (a file upload) or application/json "
+                                 '({"path": ...})')
+    return job_public(job)
+
+
+@router.get("", response_model=VideosPublic)
+def list_videos(library: LibraryDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                offset: Annotated[int, Query(ge=0)] = 0) -> VideosPublic:
+    """Indexed videos, oldest first (paged)."""
+    records = library.videos(limit=limit, offset=offset)
+    return VideosPublic(data=[video_public(r) for r in records],
+                        count=library.store.count_videos(), limit=limit, offset=offset)
+
+
+@router.get("/{video_id}", response_model=VideoPublic, responses=_ERRORS)
+def get_video(video_id: str, library: LibraryDep) -> VideoPublic:
+    """One indexed video (by id, unique id prefix of 6+ characters, or indexed path)."""
+    return video_public(library.video(video_id))
+
+
+@router.delete("/{video_id}", status_code=204, responses=_ERRORS)
+def delete_video(video_id: str, library: LibraryDep, settings: SettingsDep) -> Response:
+    """Remove a video and its frames and segments (its ingest jobs keep their history)."""
+    record = library.video(video_id)
+    if record.video_id != video_id:  # deleting needs the exact id, never a prefix or a path
+        raise VideoNotFoundError(f"no indexed video with id {video_id!r} (DELETE needs the "
+                                 f"exact video_id, e.g. {record.video_id!r})")
+    library.delete(record.video_id)
+    upload_dir = settings.resolved_upload_dir().resolve()
+    stored = Path(record.path)
+    if stored.parent == upload_dir:  # the server's own copy of an upload: nothing else uses it
+        stored.unlink(missing_ok=True)
+    return Response(status_code=204)
+
+
+@router.get("/{video_id}/frames/{frame_idx}.jpg", responses={
+    200: {"content": {"image/jpeg": {}}, "description": "The frame as JPEG."}, **_ERRORS},
+    response_class=Response)
+def get_frame(video_id: str, frame_idx: Annotated[int, PathParam(ge=0, le=2**53)],
+              library: LibraryDep,
+              width: Annotated[int | None, Query(ge=8, le=8192)] = None,
+              quality: Annotated[int, Query(ge=1, le=95)] = 90) -> Response:
+    """One indexed frame (native ``frame_idx``) as JPEG, optionally scaled to ``width``
+    (never upscaled). Frames that were not indexed are 404."""
+    from framedex.query.frames import target_size, to_jpeg
+
+    record = library.video(video_id)
+    max_side = None
+    if width is not None:
+        max_side = max(target_size(record.width, record.height, out_width=width))
+    image = library.frames(record.video_id, [frame_idx], max_side=max_side)[0]
+    if width is not None and image.shape[1] > width:
+        import numpy as np
+        from PIL import Image
+
+        h = max(1, round(image.shape[0] * width / image.shape[1]))
+        image = np.asarray(Image.fromarray(image).resize((width, h), Image.Resampling.LANCZOS))
+    return Response(content=to_jpeg(image, quality), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/{video_id}/embeddings", responses={
+    200: {"content": {"application/json": {},
+                      "application/vnd.apache.arrow.stream": {}},
+          "description": "Frame and segment embeddings with timestamps."}, **_ERRORS},
+    response_class=Response)
+def get_embeddings(video_id: str, library: LibraryDep,
+                   format: Annotated[Literal["json", "arrow"], Query()] = "json") -> Response:
+    """Every frame and segment embedding of a video, with ``frame_idx``/``pts_sec`` (frames)
+    and ``start_sec``/``end_sec`` (segments). ``format=arrow`` answers one Arrow IPC stream
+    with a ``kind`` column (``frame`` or ``segment``)."""
+    record = library.video(video_id)
+    frames = library.store.read_frames(record.video_id)
+    segments = library.store.read_segments(record.video_id)
+    if format == "arrow":
+        return Response(content=_arrow_stream(record, frames, segments),
+                        media_type="application/vnd.apache.arrow.stream")
+    import json
+
+    body = {
+        "video_id": record.video_id, "dim": int(frames.vectors.shape[1]),
+        "frames": {"frame_idx": frames.frame_idx.tolist(), "pts_sec": frames.pts_sec.tolist(),
+                   "vectors": frames.vectors.tolist()},
+        "segments": {"start_sec": segments.start_sec.tolist(),
+                     "end_sec": segments.end_sec.tolist(), "kind": list(segments.kind),
+                     "vectors": segments.vectors.tolist()},
+    }
+    return Response(content=json.dumps(body), media_type="application/json")
+
+
+def _arrow_stream(record: Any, frames: Any, segments: Any) -> bytes:
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    nf, ns = len(frames.pos), len(segments.start_sec)
+    dim = int(frames.vectors.shape[1])
+    vectors = np.concatenate([frames.vectors, segments.vectors.reshape(-1, dim)]).astype(
+        np.float32)
+    table = pa.table({
+        "kind": pa.array(["frame"] * nf + ["segment"] * ns, pa.string()),
+        "frame_idx": pa.array(list(frames.frame_idx.tolist()) + [None] * ns, pa.int64()),
+        "pts_sec": pa.array(np.concatenate([frames.pts_sec, segments.start_sec]), pa.float64()),
+        "end_sec": pa.array(np.concatenate([frames.pts_sec, segments.end_sec]), pa.float64()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+    })
+    meta = {b"video_id": record.video_id.encode(),
+            b"framedex.encoder": json.dumps({"model": record.encoder}).encode()}
+    table = table.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()

@@ -1,0 +1,219 @@
+"""Pydantic request and response models of the HTTP API (separate from the core dataclasses).
+
+Validation that belongs to the domain (a sampler's parameters, a question's emptiness) stays in
+the library and surfaces through its errors; these models check the shape of a request and the
+names a client can pick (sampler names come from the registry, not from a list written here).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from framedex.errors import UnknownNameError
+
+_STRICT = ConfigDict(extra="forbid")
+
+MetaValue = str | int | float | bool
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    detail: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "detail"?}}``."""
+
+    error: ErrorInfo
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+class StoreInfo(BaseModel):
+    uri: str
+    videos: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    encoder: dict[str, Any]
+    store: StoreInfo
+
+
+# -- videos and jobs ------------------------------------------------------------------------
+
+
+class IngestPath(BaseModel):
+    """Ingest a file that is already on the server, under one of its ``--allow-root`` folders."""
+
+    model_config = _STRICT
+    path: str = Field(min_length=1, max_length=4096, description="Absolute server-side path.")
+    fps: float | None = Field(None, gt=0, le=120, description="Frames per second to embed.")
+    metadata: dict[str, MetaValue] = Field(default_factory=dict,
+                                           description="User metadata stored with the video.")
+
+
+class JobPublic(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1)
+    source: str
+    video_id: str | None = None
+    error: str | None = None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class VideoPublic(BaseModel):
+    video_id: str
+    path: str
+    duration: float
+    frame_rate: float
+    num_frames: int
+    width: int
+    height: int
+    start_sec: float
+    is_vfr: bool
+    index_fps: float
+    num_indexed: int
+    decoder: str
+    encoder: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class VideosPublic(BaseModel):
+    data: list[VideoPublic]
+    count: int = Field(description="Total number of indexed videos (not just this page).")
+    limit: int
+    offset: int
+
+
+# -- search ---------------------------------------------------------------------------------
+
+
+class Filters(BaseModel):
+    model_config = _STRICT
+    min_duration: float | None = Field(None, ge=0)
+    max_duration: float | None = Field(None, ge=0)
+    path_glob: str | None = Field(None, min_length=1, max_length=1024)
+    metadata: dict[str, MetaValue] = Field(default_factory=dict)
+
+
+class SearchRequest(BaseModel):
+    model_config = _STRICT
+    text: str = Field(min_length=1, max_length=2000, description="What to look for.")
+    limit: int = Field(10, ge=1, le=1000)
+    group_by: Literal["moment", "video"] = "moment"
+    filters: Filters | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    group_by: str
+    results: list[dict[str, Any]]
+
+
+# -- select ---------------------------------------------------------------------------------
+
+
+def _check_sampler(name: str | None) -> str | None:
+    from framedex.query.samplers import list_samplers
+
+    if name is not None and name not in list_samplers():
+        raise ValueError(str(UnknownNameError("sampler", name, list_samplers())))
+    return name
+
+
+class SelectRequest(BaseModel):
+    model_config = _STRICT
+    question: str = Field(min_length=1, max_length=4000)
+    sampler: str | None = Field(None, description="A registered sampler (GET /v1/samplers); "
+                                                  "default: the server's default sampler.")
+    budget: int | None = Field(None, ge=1, le=10000, description="Frames to choose (default 8).")
+    tokens: int | None = Field(None, ge=1, le=10_000_000,
+                               description="A VLM token budget instead of a frame count.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Sampler parameters.")
+    include: list[Literal["frames", "payload", "plot"]] = Field(
+        default_factory=list, max_length=3,
+        description="frames: JPEG data-URLs; payload: a chat request body; plot: a PNG "
+                    "data-URL of the selection.")
+    payload_format: Literal["openai", "gemini"] = "openai"
+    frame_max_side: int = Field(512, ge=16, le=4096,
+                                description="Longer side of returned frames, pixels.")
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v: str | None) -> str | None:
+        return _check_sampler(v)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> SelectRequest:
+        if self.budget is not None and self.tokens is not None:
+            raise ValueError("give budget (frames) or tokens, not both")
+        return self
+
+
+class SelectResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    video_id: str
+    path: str
+    sampler: str
+    budget: int
+    tokens: int | None
+    indices: list[int]
+    timestamps: list[float]
+    frame_idx: list[int]
+    scores: list[float] | None
+    tiers: list[str] | None = None
+    tokens_used: int | None = None
+    decision: str | None = None
+    reason: str | None = None
+    latency_ms: float
+    params: dict[str, Any]
+    frames: list[str] | None = None
+    payload: dict[str, Any] | None = None
+    plot: str | None = None
+
+
+class SamplersPublic(BaseModel):
+    data: list[str]
+    default: str | None = None
+
+
+# -- embed ----------------------------------------------------------------------------------
+
+
+class EmbedRequest(BaseModel):
+    model_config = _STRICT
+    text: str | list[str] = Field(description="One text or a list of up to 256 texts.")
+
+    @field_validator("text")
+    @classmethod
+    def _texts(cls, v: str | list[str]) -> str | list[str]:
+        texts = [v] if isinstance(v, str) else v
+        if not 1 <= len(texts) <= 256:
+            raise ValueError("give 1 to 256 texts")
+        for t in texts:
+            if not t.strip() or len(t) > 2000:
+                raise ValueError("each text must be non-empty and at most 2000 characters")
+        return v
+
+
+class EmbedResponse(BaseModel):
+    kind: Literal["text", "image"]
+    dim: int
+    vectors: list[list[float]]
+    encoder: dict[str, Any]

@@ -1,0 +1,82 @@
+"""Server settings, built once at the edge (the CLI or a test) and passed to ``create_app``.
+
+Nothing here reads the environment at import time; ``framedex serve`` reads its options (and
+``FRAMEDEX_API_KEY``) and builds a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from framedex.errors import check
+
+#: Default upload limit (2 GiB): large enough for an hour of 1080p H.264.
+DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the HTTP service runs.
+
+    Args:
+        db: store location (folder or URI).
+        model: encoder spec; None means the store's encoder, else the default spec.
+        device: ``auto``, ``cpu``, ``cuda``...
+        host: address to bind (loopback by default: nothing is exposed unless asked).
+        port: TCP port.
+        api_key: when set, every route but ``/health`` and the docs needs it.
+        allow_roots: folders under which server-side paths may be ingested; empty means
+            ``{"path": ...}`` ingest is refused.
+        max_upload_bytes: largest accepted upload; larger ones get 413.
+        workers: ingest worker threads (ingest jobs running at once).
+        upload_dir: where uploads are stored (kept: frames are decoded from them later).
+            None means ``<db>.uploads`` beside a local store, else a temporary folder.
+        index_fps: default frames per second embedded by ingest jobs.
+        log_queries: record each search/select in the store's query log.
+    """
+
+    db: str = "framedex.db"
+    model: str | None = None
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    allow_roots: tuple[str, ...] = ()
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    workers: int = 1
+    upload_dir: str | None = None
+    index_fps: float = 1.0
+    log_queries: bool = True
+
+    def __post_init__(self) -> None:
+        check(1 <= self.port <= 65535 or self.port == 0, "port", self.port,
+              "must be in 1..65535 (or 0 for any free port)")
+        check(self.workers >= 1, "workers", self.workers, "must be >= 1")
+        check(self.max_upload_bytes >= 1, "max_upload_bytes", self.max_upload_bytes,
+              "must be >= 1")
+        check(self.index_fps > 0, "index_fps", self.index_fps, "must be > 0")
+        check(self.api_key is None or len(self.api_key) >= 8, "api_key", "***",
+              "must be at least 8 characters")
+        for root in self.allow_roots:
+            check(Path(root).expanduser().is_dir(), "allow_root", root,
+                  "must be an existing folder")
+
+    @property
+    def resolved_roots(self) -> tuple[Path, ...]:
+        """The allowed roots with symlinks resolved (paths are compared after realpath)."""
+        return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in self.allow_roots)
+
+    def resolved_upload_dir(self) -> Path:
+        """The upload folder (created)."""
+        if self.upload_dir:
+            folder = Path(self.upload_dir).expanduser()
+        elif "://" not in self.db:
+            db = Path(self.db).expanduser().resolve()
+            folder = db.parent / (db.name + ".uploads")
+        else:
+            folder = Path(tempfile.gettempdir()) / "framedex-uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

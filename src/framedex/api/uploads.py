@@ -1,0 +1,173 @@
+"""Size-limited multipart uploads streamed straight to a file.
+
+Starlette's ``request.form()`` spools a whole upload to a temporary file before the route
+runs, so a limit could only be checked afterwards. Here the body is fed chunk by chunk to
+python-multipart's push parser and the file part is written to its destination while its bytes
+are counted; the request fails with 413 as soon as the count passes the limit (or at once when
+``Content-Length`` already says so), and the partial file is removed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from framedex.errors import ConfigError, PayloadTooLargeError
+
+#: Largest non-file form field (fps, metadata...).
+MAX_FIELD_BYTES = 64 * 1024
+#: Slack for multipart boundaries and part headers when checking Content-Length.
+_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class Upload:
+    """What a multipart request carried."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    path: Path | None = None
+    size: int = 0
+
+
+class _Collector:
+    """Callbacks of the push parser: one file part goes to disk, other parts to memory."""
+
+    def __init__(self, file_field: str, dest: Path, max_bytes: int):
+        self.file_field, self.dest, self.max_bytes = file_field, dest, max_bytes
+        self.upload = Upload()
+        self.error: Exception | None = None
+        self._header_field = b""
+        self._header_value = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._name: str | None = None
+        self._is_file = False
+        self._buf = bytearray()
+        self._fh: Any = None
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+        }
+
+    def on_part_begin(self) -> None:
+        self._headers, self._name, self._is_file, self._buf = {}, None, False, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[self._header_field.lower()] = self._header_value
+        self._header_field, self._header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = opts.get(b"name", b"").decode("utf-8", "replace")
+        filename = opts.get(b"filename")
+        if self._name == self.file_field and filename is not None and self._fh is None \
+                and self.upload.path is None:
+            self._is_file = True
+            self.upload.filename = filename.decode("utf-8", "replace")
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.dest, "wb")  # noqa: SIM115 (closed in on_part_end/close)
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.error is not None:
+            return
+        n = end - start
+        if self._is_file:
+            self.upload.size += n
+            if self.upload.size > self.max_bytes:
+                self.error = PayloadTooLargeError(
+                    f"upload is larger than the limit of {self.max_bytes} bytes "
+                    "(the server's --max-upload-mb)")
+                return
+            self._fh.write(data[start:end])
+        else:
+            self._buf += data[start:end]
+            if len(self._buf) > MAX_FIELD_BYTES:
+                self.error = PayloadTooLargeError(
+                    f"form field {self._name!r} is larger than {MAX_FIELD_BYTES} bytes")
+
+    def on_part_end(self) -> None:
+        if self._is_file and self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            self.upload.path = self.dest
+        elif self._name and self.error is None:
+            self.upload.fields[self._name] = self._buf.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+async def receive_upload(request: Request, *, file_field: str, dest: Path,
+                         max_bytes: int) -> Upload:
+    """Stream a ``multipart/form-data`` body; the part named ``file_field`` goes to ``dest``.
+
+    Raises:
+        PayloadTooLargeError: the file (or the declared body) is over ``max_bytes`` (413).
+        ConfigError: not multipart, no boundary, a malformed body, or no file part (422).
+    """
+    from python_multipart import MultipartParser
+    from python_multipart.multipart import parse_options_header
+
+    ctype, opts = parse_options_header(request.headers.get("content-type", ""))
+    boundary = opts.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise ConfigError("content-type is invalid: send multipart/form-data with a boundary")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + _OVERHEAD:
+        raise PayloadTooLargeError(f"upload of {declared} bytes is larger than the limit of "
+                                   f"{max_bytes} bytes (the server's --max-upload-mb)")
+    collector = _Collector(file_field, dest, max_bytes)
+    parser = MultipartParser(boundary, collector.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if collector.error is not None:
+                raise collector.error
+        parser.finalize()
+    except (PayloadTooLargeError, ConfigError):
+        collector.close()
+        dest.unlink(missing_ok=True)
+        raise
+    except Exception as ex:  # python-multipart raises its own parse errors
+        collector.close()
+        dest.unlink(missing_ok=True)
+        raise ConfigError(f"body is invalid: malformed multipart data ({ex})") from None
+    collector.close()
+    if collector.upload.path is None:
+        dest.unlink(missing_ok=True)
+        raise ConfigError(f"{file_field} is invalid: the multipart body has no file part "
+                          f"named {file_field!r}")
+    return collector.upload
+
+
+def json_field(upload: Upload, name: str) -> Any:
+    """A form field holding JSON (e.g. ``metadata``), or None when absent.
+
+    Raises:
+        ConfigError: not JSON.
+    """
+    raw = upload.fields.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as ex:
+        raise ConfigError(f"{name}={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None

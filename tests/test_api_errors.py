@@ -1,0 +1,230 @@
+"""Bad input against the real server: every answer is a 4xx in the one JSON error shape.
+
+Decision (documented in ``POST /v1/videos``): an upload that is not a video is accepted (202)
+and its job fails with the decoder's reason; the server does not sniff content types, the
+decoder is the judge, exactly as for a server-side path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from api_server import ThreadServer, model_spec, poll_job
+from hypothesis import HealthCheck, settings
+
+from framedex.api.app import create_app
+from framedex.api.settings import Settings
+
+KEY = "errors-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LIMIT = 100_000  # bytes
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory) -> dict[str, Path]:
+    from framedex.synth import render
+
+    base = tmp_path_factory.mktemp("errs")
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    scene = {"duration": 3.0, "background": "gray",
+             "objects": [{"shape": "square", "color": "green"}]}
+    spec = {"fps": 10, "size": [32, 32], "scenes": [scene]}
+    render(spec, root / "ok.mp4")
+    render(spec, outside / "secret.mp4")
+    os.symlink(outside / "secret.mp4", root / "link.mp4")
+    os.symlink(outside, root / "linkdir")
+    return {"base": base, "root": root, "outside": outside}
+
+
+@pytest.fixture(scope="module")
+def server(layout, tiny_model):
+    s = Settings(db=str(layout["base"] / "lib.db"), model=model_spec(tiny_model), device="cpu",
+                 api_key=KEY, allow_roots=(str(layout["root"]),), max_upload_bytes=LIMIT,
+                 upload_dir=str(layout["base"] / "uploads"))
+    with ThreadServer(s) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.base, headers=AUTH, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def video_id(client, layout) -> str:
+    job = client.post("/v1/videos", json={"path": str(layout["root"] / "ok.mp4")}).json()
+    done = poll_job(client, job["job_id"])
+    assert done["status"] == "done", done
+    return done["video_id"]
+
+
+def error_of(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert set(err) <= {"code", "message", "detail"} and err["message"]
+    assert "Traceback" not in r.text
+    return err
+
+
+# -- authentication -------------------------------------------------------------------------
+
+
+def test_missing_and_wrong_key_are_401(server):
+    r = httpx.get(f"{server.base}/v1/videos")
+    assert error_of(r, 401)["code"] == "unauthorized"
+    assert r.headers["www-authenticate"] == "Bearer"
+    r = httpx.get(f"{server.base}/v1/videos", headers={"Authorization": "Bearer nope"})
+    assert "wrong API key" in error_of(r, 401)["message"]
+    r = httpx.get(f"{server.base}/v1/videos", headers={"x-api-key": KEY + "x"})
+    error_of(r, 401)
+    assert httpx.get(f"{server.base}/v1/videos", headers={"x-api-key": KEY}).status_code == 200
+    assert httpx.get(f"{server.base}/health").status_code == 200  # always open
+
+
+# -- server-side paths ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["outside", "dotdot", "symlink", "symlinked_dir"])
+def test_paths_escaping_the_roots_are_403(client, layout, where):
+    root, outside = layout["root"], layout["outside"]
+    path = {"outside": outside / "secret.mp4",
+            "dotdot": f"{root}/../outside/secret.mp4",
+            "symlink": root / "link.mp4",
+            "symlinked_dir": root / "linkdir" / "secret.mp4"}[where]
+    err = error_of(client.post("/v1/videos", json={"path": str(path)}), 403)
+    assert err["code"] == "forbidden" and "--allow-root" in err["message"]
+
+
+def test_relative_and_missing_paths(client, layout):
+    err = error_of(client.post("/v1/videos", json={"path": "ok.mp4"}), 422)
+    assert "absolute" in err["message"]
+    err = error_of(client.post("/v1/videos", json={"path": str(layout["root"] / "nope.mp4")}),
+                   404)
+    assert err["code"] == "not_found"
+
+
+# -- uploads --------------------------------------------------------------------------------
+
+
+def test_oversized_upload_is_413_and_leaves_no_file(client, layout):
+    big = b"\0" * (LIMIT + 200_000)
+    err = error_of(client.post("/v1/videos", files={"file": ("big.mp4", big)}), 413)
+    assert err["code"] == "payload_too_large" and str(LIMIT) in err["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        boundary = b"--xyz"
+        yield boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="b.mp4"'
+        yield b"\r\nContent-Type: video/mp4\r\n\r\n"
+        for _ in range(40):
+            yield b"\1" * 8192
+        yield b"\r\n" + boundary + b"--\r\n"
+
+    r = client.post("/v1/videos", content=chunks(),
+                    headers={"content-type": "multipart/form-data; boundary=xyz"})
+    error_of(r, 413)
+    assert list((layout["base"] / "uploads").glob("*")) == []
+
+
+def test_non_video_upload_job_fails_with_a_reason(client, layout):
+    r = client.post("/v1/videos", files={"file": ("notes.mp4", b"not a video " * 100)})
+    assert r.status_code == 202, r.text
+    job = poll_job(client, r.json()["job_id"])
+    assert job["status"] == "failed" and job["error"] and job["video_id"] is None
+    assert list((layout["base"] / "uploads").glob("*")) == []  # the bad upload is removed
+
+
+def test_upload_without_file_part_and_wrong_content_type(client):
+    r = client.post("/v1/videos", files={"other": ("a.mp4", b"x")})
+    assert "no file part" in error_of(r, 422)["message"]
+    r = client.post("/v1/videos", content=b"x", headers={"content-type": "text/plain"})
+    assert error_of(r, 415)["code"] == "unsupported_media_type"
+
+
+# -- select, search, JSON -------------------------------------------------------------------
+
+
+def test_budget_zero_names_the_field(client, video_id):
+    err = error_of(client.post(f"/v1/videos/{video_id}/select",
+                               json={"question": "q", "budget": 0}), 422)
+    assert err["detail"][0]["field"] == "body.budget"
+
+
+def test_unknown_sampler_lists_known_ones(client, video_id):
+    err = error_of(client.post(f"/v1/videos/{video_id}/select",
+                               json={"question": "q", "sampler": "bolts"}), 422)
+    assert "Did you mean 'bolt'" in err["message"] and "uniform" in err["message"]
+
+
+def test_bad_sampler_params_and_both_budgets(client, video_id):
+    err = error_of(client.post(f"/v1/videos/{video_id}/select",
+                               json={"question": "q", "sampler": "bolt",
+                                     "params": {"no_such_param": 1}}), 422)
+    assert "no_such_param" in err["message"]
+    err = error_of(client.post(f"/v1/videos/{video_id}/select",
+                               json={"question": "q", "budget": 4, "tokens": 500}), 422)
+    assert "not both" in err["message"]
+
+
+def test_unknown_video_and_job_are_404(client, video_id):
+    err = error_of(client.post("/v1/videos/ffffffffffff/select", json={"question": "q"}), 404)
+    assert err["code"] == "video_not_found"
+    error_of(client.get("/v1/videos/ffffffffffff/frames/0.jpg"), 404)
+    error_of(client.get("/v1/videos/ffffffffffff/embeddings"), 404)
+    error_of(client.delete("/v1/videos/ffffffffffff"), 404)
+    error_of(client.get("/v1/jobs/nope"), 404)
+    error_of(client.get("/v1/nothing-here"), 404)
+
+
+def test_malformed_json_is_400(client, video_id):
+    for url in (f"/v1/videos/{video_id}/select", "/v1/search", "/v1/videos", "/v1/embed"):
+        r = client.post(url, content=b'{"question": ', headers={"content-type":
+                                                                   "application/json"})
+        assert error_of(r, 400)["code"] == "malformed_json", url
+
+
+def test_search_validation(client, video_id):
+    err = error_of(client.post("/v1/search", json={"text": "x", "group_by": "scene"}), 422)
+    assert err["detail"][0]["field"] == "body.group_by"
+    err = error_of(client.post("/v1/search", json={"text": "x", "filters": {
+        "min_duration": 5, "max_duration": 1}}), 422)
+    assert "max_duration" in err["message"]
+    error_of(client.post("/v1/embed", json={"text": ""}), 422)
+    error_of(client.post("/v1/embed", files={"image": ("x.png", b"not an image")}), 422)
+
+
+# -- fuzzing: schemathesis against the app's own OpenAPI document -----------------------------
+
+schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
+def test_fuzz_never_5xx(case, server, video_id):
+    params = case.path_parameters or {}
+    if "video_id" in params and case.method != "DELETE" and len(params["video_id"]) % 2:
+        params["video_id"] = video_id  # half the time a real video: reach past the 404
+    response = case.call(base_url=server.base, headers=AUTH, timeout=60)
+    assert response.status_code < 500, (case.method, case.formatted_path, response.text[:300])
+
+
+def test_serve_refuses_bad_options_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "db"), "--allow-root",
+                                      str(tmp_path / "missing"), "--port", "0"])
+    assert result.exit_code == 1
+    assert "allow_root=" in result.output and "must be an existing folder" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "db"), "--api-key", "x"])
+    assert result.exit_code == 1 and "api_key" in result.output
