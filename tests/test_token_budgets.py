@@ -154,3 +154,19 @@ def test_untiered_samplers_report_low_tier_tokens(name):
     res = create_sampler(name).select_result(frames, q, TokenBudget(1000))
     assert len(res.indices) == 1000 // 66
     assert res.tiers == ["low"] * len(res.indices) and res.tokens_used <= 1000
+
+
+def test_untiered_samplers_report_tokens_at_the_cheapest_tier():
+    """Under a token budget, a sampler without tiers spends it as K frames at the low tier."""
+    import numpy as np
+
+    from framedex.query.samplers import TokenBudget, create_sampler
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((300, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    budget = TokenBudget(1000, {"high": 258, "low": 66})
+    sel = create_sampler("topk").select_result(emb, emb[5], budget)
+    assert len(sel.indices) == 1000 // 66
+    assert sel.tiers == ["low"] * len(sel.indices)
+    assert sel.tokens_used == 66 * len(sel.indices) <= 1000

@@ -231,7 +231,7 @@ class Indexer:
                 for batch in _prefetch(self._batches(video), opts.prefetch):
                     writer.add(batch, self.encoder.encode_images(batch.images))
                     if progress:
-                        progress(path, writer.count, expected)
+                        progress(path, writer.embedded, expected)
                 num_indexed = writer.finish()
             except BaseException:
                 self.store.begin_video(vid)  # leave nothing half-written behind
@@ -309,6 +309,11 @@ class _ChunkWriter:
             self._seg_n[s] = self._seg_n.get(s, 0) + int(m.sum())
         if self._pending_rows >= self.opts.write_chunk:
             self._flush()
+
+    @property
+    def embedded(self) -> int:
+        """Frames embedded so far, written or still pending (for progress reports)."""
+        return self.count + self._pending_rows
 
     def _flush(self) -> None:
         if not self._pending:

@@ -144,6 +144,12 @@ class Sampler(ABC):
             everything = list(range(ctx.n))
             return Selection(everything, _pick(ctx.scores, everything))
         sel = self._select(ctx)
+        if ctx.token_budget is not None and sel.tokens_used is None:
+            # A sampler without tiers spends a token budget as K frames at the cheapest tier
+            # (that is how ``build_context`` turned the budget into K); report it so.
+            tier = min(ctx.token_budget.tokens_per_tier, key=ctx.token_budget.cost)
+            sel.tiers = sel.tiers or [tier] * len(sel.indices)
+            sel.tokens_used = sum(ctx.token_budget.cost(t) for t in sel.tiers)
         if sel.scores is None:
             sel.scores = _pick(ctx.scores, sel.indices)
         return sel
