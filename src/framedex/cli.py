@@ -241,6 +241,11 @@ def _store_exists(db: str) -> bool:
     return "://" in db or Path(db).expanduser().is_dir()
 
 
+# search, select, stats and sql live in cli_query (kept apart for module size); importing it
+# registers them on ``app``.
+from framedex import cli_query as _cli_query  # noqa: E402,F401
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -348,7 +348,9 @@ class Store:
             q = q.refine_factor(refine_factor)
         if where:
             q = q.where(where, prefilter=True)
-        return q.select(["video_id", "pos", "frame_idx", "pts_sec"]).limit(limit).to_arrow()
+        # _distance selected explicitly: lance warns (on stderr) when it is auto-projected.
+        return q.select(["video_id", "pos", "frame_idx", "pts_sec", "_distance"]) \
+            .limit(limit).to_arrow()
 
     def build_index(self, num_partitions: int | None = None, num_sub_vectors: int | None = None,
                     index_type: str = "IVF_PQ") -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""SQL and statistics over the store's small tables (DuckDB on Arrow), and the query log.
+
+Tables ``videos``, ``query_log`` and ``jobs`` are read whole as Arrow (``Store.table_arrow``)
+and registered in a fresh in-memory DuckDB connection, so SQL never touches the LanceDB files
+and a malformed query cannot change the store.
+
+Example::
+
+    run_sql(store, "SELECT kind, count(*) FROM query_log GROUP BY kind")   # -> pa.Table
+    query_stats(store)   # [{"kind": "select", "sampler": "bolt", "count": 3, "p50_ms": ...}]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pyarrow as pa
+
+from framedex.errors import ConfigError, check
+from framedex.store.schema import now_utc
+
+log = logging.getLogger(__name__)
+
+#: The tables SQL can see, all small (one row per video, job or query).
+SQL_TABLES = ("videos", "query_log", "jobs")
+
+
+def run_sql(store: Any, query: str) -> pa.Table:
+    """Run a DuckDB SQL query over the ``videos``, ``query_log`` and ``jobs`` tables.
+
+    Args:
+        store: a :class:`~framedex.store.Store`.
+        query: one SQL statement.
+
+    Returns:
+        The result as a pyarrow Table (empty with no columns for statements without rows).
+
+    Raises:
+        ConfigError: empty or invalid SQL (the DuckDB message, on one line).
+    """
+    import duckdb
+
+    check(isinstance(query, str) and query.strip() != "", "sql", query, "must be a SQL query")
+    con = duckdb.connect(":memory:")
+    try:
+        for name in SQL_TABLES:
+            con.register(name, store.table_arrow(name))
+        try:
+            relation = con.sql(query)
+            if relation is None:  # a statement without a result set
+                return pa.table({})
+            # DuckDB 2.x names it to_arrow_table(); 1.x arrow().
+            fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+            table = fetch()
+        except duckdb.Error as ex:
+            # DuckDB messages span lines (caret diagrams); the CLI promises one line.
+            message = " ".join(str(ex).split())
+            raise ConfigError(f"sql is invalid: {message}") from None
+        return table.read_all() if isinstance(table, pa.RecordBatchReader) else table
+    finally:
+        con.close()
+
+
+_STATS_SQL = """
+SELECT kind,
+       coalesce(sampler, '') AS sampler,
+       count(*) AS count,
+       quantile_cont(latency_ms, 0.5) AS p50_ms,
+       quantile_cont(latency_ms, 0.95) AS p95_ms,
+       avg(result_size) AS mean_results
+FROM query_log
+GROUP BY kind, coalesce(sampler, '')
+ORDER BY kind, sampler
+"""
+
+
+def query_stats(store: Any) -> list[dict[str, Any]]:
+    """Count and p50/p95 latency of logged queries per (kind, sampler).
+
+    Returns:
+        One dict per group: ``kind``, ``sampler`` ("" for searches), ``count``, ``p50_ms``,
+        ``p95_ms``, ``mean_results``; sorted by kind then sampler. Empty when nothing is logged.
+    """
+    rows = run_sql(store, _STATS_SQL).to_pylist()
+    for row in rows:
+        for key in ("p50_ms", "p95_ms", "mean_results"):
+            row[key] = None if row[key] is None else round(float(row[key]), 3)
+        row["count"] = int(row["count"])
+    return rows
+
+
+def log_query(store: Any, *, kind: str, query: str, latency_ms: float, result_size: int,
+              sampler: str | None = None, budget: int | None = None, tokens: int | None = None,
+              video_id: str | None = None, params: dict[str, Any] | None = None) -> None:
+    """Append one row to ``query_log``. A failed write is logged, never raised.
+
+    A query that succeeded must not fail because its log row could not be written (a
+    read-only store, a concurrent compaction): the log is telemetry, not data.
+    """
+    row = {
+        "ts": now_utc(), "kind": kind, "sampler": sampler, "budget": budget, "tokens": tokens,
+        "video_id": video_id, "query": query, "latency_ms": float(latency_ms),
+        "result_size": int(result_size),
+        "params": json.dumps(params or {}, sort_keys=True, default=str),
+    }
+    try:
+        store.append("query_log", [row])
+    except Exception as ex:  # noqa: BLE001 - telemetry must never break a query
+        log.warning("could not append to query_log: %s", ex)
