@@ -1,9 +1,9 @@
 """Benchmark library search at scale: ANN (IVF-PQ) recall@10 and latency vs exact search.
 
-Writes N frame vectors (D=512, float16 storage, as the indexer stores them) into a temporary
+Writes N frame vectors (D=512, float32 storage, as the indexer stores them) into a temporary
 store in big batches, builds the IVF-PQ index with ``Store.build_index``, then runs Q queries
 per (nprobes, refine_factor) setting and prints a markdown table of recall@10 (against exact
-brute-force numpy search over the same float16 vectors) and p50/p95 latency.
+brute-force numpy search over the same float32 vectors) and p50/p95 latency.
 
 Data (``--data``):
 - ``video`` (default): video-like clusters. Each "video" is a run of scenes of 5-60 frames;
@@ -36,18 +36,18 @@ VIDEO_FRAMES = 10_000  # frames per synthetic "video" (one add_frames call each)
 
 def make_chunk(rng: np.random.Generator, n: int, kind: str,
                noise: float) -> tuple[np.ndarray, np.ndarray]:
-    """n float16 unit vectors, and the scene centres (float32) they were drawn around."""
+    """n float32 unit vectors, and the scene centres (float32) they were drawn around."""
     if kind == "random":
         x = rng.standard_normal((n, D), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        return x.astype(np.float16), x[: max(1, n // 100)]
+        return x.astype(np.float32), x[: max(1, n // 100)]
     lengths = rng.integers(5, 61, size=n // 5 + 1)
     owner = np.repeat(np.arange(len(lengths)), lengths)[:n]
     centres = rng.standard_normal((owner[-1] + 1, D), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     x = centres[owner] + rng.standard_normal((n, D), dtype=np.float32) * (noise / np.sqrt(D))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float16), centres
+    return x.astype(np.float32), centres
 
 
 def fill_store(store, n: int, kind: str, noise: float, seed: int):
@@ -142,7 +142,7 @@ def main() -> None:
         store.search_frames(q, 10, nprobes=8)
 
     qdesc = ("scene centre + noise" if args.data == "video" else "stored vector + noise")
-    print(f"\n{args.n:,} vectors, D={D}, float16; data={args.data}; queries: {len(queries)} x "
+    print(f"\n{args.n:,} vectors, D={D}, float32; data={args.data}; queries: {len(queries)} x "
           f"{qdesc} (noise {args.noise}); write {t_write:.1f} s, build_index {t_index:.1f} s "
           f"({info['num_partitions']} partitions, {info['num_sub_vectors']} sub-vectors); "
           f"exact numpy brute force {t_exact:.1f} ms/query\n")

@@ -1,7 +1,7 @@
 """Benchmark select on cached embeddings vs the no-cache path the papers' code runs.
 
 Cached path (what framedex does per question), for a 1-hour video at 1 fps (3,600 frames,
-D=512, float16 storage), per sampler: ``Store.read_frames`` + ``encode_text`` + one sampler
+D=512, float32 storage), per sampler: ``Store.read_frames`` + ``encode_text`` + one sampler
 call; p50/p95 of the sampler call alone and of the whole path.
 
 No-cache path (AKS/BOLT/... official code): decode the video's frames at 1 fps and encode
@@ -32,7 +32,7 @@ QUESTION = "when does the purple star appear?"
 
 
 def fill_store(store, seed: int = 0) -> str:
-    """One committed 1-hour video: 3,600 scene-like unit vectors (float16 in the store)."""
+    """One committed 1-hour video: 3,600 scene-like unit vectors (float32 in the store)."""
     from framedex.store.schema import VideoRecord
 
     rng = np.random.default_rng(seed)
@@ -138,7 +138,7 @@ def main() -> None:
     store = Store(Path(tmp.name) / "db")
     vid = fill_store(store)
 
-    print(f"\nselect on cached embeddings: 1-hour video, {N} frames x {D} (float16 store), "
+    print(f"\nselect on cached embeddings: 1-hour video, {N} frames x {D} (float32 store), "
           f"K={args.budget}, {args.reps} reps, text encoder {args.model} "
           f"(dim {encoder.dim}), CPU\n")
     print("| sampler | sampler p50 ms | sampler p95 ms | read+encode+sampler p50 ms | p95 ms "

@@ -70,8 +70,8 @@ def _sql_str(value: str) -> str:
 
 
 def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    """(N, D) float array -> Arrow fixed-size-list column of float16."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float16)
+    """(N, D) float array -> Arrow fixed-size-list column of float32."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
@@ -80,7 +80,7 @@ def column_vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     flat = column.flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(-1, dim).astype(np.float32)
+    return flat.reshape(-1, dim).astype(np.float32, copy=False)
 
 
 class Store:

@@ -6,7 +6,8 @@ Tables (one LanceDB database, a local folder by default):
   are written, so its presence is the visibility point (see ``Store.commit_video``).
 - ``frames``: one row per indexed frame: ``video_id``, ``pos`` (position in the video's
   index grid), ``frame_idx`` (native frame), ``pts_sec`` and the L2-normalised ``vector``
-  (float16 storage; math is done in float32/float64 after reading).
+  (float32: Lance trains IVF-PQ ~7x slower on float16 columns, measured 199 s vs 27 s
+  for 10k x 512 vectors; samplers then need no cast either).
 - ``segments``: fixed windows (6 s by default, Twelve Labs' default) with a mean-pooled,
   re-normalised ``vector``.
 - ``jobs`` and ``query_log``: ingest jobs of the HTTP API, and one row per search/select.
@@ -37,7 +38,7 @@ def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:
             ("pos", pa.int32()),
             ("frame_idx", pa.int64()),
             ("pts_sec", pa.float64()),
-            ("vector", pa.list_(pa.float16(), dim)),
+            ("vector", pa.list_(pa.float32(), dim)),
         ],
         metadata={ENCODER_KEY: json.dumps(encoder, sort_keys=True).encode(),
                   SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode()},
@@ -54,7 +55,7 @@ def segments_schema(dim: int) -> pa.Schema:
             ("start_sec", pa.float64()),
             ("end_sec", pa.float64()),
             ("num_frames", pa.int32()),
-            ("vector", pa.list_(pa.float16(), dim)),
+            ("vector", pa.list_(pa.float32(), dim)),
         ]
     )
 
