@@ -23,7 +23,15 @@ from framedex.cli import (
     emit,
     handle_errors,
     out_console,
+    resolve_model,
 )
+
+
+def _registered_samplers() -> list[str]:
+    """Registry names for --help (the samplers are numpy-only, cheap to import)."""
+    from framedex.query.samplers import list_samplers
+
+    return list_samplers()
 
 
 def _sampler_name(value: str | None) -> str | None:
@@ -122,7 +130,8 @@ def select(
     db: Db = DEFAULT_DB,
     sampler: Annotated[str | None, typer.Option(
         "--sampler", envvar="FRAMEDEX_SAMPLER",
-        help="Sampler name (see the list in errors); default $FRAMEDEX_SAMPLER or router.")] = None,
+        help="Sampler: " + ", ".join(_registered_samplers())
+        + ". Default: $FRAMEDEX_SAMPLER, else router.")] = None,
     budget: Annotated[int, typer.Option("--budget", "-k", help="Frames to choose (K).")] = 8,
     tokens: Annotated[int | None, typer.Option(
         "--tokens", help="Token budget instead of K (Gemini 258/130/66 per high/mid/low).")] = None,
