@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"video: {video} ({time.perf_counter() - t0:.1f} s to generate or find)",
               file=sys.stderr)
     with open_video(video, "pyav") as d:
-        info, n_keys = d.info, len(d._key_idx)  # noqa: SLF001 - benchmark-only peek
+        info, n_keys = d.info, len(d._key_idx)
     names = a.decoders or list_decoders()
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for _ in range(a.repeats):  # interleaved, so a noisy neighbour hurts every backend alike

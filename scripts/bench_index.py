@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_decode import make_video  # noqa: E402
+from bench_decode import make_video
 
-from framedex.indexer.decode import open_video  # noqa: E402
-from framedex.indexer.encoder import load_encoder  # noqa: E402
-from framedex.indexer.pipeline import IndexOptions, Indexer  # noqa: E402
-from framedex.store import Store  # noqa: E402
+from framedex.indexer.decode import open_video
+from framedex.indexer.encoder import load_encoder
+from framedex.indexer.pipeline import Indexer, IndexOptions
+from framedex.store import Store
 
 
 def random_vit_b32(folder: Path) -> str:

@@ -37,6 +37,7 @@ from framedex.synth.spec import BACKGROUNDS, COLORS, SHAPES, parse_spec
 OUT = Path(__file__).resolve().parents[1] / "src/framedex/indexer/models/synthetic-shapes"
 TRAIN_SEED_LIMIT = 10**9
 PAIRS = [(s, c) for s in SHAPES for c in COLORS]  # (shape, color) label order of the aux head
+TEXT_LABELS = len(PAIRS) + len(SHAPES) + len(COLORS) + len(BACKGROUNDS)  # text probe outputs
 # Vision: open_clip's ModifiedResNet (a CLIP-RN50-style conv tower with attention pooling)
 # at 64 px, width 16, one bottleneck per stage. A from-scratch ViT (64 px, patch 8, width 96,
 # 4 layers) learned colours and backgrounds but no shapes in our CPU budget (see RECIPE).
@@ -122,7 +123,26 @@ def make_batch(rng, batch, preprocess, tokenizer, group: int = 1):
         for o in objs:
             labels[i, PAIRS.index(o)] = 1.0
         labels[i, len(PAIRS) + list(BACKGROUNDS).index(bg)] = 1.0
-    return torch.stack(imgs), tokenizer(texts), rel, labels
+    return torch.stack(imgs), tokenizer(texts), rel, labels, text_labels(queries)
+
+
+def text_labels(queries) -> torch.Tensor:
+    """What each caption names: (shape, color) pairs, shapes, colours, background (0/1).
+
+    No random draws here, so adding these labels left the batches of every stage unchanged.
+    """
+    out = torch.zeros(len(queries), TEXT_LABELS)
+    for i, q in enumerate(queries):
+        for s, c in q.items:
+            if s is not None and c is not None:
+                out[i, PAIRS.index((s, c))] = 1.0
+            if s is not None:
+                out[i, len(PAIRS) + SHAPES.index(s)] = 1.0
+            if c is not None:
+                out[i, len(PAIRS) + len(SHAPES) + list(COLORS).index(c)] = 1.0
+        if q.background is not None:
+            out[i, TEXT_LABELS - len(BACKGROUNDS) + list(BACKGROUNDS).index(q.background)] = 1.0
+    return out
 
 
 def soft_clip_loss(img_f, txt_f, scale, rel):
@@ -171,6 +191,9 @@ class Stage:
     stop_after: int = 0  # stop after this many updates, inside the ``steps`` schedule
     aux: float = 0.0  # weight of the auxiliary object/background presence loss
     vit: bool = False  # train with VIT_VISION_CFG instead of the final conv tower
+    text_aux: float = 0.0  # weight of the auxiliary probe on text embeddings (what is named)
+    reset_words: tuple[str, ...] = ()  # re-draw these words' token embeddings before training
+    fresh_text: bool = False  # carry over only the vision tower; the text tower starts anew
 
 
 # The recipe that produced the shipped weights (the measured history, kept reproducible).
@@ -199,7 +222,9 @@ def run_stage(model, stage: Stage, preprocess, tokenizer, args) -> dict:
     # which background a frame shows: a direct shape signal the contrastive loss lacks. The
     # probe is thrown away; only the towers it shaped are saved.
     head = torch.nn.Linear(MODEL_CFG["embed_dim"], len(PAIRS) + len(BACKGROUNDS))
-    opt.add_param_group({"params": list(head.parameters()), "weight_decay": 0.0})
+    text_head = torch.nn.Linear(MODEL_CFG["embed_dim"], TEXT_LABELS)
+    opt.add_param_group({"params": [*head.parameters(), *text_head.parameters()],
+                         "weight_decay": 0.0})
     warm = max(1, stage.steps // 20)
     t0, t_data, updates = time.time(), 0.0, 0
     batches = iter(loader)
@@ -209,13 +234,16 @@ def run_stage(model, stage: Stage, preprocess, tokenizer, args) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         td = time.time()
-        images, tokens, rel, labels = next(batches)
+        images, tokens, rel, labels, tlabels = next(batches)
         t_data += time.time() - td
         img_f, txt_f, scale = model(images, tokens)
         loss = soft_clip_loss(img_f, txt_f, scale, rel)
         if stage.aux:
             loss = loss + stage.aux * F.binary_cross_entropy_with_logits(
                 head(img_f * 10.0), labels)
+        if stage.text_aux:
+            loss = loss + stage.text_aux * F.binary_cross_entropy_with_logits(
+                text_head(txt_f * 10.0), tlabels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -233,10 +261,29 @@ def run_stage(model, stage: Stage, preprocess, tokenizer, args) -> dict:
     return {**asdict(stage), "updates": updates, "seconds": round(time.time() - t0, 1)}
 
 
-def carry_over(model, state: dict) -> int:
-    """Load every tensor of ``state`` (rounded to fp16, as saved) whose name and shape fit."""
+def reset_words(model, tokenizer, words: tuple[str, ...], seed: int) -> None:
+    """Re-draw the token embeddings of ``words`` (seeded), at the table's mean row norm.
+
+    Why: stage 1 (colour-only ViT) pulled "circle"/"square" and "star"/"triangle" onto nearly
+    the same token vectors (cosine 0.92), so the text tower embedded "a red circle" and "a red
+    square" identically and no later stage separated them.
+    """
+    emb = model.token_embedding.weight
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        norm = emb.norm(dim=1).mean()
+        for w in words:
+            (tid,) = tokenizer.encode(w)
+            v = torch.randn(emb.shape[1], generator=gen)
+            emb[tid] = v / v.norm() * norm
+
+
+def carry_over(model, state: dict, only: str = "") -> int:
+    """Load every tensor of ``state`` (rounded to fp16, as saved) whose name and shape fit
+    (and, with ``only``, whose name starts with it)."""
     own = model.state_dict()
-    fit = {k: v.half().float() for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fit = {k: v.half().float() for k, v in state.items()
+           if k in own and own[k].shape == v.shape and k.startswith(only)}
     model.load_state_dict(fit, strict=False)
     return len(fit)
 
@@ -245,7 +292,9 @@ def train(args) -> None:
     """Run the recipe (or one custom stage) and save the model."""
     torch.set_num_threads(args.threads)
     stages = RECIPE if args.steps is None else (
-        Stage(args.seed, args.steps, args.lr, args.group, args.stop_after, args.aux, args.vit),)
+        Stage(args.seed, args.steps, args.lr, args.group, args.stop_after, args.aux, args.vit,
+              args.text_aux, tuple(args.reset_words.split(",")) if args.reset_words else (),
+              args.fresh_text),)
     state = None
     if args.init:
         from safetensors.torch import load_file
@@ -257,7 +306,9 @@ def train(args) -> None:
         # tower changes (ViT -> conv), only the text tower and logit scale carry over.
         model, preprocess, tokenizer = build(stage.seed, VIT_VISION_CFG if stage.vit else None)
         if state is not None:
-            print(f"stage seed {stage.seed}: {carry_over(model, state)} tensors carried over")
+            n = carry_over(model, state, "visual." if stage.fresh_text else "")
+            print(f"stage seed {stage.seed}: {n} tensors carried over")
+        reset_words(model, tokenizer, stage.reset_words, stage.seed)
         done.append(run_stage(model, stage, preprocess, tokenizer, args))
         state = model.state_dict()
     cfg = {**MODEL_CFG, "vision_cfg": VIT_VISION_CFG} if stages[-1].vit else MODEL_CFG
@@ -300,6 +351,12 @@ def main() -> None:
     custom.add_argument("--stop-after", type=int, default=0, help="stop after N updates")
     custom.add_argument("--aux", type=float, default=1.0, help="aux presence-loss weight")
     custom.add_argument("--vit", action="store_true", help="train the ViT vision tower")
+    custom.add_argument("--text-aux", type=float, default=0.0,
+                        help="aux weight of the probe on text embeddings")
+    custom.add_argument("--reset-words", default="",
+                        help="comma-separated words whose token embeddings are re-drawn")
+    custom.add_argument("--fresh-text", action="store_true",
+                        help="keep only the vision tower of --init; train a new text tower")
     custom.add_argument("--init", default=None, help="start from this saved model dir")
     train(ap.parse_args())
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from videos import VideoTruth, cfr, read_index, write_audio_only, write_video
 
 from framedex.errors import ConfigError, DecodeError, UnknownNameError, VideoOpenError
 from framedex.indexer.decode import list_decoders, open_video, resolve_decoder
-from videos import VideoTruth, cfr, read_index, write_audio_only, write_video
 
 pytestmark = pytest.mark.parametrize("decoder", list_decoders())
 
@@ -187,9 +187,8 @@ def _bad(tmp_path: Path, videos: dict, kind: str) -> Path:
 def test_bad_files_raise_clear_errors(decoder: str, videos: dict, tmp_path: Path,
                                       kind: str, reason: str) -> None:
     path = _bad(tmp_path, videos, kind)
-    with pytest.raises(VideoOpenError, match=reason) as ei:
-        with open_video(path, decoder) as dec:
-            list(dec.iter_index_frames(1.0))
+    with pytest.raises(VideoOpenError, match=reason) as ei, open_video(path, decoder) as dec:
+        list(dec.iter_index_frames(1.0))
     assert str(path) in str(ei.value)
 
 

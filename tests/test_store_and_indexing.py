@@ -14,7 +14,7 @@ import pytest
 
 from framedex.errors import EncoderMismatchError, VideoNotFoundError
 from framedex.indexer.encoder import load_encoder
-from framedex.indexer.pipeline import IndexOptions, Indexer, content_id
+from framedex.indexer.pipeline import Indexer, IndexOptions, content_id
 from framedex.store import Store
 
 

@@ -117,7 +117,7 @@ def index(
     """Index videos (files and folders) into the store. Bad files are reported and skipped."""
     from framedex.indexer.decode import resolve_decoder
     from framedex.indexer.encoder import load_encoder
-    from framedex.indexer.pipeline import IndexOptions, Indexer, parse_metadata
+    from framedex.indexer.pipeline import Indexer, IndexOptions, parse_metadata
     from framedex.store import Store
 
     options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size)
@@ -138,8 +138,7 @@ def index(
 
 
 def _run_with_progress(indexer: Any, paths: list[Path], meta: dict[str, Any], show: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if not (show and sys.stderr.isatty()):
         return indexer.index_paths(paths, metadata=meta)
@@ -253,4 +252,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Under ``python -m framedex.cli`` this file runs as ``__main__``; the commands in
+    # cli_query register on the imported ``framedex.cli`` module, so run that one.
+    from framedex.cli import main as _main
+
+    _main()

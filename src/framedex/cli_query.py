@@ -7,6 +7,7 @@ command they take ``--db`` and ``--json``; errors are one line on stderr and exi
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 

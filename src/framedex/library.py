@@ -87,7 +87,7 @@ class Library:
     # -- indexing and videos --------------------------------------------------------------
 
     def _indexer(self, fps: float, decoder: str) -> Any:
-        from framedex.indexer.pipeline import IndexOptions, Indexer
+        from framedex.indexer.pipeline import Indexer, IndexOptions
 
         return Indexer(self.store, self.encoder, IndexOptions(index_fps=fps, decoder=decoder))
 

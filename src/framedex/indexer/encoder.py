@@ -158,7 +158,6 @@ class Encoder:
 
     def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, device: str, precision: str):
         import torch
-
         from open_clip import get_model_preprocess_cfg
 
         self.spec = spec

@@ -40,7 +40,7 @@ from framedex.store.schema import VideoRecord
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv".split()
+    [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"]
 )
 
 #: progress(path, frames_done, frames_expected)

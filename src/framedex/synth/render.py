@@ -56,7 +56,7 @@ class Truth:
         for s in self.scenes:
             if background is not None and s.background != background:
                 continue
-            if shape is None and color is None or any(
+            if (shape is None and color is None) or any(
                     (shape is None or sh == shape) and (color is None or c == color)
                     for sh, c in s.objects):
                 out.append((s.start, s.end))

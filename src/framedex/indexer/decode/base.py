@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import numpy as np
 
-from framedex.errors import UnknownNameError, VideoOpenError, check
+from framedex.errors import VideoOpenError, check
+from framedex.registry import Registry
 
 #: Common nominal rates. A CFR estimate within 0.05% of one of them snaps to it, so that
 #: containers with coarse time bases (Matroska's 1 ms) still map 29.97 fps exactly.
@@ -293,7 +294,7 @@ class VideoDecoder(ABC):
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
+        except Exception:
             pass
 
     def __repr__(self) -> str:
@@ -303,25 +304,10 @@ class VideoDecoder(ABC):
 
 
 # ---- registry ------------------------------------------------------------------------------
-D = TypeVar("D", bound=type[VideoDecoder])
-_DECODERS: dict[str, type[VideoDecoder]] = {}
+_DECODERS: Registry[type[VideoDecoder]] = Registry("decoder")
 
-
-def register_decoder(name: str) -> Callable[[D], D]:
-    """Class decorator that registers a decode backend under ``name``.
-
-    Raises:
-        ValueError: if ``name`` is already registered.
-    """
-
-    def wrap(cls: D) -> D:
-        if name in _DECODERS:
-            raise ValueError(f"decoder {name!r} is already registered by {_DECODERS[name]!r}")
-        cls.name = name
-        _DECODERS[name] = cls
-        return cls
-
-    return wrap
+#: Class decorator registering a decode backend under a name (duplicates raise).
+register_decoder = _DECODERS.register
 
 
 def list_decoders(available_only: bool = True) -> list[str]:
@@ -335,6 +321,4 @@ def get_decoder_class(name: str) -> type[VideoDecoder]:
     Raises:
         UnknownNameError: no backend has that name.
     """
-    if name not in _DECODERS:
-        raise UnknownNameError("decoder", str(name), _DECODERS)
-    return _DECODERS[name]
+    return _DECODERS.get(name)

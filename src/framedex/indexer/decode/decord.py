@@ -81,8 +81,8 @@ class DecordDecoder(VideoDecoder):
         vr = self._open_reader(-1, -1)
         try:  # fills vr._frame_pts with decord's whole per-packet table
             vr.get_frame_timestamp([0])
-            table = np.asarray(vr._frame_pts, dtype=np.float64).reshape(-1, 2)  # noqa: SLF001
-        except Exception as ex:  # noqa: BLE001 - decord raises bare DECORDError/IndexError
+            table = np.asarray(vr._frame_pts, dtype=np.float64).reshape(-1, 2)
+        except Exception as ex:
             raise VideoOpenError(f"cannot open video {self.path!r}: decord could not read the "
                                  f"frame table ({_reason(ex)})") from ex
         # The pts table (one row per demuxed packet) is authoritative; len() may be an estimate
@@ -96,7 +96,7 @@ class DecordDecoder(VideoDecoder):
         rate, duration, is_vfr = timing_from_pts(self._pts, last_dur)
         try:  # decord exposes no frame size; decode frame 0 (also proves the codec decodes)
             shape = vr.get_batch([0]).shape
-        except Exception as ex:  # noqa: BLE001
+        except Exception as ex:
             raise VideoOpenError(f"cannot open video {self.path!r}: first frame does not "
                                  f"decode ({_reason(ex)})") from ex
         self._info = VideoInfo(
@@ -115,7 +115,7 @@ class DecordDecoder(VideoDecoder):
         try:
             vr = decord.VideoReader(self.path, ctx=decord.cpu(0), width=width, height=height,
                                     num_threads=self._threads, fault_tol=0)
-        except Exception as ex:  # noqa: BLE001 - DECORDError, RuntimeError, AssertionError
+        except Exception as ex:
             raise VideoOpenError(f"cannot open video {self.path!r}: {_reason(ex)}") from ex
         self._readers[key] = vr
         return vr
@@ -135,7 +135,7 @@ class DecordDecoder(VideoDecoder):
             part = [int(i) for i in indices[s:s + chunk]]
             try:
                 batch = vr.get_batch(part).asnumpy()
-            except Exception as ex:  # noqa: BLE001 - DECORDError/DECORDLimitReachedError
+            except Exception as ex:
                 raise DecodeError(f"decoding frames {part[0]}..{part[-1]} of {self.path!r} "
                                   f"failed: {_reason(ex)}") from ex
             for i, img in zip(part, batch, strict=True):
@@ -190,5 +190,5 @@ def _probe_meta(path: str) -> tuple[float, str, str]:
             vs = c.streams.video[0]
             start = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
             return start, vs.codec_context.codec.name, c.format.name
-    except Exception:  # noqa: BLE001 - metadata only; decord reports the real error
+    except Exception:
         return 0.0, "unknown", ""

@@ -6,27 +6,27 @@ Importing this package registers every built-in sampler (one module each) throug
 
 from __future__ import annotations
 
+from framedex.query.samplers import adard_key as adard_key
+from framedex.query.samplers import aks as aks
+from framedex.query.samplers import bolt as bolt
+from framedex.query.samplers import focus as focus
+from framedex.query.samplers import fps as fps
+from framedex.query.samplers import mmr as mmr
+from framedex.query.samplers import qframe as qframe
+from framedex.query.samplers import router as router
+from framedex.query.samplers import shots as shots
+from framedex.query.samplers import topk as topk
+
+# Built-ins: one module per sampler. Import order does not matter.
+# (The sampler modules are added here as they land.)
+from framedex.query.samplers import uniform as uniform
+from framedex.query.samplers import vilamp as vilamp
 from framedex.query.samplers.base import TIERS as TIERS
 from framedex.query.samplers.base import Budget as Budget
+from framedex.query.samplers.base import Sampler as Sampler
 from framedex.query.samplers.base import SelectContext as SelectContext
 from framedex.query.samplers.base import Selection as Selection
-from framedex.query.samplers.base import Sampler as Sampler
 from framedex.query.samplers.base import TokenBudget as TokenBudget
 from framedex.query.samplers.base import create_sampler as create_sampler
 from framedex.query.samplers.base import list_samplers as list_samplers
 from framedex.query.samplers.base import register_sampler as register_sampler
-
-# Built-ins: one module per sampler. Import order does not matter.
-# (The sampler modules are added here as they land.)
-from framedex.query.samplers import uniform as uniform  # noqa: E402,F401
-from framedex.query.samplers import fps as fps  # noqa: E402,F401
-from framedex.query.samplers import topk as topk  # noqa: E402,F401
-from framedex.query.samplers import shots as shots  # noqa: E402,F401
-from framedex.query.samplers import mmr as mmr  # noqa: E402,F401
-from framedex.query.samplers import aks as aks  # noqa: E402,F401
-from framedex.query.samplers import bolt as bolt  # noqa: E402,F401
-from framedex.query.samplers import vilamp as vilamp  # noqa: E402,F401
-from framedex.query.samplers import adard_key as adard_key  # noqa: E402,F401
-from framedex.query.samplers import qframe as qframe  # noqa: E402,F401
-from framedex.query.samplers import focus as focus  # noqa: E402,F401
-from framedex.query.samplers import router as router  # noqa: E402,F401

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
-from framedex.query.samplers.base import SelectContext, Selection, Sampler, register_sampler
+from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
 from framedex.query.samplers.qframe import uniform_tier_fields
 from framedex.query.samplers.router import peakedness
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from framedex.errors import ConfigError, UnknownNameError, check
+from framedex.errors import ConfigError, check
+from framedex.registry import Registry
 
 #: Resolution tiers, best first. A tier's ``scale`` is the fraction of the native frame side.
 TIERS: tuple[str, ...] = ("high", "mid", "low")
@@ -261,31 +262,15 @@ def build_context(
                          token_budget=token_budget)
 
 
-S = TypeVar("S", bound=type[Sampler])
+_SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
 
-_SAMPLERS: dict[str, type[Sampler]] = {}
-
-
-def register_sampler(name: str) -> Callable[[S], S]:
-    """Class decorator that registers a sampler under ``name``.
-
-    Raises:
-        ValueError: if ``name`` is already registered.
-    """
-
-    def wrap(cls: S) -> S:
-        if name in _SAMPLERS:
-            raise ValueError(f"sampler {name!r} is already registered by {_SAMPLERS[name]!r}")
-        cls.name = name
-        _SAMPLERS[name] = cls
-        return cls
-
-    return wrap
+#: Class decorator registering a sampler under a name (duplicates raise), as a third party would.
+register_sampler = _SAMPLERS.register
 
 
 def list_samplers() -> list[str]:
     """Names of all registered samplers, sorted."""
-    return sorted(_SAMPLERS)
+    return _SAMPLERS.names()
 
 
 def create_sampler(name: str | Sampler, **params: Any) -> Sampler:
@@ -297,10 +282,8 @@ def create_sampler(name: str | Sampler, **params: Any) -> Sampler:
     """
     if isinstance(name, Sampler):
         return name
-    if name not in _SAMPLERS:
-        raise UnknownNameError("sampler", str(name), _SAMPLERS)
+    cls = _SAMPLERS.get(str(name))
     params = {k: v for k, v in params.items() if v is not None}
-    cls = _SAMPLERS[name]
     try:
         return cls(**params)
     except TypeError as ex:

@@ -122,4 +122,4 @@ class BoltSampler(Sampler):
             out = dedupe_nearest(idx, p)
         else:
             out = idx  # already non-decreasing: cdf and u both are
-        return Selection(out.tolist(), extras={"distinct_draws": int(len(np.unique(idx)))})
+        return Selection(out.tolist(), extras={"distinct_draws": len(np.unique(idx))})

@@ -39,7 +39,7 @@ import numpy as np
 
 from framedex.errors import check
 from framedex.query.samplers.adard_key import minmax
-from framedex.query.samplers.base import SelectContext, Selection, Sampler, register_sampler
+from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
 from framedex.query.samplers.qframe import uniform_tier_fields
 from framedex.query.samplers.topk import top_indices
 

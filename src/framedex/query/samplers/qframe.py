@@ -33,9 +33,9 @@ import numpy as np
 
 from framedex.errors import check
 from framedex.query.samplers.base import (
+    Sampler,
     SelectContext,
     Selection,
-    Sampler,
     TokenBudget,
     register_sampler,
 )

@@ -38,9 +38,9 @@ import numpy as np
 
 from framedex.errors import check
 from framedex.query.samplers.base import (
+    Sampler,
     SelectContext,
     Selection,
-    Sampler,
     create_sampler,
     list_samplers,
     register_sampler,

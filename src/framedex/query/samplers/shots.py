@@ -93,7 +93,7 @@ class ShotsSampler(Sampler):
                 masked = np.where(chosen, -np.inf, ctx.scores)
                 extra = top_indices(masked, rest)
             picks = np.concatenate([picks, extra])
-        return Selection(np.sort(picks).tolist(), extras={"shots": int(len(starts))})
+        return Selection(np.sort(picks).tolist(), extras={"shots": len(starts)})
 
 
 def _num(x: object) -> bool:

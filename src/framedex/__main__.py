@@ -1,0 +1,5 @@
+"""``python -m framedex``: the same as the ``framedex`` command."""
+
+from framedex.cli import main
+
+main()
