@@ -375,7 +375,9 @@ class Store:
         if table is None or table.count_rows() == 0:
             raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
         rows = table.count_rows()
-        parts = num_partitions or max(1, min(4096, int(np.sqrt(rows))))
+        # ~4K rows per partition (LanceDB guidance); sqrt(N) partitions made k-means training
+        # the bottleneck at 1M rows on a small machine.
+        parts = num_partitions or max(1, min(4096, rows // 4096))
         subs = num_sub_vectors or max(1, self.dim // 8)
         from lancedb.index import HnswSq, IvfPq
 
