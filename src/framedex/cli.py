@@ -240,9 +240,9 @@ def _store_exists(db: str) -> bool:
     return "://" in db or Path(db).expanduser().is_dir()
 
 
-# search, select, stats and sql live in cli_query (kept apart for module size); importing it
-# registers them on ``app``.
-from framedex import cli_query as _cli_query  # noqa: E402,F401
+# search, select, stats, sql, serve, eval and export-selections live in cli_commands (kept
+# apart for module size); importing it registers them on ``app``.
+from framedex import cli_commands as _cli_commands  # noqa: E402,F401
 
 
 def main() -> None:
@@ -253,7 +253,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     # Under ``python -m framedex.cli`` this file runs as ``__main__``; the commands in
-    # cli_query register on the imported ``framedex.cli`` module, so run that one.
+    # cli_commands register on the imported ``framedex.cli`` module, so run that one.
     from framedex.cli import main as _main
 
     _main()

@@ -1,4 +1,4 @@
-"""The query commands of the ``framedex`` CLI: search, select, stats, sql.
+"""More ``framedex`` commands: search, select, stats, sql, serve, eval, export-selections.
 
 Registered on :data:`framedex.cli.app` when :mod:`framedex.cli` is imported. Like every
 command they take ``--db`` and ``--json``; errors are one line on stderr and exit code 1.
