@@ -111,7 +111,10 @@ def test_adard_key_spends_a_peaked_budget_inside_the_needles():
 
 def test_adard_key_gates_a_weak_query_to_diversity():
     frames, q = make_video(background(600))  # no frame stands out
-    res = create_sampler("adard_key").select_result(frames, q, 16)
+    # tau=1.0 puts the gate at the top of the noise band; the default (0.8, tuned by
+    # `framedex eval`) gates only curves flatter than noise, since scene-structured relevance
+    # made the 1.0 gate fire on real needles too.
+    res = create_sampler("adard_key", tau=1.0).select_result(frames, q, 16)
     assert res.extras["gated"]
     shots_hit = {i // SHOT for i in res.indices}
     assert len(shots_hit) == 16  # one frame per shot: pure diversity, no near-duplicates
