@@ -166,11 +166,11 @@ class Library:
         from framedex.query.select import check_request
 
         check_request(question, budget, tokens)
-        create_sampler(name, **(params or {}))
+        chosen = create_sampler(name, **(params or {}))
         record = self.store.find_video(video)  # before loading a model for nothing
         encoder = self._query_encoder()  # a first-use model load is not query latency
         result = select_frames(self.store, encoder.encode_text, record, question,
-                               sampler=name, budget=budget, tokens=tokens, params=params)
+                               sampler=chosen, budget=budget, tokens=tokens, params=params)
         if self.log_queries:
             log_query(self.store, kind="select", query=question, sampler=result.sampler,
                       budget=budget, tokens=tokens, video_id=result.video_id,
@@ -189,7 +189,7 @@ class Library:
         from framedex.indexer.decode import open_video
 
         record = self.store.find_video(video)
-        indexed = set(self.store.read_frames(record.video_id).frame_idx.tolist())
+        indexed = set(self.store.read_frame_idx(record.video_id).tolist())
         wanted = [int(f) for f in frame_idx]
         missing = [f for f in wanted if f not in indexed]
         if missing:

@@ -17,12 +17,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from framedex.errors import check
 from framedex.store.schema import VideoRecord
+
+if TYPE_CHECKING:
+    from framedex.query.samplers import Sampler
 
 #: The sampler used when neither the request nor the configuration names one.
 BUILTIN_DEFAULT_SAMPLER = "router"
@@ -107,7 +110,8 @@ def check_request(question: str, budget: int, tokens: int | None) -> None:
 
 def select_frames(store: Any, encode_text: Callable[[list[str]], np.ndarray],
                   video: str | VideoRecord,
-                  question: str, *, sampler: str, budget: int = 8, tokens: int | None = None,
+                  question: str, *, sampler: str | Sampler, budget: int = 8,
+                  tokens: int | None = None,
                   params: dict[str, Any] | None = None) -> SelectResult:
     """Pick frames of one indexed video for a question.
 
@@ -116,7 +120,8 @@ def select_frames(store: Any, encode_text: Callable[[list[str]], np.ndarray],
         encode_text: the store's encoder's ``encode_text`` (only called after validation).
         video: a video id, id prefix or indexed path (or its resolved VideoRecord).
         question: the question (non-empty).
-        sampler: a registered sampler name (``list_samplers()``).
+        sampler: a registered sampler name (``list_samplers()``), or a sampler already built
+            with ``params`` (``create_sampler`` passes it through).
         budget: frames to choose (K >= 1); unused when ``tokens`` is given.
         tokens: a token budget (``TokenBudget(tokens)``, Gemini per-tier costs by default).
         params: sampler parameters (``create_sampler(sampler, **params)``).

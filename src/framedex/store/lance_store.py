@@ -295,22 +295,29 @@ class Store:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def read_frames(self, video_id: str) -> FrameArrays:
-        """All frames of one indexed video in time order, in one read.
+    def _read_video_rows(self, table_name: str, video_id: str, columns: list[str]) -> pa.Table:
+        """One filtered read of a committed video's rows (BTREE on ``video_id``).
 
         Raises:
             VideoNotFoundError: the video is not indexed (or not yet committed).
         """
         if self.get_video(video_id) is None:
             raise VideoNotFoundError(f"no indexed video {video_id!r} in {self.uri}")
-        table = self._fresh("frames")
-        data = (
-            table.search()
+        return (
+            self._fresh(table_name).search()
             .where(f"video_id = {_sql_str(video_id)}")
-            .select(["pos", "frame_idx", "pts_sec", "vector"])
+            .select(columns)
             .limit(None)
             .to_arrow()
         )
+
+    def read_frames(self, video_id: str) -> FrameArrays:
+        """All frames of one indexed video in time order, in one read.
+
+        Raises:
+            VideoNotFoundError: the video is not indexed (or not yet committed).
+        """
+        data = self._read_video_rows("frames", video_id, ["pos", "frame_idx", "pts_sec", "vector"])
         pos = data.column("pos").to_numpy()
         vectors = column_vectors(data.column("vector"), self.dim)
         frame_idx = data.column("frame_idx").to_numpy()
@@ -323,16 +330,19 @@ class Store:
                 vectors[order]
         return FrameArrays(video_id, pos, frame_idx, pts_sec, vectors)
 
+    def read_frame_idx(self, video_id: str) -> np.ndarray:
+        """The native frame indices of a video's indexed frames, without the vectors.
+
+        Raises:
+            VideoNotFoundError: the video is not indexed (or not yet committed).
+        """
+        return self._read_video_rows("frames", video_id, ["frame_idx"]).column(
+            "frame_idx").to_numpy()
+
     def read_segments(self, video_id: str) -> SegmentArrays:
         """The segments of one indexed video, in time order."""
-        table = self._fresh("segments")
-        data = (
-            table.search()
-            .where(f"video_id = {_sql_str(video_id)}")
-            .select(["seg", "kind", "start_sec", "end_sec", "vector"])
-            .limit(None)
-            .to_arrow()
-        )
+        data = self._read_video_rows("segments", video_id,
+                                     ["seg", "kind", "start_sec", "end_sec", "vector"])
         order = np.argsort(data.column("start_sec").to_numpy(), kind="stable")
         return SegmentArrays(
             video_id=video_id,
@@ -472,8 +482,9 @@ def check_same_encoder(stored: dict[str, Any], asked: dict[str, Any], where: str
             tag = f":{i['pretrained']}" if i.get("pretrained") else ""
             return f"{i.get('model')}{tag} (dim {i.get('dim')})"
 
+        # The stored spec is the exact string the store was indexed with, so it loads again.
+        spec = stored.get("spec") or name(stored).split(" (")[0]
         raise EncoderMismatchError(
             f"the store {where} was built with {name(stored)}, not {name(asked)}: use "
-            f"--model {stored.get('model')}{':' + stored['pretrained'] if stored.get('pretrained') else ''}"
-            " or another --db"
+            f"--model {spec} or another --db"
         )
