@@ -99,7 +99,8 @@ def test_stats_and_sql(indexed):
     db, path, _ = indexed
     run("select", path, "a red circle", "--db", db, "--sampler", "uniform", "--budget", "2")
     stats = json.loads(run("stats", "--db", db, "--json").stdout)
-    assert ("select", "uniform") in {(r["kind"], r["sampler"]) for r in stats}
+    assert ("select", "uniform") in {(r["kind"], r["sampler"]) for r in stats["queries"]}
+    assert stats["disk_bytes"]["frames"] > 0
     rows = json.loads(run("sql", "SELECT count(*) AS n FROM videos", "--db", db,
                           "--json").stdout)
     assert rows == [{"n": 1}]
@@ -120,5 +121,7 @@ def test_bad_input_is_one_line_and_non_zero(indexed, tmp_path):
     one_line_error(run("search", "", "--db", db), "text")
     one_line_error(run("search", "a star", "--db", db, "--group-by", "x"), "group_by")
     empty = str(tmp_path / "empty.db")
-    one_line_error(run("select", "clip.mp4", "a red circle", "--db", empty), "no indexed video")
-    one_line_error(run("search", "a red circle", "--db", empty), "no indexed video")
+    one_line_error(run("select", "clip.mp4", "a red circle", "--db", empty), "no store at",
+                   "empty.db")
+    one_line_error(run("search", "a red circle", "--db", empty), "no store at")
+    assert not (tmp_path / "empty.db").exists()  # a read-only command created nothing

@@ -167,11 +167,20 @@ def test_uncommitted_frames_are_invisible(world):
     lib, _, ids = world
     query = lib.embed_text(["a purple star"])[0]
     # A crashed index run: frames that match the query perfectly, but no videos row.
-    lib.store.add_frames("crashed-video", np.arange(5), np.arange(5) * 10,
+    lib.store.add_frames("crashed-video", 1, np.arange(5), np.arange(5) * 10,
                          np.arange(5, dtype=float), np.repeat(query[None], 5, 0))
-    hits = lib.search("a purple star", limit=50)
-    assert hits and "crashed-video" not in {m.video_id for m in hits}
-    assert {m.video_id for m in hits} <= set(ids.values())
+    # And a re-index of a real video that has not been swapped in yet (another generation).
+    victim = ids["long_a"]
+    live = lib.store.get_video(victim).generation
+    lib.store.add_frames(victim, live + 1, np.arange(5), np.arange(5) * 10,
+                         np.arange(500, 505, dtype=float), np.repeat(query[None], 5, 0))
+    try:
+        hits = lib.search("a purple star", limit=50)
+        assert hits and "crashed-video" not in {m.video_id for m in hits}
+        assert {m.video_id for m in hits} <= set(ids.values())
+        assert all(m.start < 500 for m in hits if m.video_id == victim)
+    finally:
+        lib.store.abort_video(victim, live + 1)
 
 
 def test_search_logs_one_row_per_query(world):

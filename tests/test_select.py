@@ -86,18 +86,22 @@ def test_router_decision_and_reason_present(world):
     assert len(res.indices) == 6
 
 
-def test_default_sampler_is_a_feature_flag(world, monkeypatch):
+def test_default_sampler_is_a_setting(world, monkeypatch):
     from framedex import Library
+    from framedex.library import DEFAULT_SAMPLER
 
     lib, path, _ = world
+    # The environment is read at the edge (the CLI's --sampler option), never in the library.
     monkeypatch.setenv("FRAMEDEX_SAMPLER", "uniform")
-    assert Library(lib.store.uri).select(path, "a star", budget=3).sampler == "uniform"
-    configured = Library(lib.store.uri, default_sampler="topk")
-    assert configured.select(path, "a star", budget=3).sampler == "topk"
-    assert configured.select(path, "a star", sampler="mmr", budget=3).sampler == "mmr"
+    assert Library(lib.store.uri).select(path, "a star", budget=3).sampler == DEFAULT_SAMPLER
+    configured = Library(lib.store.uri, default_sampler="uniform")
+    res = configured.select(path, "a star", budget=3)
+    assert res.sampler == "uniform"
     # uniform over 90 frames at K=3 spreads evenly, whatever the question
-    res = Library(lib.store.uri).select(path, "a star", budget=3)
     assert np.diff(res.indices).min() >= 20
+    assert configured.select(path, "a star", sampler="mmr", budget=3).sampler == "mmr"
+    with pytest.raises(UnknownNameError, match="Did you mean 'topk'"):
+        Library(lib.store.uri, default_sampler="topkk")
 
 
 def test_bad_requests_raise_clear_errors(world):
@@ -114,8 +118,16 @@ def test_bad_requests_raise_clear_errors(world):
         lib.select(path, "a star", sampler="topk", tokens=0)
     with pytest.raises(ConfigError, match="question"):
         lib.select(path, "  ", sampler="topk")
-    with pytest.raises(ConfigError, match="bad parameter"):
+    with pytest.raises(ConfigError, match="has no parameter 'nonsense'"):
         lib.select(path, "a star", sampler="topk", params={"nonsense": 1})
+    with pytest.raises(ConfigError, match=r"Did you mean 'power'\? Its parameters: power"):
+        lib.select(path, "a star", sampler="bolt", params={"powr": 2})
+    with pytest.raises(ConfigError, match="must be float"):
+        lib.select(path, "a star", sampler="bolt", params={"power": [2]})
+    with pytest.raises(ConfigError, match="not both"):
+        lib.select(path, "a star", sampler="topk", budget=4, tokens=600)
+    with pytest.raises(ConfigError, match="cheapest tier"):
+        lib.select(path, "a star", sampler="topk", tokens=50)
 
 
 def test_select_appends_query_log_and_stats_and_sql_see_it(world):

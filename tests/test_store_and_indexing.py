@@ -15,7 +15,7 @@ import pytest
 from framedex.errors import EncoderMismatchError, VideoNotFoundError
 from framedex.indexer.encoder import load_encoder
 from framedex.indexer.pipeline import Indexer, IndexOptions, content_id
-from framedex.store import Store
+from framedex.store import LanceStore as Store
 
 
 def _indexer(db, model, **opts):
@@ -116,7 +116,7 @@ KILL_SCRIPT = """
 import sys, time
 from framedex.indexer.encoder import load_encoder
 from framedex.indexer.pipeline import IndexOptions, Indexer
-from framedex.store import Store
+from framedex.store import LanceStore as Store
 enc = load_encoder(sys.argv[2], device="cpu")
 class Slow:
     identity, image_size = enc.identity, enc.image_size
@@ -138,9 +138,8 @@ def test_killed_index_run_leaves_no_partial_video(tmp_path, small_video, tiny_mo
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
             if (db / "frames.lance").exists():
-                store = Store(db)
-                table = store._fresh("frames")
-                written = table.count_rows() if table is not None else 0
+                ds = Store(db).tables.snapshot("frames")
+                written = ds.count_rows() if ds is not None else 0
                 if written >= 2:
                     break
         assert written >= 2, "the child never wrote rows"

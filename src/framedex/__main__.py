@@ -1,4 +1,4 @@
-"""``python -m framedex``: the same as the ``framedex`` command."""
+"""``python -m framedex`` runs the CLI."""
 
 from framedex.cli import main
 

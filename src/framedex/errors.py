@@ -89,6 +89,13 @@ class StoreError(FramedexError, RuntimeError):
     code = "store_error"
 
 
+class StoreNotFoundError(StoreError, LookupError):
+    """There is no store at the given location (a read-only command on a mistyped --db)."""
+
+    http_status = 404
+    code = "store_not_found"
+
+
 class EmptyLibraryError(StoreError):
     """A query was made against a store that has no indexed video."""
 

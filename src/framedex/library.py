@@ -1,4 +1,4 @@
-"""The Python facade: one object for indexing, search, frame selection, frames and SQL.
+"""The Python facade: one object for indexing, search, frame selection, delivery and SQL.
 
 Example::
 
@@ -7,70 +7,131 @@ Example::
     lib.index(["clips/"])
     lib.search("a red circle", limit=5)                      # -> [Moment, ...]
     res = lib.select("clips/a.mp4", "when is the red circle?", sampler="bolt", budget=8)
-    images = lib.frames(res.video_id, res.frame_idx)          # decoded RGB frames
+    out = lib.deliver(res, include=("frames", "payload"))    # JPEGs at their tiers, a request
 
-This module stays thin: the logic lives in ``query.search``, ``query.select``, ``store.sql``
-and ``indexer.pipeline``.
+Every face (the CLI, the HTTP API, the web viewer, the Twelve Labs routes, ``eval``) talks to
+the store, the indexer and the query layer only through this class. A request is validated
+once, here; the workers below trust their arguments. Each step happens once: one store read
+(or a cache hit), one text encode (or a cache hit), one sampler call per select.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from framedex.errors import EmptyLibraryError, NotFoundError, check
+from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
+from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
+from framedex.query.delivery import DEFAULT_QUALITY, Delivery, check_source, deliver
+from framedex.query.samplers.base import (
+    Budget,
+    SamplerInfo,
+    TokenBudget,
+    create_sampler,
+    list_samplers,
+    sampler_info,
+)
 from framedex.query.search import Moment, SearchFilters, VideoHit, search_library
-from framedex.query.select import SelectResult, default_sampler, select_frames
-from framedex.store import Store, VideoRecord
-from framedex.store.sql import log_query, query_stats, run_sql
+from framedex.query.select import RelevanceCurve, SelectResult, select_frames
+from framedex.store import FrameArrays, QueryLog, SegmentArrays, Store, VideoRecord, open_store
+from framedex.store.sql import query_stats, run_sql
 
-__all__ = ["Library", "Moment", "SearchFilters", "SelectResult", "VideoHit"]
+__all__ = ["DEFAULT_SAMPLER", "Delivery", "Library", "Moment", "RelevanceCurve",
+           "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit", "VideoRecord"]
+
+#: The sampler used when a request names none. AKS had the best held-out evaluation on both
+#: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 75 %; the router,
+#: the old default, had 73 % and 17 %): docs/eval.md.
+DEFAULT_SAMPLER = "aks"
+#: Frames chosen when a request gives neither ``budget`` nor ``tokens``.
+DEFAULT_BUDGET = 8
+#: Longest accepted question or search text.
+MAX_TEXT = 4000
+#: Fewer frames than this are searched exactly; an ANN index is refused without ``force``.
+MIN_ANN_ROWS = 50_000
+#: What to tell users of a store built with the shipped toy model.
+SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows coloured shapes "
+                  "(circle, square, triangle, star in six colours); index real videos with a "
+                  "real model (README: \"Index your own videos\")")
 
 
 class Library:
     """A framedex library on one store.
 
     Args:
-        db: store location (a folder, or a URI LanceDB accepts).
+        db: store location (a folder, or an object-store URI).
         model: encoder spec; None means the store's encoder (else ``DEFAULT_MODEL``).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        default_sampler: sampler used when ``select`` names none (else $FRAMEDEX_SAMPLER,
-            else ``router``).
-        log_queries: append one ``query_log`` row per search and select.
+        default_sampler: sampler used when ``select`` names none (None: :data:`DEFAULT_SAMPLER`).
+        log_queries: record each search and select in the store's query log (buffered).
+        cache_bytes: bound of the in-memory frames cache (0 turns it off).
+        text_cache: number of query-text embeddings kept (0 turns it off).
+        must_exist: raise :class:`~framedex.errors.StoreNotFoundError` when there is no store
+            at ``db`` (read-only commands; a mistyped path must not look like an empty library).
+        storage_options: object-store settings passed to Lance.
+
+    Raises:
+        ConfigError / StoreError: a bad location or setting. UnknownNameError: an unknown
+        default sampler.
     """
 
-    def __init__(self, db: str | Path = "framedex.db", model: str | None = None,
+    def __init__(self, db: str | os.PathLike = "framedex.db", *, model: str | None = None,
                  device: str = "auto", default_sampler: str | None = None,
-                 log_queries: bool = True):
-        self.store = Store(db)
+                 log_queries: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 text_cache: int = DEFAULT_TEXT_CACHE, must_exist: bool = False,
+                 storage_options: Mapping[str, str] | None = None):
+        self.store: Store = open_store(db, storage_options=storage_options)
+        if must_exist:
+            self.store.require()
         self.model = model
         self.device = device
-        self.default_sampler = default_sampler
-        self.log_queries = log_queries
+        self.default_sampler = default_sampler or DEFAULT_SAMPLER
+        create_sampler(self.default_sampler)  # an unknown name fails here, not per request
+        self.frame_cache = FrameCache(cache_bytes)
+        self.text_cache = TextCache(text_cache)
+        self.query_log = QueryLog(self.store) if log_queries else None
         self._encoder: Any = None
+        self._text_encoder: Any = None
 
-    # -- encoder --------------------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        """Where the store is."""
+        return self.store.uri
+
+    def close(self) -> None:
+        """Write the buffered query log (also done at interpreter exit)."""
+        if self.query_log is not None:
+            self.query_log.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- encoders -------------------------------------------------------------------------
 
     @property
     def model_spec(self) -> str:
         """The encoder spec in use: the one given, else the store's, else the default."""
-        from framedex.indexer.encoder import DEFAULT_MODEL
-
         if self.model:
             return self.model
         identity = self.store.encoder_identity()
         if identity and identity.get("spec"):
             return str(identity["spec"])
+        from framedex.indexer.encoder import DEFAULT_MODEL
+
         return DEFAULT_MODEL
 
     @property
     def encoder(self) -> Any:
-        """The encoder, loaded on first use (cached per process by ``load_encoder``)."""
+        """The full encoder (both towers; indexing and images), loaded on first use."""
         if self._encoder is None:
             from framedex.indexer.encoder import load_encoder
 
@@ -78,53 +139,122 @@ class Library:
         return self._encoder
 
     def _query_encoder(self) -> Any:
-        """The encoder for queries, checked against the store's identity."""
-        encoder = self.encoder
-        if self.store.encoder_identity() is not None:
-            self.store.ensure_encoder(encoder.identity)
-        return encoder
+        """The text encoder for queries, checked against the store's encoder."""
+        if self._text_encoder is None:
+            from framedex.indexer.encoder import load_text_encoder
+
+            encoder = load_text_encoder(self.model_spec, device=self.device)
+            if self.store.encoder_identity() is not None:
+                self.store.ensure_encoder(encoder.identity)
+            self._text_encoder = encoder
+        return self._text_encoder
+
+    def encoder_info(self) -> dict[str, Any]:
+        """The encoder's identity, and whether it is the shipped toy model."""
+        text = self._query_encoder()
+        identity = dict(text.identity)
+        identity["device"] = getattr(self._encoder or text, "device", "cpu")
+        identity["synthetic"] = identity.get("spec") == "synthetic-shapes"
+        return identity
 
     # -- indexing and videos --------------------------------------------------------------
 
-    def _indexer(self, fps: float, decoder: str) -> Any:
-        from framedex.indexer.pipeline import Indexer, IndexOptions
-
-        return Indexer(self.store, self.encoder, IndexOptions(index_fps=fps, decoder=decoder))
-
-    def index(self, paths: str | Path | Iterable[str | Path], *, fps: float = 1.0,
-              decoder: str = "auto", metadata: dict[str, Any] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> Any:
+    def index(self, paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+              fps: float = 1.0, decoder: str = "auto", batch_size: int = 64,
+              metadata: Mapping[str, Any] | None = None,
+              progress: Callable[[str, int, int], None] | None = None,
+              on_file: Callable[[Any], None] | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
+
+        Options are validated before the model loads and before the store is created, so a
+        typo costs nothing and a failed first run leaves no empty store behind.
 
         Returns:
             An ``IndexReport`` (``.by_status("indexed"|"unchanged"|"failed")``).
-        """
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
-        return self._indexer(fps, decoder).index_paths(list(paths), metadata=metadata,
-                                                       progress=progress)
 
-    def index_file(self, path: str | Path, *, fps: float = 1.0, decoder: str = "auto",
-                   metadata: dict[str, Any] | None = None,
-                   progress: Callable[[str, int, int], None] | None = None) -> Any:
-        """Index one file. Returns an ``IndexOutcome`` (status ``failed`` for a bad file)."""
-        return self._indexer(fps, decoder).index_file(path, metadata=metadata, progress=progress)
+        Raises:
+            ConfigError / UnknownNameError: bad options. ModelLoadError: the model cannot load.
+            EncoderMismatchError: the store was built with another encoder.
+        """
+        from framedex.indexer.pipeline import Indexer, IndexOptions
+
+        options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size)
+        meta = check_metadata(metadata)
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        indexer = Indexer(self.store, self.encoder, options)
+        return indexer.index_paths(list(paths), metadata=meta, progress=progress,
+                                   on_file=on_file)
+
+    def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
+                            batch_size: int = 64) -> None:
+        """Validate indexing options without loading anything (for callers that want the
+        error before a model load).
+
+        Raises:
+            ConfigError / UnknownNameError: a bad value or decoder name.
+        """
+        from framedex.indexer.pipeline import IndexOptions
+
+        IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size)
+
+    def index_file(self, path: str | os.PathLike, *, fps: float = 1.0, decoder: str = "auto",
+                   metadata: Mapping[str, Any] | None = None,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   read_from: str | None = None) -> Any:
+        """Index one file. Returns an ``IndexOutcome`` (status ``failed`` for a bad file).
+
+        Args:
+            read_from: read the bytes from here (an already opened and verified file, e.g.
+                ``/proc/self/fd/N``) while recording ``path``.
+        """
+        from framedex.indexer.pipeline import Indexer, IndexOptions
+
+        options = IndexOptions(index_fps=fps, decoder=decoder)
+        indexer = Indexer(self.store, self.encoder, options)
+        return indexer.index_file(path, metadata=check_metadata(metadata), progress=progress,
+                                  read_from=read_from)
 
     def videos(self, limit: int | None = None, offset: int = 0) -> list[VideoRecord]:
         """Indexed videos, oldest first."""
+        check(limit is None or (isinstance(limit, int) and limit >= 0), "limit", limit,
+              "must be None or an integer >= 0")
+        check(isinstance(offset, int) and offset >= 0, "offset", offset, "must be >= 0")
         return self.store.list_videos(limit=limit, offset=offset)
 
+    def videos_page(self, limit: int, offset: int = 0) -> tuple[list[VideoRecord], int]:
+        """One page of videos and the total count, from one snapshot of the table."""
+        everything = self.store.list_videos()
+        return everything[offset: offset + limit], len(everything)
+
+    def count_videos(self) -> int:
+        """Number of indexed videos."""
+        return self.store.count_videos()
+
     def video(self, ref: str) -> VideoRecord:
-        """A video by id, id prefix or indexed path.
+        """A video by id, unique id prefix (4+ characters) or any path it was indexed from.
 
         Raises:
-            VideoNotFoundError / EmptyLibraryError: nothing matches.
+            VideoNotFoundError / EmptyLibraryError: nothing matches. ConfigError: a bad ref.
         """
         return self.store.find_video(ref)
 
     def delete(self, video_id: str) -> None:
         """Remove a video and its frames. Raises VideoNotFoundError if unknown."""
         self.store.delete_video(video_id)
+
+    def embeddings(self, video: str) -> tuple[VideoRecord, FrameArrays, SegmentArrays]:
+        """A video's record, frame embeddings and segment embeddings.
+
+        Raises:
+            VideoNotFoundError: no such video.
+        """
+        record = self.store.find_video(video)
+        return record, self._frames(record), self.store.read_segments(record.video_id)
+
+    def _frames(self, record: VideoRecord) -> FrameArrays:
+        key = (self.store.uri, record.video_id, record.generation)
+        return self.frame_cache.get_or_load(key, lambda: self.store.read_frames(record.video_id))
 
     # -- queries --------------------------------------------------------------------------
 
@@ -136,61 +266,93 @@ class Library:
             ConfigError: empty text, bad limit or group_by.
             EmptyLibraryError: nothing indexed.
         """
-        check(isinstance(text, str) and text.strip() != "", "text", text,
-              "must be non-empty text")
+        check_text("text", text)
         if self.store.count_videos() == 0:  # before loading a model for nothing
             raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
-        query = encoder.encode_text([text])[0]
+        query = self.text_cache.get_or_encode(text, encoder.encode_text)
         hits = search_library(self.store, query, limit=limit, group_by=group_by,
                               filters=filters)
-        if self.log_queries:
-            log_query(self.store, kind="search", query=text, budget=limit,
-                      latency_ms=(time.perf_counter() - t0) * 1000.0, result_size=len(hits),
-                      params={"group_by": group_by, "filters": _filters_json(filters)})
+        if self.query_log is not None:
+            self.query_log.record(kind="search", query=text, budget=limit,
+                                  latency_ms=(time.perf_counter() - t0) * 1000.0,
+                                  result_size=len(hits),
+                                  params={"group_by": group_by, "filters": _filters_json(filters)})
         return hits
 
-    def select(self, video: str, question: str, *, sampler: str | None = None, budget: int = 8,
-               tokens: int | None = None, params: dict[str, Any] | None = None) -> SelectResult:
+    def select(self, video: str, question: str, *, sampler: str | None = None,
+               budget: int | None = None, tokens: int | None = None,
+               params: Mapping[str, Any] | None = None) -> SelectResult:
         """Pick the frames of ``video`` a video LLM should see for ``question``.
+
+        Args:
+            video: id, unique id prefix or indexed path.
+            question: the question (non-empty).
+            sampler: a registered sampler (None: the library's default sampler).
+            budget: frames to choose (K >= 1); default 8 unless ``tokens`` is given.
+            tokens: a VLM token budget instead of a frame count (not both).
+            params: sampler parameters.
 
         Raises:
             ConfigError: bad question/budget/tokens/params. UnknownNameError: unknown sampler.
             VideoNotFoundError / EmptyLibraryError: no such indexed video.
         """
-        name = sampler or default_sampler(self.default_sampler)
-        # Validate everything cheap first, so a typo never waits for a model load.
-        from framedex.query.samplers import create_sampler
-        from framedex.query.select import check_request
-
-        check_request(question, budget, tokens)
-        chosen = create_sampler(name, **(params or {}))
+        check_text("question", question)
+        spend = make_budget(budget, tokens)
+        params = dict(params or {})
+        chosen = create_sampler(sampler or self.default_sampler, **params)
         record = self.store.find_video(video)  # before loading a model for nothing
         encoder = self._query_encoder()  # a first-use model load is not query latency
-        result = select_frames(self.store, encoder.encode_text, record, question,
-                               sampler=chosen, budget=budget, tokens=tokens, params=params)
-        if self.log_queries:
-            log_query(self.store, kind="select", query=question, sampler=result.sampler,
-                      budget=budget, tokens=tokens, video_id=result.video_id,
-                      latency_ms=result.latency_ms, result_size=len(result.indices),
-                      params=result.params)
+        t0 = time.perf_counter()
+        query = self.text_cache.get_or_encode(question, encoder.encode_text)
+        result = select_frames(self._frames(record), record, query, chosen, spend,
+                               question=question, params=params, started=t0)
+        if self.query_log is not None:
+            self.query_log.record(kind="select", query=question, sampler=result.sampler,
+                                  budget=result.budget, tokens=result.tokens,
+                                  video_id=result.video_id, latency_ms=result.latency_ms,
+                                  result_size=len(result.indices), params=result.params)
         return result
 
-    def frames(self, video: str, frame_idx: list[int], *,
-               max_side: int | None = None) -> list[np.ndarray]:
+    def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
+                max_side: int | None = None, width: int | None = None,
+                payload_format: str = "openai", quality: int = DEFAULT_QUALITY) -> Delivery:
+        """Decode the chosen frames at their tiers with the video's own decoder, and build
+        JPEGs, a chat payload (``openai``/``gemini``), the cost line and the plot.
+
+        Raises:
+            ConfigError: bad include/format/sizes. VideoOpenError: the source file is gone or
+            changed. DecodeError: decoding fails where a chosen frame lies.
+        """
+        if result.record is None:
+            raise ConfigError("result is invalid: pass a SelectResult from Library.select")
+        return deliver(result, decoder=self._decoder_for(result.record), include=include,
+                       max_side=max_side, width=width, payload_format=payload_format,
+                       quality=quality)
+
+    def payload(self, result: SelectResult, fmt: str = "openai", *,
+                max_side: int | None = None) -> dict[str, Any]:
+        """The OpenAI/vLLM or Gemini chat request body for a selection."""
+        out = self.deliver(result, include=("payload",), max_side=max_side, payload_format=fmt)
+        assert out.payload is not None
+        return out.payload
+
+    def frames(self, video: str, frame_idx: Sequence[int], *,
+               tiers: Sequence[str | None] | None = None, max_side: int | None = None,
+               width: int | None = None) -> list[np.ndarray]:
         """Decode indexed frames of a video (RGB uint8), in the requested order.
 
         Raises:
             NotFoundError: a ``frame_idx`` that is not an indexed frame of the video.
             VideoNotFoundError: unknown video. VideoOpenError/DecodeError: the file fails.
         """
-        from framedex.indexer.decode import open_video
+        from framedex.query.frames import decode_frames
 
         record = self.store.find_video(video)
-        indexed = set(self.store.read_frame_idx(record.video_id).tolist())
         wanted = [int(f) for f in frame_idx]
+        indexed = set(self._frames(record).frame_idx.tolist()) if wanted else set()
         missing = [f for f in wanted if f not in indexed]
         if missing:
             raise NotFoundError(f"frame_idx {missing[:5]} {'are' if len(missing) > 1 else 'is'}"
@@ -198,27 +360,233 @@ class Library:
                                 "can be read")
         if not wanted:
             return []
-        decoder = record.decoder if record.decoder in ("pyav", "decord") else "auto"
-        with open_video(record.path, decoder=decoder) as source:
-            return source.get_frames(wanted, max_side=max_side)
+        check_source(record)
+        return decode_frames(record.path, wanted, decoder=self._decoder_for(record),
+                             tiers=tiers, max_side=max_side, width=width)
 
-    def embed_text(self, texts: str | list[str]) -> np.ndarray:
+    def frame_jpeg(self, video: str, frame_idx: int, *, width: int | None = None,
+                   quality: int = 90) -> bytes:
+        """One indexed frame as JPEG bytes, at most ``width`` wide (never upscaled)."""
+        from framedex.query.frames import to_jpeg
+
+        return to_jpeg(self.frames(video, [frame_idx], width=width)[0], quality)
+
+    def _decoder_for(self, record: VideoRecord) -> str:
+        """The backend that indexed the video when it is available here, else ``auto`` (the
+        decoder contract tests hold every backend to the same frames)."""
+        from framedex.indexer.decode import list_decoders
+
+        return record.decoder if record.decoder in list_decoders() else "auto"
+
+    def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
         """(n, D) L2-normalised text embeddings."""
-        return self.encoder.encode_text([texts] if isinstance(texts, str) else list(texts))
+        items = [texts] if isinstance(texts, str) else list(texts)
+        for t in items:
+            check_text("text", t)
+        return self._query_encoder().encode_text(items)
 
-    def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, D) L2-normalised embeddings of RGB uint8 images (H, W, 3)."""
-        return self.encoder.encode_images(images)
+        return self.encoder.encode_images(list(images))
 
-    # -- logs and SQL ---------------------------------------------------------------------
+    # -- samplers -------------------------------------------------------------------------
+
+    def samplers(self) -> list[SamplerInfo]:
+        """Every registered sampler with its description and parameters."""
+        return [sampler_info(name) for name in list_samplers()]
+
+    def sampler(self, name: str) -> SamplerInfo:
+        """One sampler's description and parameters. Raises UnknownNameError."""
+        return sampler_info(name)
+
+    # -- logs, SQL, health and upkeep -----------------------------------------------------
 
     def stats(self) -> list[dict[str, Any]]:
         """Count and p50/p95 latency of logged queries per (kind, sampler)."""
+        if self.query_log is not None:
+            self.query_log.flush()
         return query_stats(self.store)
 
+    def cache_stats(self) -> dict[str, Any]:
+        """Hit rates and sizes of the frames and query-text caches."""
+        return {"frames": self.frame_cache.stats().to_json(),
+                "text": self.text_cache.stats().to_json()}
+
     def sql(self, query: str) -> pa.Table:
-        """DuckDB SQL over ``videos``, ``query_log`` and ``jobs``. Raises ConfigError."""
+        """DuckDB SQL over ``videos``, ``video_paths``, ``query_log`` and ``jobs``.
+
+        Raises:
+            ConfigError: empty or invalid SQL.
+        """
+        if self.query_log is not None:
+            self.query_log.flush()
         return run_sql(self.store, query)
+
+    def build_index(self, *, index_type: str = "IVF_PQ", num_partitions: int | None = None,
+                    num_sub_vectors: int | None = None, force: bool = False) -> dict[str, Any]:
+        """Build the ANN index for library search.
+
+        Below :data:`MIN_ANN_ROWS` frames an exact search is already fast and an index only
+        costs build time and recall, so it is refused unless ``force``.
+
+        Raises:
+            EmptyLibraryError: nothing indexed. ConfigError: too small (without ``force``) or
+            a bad index type.
+        """
+        if self.store.count_videos() == 0:
+            raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
+                                    "`framedex index PATH` first")
+        rows = sum(v.num_indexed for v in self.store.list_videos())
+        if rows < MIN_ANN_ROWS and not force:
+            raise ConfigError(
+                f"the library has {rows:,} frames: exact search over fewer than "
+                f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would only cost build "
+                "time and recall; index more videos first, or pass --force")
+        t0 = time.perf_counter()
+        info = self.store.build_index(num_partitions, num_sub_vectors, index_type=index_type)
+        info["seconds"] = round(time.perf_counter() - t0, 3)
+        return info
+
+    def store_notes(self) -> list[str]:
+        """Things a user of this store should know (e.g. that it uses the toy model)."""
+        identity = self.store.encoder_identity() or {}
+        if identity.get("spec") == "synthetic-shapes":
+            return [SYNTHETIC_NOTE]
+        return []
+
+    def query_notes(self, text: str) -> list[str]:
+        """Warnings about a query, e.g. words the shipped toy model cannot know."""
+        identity = self.store.encoder_identity() or {}
+        if identity.get("spec") != "synthetic-shapes":
+            return []
+        from framedex.synth.captions import outside_world
+
+        unknown = outside_world(text)
+        if not unknown:
+            return []
+        words = ", ".join(repr(w) for w in unknown[:5])
+        return [f"note: {words} {'is' if len(unknown) == 1 else 'are'} outside the world of "
+                f"this store's model; {SYNTHETIC_NOTE}, so these scores mean little"]
+
+    def write_file(self, path: str | os.PathLike, data: bytes, option: str) -> None:
+        """Write an output file the user asked for (``--plot``, ``--out``).
+
+        Raises:
+            ConfigError: the file cannot be written (names the option and the reason).
+        """
+        out = Path(path)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        except OSError as ex:
+            raise ConfigError(f"{option}={str(path)!r} is invalid: cannot write it "
+                              f"({ex.strerror or ex})") from None
+
+    def optimize(self, **options: Any) -> dict[str, Any]:
+        """Bound the store's disk use (compaction, retention, old versions, dead rows)."""
+        if self.query_log is not None:
+            self.query_log.flush()
+        return self.store.optimize(**options)
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk per table."""
+        return self.store.disk_usage()
+
+    def job_rows(self) -> list[dict[str, Any]]:
+        """The rows of the ``jobs`` table (the HTTP API's ingest jobs)."""
+        return self.store.table_arrow("jobs").to_pylist()
+
+    def save_job_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace ``jobs`` rows by ``job_id``."""
+        self.store.upsert("jobs", "job_id", rows)
+
+
+def sampler_names() -> list[str]:
+    """Registered sampler names, sorted (what ``--sampler`` and the API accept)."""
+    return list_samplers()
+
+
+def sampler_infos(name: str | None = None) -> list[SamplerInfo]:
+    """Every sampler's description and parameters, or just ``name``'s.
+
+    Raises:
+        UnknownNameError: an unknown name (lists the known ones, suggests the closest).
+    """
+    return [sampler_info(n) for n in ([name] if name else list_samplers())]
+
+
+def decoder_names() -> list[str]:
+    """Decode backends installed here (what ``--decoder`` accepts besides ``auto``)."""
+    from framedex.indexer.decode import list_decoders
+
+    return list_decoders()
+
+
+def parse_metadata(text: str | None) -> dict[str, Any]:
+    """``--metadata`` JSON text -> a checked metadata dict.
+
+    Raises:
+        ConfigError: not a JSON object of scalar values.
+    """
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as ex:
+        raise ConfigError(f"metadata={text[:80]!r} is invalid: not JSON ({ex.msg})") from None
+    check(isinstance(value, dict), "metadata", text[:80], "must be a JSON object")
+    return check_metadata(value)
+
+
+def check_text(name: str, text: object) -> None:
+    """Validate a question or search text.
+
+    Raises:
+        ConfigError: not a non-empty string, or longer than :data:`MAX_TEXT`.
+    """
+    check(isinstance(text, str) and text.strip() != "", name, text, "must be non-empty text")
+    assert isinstance(text, str)
+    check(len(text) <= MAX_TEXT and "\x00" not in text, name, text[:40] + "...",
+          f"must be at most {MAX_TEXT} characters, without NUL bytes")
+
+
+def make_budget(budget: int | None, tokens: int | None) -> Budget:
+    """A frame count or a :class:`TokenBudget` from a request's ``budget`` xor ``tokens``.
+
+    Raises:
+        ConfigError: both given, or a value that is not a positive integer.
+    """
+    if budget is not None and tokens is not None:
+        raise ConfigError(f"budget={budget!r} and tokens={tokens!r} are invalid together: give "
+                          "budget (frames) or tokens (a VLM token budget), not both")
+    if tokens is not None:
+        check(_is_int(tokens) and tokens >= 1, "tokens", tokens, "must be an integer >= 1")
+        return TokenBudget(tokens=int(tokens))
+    k = DEFAULT_BUDGET if budget is None else budget
+    check(_is_int(k) and k >= 1, "budget", k, "must be an integer >= 1 (frames)")
+    return int(k)
+
+
+def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """User metadata: a JSON object of string keys and scalar values.
+
+    Raises:
+        ConfigError: not a mapping, or a value that is not a string, number or boolean.
+    """
+    if metadata is None:
+        return {}
+    check(isinstance(metadata, Mapping), "metadata", metadata, "must be a JSON object")
+    for key, value in metadata.items():
+        check(isinstance(key, str) and key != "", "metadata", key, "keys must be non-empty text")
+        check(value is None or isinstance(value, (str, int, float, bool)), f"metadata[{key!r}]",
+              value, "must be a string, number, boolean or null")
+    return dict(metadata)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:

@@ -1,8 +1,10 @@
 """The app factory: ``create_app(settings)`` -> FastAPI.
 
-Heavy resources (the library, its encoder, the job workers) are created in the ``lifespan``
-and put on ``app.state``; routes reach them through :mod:`framedex.api.deps`. Nothing is a
-module global, so a test can build an app around its own library.
+Heavy resources (the library, its encoder, the job workers, the upkeep timer) are created in
+the ``lifespan`` and put on ``app.state``; routes reach them through :mod:`framedex.api.deps`.
+Nothing is a module global, so a test can build an app around its own library. The store and
+the upload folder are checked when the app is built, so ``framedex serve`` with a bad ``--db``
+fails in one line before it listens.
 
 Example::
 
@@ -13,9 +15,9 @@ Example::
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -24,46 +26,81 @@ import framedex
 from framedex.api.deps import require_api_key
 from framedex.api.errors import install_error_handlers
 from framedex.api.jobs import JobManager
+from framedex.api.paths import PathView
 from framedex.api.routes import embed, health, jobs, search, select, videos
 from framedex.api.settings import Settings
+from framedex.library import Library
 
 log = logging.getLogger("framedex.api")
 
 
-def _open_library(settings: Settings) -> Any:
-    from framedex.library import Library
+def open_library(settings: Settings) -> Library:
+    """The library the settings describe (the store's location is checked here)."""
+    return Library(settings.db, model=settings.model, device=settings.device,
+                   default_sampler=settings.default_sampler, log_queries=settings.log_queries,
+                   cache_bytes=settings.cache_bytes)
 
-    return Library(db=settings.db, model=settings.model, device=settings.device,
-                   log_queries=settings.log_queries)
+
+class _Upkeep:
+    """Runs ``library.optimize()`` every ``every_s`` seconds in a thread (disk stays bounded)."""
+
+    def __init__(self, library: Library, every_s: float):
+        self.library, self.every_s = library, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="framedex-upkeep", daemon=True)
+
+    def start(self) -> None:
+        if self.every_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.library.optimize()
+            except Exception:  # upkeep must never take the server down
+                log.exception("store upkeep failed")
 
 
-def create_app(settings: Settings, *, library: Any = None) -> FastAPI:
+def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI:
     """Build the HTTP app.
 
     Args:
         settings: server settings (built by the CLI or a test).
         library: an existing :class:`~framedex.library.Library` to serve; None opens one
-            from ``settings`` when the app starts.
+            from ``settings`` now (a bad store location fails here, before serving).
 
     Returns:
         the FastAPI app (OpenAPI docs at ``/docs``).
+
+    Raises:
+        ConfigError / StoreError: a bad store location or upload folder.
     """
+    lib = library if library is not None else open_library(settings)
+    uploads = settings.resolved_upload_dir_for(lib.uri)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lib = library if library is not None else await run_in_threadpool(_open_library,
-                                                                          settings)
-        # Load the encoder once, before the first request (not on the first query).
-        await run_in_threadpool(lambda: lib.encoder)
-        manager = JobManager(lib, workers=settings.workers,
-                             upload_dir=settings.resolved_upload_dir())
+        # Load the encoders once, before the first request (not on the first query).
+        await run_in_threadpool(lambda: (lib.encoder, lib.encoder_info()))
+        paths = PathView(settings.resolved_roots, uploads)
+        manager = JobManager(lib, workers=settings.workers, upload_dir=uploads,
+                             roots=settings.resolved_roots, public_path=paths.public)
         await run_in_threadpool(manager.start)
-        app.state.settings, app.state.library, app.state.jobs = settings, lib, manager
-        log.info("framedex API serving %s", lib.store.uri)
+        upkeep = _Upkeep(lib, settings.optimize_every_s)
+        upkeep.start()
+        app.state.library, app.state.jobs, app.state.paths = lib, manager, paths
+        log.info("framedex API serving %s", lib.uri)
         try:
             yield
         finally:
             manager.stop()
+            upkeep.stop()
+            lib.close()
 
     app = FastAPI(
         title="framedex",
@@ -71,6 +108,8 @@ def create_app(settings: Settings, *, library: Any = None) -> FastAPI:
         description="Search an indexed video library and pick the frames a video LLM should "
                     "see. Errors are always `{\"error\": {\"code\", \"message\", \"detail\"?}}`.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by routes/docs.py (works offline)
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -79,4 +118,7 @@ def create_app(settings: Settings, *, library: Any = None) -> FastAPI:
     for module in (videos, jobs, search, select, embed):
         protected.include_router(module.router)
     app.include_router(protected)
+    from framedex.api.routes import docs
+
+    app.include_router(docs.router)
     return app

@@ -1,40 +1,59 @@
 """Ingest jobs: a queue, worker threads, and rows in the store's ``jobs`` table.
 
-A job is persisted on every state change (queued -> running -> done | failed) and, throttled,
-as progress moves, so ``GET /v1/jobs/{id}`` answers after a restart too. The video itself only
-becomes visible when the indexer commits its ``videos`` row, so a job killed mid-way never
-shows a partial video.
+A job is persisted on every state change (queued -> running -> done | failed) and, every
+:data:`PROGRESS_EVERY_S` seconds, as progress moves, so ``GET /v1/jobs/{id}`` answers after a
+restart too. The video itself only becomes visible when the indexer commits its ``videos``
+row, so a job killed mid-way never shows a partial video.
 
 Recovery: when the server starts, jobs left ``queued`` or ``running`` by a previous process
 (crash, kill -9, shutdown during an ingest) are queued again; ``attempts`` counts the runs
 started, and a job that was interrupted :data:`MAX_ATTEMPTS` times is marked failed with the
-reason instead of being retried forever.
+reason instead of being retried forever. Upload files no video or live job refers to (a crash
+mid-upload, a rejected request, a superseded re-index) are swept at start-up.
+
+Safe ingest: the allow-root check at submission records the file's device and inode; the
+worker opens the file once, without following a final symlink, checks that it is still that
+file and still under an allowed root, and indexes from that open descriptor. Swapping the path
+for a symlink between submission and ingest therefore fails the job instead of indexing the
+file the link points to.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from framedex.errors import FramedexError, NotFoundError
-from framedex.store.schema import now_utc
+from framedex.errors import FramedexError, NotFoundError, PermissionDeniedError
+
+if TYPE_CHECKING:
+    from framedex.library import Library
 
 log = logging.getLogger("framedex.api.jobs")
 
 #: Runs a job may start before an interrupted job is given up.
 MAX_ATTEMPTS = 3
-#: Seconds between two progress writes of the same job (each write is a Lance version).
-PROGRESS_EVERY_S = 0.5
+#: Seconds between two progress writes of the same job (each write is a Lance commit).
+PROGRESS_EVERY_S = 2.0
+#: Upload files younger than this are never swept (another server process may be writing).
+SWEEP_MIN_AGE_S = 600.0
 
 _STOP = object()
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -72,19 +91,31 @@ class Job:
                    updated_at=row["updated_at"] or now_utc())
 
 
+def file_identity(path: str | os.PathLike) -> dict[str, int]:
+    """``{"dev", "ino"}`` of a file, recorded at submission and checked at ingest."""
+    st = os.stat(path)
+    return {"dev": int(st.st_dev), "ino": int(st.st_ino)}
+
+
 class JobManager:
     """Runs ingest jobs on ``workers`` threads against one library.
 
     Args:
-        library: a :class:`framedex.library.Library`.
+        library: the :class:`~framedex.library.Library`.
         workers: threads (jobs running at once).
-        upload_dir: where uploaded files live; files of failed or duplicate uploads are removed.
+        upload_dir: where uploaded files live; files of failed, rejected or superseded uploads
+            are removed.
+        roots: the allowed roots, re-checked when a path job's file is opened.
+        public_path: how a server path is shown to clients (job errors mention the file).
     """
 
-    def __init__(self, library: Any, workers: int = 1, upload_dir: Path | None = None):
+    def __init__(self, library: Library, workers: int = 1, upload_dir: Path | None = None,
+                 roots: tuple[Path, ...] = (),
+                 public_path: Callable[[str], str] = lambda p: Path(p).name):
         self.library = library
-        self.store = library.store
         self.upload_dir = upload_dir
+        self.roots = roots
+        self.public_path = public_path
         self._queue: queue.Queue[Any] = queue.Queue()
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -94,8 +125,9 @@ class JobManager:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover the jobs a previous process left unfinished, then start the workers."""
+        """Recover unfinished jobs, sweep orphan uploads, then start the workers."""
         self.recover()
+        self.sweep_uploads()
         for t in self._threads:
             t.start()
 
@@ -108,10 +140,12 @@ class JobManager:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def _rows(self) -> list[dict[str, Any]]:
+        return self.library.job_rows()
+
     def recover(self) -> list[Job]:
         """Re-queue (or give up) the jobs left ``queued``/``running``. Returns them."""
-        rows = self.store.table_arrow("jobs").to_pylist()
-        rows.sort(key=lambda r: r["created_at"])
+        rows = sorted(self._rows(), key=lambda r: r["created_at"])
         recovered = []
         for row in rows:
             job = Job.from_row(row)
@@ -132,12 +166,33 @@ class JobManager:
             log.warning("recovered %d unfinished ingest job(s)", len(recovered))
         return recovered
 
+    def sweep_uploads(self) -> list[Path]:
+        """Delete upload files no video and no unfinished job refers to (older than
+        :data:`SWEEP_MIN_AGE_S`). Returns what was deleted."""
+        if self.upload_dir is None or not self.upload_dir.is_dir():
+            return []
+        keep = {str(Path(v.path)) for v in self.library.videos()}
+        keep |= {r["path"] for r in self._rows() if r["status"] in ("queued", "running")}
+        cutoff = time.time() - SWEEP_MIN_AGE_S
+        swept = []
+        for f in self.upload_dir.iterdir():
+            try:
+                if f.is_file() and str(f.resolve()) not in keep and f.stat().st_mtime < cutoff:
+                    f.unlink()
+                    swept.append(f)
+            except OSError:
+                continue
+        if swept:
+            log.warning("removed %d orphan upload file(s)", len(swept))
+        return swept
+
     # -- API --------------------------------------------------------------------------------
 
     def submit(self, source: str, path: str, params: dict[str, Any],
                job_id: str | None = None) -> Job:
         """Persist a new queued job and hand it to a worker."""
-        job = Job(job_id=job_id or new_job_id(), source=source, path=path, params=params)
+        job = Job(job_id=job_id or new_job_id(), source=source, path=path,
+                  params={**params, **file_identity(path)})
         self._save(job)
         self._queue.put(job.job_id)
         return job
@@ -152,16 +207,14 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is not None:
             return job
-        table = self.store.table_arrow("jobs")
-        for row in table.to_pylist():
+        for row in self._rows():
             if row["job_id"] == job_id:
                 return Job.from_row(row)
-        raise NotFoundError(f"no job {job_id!r}: job ids are returned by POST /v1/videos")
+        raise NotFoundError(f"no job {job_id[:64]!r}: job ids are returned by POST /v1/videos")
 
     def list(self, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
         """Jobs, newest first, and the total count."""
-        rows = self.store.table_arrow("jobs").to_pylist()
-        rows.sort(key=lambda r: r["created_at"], reverse=True)
+        rows = sorted(self._rows(), key=lambda r: r["created_at"], reverse=True)
         with self._lock:
             jobs = [self._jobs.get(r["job_id"]) or Job.from_row(r) for r in rows]
         return jobs[offset: offset + limit], len(jobs)
@@ -172,7 +225,7 @@ class JobManager:
         job.updated_at = now_utc()
         with self._lock:
             self._jobs[job.job_id] = job
-        self.store.upsert("jobs", "job_id", [job.to_row()])
+        self.library.save_job_rows([job.to_row()])
 
     def _work(self) -> None:
         while True:
@@ -196,25 +249,33 @@ class JobManager:
                 last[0] = time.monotonic()
                 self._save(job)
 
+        outcome = None
         try:
-            outcome = self.library.index_file(
-                job.path, fps=float(job.params.get("fps", 1.0)),
-                metadata=job.params.get("metadata") or None, progress=progress)
+            with self._open_verified(job) as read_from:
+                outcome = self.library.index_file(
+                    job.path, fps=float(job.params.get("fps", 1.0)),
+                    metadata=job.params.get("metadata") or None, progress=progress,
+                    read_from=read_from)
         except FramedexError as ex:
-            outcome = None
-            job.error = str(ex)
+            job.error = self._public_error(job, str(ex))
         except Exception as ex:
             log.exception("ingest job %s failed", job.job_id)
-            outcome = None
             job.error = f"internal error while indexing ({type(ex).__name__})"
         if outcome is not None and outcome.status in ("indexed", "unchanged"):
             job.status, job.progress, job.video_id = "done", 1.0, outcome.video_id
         else:
             job.status = "failed"
             if outcome is not None:
-                job.error = outcome.error or "indexing failed"
+                job.error = self._public_error(job, outcome.error or "indexing failed")
         self._save(job)
         self._cleanup_upload(job)
+
+    def _public_error(self, job: Job, message: str) -> str:
+        """A job error as clients see it: the server path replaced by its public form."""
+        return message.replace(job.path, self.public_path(job.path))
+
+    def _open_verified(self, job: Job) -> _VerifiedFile:
+        return _VerifiedFile(job, self.roots if job.source == "path" else ())
 
     def _cleanup_upload(self, job: Job) -> None:
         """Remove an uploaded file no video refers to (failed, or a duplicate of an indexed
@@ -228,10 +289,61 @@ class JobManager:
                     return
             except FramedexError:
                 return
-        elif job.status not in ("failed",):
+        elif job.status != "failed":
             return
         if path.parent.resolve() == self.upload_dir.resolve():
             path.unlink(missing_ok=True)
+
+
+class _VerifiedFile:
+    """Open a job's file once and hand out a path to that open file (``/proc/self/fd/N``).
+
+    Raises (on enter):
+        PermissionDeniedError: the file was replaced (another inode, a symlink now) or now
+            lies outside the allowed roots.
+    """
+
+    def __init__(self, job: Job, roots: tuple[Path, ...]):
+        self.job, self.roots = job, roots
+        self.fd: int | None = None
+
+    def __enter__(self) -> str | None:
+        job = self.job
+        try:
+            fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as ex:
+            if ex.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink: the name was swapped
+                raise PermissionDeniedError(f"{Path(job.path).name} was replaced by a link "
+                                            "after it was submitted; submit it again") from None
+            return None  # missing/unreadable: the indexer reports it in its own words
+        self.fd = fd
+        try:
+            return self._check(fd)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _check(self, fd: int) -> str | None:
+        job = self.job
+        st = os.fstat(fd)
+        want = (job.params.get("dev"), job.params.get("ino"))
+        if want != (None, None) and (st.st_dev, st.st_ino) != want:
+            raise PermissionDeniedError(f"{Path(job.path).name} was replaced after it was "
+                                        "submitted; submit it again")
+        proc = f"/proc/self/fd/{fd}"
+        if not os.path.exists(proc):  # no /proc (macOS): the checks above still held
+            return None
+        if self.roots:
+            real = Path(os.path.realpath(proc))
+            if not any(real == r or real.is_relative_to(r) for r in self.roots):
+                raise PermissionDeniedError(f"{Path(job.path).name} now lies outside the "
+                                            "folders this server may read")
+        return proc
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def new_job_id() -> str:

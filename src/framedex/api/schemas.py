@@ -35,15 +35,18 @@ class ErrorResponse(BaseModel):
 
 
 class StoreInfo(BaseModel):
-    uri: str
+    name: str = Field(description="The store folder's name (never a server path).")
     videos: int
 
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
-    encoder: dict[str, Any]
+    encoder: dict[str, Any] = Field(description="Model identity, device, and `synthetic`: "
+                                                "true for the shipped toy model.")
     store: StoreInfo
+    cache: dict[str, Any] = Field(description="Hit rates of the frames and text caches.")
+    notes: list[str] = Field(default_factory=list)
 
 
 # -- videos and jobs ------------------------------------------------------------------------
@@ -114,7 +117,8 @@ class Filters(BaseModel):
 
 class SearchRequest(BaseModel):
     model_config = _STRICT
-    text: str = Field(min_length=1, max_length=2000, description="What to look for.")
+    text: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+                      description="What to look for (not only whitespace).")
     limit: int = Field(10, ge=1, le=1000)
     group_by: Literal["moment", "video"] = "moment"
     filters: Filters | None = None
@@ -124,35 +128,46 @@ class SearchResponse(BaseModel):
     query: str
     group_by: str
     results: list[dict[str, Any]]
+    notes: list[str] = Field(default_factory=list,
+                             description="Warnings about the query (e.g. words the store's "
+                                         "model cannot know).")
 
 
 # -- select ---------------------------------------------------------------------------------
 
 
 def _check_sampler(name: str | None) -> str | None:
-    from framedex.query.samplers import list_samplers
+    from framedex.library import sampler_names
 
-    if name is not None and name not in list_samplers():
-        raise ValueError(str(UnknownNameError("sampler", name, list_samplers())))
+    if name is not None and name not in sampler_names():
+        raise ValueError(str(UnknownNameError("sampler", name, sampler_names())))
     return name
 
 
 class SelectRequest(BaseModel):
-    model_config = _STRICT
-    question: str = Field(min_length=1, max_length=4000)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "not": {"required": ["budget", "tokens"]},
+        "description": "Give `budget` (frames) or `tokens` (a VLM token budget), not both; "
+                       "neither means 8 frames."})
+    question: str = Field(min_length=1, max_length=4000, pattern=r"\S",
+                          description="The question (not only whitespace).")
     sampler: str | None = Field(None, description="A registered sampler (GET /v1/samplers); "
                                                   "default: the server's default sampler.")
     budget: int | None = Field(None, ge=1, le=10000, description="Frames to choose (default 8).")
-    tokens: int | None = Field(None, ge=1, le=10_000_000,
-                               description="A VLM token budget instead of a frame count.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Sampler parameters.")
+    tokens: int | None = Field(None, ge=66, le=10_000_000,
+                               description="A VLM token budget instead of a frame count (at "
+                                           "least one low-tier frame, 66 tokens).")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="Sampler parameters (GET /v1/samplers lists "
+                                               "each sampler's).")
     include: list[Literal["frames", "payload", "plot"]] = Field(
         default_factory=list, max_length=3,
-        description="frames: JPEG data-URLs; payload: a chat request body; plot: a PNG "
-                    "data-URL of the selection.")
+        description="frames: JPEG data-URLs at each frame's tier; payload: a chat request body; "
+                    "plot: a PNG data-URL of the relevance curve and the chosen frames.")
     payload_format: Literal["openai", "gemini"] = "openai"
     frame_max_side: int = Field(512, ge=16, le=4096,
-                                description="Longer side of returned frames, pixels.")
+                                description="Cap on the longer side of returned frames, pixels "
+                                            "(a frame's tier can make it smaller).")
 
     @field_validator("sampler")
     @classmethod
@@ -170,8 +185,9 @@ class SelectResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
     video_id: str
     path: str
+    question: str
     sampler: str
-    budget: int
+    budget: int | None = Field(description="Frames asked for; null when `tokens` was given.")
     tokens: int | None
     indices: list[int]
     timestamps: list[float]
@@ -183,14 +199,19 @@ class SelectResponse(BaseModel):
     reason: str | None = None
     latency_ms: float
     params: dict[str, Any]
+    cost: dict[str, Any]
     frames: list[str] | None = None
+    frame_sizes: list[list[int]] | None = None
     payload: dict[str, Any] | None = None
     plot: str | None = None
 
 
 class SamplersPublic(BaseModel):
     data: list[str]
-    default: str | None = None
+    default: str
+    samplers: list[dict[str, Any]] = Field(default_factory=list,
+                                           description="Each sampler's description and "
+                                                       "parameters (name, type, default, doc).")
 
 
 # -- embed ----------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from framedex.errors import check
+from framedex.errors import ConfigError, check
 
 #: Default upload limit (2 GiB): large enough for an hour of 1080p H.264.
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
@@ -36,6 +37,10 @@ class Settings:
             None means ``<db>.uploads`` beside a local store, else a temporary folder.
         index_fps: default frames per second embedded by ingest jobs.
         log_queries: record each search/select in the store's query log.
+        default_sampler: sampler of select requests that name none (None: the library's).
+        optimize_every_s: seconds between two store upkeep runs (compaction, retention,
+            old versions); 0 turns the timer off.
+        cache_bytes: bound of the in-memory frames cache shared by all requests.
     """
 
     db: str = "framedex.db"
@@ -50,6 +55,19 @@ class Settings:
     upload_dir: str | None = None
     index_fps: float = 1.0
     log_queries: bool = True
+    default_sampler: str | None = None
+    optimize_every_s: float = 600.0
+    cache_bytes: int = 256 << 20
+
+    @classmethod
+    def from_cli(cls, *, max_upload_mb: float, **options: Any) -> Settings:
+        """Settings from ``framedex serve``'s options (``--max-upload-mb`` in MiB).
+
+        Raises:
+            ConfigError: a bad value (names the option).
+        """
+        check(max_upload_mb > 0, "max_upload_mb", max_upload_mb, "must be > 0")
+        return cls(max_upload_bytes=int(max_upload_mb * (1 << 20)), **options)
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535 or self.port == 0, "port", self.port,
@@ -59,7 +77,10 @@ class Settings:
               "must be >= 1")
         check(self.index_fps > 0, "index_fps", self.index_fps, "must be > 0")
         check(self.api_key is None or len(self.api_key) >= 8, "api_key", "***",
-              "must be at least 8 characters")
+              "must be at least 8 characters (a short key is easy to guess); e.g. "
+              "--api-key $(openssl rand -hex 16)")
+        check(self.optimize_every_s >= 0, "optimize_every_s", self.optimize_every_s,
+              "must be >= 0 (0: off)")
         for root in self.allow_roots:
             check(Path(root).expanduser().is_dir(), "allow_root", root,
                   "must be an existing folder")
@@ -69,14 +90,23 @@ class Settings:
         """The allowed roots with symlinks resolved (paths are compared after realpath)."""
         return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in self.allow_roots)
 
-    def resolved_upload_dir(self) -> Path:
-        """The upload folder (created)."""
+    def resolved_upload_dir_for(self, store_uri: str) -> Path:
+        """The upload folder (created): ``upload_dir``, else ``<db>.uploads`` beside a local
+        store, else a temporary folder.
+
+        Raises:
+            ConfigError: it cannot be created.
+        """
         if self.upload_dir:
             folder = Path(self.upload_dir).expanduser()
-        elif "://" not in self.db:
-            db = Path(self.db).expanduser().resolve()
+        elif "://" not in store_uri:
+            db = Path(store_uri)
             folder = db.parent / (db.name + ".uploads")
         else:
             folder = Path(tempfile.gettempdir()) / "framedex-uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as ex:
+            raise ConfigError(f"upload_dir={str(folder)!r} is invalid: cannot create it "
+                              f"({ex.strerror or ex}); pass --upload-dir") from None
+        return folder.resolve()

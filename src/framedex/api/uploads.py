@@ -20,6 +20,10 @@ from framedex.errors import ConfigError, PayloadTooLargeError
 
 #: Largest non-file form field (fps, metadata...).
 MAX_FIELD_BYTES = 64 * 1024
+#: Most bytes of all non-file fields together, and most parts, in one request: chunked
+#: bodies declare no length, so without these a client could send megabytes of small fields.
+MAX_FIELDS_BYTES = 256 * 1024
+MAX_PARTS = 16
 #: Slack for multipart boundaries and part headers when checking Content-Length.
 _OVERHEAD = 64 * 1024
 
@@ -48,6 +52,8 @@ class _Collector:
         self._is_file = False
         self._buf = bytearray()
         self._fh: Any = None
+        self._parts = 0
+        self._field_bytes = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -59,6 +65,9 @@ class _Collector:
 
     def on_part_begin(self) -> None:
         self._headers, self._name, self._is_file, self._buf = {}, None, False, bytearray()
+        self._parts += 1
+        if self._parts > MAX_PARTS and self.error is None:
+            self.error = PayloadTooLargeError(f"the form has more than {MAX_PARTS} parts")
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
@@ -97,9 +106,13 @@ class _Collector:
             self._fh.write(data[start:end])
         else:
             self._buf += data[start:end]
+            self._field_bytes += n
             if len(self._buf) > MAX_FIELD_BYTES:
                 self.error = PayloadTooLargeError(
                     f"form field {self._name!r} is larger than {MAX_FIELD_BYTES} bytes")
+            elif self._field_bytes > MAX_FIELDS_BYTES:
+                self.error = PayloadTooLargeError(
+                    f"the form's fields are larger than {MAX_FIELDS_BYTES} bytes together")
 
     def on_part_end(self) -> None:
         if self._is_file and self._fh is not None:

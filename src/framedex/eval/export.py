@@ -45,11 +45,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from framedex.errors import ConfigError, check
+
+if TYPE_CHECKING:
+    from framedex.library import Library, SelectResult
 
 FORMATS = ("bolt", "aks")
 
@@ -187,7 +188,7 @@ def _hand_validate(data: Any, fmt: str) -> None:
                           f"{where}.{name}", e[name], "must be a list of integers >= 0")
 
 
-def _index_videos(items: list[dict[str, Any]], indexer: Any,
+def _index_videos(items: list[dict[str, Any]], library: Library,
                   progress: Callable[[str], None] | None) -> tuple[dict[str, Any], list]:
     """Index each distinct video once: {video_path: IndexOutcome}, failures."""
     outcomes, failed = {}, []
@@ -197,7 +198,7 @@ def _index_videos(items: list[dict[str, Any]], indexer: Any,
         if not Path(path).expanduser().is_file():
             failed.append({"video_path": path, "error": f"no such file: {path}"})
             continue
-        o = indexer.index_file(path)
+        o = library.index_file(path)
         if o.status == "failed":
             failed.append({"video_path": path, "error": o.error or "failed"})
         else:
@@ -205,7 +206,7 @@ def _index_videos(items: list[dict[str, Any]], indexer: Any,
     return outcomes, failed
 
 
-def export_selections(items: list[dict[str, Any]], store: Any, encoder: Any, sampler: str,
+def export_selections(items: list[dict[str, Any]], library: Library, sampler: str,
                       budget: int, fmt: str = "bolt",
                       progress: Callable[[str], None] | None = None,
                       **sampler_params: Any) -> ExportReport:
@@ -213,31 +214,23 @@ def export_selections(items: list[dict[str, Any]], store: Any, encoder: Any, sam
 
     Args:
         items: manifest items (:func:`load_manifest`).
-        store: the store (videos already indexed there with the same encoder are reused).
-        encoder: a loaded encoder.
+        library: the library (videos already indexed there with the same encoder are reused).
         sampler: sampler name.
         budget: frames per question (K).
         fmt: ``bolt`` or ``aks`` (see the module docstring).
         progress: called with a short status line per video.
-        **sampler_params: passed to :func:`create_sampler`.
+        **sampler_params: the sampler's parameters.
 
     Returns:
         An :class:`ExportReport` whose ``data`` is the JSON-ready output (validated).
 
     Raises:
-        UnknownNameError: unknown sampler. ConfigError: bad budget or format.
+        UnknownNameError: unknown sampler. ConfigError: bad budget, format or parameters.
     """
-    from framedex.indexer.pipeline import Indexer
-    from framedex.query.samplers import create_sampler
-
     check(fmt in FORMATS, "format", fmt, f"must be one of {FORMATS}")
     check(isinstance(budget, int) and budget >= 1, "budget", budget, "must be an integer >= 1")
-    smp = create_sampler(sampler, **sampler_params)
-    outcomes, failed = _index_videos(items, Indexer(store, encoder), progress)
-    frames = {p: store.read_frames(o.video_id) for p, o in outcomes.items()}
-    rates = {p: store.get_video(o.video_id).frame_rate for p, o in outcomes.items()}
-    texts = sorted({it["question"] for it in items if it["video_path"] in outcomes})
-    qvec = dict(zip(texts, encoder.encode_text(texts))) if texts else {}
+    library.sampler(sampler)  # unknown names fail before any indexing
+    outcomes, failed = _index_videos(items, library, progress)
     report = ExportReport(data={} if fmt == "bolt" else [], failed=failed,
                           questions=len(items), videos=len(outcomes))
     for it in items:
@@ -246,10 +239,10 @@ def export_selections(items: list[dict[str, Any]], store: Any, encoder: Any, sam
             if fmt == "aks":
                 report.data.append([])
             continue
-        fa = frames[path]
-        sel = smp.select_result(fa.vectors, np.asarray(qvec[it["question"]], np.float32),
-                                budget, fa.pts_sec)
-        entry = _entry(it, sel, fa, rates[path], sampler, budget, report)
+        result = library.select(outcomes[path].video_id, it["question"], sampler=sampler,
+                                budget=budget, params=sampler_params)
+        rate = result.record.frame_rate if result.record is not None else 0.0
+        entry = _entry(it, result, rate, sampler, budget, report)
         if fmt == "aks":
             report.data.append(entry["frame_idx"])
         else:
@@ -258,10 +251,10 @@ def export_selections(items: list[dict[str, Any]], store: Any, encoder: Any, sam
     return report
 
 
-def _entry(item: dict[str, Any], sel: Any, fa: Any, frame_rate: float, sampler: str,
+def _entry(item: dict[str, Any], sel: SelectResult, frame_rate: float, sampler: str,
            budget: int, report: ExportReport) -> dict[str, Any]:
     pos = [int(i) for i in sel.indices]
-    frame_idx = [int(fa.frame_idx[i]) for i in pos]
+    frame_idx = [int(f) for f in sel.frame_idx]
     seconds = [round(f / frame_rate, 2) for f in frame_idx]
     # The reader turns seconds back into frames with round(sec * fps): check it lands on ours.
     if any(round(s * frame_rate) != f for s, f in zip(seconds, frame_idx)):
@@ -270,7 +263,7 @@ def _entry(item: dict[str, Any], sel: Any, fa: Any, frame_rate: float, sampler: 
         report.short.append(str(item["question_id"]))
     entry = {"question_id": item["question_id"], "question": item["question"],
              "frames": seconds, "frame_idx": frame_idx,
-             "pts_sec": [round(float(fa.pts_sec[i]), 6) for i in pos], "grid_pos": pos,
+             "pts_sec": [round(float(t), 6) for t in sel.timestamps], "grid_pos": pos,
              "video_path": item["video_path"], "sampler": sampler, "budget": budget}
     if sel.tiers:
         entry["tiers"] = list(sel.tiers)

@@ -9,9 +9,10 @@ Flow (``run_eval``)::
       --sampler.select_result per (sampler, budget, question, text mode)--> metrics rows
       --sweep on the tune split--> tuned defaults, re-scored on the test split
 
-Selections use the cached embeddings directly (no Library facade, no query log), so a
-question costs one matrix-vector product plus the sampler; ``latency_ms`` times only
-``select_result`` (relevance + selection), as the API would pay it per query.
+Indexing, embeddings and question encoding go through the :class:`~framedex.library.Library`
+facade; the scoring grid then runs every sampler on the cached arrays directly (many budgets
+and text modes per question, no query log), so ``latency_ms`` times only ``select_result``
+(relevance + selection), as the API would pay it per query.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from framedex.errors import ConfigError, check
 from framedex.eval.metrics import score_selection, selection_tokens
 from framedex.eval.suite import SuiteSpec, VideoCase, build_suite, get_suite
+
+if TYPE_CHECKING:
+    from framedex.library import Library
 
 TEXT_MODES = ("question", "query")
 INT_BUDGETS = (4, 8, 16, 32)
@@ -132,31 +136,27 @@ def render_cases(cases: Sequence[VideoCase], folder: Path,
     return paths
 
 
-def prepare(cases: Sequence[VideoCase], paths: Sequence[Path], store: Any, encoder: Any,
+def prepare(cases: Sequence[VideoCase], paths: Sequence[Path], library: Library,
             progress: Progress | None = None) -> list[PreparedVideo]:
     """Index the rendered videos (unchanged ones are skipped) and read their embeddings.
 
     Raises:
         ConfigError: a suite video failed to index (the message has the decoder's reason).
     """
-    from framedex.indexer.pipeline import Indexer
-
-    indexer = Indexer(store, encoder)
     out = []
-    for case, path in zip(cases, paths):
+    for case, path in zip(cases, paths, strict=True):
         if progress:
             progress(f"index {case.name}")
-        outcome = indexer.index_file(path)
+        outcome = library.index_file(path)
         if outcome.status == "failed":
             raise ConfigError(f"suite video {path} failed to index: {outcome.error}")
-        frames = store.read_frames(outcome.video_id)
+        _record, frames, _segments = library.embeddings(outcome.video_id)
         out.append(PreparedVideo(case, outcome.video_id, np.asarray(frames.pts_sec, np.float64),
                                  np.asarray(frames.vectors, np.float32)))
-    store.ensure_scalar_indexes()
     return out
 
 
-def encode_questions(encoder: Any, cases: Sequence[VideoCase],
+def encode_questions(library: Library, cases: Sequence[VideoCase],
                      modes: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
     """Query vectors per (qid, text mode): the question itself, or the mean of its query texts.
 
@@ -166,7 +166,7 @@ def encode_questions(encoder: Any, cases: Sequence[VideoCase],
     """
     qs = [q for c in cases for q in c.questions]
     texts = sorted({q.question for q in qs} | {t for q in qs for t in q.query_texts})
-    emb = encoder.encode_text(texts) if texts else np.zeros((0, 1))
+    emb = library.embed_text(texts) if texts else np.zeros((0, 1))
     vec = {t: np.asarray(e, dtype=np.float64) for t, e in zip(texts, emb)}
     out = {}
     for q in qs:
@@ -298,9 +298,8 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
         UnknownNameError: unknown suite or sampler name.
         ConfigError: bad config, or a suite video failed to index.
     """
-    from framedex.indexer.encoder import load_encoder
+    from framedex.library import Library
     from framedex.query.samplers import create_sampler, list_samplers
-    from framedex.store import Store
 
     spec = get_suite(cfg.suite)
     names = list(cfg.samplers) if cfg.samplers else list_samplers()
@@ -312,10 +311,10 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
     paths = render_cases(cases, cfg.out / "videos", progress)
     timings["render_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    encoder = load_encoder(cfg.model, device=cfg.device)
-    store = Store(cfg.db or str(cfg.out / "db"))
-    videos = prepare(cases, paths, store, encoder, progress)
-    qvecs = encode_questions(encoder, cases, cfg.text_modes)
+    library = Library(cfg.db or str(cfg.out / "db"), model=cfg.model, device=cfg.device,
+                      log_queries=False)
+    videos = prepare(cases, paths, library, progress)
+    qvecs = encode_questions(library, cases, cfg.text_modes)
     timings["index_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     if progress:

@@ -305,6 +305,11 @@ def load_encoder(spec: str, device: str = "auto", precision: str | None = None) 
         return _CACHE[key]
 
 
+def load_text_encoder(spec: str, device: str = "auto") -> Encoder:
+    """The encoder to embed query texts with (today: the full encoder)."""
+    return load_encoder(spec, device=device)
+
+
 def _create(spec: ModelSpec, device: str, precision: str) -> Encoder:
     import open_clip
 

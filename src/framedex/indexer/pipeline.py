@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from framedex.errors import ConfigError, FramedexError, check
-from framedex.store.lance_store import Store
+from framedex.errors import FramedexError, check
+from framedex.store import Store
 from framedex.store.schema import VideoRecord
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,12 @@ class IndexOptions:
     resize_at_decode: bool = True
 
     def __post_init__(self) -> None:
-        check(self.index_fps > 0 and math.isfinite(self.index_fps), "fps", self.index_fps,
-              "must be a positive number of frames per second")
+        from framedex.indexer.decode import resolve_decoder
+
+        check(isinstance(self.index_fps, (int, float)) and math.isfinite(self.index_fps)
+              and 1e-3 <= self.index_fps <= 240, "fps", self.index_fps,
+              "must be a number of frames per second from 0.001 to 240")
+        resolve_decoder(self.decoder)  # an unknown name is one clear error, not N failed files
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         check(self.prefetch >= 1, "prefetch", self.prefetch, "must be >= 1")
         check(self.segment_sec > 0, "segment_sec", self.segment_sec, "must be > 0")
@@ -177,6 +181,10 @@ class Indexer:
                     on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
         """Index every video under ``paths``; bad files are reported and skipped.
 
+        A file whose content another writer is indexing right now is put aside and revisited
+        once everything else is done; by then it is normally indexed (``unchanged``), so two
+        runs over one folder share the work and never index a video twice.
+
         Args:
             paths: files and folders.
             metadata: user metadata (JSON-able) stored with every video of this run.
@@ -188,27 +196,62 @@ class Indexer:
         for outcome in missing:
             if on_file:
                 on_file(outcome)
-        for f in files:
-            outcome = self.index_file(f, metadata=metadata, progress=progress)
-            report.outcomes.append(outcome)
-            if on_file:
-                on_file(outcome)
+        deferred: list[Path] = []
+        with self.store.writing():
+            for f in files:
+                outcome = self._index_file(f, metadata, progress, wait=False)
+                if outcome is None:
+                    deferred.append(f)
+                    continue
+                report.outcomes.append(outcome)
+                if on_file:
+                    on_file(outcome)
+            for f in deferred:
+                outcome = self._index_file(f, metadata, progress, wait=True)
+                assert outcome is not None
+                report.outcomes.append(outcome)
+                if on_file:
+                    on_file(outcome)
         if report.by_status("indexed"):
             self.store.ensure_scalar_indexes()
+            self.store.optimize(tables=("videos", "frames", "segments", "video_paths"))
         return report
 
     def index_file(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
-                   progress: ProgressFn | None = None, video_id: str | None = None) -> IndexOutcome:
-        """Index one file. Never raises for a bad file: the outcome says ``failed`` and why."""
+                   progress: ProgressFn | None = None,
+                   read_from: str | os.PathLike | None = None) -> IndexOutcome:
+        """Index one file. Never raises for a bad file: the outcome says ``failed`` and why.
+
+        Args:
+            path: the video file (recorded in the store, resolved).
+            metadata: user metadata stored with the video.
+            progress: called as frames are embedded.
+            read_from: read the bytes from here instead (e.g. ``/proc/self/fd/N`` of a file
+                the caller opened and verified), still recording ``path``.
+        """
+        with self.store.writing():
+            outcome = self._index_file(path, metadata, progress, wait=True, read_from=read_from)
+        assert outcome is not None
+        return outcome
+
+    def _index_file(self, path: str | os.PathLike, metadata: dict[str, Any] | None,
+                    progress: ProgressFn | None, *, wait: bool,
+                    read_from: str | os.PathLike | None = None) -> IndexOutcome | None:
         t0 = time.perf_counter()
         path = str(Path(path).expanduser().resolve())
+        source = str(read_from) if read_from is not None else path
         try:
-            vid = video_id or content_id(path)
-            existing = self.store.get_video(vid)
-            if existing is not None and existing.index_fps == self.options.index_fps:
-                return IndexOutcome(path, "unchanged", vid, existing.num_frames,
-                                    existing.num_indexed, existing.duration)
-            record = self._index(path, vid, metadata or {}, progress)
+            vid = content_id(source)
+            claim = self.store.claim(vid, wait=wait)
+            if claim is None:
+                return None  # another writer is indexing this content right now
+            with claim:
+                existing = self.store.get_video(vid)
+                if existing is not None and existing.index_fps == self.options.index_fps:
+                    self.store.add_path(path, vid)
+                    return IndexOutcome(path, "unchanged", vid, existing.num_frames,
+                                        existing.num_indexed, existing.duration)
+                record = self._index(path, source, vid, metadata or {}, progress)
         except FramedexError as ex:
             return IndexOutcome(path, "failed", error=str(ex))
         except OSError as ex:
@@ -217,35 +260,40 @@ class Indexer:
                             record.num_indexed, record.duration,
                             seconds=time.perf_counter() - t0)
 
-    def _index(self, path: str, vid: str, metadata: dict[str, Any],
+    def _index(self, path: str, source: str, vid: str, metadata: dict[str, Any],
                progress: ProgressFn | None) -> VideoRecord:
+        """Write a new generation of ``vid`` and swap it live; the old one stays live until
+        then, and stays live if anything fails."""
         from framedex.indexer.decode import open_video
 
         opts = self.options
-        with open_video(path, opts.decoder) as video:
+        with open_video(source, opts.decoder) as video:
             info = video.info
             expected = max(1, math.ceil(info.duration * opts.index_fps))
-            self.store.begin_video(vid)  # drop leftovers of a killed run
-            writer = _ChunkWriter(self.store, vid, opts, info.duration)
+            generation = self.store.begin_video(vid)  # drops leftovers of a killed run
+            writer = _ChunkWriter(self.store, vid, generation, opts, info.duration)
             try:
                 for batch in _prefetch(self._batches(video), opts.prefetch):
                     writer.add(batch, self.encoder.encode_images(batch.images))
                     if progress:
                         progress(path, writer.embedded, expected)
                 num_indexed = writer.finish()
+                if num_indexed == 0:
+                    raise _no_frames(path)
+                record = VideoRecord(
+                    video_id=vid, path=path, duration=float(info.duration),
+                    frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
+                    width=int(info.width), height=int(info.height),
+                    start_sec=float(info.start_sec), is_vfr=bool(info.is_vfr),
+                    index_fps=opts.index_fps, num_indexed=num_indexed, decoder=info.decoder,
+                    encoder=self.encoder.identity["model"], metadata=metadata,
+                    generation=generation, file_size=os.stat(source).st_size,
+                )
+                self.store.commit_video(record)  # the swap: one commit
             except BaseException:
-                self.store.begin_video(vid)  # leave nothing half-written behind
+                self.store.abort_video(vid, generation)  # the old generation stays live
                 raise
-        if num_indexed == 0:
-            raise _no_frames(path)
-        record = VideoRecord(
-            video_id=vid, path=path, duration=float(info.duration),
-            frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
-            width=int(info.width), height=int(info.height), start_sec=float(info.start_sec),
-            is_vfr=bool(info.is_vfr), index_fps=opts.index_fps, num_indexed=num_indexed,
-            decoder=info.decoder, encoder=self.encoder.identity["model"], metadata=metadata,
-        )
-        self.store.commit_video(record)
+        self.store.retire_generations(vid, keep=generation)
         return record
 
     def _batches(self, video: Any) -> Iterator[_Batch]:
@@ -291,8 +339,10 @@ class _Batch:
 class _ChunkWriter:
     """Accumulates embeddings into chunks for the store, and pools fixed segments on the fly."""
 
-    def __init__(self, store: Store, video_id: str, opts: IndexOptions, duration: float):
+    def __init__(self, store: Store, video_id: str, generation: int, opts: IndexOptions,
+                 duration: float):
         self.store, self.video_id, self.opts, self.duration = store, video_id, opts, duration
+        self.generation = generation
         self.count = 0
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
@@ -322,7 +372,7 @@ class _ChunkWriter:
         pts = np.concatenate([p[1] for p in self._pending])
         vecs = np.concatenate([p[2] for p in self._pending])
         pos = np.arange(self.count, self.count + len(vecs), dtype=np.int32)
-        self.store.add_frames(self.video_id, pos, frame_idx, pts, vecs)
+        self.store.add_frames(self.video_id, self.generation, pos, frame_idx, pts, vecs)
         self.count += len(vecs)
         self._pending, self._pending_rows = [], 0
 
@@ -336,7 +386,7 @@ class _ChunkWriter:
             starts = np.array([k * seg for k in keys], dtype=np.float64)
             ends = np.minimum(starts + seg, max(self.duration, starts[-1]))
             counts = np.array([self._seg_n[k] for k in keys], dtype=np.int32)
-            self.store.add_segments(self.video_id, starts, ends, counts, vecs)
+            self.store.add_segments(self.video_id, self.generation, starts, ends, counts, vecs)
         return self.count
 
 
@@ -380,21 +430,3 @@ def _prefetch(source: Iterator[_Batch], depth: int) -> Iterator[_Batch]:
                 q.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
-
-
-def parse_metadata(text: str | None) -> dict[str, Any]:
-    """Parse ``--metadata`` JSON.
-
-    Raises:
-        ConfigError: not a JSON object.
-    """
-    import json
-
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"metadata={text!r} is invalid: not JSON ({ex.msg})") from ex
-    check(isinstance(value, dict), "metadata", text, "must be a JSON object")
-    return value

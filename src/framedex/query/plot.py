@@ -11,6 +11,7 @@ this works on servers without a display and costs nothing at import time.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framedex.errors import check
+from framedex.errors import ConfigError, check
 from framedex.query.samplers.base import TIERS
 
 #: Marker colours per tier (colour-blind-safe Okabe-Ito), and for untiered selections.
@@ -39,7 +40,7 @@ def _clock(sec: float) -> str:
 
 
 def plot_selection(
-    out_png: str | os.PathLike,
+    out_png: str | os.PathLike | None = None,
     *,
     timestamps: Sequence[float],
     scores: Sequence[float] | None,
@@ -54,7 +55,7 @@ def plot_selection(
     """Render the selection to a PNG.
 
     Args:
-        out_png: output path (parent folders are created).
+        out_png: also write the PNG here (parent folders are created); None: only return it.
         timestamps: ``pts_sec`` of all N indexed frames, ascending.
         scores: relevance of all N frames, or None for query-free samplers (no curve).
         chosen_positions: positions into the N frames that were selected.
@@ -67,7 +68,7 @@ def plot_selection(
         dpi: output resolution (the figure is 12 inches wide).
 
     Returns:
-        the PNG's path.
+        the PNG file's bytes.
 
     Raises:
         ConfigError: mismatched lengths, positions out of range.
@@ -122,10 +123,18 @@ def plot_selection(
         cell.set_title(f"#{k + 1}  {_clock(cts[i])}{tier}", fontsize=9, color="#222222")
     if title:
         fig.suptitle(title, fontsize=13, fontweight="bold")
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi, facecolor="white")
-    return out
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    png = buf.getvalue()
+    if out_png is not None:
+        out = Path(out_png)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(png)
+        except OSError as ex:
+            raise ConfigError(f"plot={str(out_png)!r} is invalid: cannot write it "
+                              f"({ex.strerror or ex})") from None
+    return png
 
 
 def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from framedex.errors import EmptyLibraryError, check
 from framedex.store.schema import VideoRecord
@@ -240,6 +241,16 @@ def _moments(rows: Any, allowed: dict[str, VideoRecord]) -> list[Moment]:
     if rows.num_rows == 0:
         return []
     vids = np.asarray(rows.column("video_id").to_pylist(), dtype=object)
+    gens = rows.column("generation").to_numpy()
+    # A hit counts only if its generation is the one its video's row names: rows of a killed
+    # run, or of a re-index not yet swapped in (or already swapped out), are invisible.
+    live = np.fromiter((allowed[v].generation == g if v in allowed else False
+                        for v, g in zip(vids.tolist(), gens.tolist(), strict=True)),
+                       dtype=bool, count=len(vids))
+    rows = rows.filter(pa.array(live))
+    if rows.num_rows == 0:
+        return []
+    vids = vids[live]
     pos = rows.column("pos").to_numpy()
     pts = rows.column("pts_sec").to_numpy()
     scores = 1.0 - rows.column("_distance").to_numpy().astype(np.float64)  # cosine distance

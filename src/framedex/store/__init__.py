@@ -2,15 +2,30 @@
 
 Example::
 
-    from framedex.store import Store
-    store = Store("framedex.db")
+    from framedex.store import open_store
+    store = open_store("framedex.db")
     for video in store.list_videos():
         frames = store.read_frames(video.video_id)   # (N, D) vectors + timestamps, one read
 """
 
 from __future__ import annotations
 
-from framedex.store.lance_store import FrameArrays as FrameArrays
-from framedex.store.lance_store import SegmentArrays as SegmentArrays
-from framedex.store.lance_store import Store as Store
+import os
+from collections.abc import Mapping
+
+from framedex.store.base import FrameArrays as FrameArrays
+from framedex.store.base import SegmentArrays as SegmentArrays
+from framedex.store.base import Store as Store
+from framedex.store.lance_store import LanceStore as LanceStore
+from framedex.store.querylog import QueryLog as QueryLog
 from framedex.store.schema import VideoRecord as VideoRecord
+
+
+def open_store(uri: str | os.PathLike, *,
+               storage_options: Mapping[str, str] | None = None) -> Store:
+    """Open the store at ``uri`` (a folder, created on the first write, or an object-store URI).
+
+    Raises:
+        ConfigError / StoreError: an unusable location.
+    """
+    return LanceStore(uri, storage_options=storage_options)

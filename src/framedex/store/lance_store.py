@@ -1,21 +1,25 @@
-"""The LanceDB store: videos, frame and segment embeddings, jobs and the query log.
+"""The LanceDB store: videos, frame and segment embeddings, path aliases, jobs, query log.
 
 Example::
 
-    store = Store("framedex.db")            # a local folder; s3://... URIs pass through
-    store.ensure_encoder(encoder.identity)  # refuses a different encoder than the store's
-    frames = store.read_frames(video_id)    # one read: all frames of a video, in time order
+    store = LanceStore("framedex.db")        # a local folder; s3://... URIs pass through
+    store.ensure_encoder(encoder.identity)   # refuses a different encoder than the store's
+    frames = store.read_frames(video_id)     # one read: all frames of a video, in time order
 
-Visibility: a video's frames and segments are appended first; the ``videos`` row is written
-last (``commit_video``). Readers only see videos that have a row, so a crash mid-index leaves
-nothing half-visible; the next run deletes the leftovers (``begin_video``) and redoes it.
+Visibility: a video's frames and segments are appended under a new *generation* first; the
+``videos`` row, which names the live generation, is written last (``commit_video``). Readers
+only see rows of a committed generation, so a crash mid-index leaves nothing half-visible, and
+a re-index swaps the old index for the new one in one commit (``store/schema.py``).
+Concurrent writers claim a content id before indexing it (``store/locks.py``).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,43 +33,39 @@ from framedex.errors import (
     StoreError,
     VideoNotFoundError,
 )
+from framedex.store.base import FrameArrays, SegmentArrays
+from framedex.store.location import StoreLocation, store_io
+from framedex.store.locks import Claim, StoreLocks
 from framedex.store.schema import (
     ENCODER_KEY,
     JOBS_SCHEMA,
     QUERY_LOG_SCHEMA,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    VIDEO_PATHS_SCHEMA,
     VIDEOS_SCHEMA,
     VideoRecord,
     frames_schema,
+    now_utc,
     segments_schema,
 )
+from framedex.store.tables import LanceTables
 
 #: Identity fields that must match for a query or an index run to use the store.
 IDENTITY_FIELDS = ("model", "pretrained", "weights_digest", "dim")
 
+#: Small tables and their schemas (SQL, jobs and the query log read them whole).
+SMALL_TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS_SCHEMA, "jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA,
+    "video_paths": VIDEO_PATHS_SCHEMA,
+}
 
-@dataclass
-class FrameArrays:
-    """All indexed frames of one video, in time order (``pos`` ascending)."""
-
-    video_id: str
-    pos: np.ndarray  # (N,) int32
-    frame_idx: np.ndarray  # (N,) int64
-    pts_sec: np.ndarray  # (N,) float64
-    vectors: np.ndarray  # (N, D) float32, L2-normalised
+#: Shortest id prefix accepted as a video reference (ids are 20 hex characters).
+MIN_PREFIX = 4
 
 
-@dataclass
-class SegmentArrays:
-    """The segments of one video, in time order."""
-
-    video_id: str
-    start_sec: np.ndarray
-    end_sec: np.ndarray
-    kind: list[str]
-    vectors: np.ndarray
-
-
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """``value`` as a quoted SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -83,59 +83,50 @@ def column_vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     return flat.reshape(-1, dim).astype(np.float32, copy=False)
 
 
-class Store:
-    """A framedex store on LanceDB.
+def new_generation() -> int:
+    """A fresh generation number: nanoseconds since the epoch (unique and increasing)."""
+    return time.time_ns()
+
+
+class LanceStore:
+    """A framedex store on LanceDB (implements :class:`framedex.store.Store`).
 
     Args:
-        uri: a local folder (created on first write) or any URI LanceDB accepts (``s3://``,
-            ``gs://``, ``memory://``).
+        uri: a local folder (created on the first write) or an object-store URI
+            (``s3://``, ``gs://``, ``az://``).
+        storage_options: object-store settings (credentials, endpoint, region), handed to
+            Lance and LanceDB alike.
+
+    Raises:
+        ConfigError / StoreError: an unusable location (a file, a bad ``~user``...).
     """
 
-    def __init__(self, uri: str | Path):
-        import lancedb
-
-        self.uri = str(uri)
-        if "://" not in self.uri:
-            path = Path(self.uri).expanduser()
-            if path.exists() and not path.is_dir():
-                raise ConfigError(f"db={self.uri!r} is invalid: it is a file, not a folder")
-            self.uri = str(path)
-        self._db = lancedb.connect(self.uri)
-        self._write_lock = threading.RLock()
-        self._tables: dict[str, Any] = {}
+    def __init__(self, uri: str | os.PathLike, *,
+                 storage_options: Mapping[str, str] | None = None):
+        self.location = StoreLocation.parse(uri)
+        self.uri = self.location.uri
+        self.tables = LanceTables(self.location, storage_options)
+        self.locks = StoreLocks(self.location.path, self.uri)
         self._identity: dict[str, Any] | None = None
+        self._migrated = False
         # The videos table is small and read on every query: keep it in memory, keyed by the
-        # Lance version it was read at (a version check costs ~0.3 ms, a filtered read ~9 ms).
+        # Lance version it was read at (a version check costs ~10 µs, a read ~1 ms).
         self._videos_cache: tuple[int, dict[str, VideoRecord]] | None = None
 
-    # -- tables ---------------------------------------------------------------------------
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """The object-store settings this store was opened with."""
+        return self.tables.storage_options
 
-    def _names(self) -> set[str]:
-        listing = self._db.list_tables()
-        names = getattr(listing, "tables", listing)
-        return set(names)
+    # -- location -------------------------------------------------------------------------
 
-    def _table(self, name: str, schema: pa.Schema | None = None):
-        """Open (or, with a schema, create) a table; None when it does not exist yet."""
-        table = self._tables.get(name)
-        if table is not None:
-            return table
-        if name in self._names():
-            table = self._db.open_table(name)
-        elif schema is not None:
-            with self._write_lock:
-                table = self._db.create_table(name, schema=schema, exist_ok=True)
-        else:
-            return None
-        self._tables[name] = table
-        return table
+    def exists(self) -> bool:
+        """True when a store is at this location."""
+        return self.location.exists()
 
-    def _fresh(self, name: str):
-        """The table at its newest version (other processes may have written)."""
-        table = self._table(name)
-        if table is not None:
-            table.checkout_latest()
-        return table
+    def require(self) -> None:
+        """Raise :class:`~framedex.errors.StoreNotFoundError` when there is no store here."""
+        self.location.require()
 
     # -- encoder identity -----------------------------------------------------------------
 
@@ -143,25 +134,28 @@ class Store:
         """The identity of the encoder this store was built with, or None if it is empty."""
         if self._identity is not None:  # fixed when the frames table is created
             return self._identity
-        table = self._table("frames")
-        if table is None:
+        ds = self.tables.snapshot("frames")
+        if ds is None:
             return None
-        raw = (table.schema.metadata or {}).get(ENCODER_KEY)
+        meta = ds.schema.metadata or {}
+        raw = meta.get(ENCODER_KEY)
         self._identity = json.loads(raw) if raw else None
+        self._migrate(ds.schema)
         return self._identity
 
-    def ensure_encoder(self, identity: dict[str, Any]) -> None:
+    def ensure_encoder(self, identity: Mapping[str, Any]) -> None:
         """Create the embedding tables for ``identity``, or check it matches the store's.
 
         Raises:
             EncoderMismatchError: the store was built with another encoder.
+            StoreError: the store cannot be created or written.
         """
         existing = self.encoder_identity()
         if existing is None:
-            with self._write_lock:
-                self._table("frames", frames_schema(identity["dim"], identity))
-                self._table("segments", segments_schema(identity["dim"]))
-                self._table("videos", VIDEOS_SCHEMA)
+            self.tables.create("frames", frames_schema(int(identity["dim"]), dict(identity)))
+            self.tables.create("segments", segments_schema(int(identity["dim"])))
+            self.tables.create("videos", VIDEOS_SCHEMA)
+            self._identity = None
             return
         check_same_encoder(existing, identity, self.uri)
 
@@ -173,24 +167,44 @@ class Store:
             raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
         return int(identity["dim"])
 
+    def _migrate(self, frames: pa.Schema) -> None:
+        """Upgrade a store written by framedex 0.1 (no generations) in place, once."""
+        if self._migrated:
+            return
+        self._migrated = True
+        version = (frames.metadata or {}).get(SCHEMA_VERSION_KEY, b"1").decode()
+        if version == SCHEMA_VERSION and "generation" in frames.names:
+            return
+        from framedex.store.migrate import migrate_v1
+
+        migrate_v1(self)
+
     # -- videos ---------------------------------------------------------------------------
 
     def _videos(self) -> dict[str, VideoRecord]:
         """All committed videos by id, oldest first, as of the table's newest version."""
-        table = self._fresh("videos")
-        if table is None:
+        ds = self.tables.snapshot("videos")
+        if ds is None:
             return {}
-        version = table.version
-        if self._videos_cache is None or self._videos_cache[0] != version:
-            rows = table.search().limit(None).to_arrow().to_pylist()
+        version = int(ds.version)
+        cached = self._videos_cache
+        if cached is None or cached[0] != version:
+            self.encoder_identity()  # runs the one-time migration before the first read
+            with store_io(self.location, "read"):
+                rows = ds.to_table().to_pylist()
             rows.sort(key=lambda r: (r["created_at"], r["path"]))
-            self._videos_cache = (version, {r["video_id"]: VideoRecord.from_row(r) for r in rows})
-        return self._videos_cache[1]
+            cached = (version, {r["video_id"]: VideoRecord.from_row(r) for r in rows})
+            self._videos_cache = cached
+        return cached[1]
+
+    def videos_version(self) -> int:
+        """The ``videos`` table's version: changes with every commit, re-index and delete."""
+        return self.tables.version("videos")
 
     def list_videos(self, limit: int | None = None, offset: int = 0) -> list[VideoRecord]:
         """Indexed videos, oldest first."""
         videos = list(self._videos().values())
-        return videos[offset : None if limit is None else offset + limit]
+        return videos[offset: None if limit is None else offset + limit]
 
     def count_videos(self) -> int:
         """Number of indexed videos."""
@@ -201,115 +215,56 @@ class Store:
         return self._videos().get(video_id)
 
     def find_video(self, ref: str) -> VideoRecord:
-        """Resolve a video id, an id prefix (>= 6 chars) or an indexed path.
+        """Resolve a video id, a unique id prefix (4+ characters) or any path it was seen at.
 
         Raises:
-            VideoNotFoundError: nothing matches, or a prefix is ambiguous.
+            EmptyLibraryError: nothing is indexed.
+            VideoNotFoundError: nothing matches, or a prefix is ambiguous (the message says which).
         """
-        video = self.get_video(ref)
-        if video is not None:
-            return video
-        videos = self.list_videos()
+        check_ref(ref)
+        videos = self._videos()
+        if ref in videos:
+            return videos[ref]
         if not videos:
             raise EmptyLibraryError(f"the store {self.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
-        resolved = str(Path(ref).expanduser().resolve()) if "://" not in ref else ref
-        by_path = [v for v in videos if v.path in (ref, resolved)]
-        if by_path:
-            return by_path[-1]
-        if len(ref) >= 6:
-            by_prefix = [v for v in videos if v.video_id.startswith(ref)]
-            if len(by_prefix) == 1:
-                return by_prefix[0]
+        for path in _path_forms(ref):
+            found = [v for v in videos.values() if v.path == path]
+            if found:
+                return found[-1]
+            alias = self.tables.read("video_paths", ["video_id"], f"path = {sql_str(path)}",
+                                     VIDEO_PATHS_SCHEMA)
+            for vid in alias.column("video_id").to_pylist():
+                if vid in videos:
+                    return videos[vid]
+        ref_l = ref.lower()
+        if len(ref_l) >= MIN_PREFIX and all(c in "0123456789abcdef" for c in ref_l):
+            matches = [v for v in videos.values() if v.video_id.startswith(ref_l)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise VideoNotFoundError(
+                    f"video id prefix {ref!r} is ambiguous: it matches "
+                    f"{', '.join(v.video_id for v in matches[:5])}; give more characters")
+        short = f" (an id prefix needs at least {MIN_PREFIX} characters)" \
+            if len(ref) < MIN_PREFIX else ""
         raise VideoNotFoundError(
-            f"no indexed video {ref!r} in {self.uri}: give a video_id or an indexed path "
-            "(`framedex videos` lists them)"
-        )
-
-    def begin_video(self, video_id: str) -> None:
-        """Drop any rows a crashed or superseded run left for ``video_id``."""
-        where = f"video_id = {_sql_str(video_id)}"
-        with self._write_lock:
-            for name in ("videos", "frames", "segments"):
-                table = self._fresh(name)
-                if table is not None:
-                    table.delete(where)
-
-    def add_frames(self, video_id: str, pos: np.ndarray, frame_idx: np.ndarray,
-                   pts_sec: np.ndarray, vectors: np.ndarray) -> None:
-        """Append a chunk of frame rows (not visible until :meth:`commit_video`)."""
-        table = self._table("frames")
-        n = len(pos)
-        batch = pa.table(
-            {
-                "video_id": pa.array([video_id] * n, pa.string()),
-                "pos": pa.array(pos, pa.int32()),
-                "frame_idx": pa.array(frame_idx, pa.int64()),
-                "pts_sec": pa.array(pts_sec, pa.float64()),
-                "vector": vectors_column(vectors),
-            },
-            schema=table.schema,
-        )
-        with self._write_lock:
-            table.add(batch)
-
-    def add_segments(self, video_id: str, start_sec: np.ndarray, end_sec: np.ndarray,
-                     num_frames: np.ndarray, vectors: np.ndarray, kind: str = "window") -> None:
-        """Append segment rows (not visible until :meth:`commit_video`)."""
-        table = self._table("segments")
-        n = len(start_sec)
-        if n == 0:
-            return
-        batch = pa.table(
-            {
-                "video_id": pa.array([video_id] * n, pa.string()),
-                "seg": pa.array(np.arange(n), pa.int32()),
-                "kind": pa.array([kind] * n, pa.string()),
-                "start_sec": pa.array(start_sec, pa.float64()),
-                "end_sec": pa.array(end_sec, pa.float64()),
-                "num_frames": pa.array(num_frames, pa.int32()),
-                "vector": vectors_column(vectors),
-            },
-            schema=table.schema,
-        )
-        with self._write_lock:
-            table.add(batch)
-
-    def commit_video(self, record: VideoRecord) -> None:
-        """Write the ``videos`` row: from here on the video is visible to every reader."""
-        table = self._table("videos", VIDEOS_SCHEMA)
-        row = pa.Table.from_pylist([record.to_row()], schema=VIDEOS_SCHEMA)
-        with self._write_lock:
-            table.merge_insert("video_id").when_matched_update_all() \
-                .when_not_matched_insert_all().execute(row)
-
-    def delete_video(self, video_id: str) -> None:
-        """Remove a video and all its rows (the videos row first, so it vanishes at once).
-
-        Raises:
-            VideoNotFoundError: no such video.
-        """
-        if self.get_video(video_id) is None:
-            raise VideoNotFoundError(f"no indexed video {video_id!r} in {self.uri}")
-        self.begin_video(video_id)
+            f"no indexed video {ref[:200]!r} in {self.uri}{short}: give a video_id, a unique "
+            "id prefix or an indexed path (`framedex videos` lists them)")
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _read_video_rows(self, table_name: str, video_id: str, columns: list[str]) -> pa.Table:
-        """One filtered read of a committed video's rows (BTREE on ``video_id``).
+    def _live_rows(self, table: str, video_id: str, columns: list[str]) -> pa.Table:
+        """One filtered read of a committed video's live rows (BTREE on ``video_id``).
 
         Raises:
             VideoNotFoundError: the video is not indexed (or not yet committed).
         """
-        if self.get_video(video_id) is None:
-            raise VideoNotFoundError(f"no indexed video {video_id!r} in {self.uri}")
-        return (
-            self._fresh(table_name).search()
-            .where(f"video_id = {_sql_str(video_id)}")
-            .select(columns)
-            .limit(None)
-            .to_arrow()
-        )
+        record = self.get_video(video_id)
+        if record is None:
+            raise VideoNotFoundError(f"no indexed video {video_id[:200]!r} in {self.uri}")
+        where = f"video_id = {sql_str(video_id)} AND generation = {int(record.generation)}"
+        return self.tables.read(table, columns, where)
 
     def read_frames(self, video_id: str) -> FrameArrays:
         """All frames of one indexed video in time order, in one read.
@@ -317,7 +272,7 @@ class Store:
         Raises:
             VideoNotFoundError: the video is not indexed (or not yet committed).
         """
-        data = self._read_video_rows("frames", video_id, ["pos", "frame_idx", "pts_sec", "vector"])
+        data = self._live_rows("frames", video_id, ["pos", "frame_idx", "pts_sec", "vector"])
         pos = data.column("pos").to_numpy()
         vectors = column_vectors(data.column("vector"), self.dim)
         frame_idx = data.column("frame_idx").to_numpy()
@@ -336,19 +291,22 @@ class Store:
         Raises:
             VideoNotFoundError: the video is not indexed (or not yet committed).
         """
-        return self._read_video_rows("frames", video_id, ["frame_idx"]).column(
-            "frame_idx").to_numpy()
+        return self._live_rows("frames", video_id, ["frame_idx"]).column("frame_idx").to_numpy()
 
     def read_segments(self, video_id: str) -> SegmentArrays:
-        """The segments of one indexed video, in time order."""
-        data = self._read_video_rows("segments", video_id,
-                                     ["seg", "kind", "start_sec", "end_sec", "vector"])
+        """The segments of one indexed video, in time order.
+
+        Raises:
+            VideoNotFoundError: the video is not indexed (or not yet committed).
+        """
+        data = self._live_rows("segments", video_id, ["kind", "start_sec", "end_sec", "vector"])
         order = np.argsort(data.column("start_sec").to_numpy(), kind="stable")
+        kinds = data.column("kind").to_pylist()
         return SegmentArrays(
             video_id=video_id,
             start_sec=data.column("start_sec").to_numpy()[order],
             end_sec=data.column("end_sec").to_numpy()[order],
-            kind=[data.column("kind").to_pylist()[i] for i in order],
+            kind=[kinds[i] for i in order],
             vectors=column_vectors(data.column("vector"), self.dim)[order],
         )
 
@@ -356,32 +314,185 @@ class Store:
                       nprobes: int | None = None, refine_factor: int | None = None) -> pa.Table:
         """Nearest frames to ``query`` across the library (ANN when an index exists).
 
-        Returns rows of ``video_id, pos, frame_idx, pts_sec, _distance`` (cosine distance),
-        best first. Rows of uncommitted videos are filtered out by the caller's ``where`` or
-        by :meth:`visible`.
+        Returns rows of ``video_id, generation, pos, frame_idx, pts_sec, _distance`` (cosine
+        distance), best first. Rows of uncommitted or retired generations are among them; the
+        caller keeps those whose generation the ``videos`` row names.
         """
-        table = self._fresh("frames")
-        if table is None:
+        ds = self.tables.snapshot("frames")
+        if ds is None:
             raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
-        q = table.search(np.asarray(query, dtype=np.float32)).distance_type("cosine")
+        nearest: dict[str, Any] = {"column": "vector", "q": np.asarray(query, np.float32),
+                                   "k": int(limit), "metric": "cosine"}
         if nprobes is not None:
-            q = q.nprobes(nprobes)
+            nearest["nprobes"] = int(nprobes)
         if refine_factor is not None:
-            q = q.refine_factor(refine_factor)
-        if where:
-            q = q.where(where, prefilter=True)
-        # _distance selected explicitly: lance warns (on stderr) when it is auto-projected.
-        return q.select(["video_id", "pos", "frame_idx", "pts_sec", "_distance"]) \
-            .limit(limit).to_arrow()
+            nearest["refine_factor"] = int(refine_factor)
+        with store_io(self.location, "search"):
+            return ds.to_table(
+                columns=["video_id", "generation", "pos", "frame_idx", "pts_sec", "_distance"],
+                nearest=nearest, filter=where, prefilter=bool(where))
+
+    def has_ann_index(self) -> bool:
+        """True when the frames table has a vector index."""
+        ds = self.tables.snapshot("frames")
+        if ds is None:
+            return False
+        return "vector" in _indexed_columns(ds)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def claim(self, video_id: str, *, wait: bool) -> Claim | None:
+        """Claim ``video_id`` for writing (see ``store/locks.py``); None when it is taken and
+        ``wait`` is False."""
+        return self.locks.claim(video_id, wait=wait)
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Context of a writer: orphan sweeps wait until no writer is inside one."""
+        return self.locks.writer()
+
+    def begin_video(self, video_id: str) -> int:
+        """Start writing ``video_id`` (the caller holds its claim): drop the rows a killed run
+        left, and return the new generation to write under."""
+        live = self.get_video(video_id)
+        keep = f" AND generation != {int(live.generation)}" if live is not None else ""
+        where = f"video_id = {sql_str(video_id)}{keep}"
+        for name in ("frames", "segments"):
+            self.tables.delete(name, where)
+        return new_generation()
+
+    def add_frames(self, video_id: str, generation: int, pos: np.ndarray,
+                   frame_idx: np.ndarray, pts_sec: np.ndarray, vectors: np.ndarray) -> None:
+        """Append a chunk of frame rows (not visible until :meth:`commit_video`)."""
+        n = len(pos)
+        schema = self._frames_schema()
+        batch = pa.table(
+            {
+                "video_id": pa.array([video_id] * n, pa.string()),
+                "generation": pa.array(np.full(n, generation, np.int64)),
+                "pos": pa.array(np.asarray(pos, np.int32)),
+                "frame_idx": pa.array(np.asarray(frame_idx, np.int64)),
+                "pts_sec": pa.array(np.asarray(pts_sec, np.float64)),
+                "vector": vectors_column(vectors),
+            },
+            schema=schema,
+        )
+        self.tables.append("frames", batch, schema)
+
+    def _frames_schema(self) -> pa.Schema:
+        ds = self.tables.snapshot("frames")
+        if ds is None:
+            raise StoreError(f"the store {self.uri} has no frames table: call ensure_encoder")
+        return ds.schema
+
+    def add_segments(self, video_id: str, generation: int, start_sec: np.ndarray,
+                     end_sec: np.ndarray, num_frames: np.ndarray, vectors: np.ndarray,
+                     kind: str = "fixed") -> None:
+        """Append segment rows (not visible until :meth:`commit_video`)."""
+        n = len(start_sec)
+        if n == 0:
+            return
+        schema = segments_schema(self.dim)
+        batch = pa.table(
+            {
+                "video_id": pa.array([video_id] * n, pa.string()),
+                "generation": pa.array(np.full(n, generation, np.int64)),
+                "seg": pa.array(np.arange(n), pa.int32()),
+                "kind": pa.array([kind] * n, pa.string()),
+                "start_sec": pa.array(start_sec, pa.float64()),
+                "end_sec": pa.array(end_sec, pa.float64()),
+                "num_frames": pa.array(num_frames, pa.int32()),
+                "vector": vectors_column(vectors),
+            },
+            schema=schema,
+        )
+        self.tables.append("segments", batch, schema)
+
+    def commit_video(self, record: VideoRecord) -> None:
+        """Write the ``videos`` row: from here on ``record.generation`` is the live index."""
+        row = pa.Table.from_pylist([record.to_row()], schema=VIDEOS_SCHEMA)
+        self.tables.upsert("videos", "video_id", row, VIDEOS_SCHEMA)
+        self.add_path(record.path, record.video_id)
+
+    def retire_generations(self, video_id: str, keep: int) -> None:
+        """Delete ``video_id``'s rows of every generation but ``keep`` (after a swap)."""
+        where = f"video_id = {sql_str(video_id)} AND generation != {int(keep)}"
+        for name in ("frames", "segments"):
+            self.tables.delete(name, where)
+
+    def abort_video(self, video_id: str, generation: int) -> None:
+        """Delete the rows a failed run wrote under ``generation``."""
+        where = f"video_id = {sql_str(video_id)} AND generation = {int(generation)}"
+        for name in ("frames", "segments"):
+            self.tables.delete(name, where)
+
+    def delete_video(self, video_id: str) -> None:
+        """Remove a video: its ``videos`` row first (it vanishes at once), then its rows.
+
+        Raises:
+            VideoNotFoundError: no such video.
+        """
+        if self.get_video(video_id) is None:
+            raise VideoNotFoundError(f"no indexed video {video_id[:200]!r} in {self.uri}")
+        with self.claim(video_id, wait=True) as _claim, self.writing():
+            where = f"video_id = {sql_str(video_id)}"
+            self.tables.delete("videos", where)
+            for name in ("frames", "segments", "video_paths"):
+                self.tables.delete(name, where)
+
+    def add_path(self, path: str, video_id: str) -> None:
+        """Remember that ``path`` holds ``video_id``'s content (any such path finds it)."""
+        row = pa.Table.from_pylist([{"path": path, "video_id": video_id, "seen_at": now_utc()}],
+                                   schema=VIDEO_PATHS_SCHEMA)
+        self.tables.upsert("video_paths", "path", row, VIDEO_PATHS_SCHEMA)
+
+    # -- small tables ---------------------------------------------------------------------
+
+    def table_arrow(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """A small table (videos, jobs, query_log, video_paths) as Arrow, for SQL and stats.
+
+        Raises:
+            StoreError: unknown table name.
+        """
+        if name not in SMALL_TABLES:
+            raise StoreError(f"no table {name!r}: use one of {', '.join(sorted(SMALL_TABLES))}")
+        return self.tables.read(name, list(columns) if columns else None,
+                                schema=SMALL_TABLES[name])
+
+    def sql_source(self, name: str) -> Any:
+        """What DuckDB scans for table ``name``: the Lance dataset (an Arrow dataset, so only
+        the needed columns are read), or an empty table when it does not exist yet."""
+        if name not in SMALL_TABLES:
+            raise StoreError(f"no table {name!r}: use one of {', '.join(sorted(SMALL_TABLES))}")
+        ds = self.tables.snapshot(name)
+        return SMALL_TABLES[name].empty_table() if ds is None else ds
+
+    def append(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Append rows to the ``jobs`` or ``query_log`` table (created on first use)."""
+        schema = {"jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA}[name]
+        self.tables.append(name, pa.Table.from_pylist(rows, schema=schema), schema)
+
+    def upsert(self, name: str, key: str, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace rows of a small table by ``key`` (used for jobs)."""
+        schema = SMALL_TABLES[name]
+        self.tables.upsert(name, key, pa.Table.from_pylist(rows, schema=schema), schema)
+
+    def iter_tables(self) -> Iterator[str]:
+        """Names of the tables that exist."""
+        return self.tables.names()
+
+    # -- indexes and maintenance ----------------------------------------------------------
 
     def build_index(self, num_partitions: int | None = None, num_sub_vectors: int | None = None,
                     index_type: str = "IVF_PQ") -> dict[str, Any]:
-        """Build (or rebuild) the ANN index on frame vectors and a scalar index on video_id.
+        """Build (or rebuild) the ANN index on frame vectors and the scalar indexes.
 
         Returns:
             what was built (for the CLI to print).
+
+        Raises:
+            EmptyLibraryError: nothing to index. ConfigError: an unknown index type.
         """
-        table = self._fresh("frames")
+        table = self.tables.table("frames")
         if table is None or table.count_rows() == 0:
             raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
         rows = table.count_rows()
@@ -392,19 +503,20 @@ class Store:
         from lancedb.index import HnswSq, IvfPq
 
         if index_type == "IVF_PQ":
-            config = IvfPq(distance_type="cosine", num_partitions=parts, num_sub_vectors=subs)
+            config: Any = IvfPq(distance_type="cosine", num_partitions=parts,
+                                num_sub_vectors=subs)
         elif index_type == "IVF_HNSW_SQ":
             config = HnswSq(distance_type="cosine", num_partitions=parts)
         else:
             raise ConfigError(f"index_type={index_type!r} is invalid: use IVF_PQ or IVF_HNSW_SQ")
-        with self._write_lock:
+        with self.writing(), store_io(self.location, "index"):
             table.create_index("vector", config=config, replace=True)
         self.ensure_scalar_indexes()
         return {"rows": rows, "index_type": index_type, "num_partitions": parts,
                 "num_sub_vectors": subs}
 
     def ensure_scalar_indexes(self) -> None:
-        """BTREE index on ``video_id`` so one video's frames are one indexed read.
+        """BTREE index on ``video_id`` so one video's rows are one indexed read.
 
         Built once; later appends are folded in by :meth:`optimize` (rows not yet indexed are
         still found, by a scan of the new fragments only).
@@ -412,65 +524,67 @@ class Store:
         from lancedb.index import BTree
 
         for name in ("frames", "segments"):
-            table = self._fresh(name)
-            if table is None or table.count_rows() == 0:
+            ds = self.tables.snapshot(name)
+            if ds is None or ds.count_rows() == 0:
                 continue
-            indexed = {c for i in table.list_indices() for c in (getattr(i, "columns", []) or [])}
-            with self._write_lock:
-                if "video_id" not in indexed:
-                    table.create_index("video_id", config=BTree())
-                else:
-                    table.optimize()
+            if "video_id" in _indexed_columns(ds):
+                continue
+            table = self.tables.table(name)
+            with self.writing(), store_io(self.location, "index"):
+                table.create_index("video_id", config=BTree())
 
-    def has_ann_index(self) -> bool:
-        """True when the frames table has a vector index."""
-        table = self._fresh("frames")
-        if table is None:
-            return False
-        return any("vector" in (getattr(i, "columns", None) or [])
-                   for i in table.list_indices())
+    def optimize(self, **options: Any) -> dict[str, Any]:
+        """Compaction, index upkeep, retention and cleanup: see :func:`store.maintenance.optimize`."""
+        from framedex.store.maintenance import optimize
 
-    def optimize(self) -> None:
-        """Compact fragments and fold new rows into the indexes."""
-        for name in ("videos", "frames", "segments"):
-            table = self._fresh(name)
-            if table is not None:
-                with self._write_lock:
-                    table.optimize()
+        return optimize(self, **options)
 
-    # -- jobs and logs --------------------------------------------------------------------
-
-    def table_arrow(self, name: str) -> pa.Table:
-        """A whole small table (videos, jobs, query_log) as Arrow, for SQL and stats.
-
-        Raises:
-            StoreError: unknown table name.
-        """
-        schemas = {"videos": VIDEOS_SCHEMA, "jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA}
-        if name not in schemas:
-            raise StoreError(f"no table {name!r}: use one of {', '.join(sorted(schemas))}")
-        table = self._fresh(name)
-        if table is None:
-            return schemas[name].empty_table()
-        return table.search().limit(None).to_arrow()
-
-    def append(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Append rows to the ``jobs`` or ``query_log`` table (created on first use)."""
-        schema = {"jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA}[name]
-        table = self._table(name, schema)
-        with self._write_lock:
-            table.add(pa.Table.from_pylist(rows, schema=schema))
-
-    def upsert(self, name: str, key: str, rows: list[dict[str, Any]]) -> None:
-        """Insert or replace rows of a small table by ``key`` (used for jobs)."""
-        schema = {"jobs": JOBS_SCHEMA, "videos": VIDEOS_SCHEMA}[name]
-        table = self._table(name, schema)
-        with self._write_lock:
-            table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all() \
-                .execute(pa.Table.from_pylist(rows, schema=schema))
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk per table (local stores; empty for object stores)."""
+        out: dict[str, int] = {}
+        if self.location.path is None:
+            return out
+        for name in self.iter_tables():
+            root = self.location.path / f"{name}.lance"
+            out[name] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        return out
 
 
-def check_same_encoder(stored: dict[str, Any], asked: dict[str, Any], where: str) -> None:
+def _indexed_columns(ds: Any) -> set[str]:
+    """Columns of ``ds`` that have an index."""
+    try:
+        return {c for i in ds.describe_indices() for c in (i.field_names or [])}
+    except (OSError, RuntimeError, ValueError):  # an index being built concurrently
+        return set()
+
+
+def _path_forms(ref: str) -> list[str]:
+    """``ref`` as given and as an absolute, resolved path (a file seen at either finds it)."""
+    forms = [ref]
+    if "://" not in ref:
+        try:
+            resolved = str(Path(ref).expanduser().resolve())
+        except (OSError, RuntimeError, ValueError):
+            return forms
+        if resolved != ref:
+            forms.append(resolved)
+    return forms
+
+
+def check_ref(ref: object) -> None:
+    """Validate a video reference before any lookup.
+
+    Raises:
+        ConfigError: not a non-empty string, a NUL byte, or over 4,096 characters.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError("video='' is invalid: give a video id, id prefix or indexed path")
+    if "\x00" in ref or len(ref) > 4096:
+        raise ConfigError(f"video={ref[:80]!r} is invalid: no NUL bytes, at most 4096 "
+                          "characters")
+
+
+def check_same_encoder(stored: Mapping[str, Any], asked: Mapping[str, Any], where: str) -> None:
     """Refuse an encoder whose identity differs from the store's.
 
     Raises:
@@ -478,7 +592,7 @@ def check_same_encoder(stored: dict[str, Any], asked: dict[str, Any], where: str
     """
     diff = [f for f in IDENTITY_FIELDS if stored.get(f) != asked.get(f)]
     if diff:
-        def name(i: dict[str, Any]) -> str:
+        def name(i: Mapping[str, Any]) -> str:
             tag = f":{i['pretrained']}" if i.get("pretrained") else ""
             return f"{i.get('model')}{tag} (dim {i.get('dim')})"
 

@@ -4,13 +4,22 @@ Tables (one LanceDB database, a local folder by default):
 
 - ``videos``: one row per indexed video; a row exists only once all its frames and segments
   are written, so its presence is the visibility point (see ``Store.commit_video``).
-- ``frames``: one row per indexed frame: ``video_id``, ``pos`` (position in the video's
+- ``frames``: one row per indexed frame: ``video_id``, ``generation`` (which index run wrote
+  it), ``pos`` (position in the video's
   index grid), ``frame_idx`` (native frame), ``pts_sec`` and the L2-normalised ``vector``
   (float32: Lance trains IVF-PQ ~7x slower on float16 columns, measured 199 s vs 27 s
   for 10k x 512 vectors; samplers then need no cast either).
 - ``segments``: fixed windows (6 s by default, Twelve Labs' default) with a mean-pooled,
   re-normalised ``vector``.
+- ``video_paths``: every path a content id was seen at (so any of them finds the video).
 - ``jobs`` and ``query_log``: ingest jobs of the HTTP API, and one row per search/select.
+
+**Generations.** Every index run of a video writes its rows under a new ``generation`` number;
+the ``videos`` row names the generation that is live. A re-index therefore writes its new rows
+beside the old ones, swaps the ``videos`` row in one commit, and only then deletes the old rows:
+readers see the old index or the new one, never neither, and a failed re-index leaves the old one
+live. Rows of a generation no ``videos`` row names (a killed run) are invisible and are swept by
+``framedex optimize``.
 
 The encoder identity lives in the ``frames`` table's schema metadata (``framedex.encoder``),
 as LanceDB does for its embedding functions.
@@ -27,7 +36,8 @@ import pyarrow as pa
 
 ENCODER_KEY = b"framedex.encoder"
 SCHEMA_VERSION_KEY = b"framedex.schema_version"
-SCHEMA_VERSION = "1"
+#: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``.
+SCHEMA_VERSION = "2"
 
 
 def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:
@@ -35,6 +45,7 @@ def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:
     return pa.schema(
         [
             ("video_id", pa.string()),
+            ("generation", pa.int64()),
             ("pos", pa.int32()),
             ("frame_idx", pa.int64()),
             ("pts_sec", pa.float64()),
@@ -50,6 +61,7 @@ def segments_schema(dim: int) -> pa.Schema:
     return pa.schema(
         [
             ("video_id", pa.string()),
+            ("generation", pa.int64()),
             ("seg", pa.int32()),
             ("kind", pa.string()),
             ("start_sec", pa.float64()),
@@ -78,6 +90,16 @@ VIDEOS_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("metadata", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
+        ("generation", pa.int64()),
+        ("file_size", pa.int64()),
+    ]
+)
+
+VIDEO_PATHS_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("video_id", pa.string()),
+        ("seen_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 
@@ -138,6 +160,10 @@ class VideoRecord:
     status: str = "ready"
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=now_utc)
+    #: The index run whose frames and segments are live (see the module docstring).
+    generation: int = 0
+    #: Size of the source file when it was indexed (a changed file is not served as this one).
+    file_size: int | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The Arrow row for this record."""
@@ -150,6 +176,7 @@ class VideoRecord:
         """Build from a row read back from the table."""
         row = dict(row)
         row["metadata"] = json.loads(row.get("metadata") or "{}")
+        row["generation"] = int(row.get("generation") or 0)
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
     def summary(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """SQL and statistics over the store's small tables (DuckDB on Arrow), and the query log.
 
-Tables ``videos``, ``query_log`` and ``jobs`` are read whole as Arrow (``Store.table_arrow``)
-and registered in a fresh in-memory DuckDB connection, so SQL never touches the LanceDB files
-and a malformed query cannot change the store.
+Tables ``videos``, ``video_paths``, ``query_log`` and ``jobs`` are registered in a fresh
+in-memory DuckDB connection as the Lance datasets themselves (read-only scans with projection
+and filter pushdown), so a malformed query cannot change the store.
 
 Example::
 
@@ -12,23 +12,26 @@ Example::
 
 from __future__ import annotations
 
-import json
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from framedex.errors import ConfigError, check
-from framedex.store.schema import now_utc
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from framedex.store.base import Store
 
-#: The tables SQL can see, all small (one row per video, job or query).
-SQL_TABLES = ("videos", "query_log", "jobs")
+#: The tables SQL can see, all small (one row per video, path, job or query).
+SQL_TABLES = ("videos", "video_paths", "query_log", "jobs")
 
 
-def run_sql(store: Any, query: str) -> pa.Table:
-    """Run a DuckDB SQL query over the ``videos``, ``query_log`` and ``jobs`` tables.
+def run_sql(store: Store, query: str) -> pa.Table:
+    """Run a DuckDB SQL query over the ``videos``, ``video_paths``, ``query_log`` and ``jobs``
+    tables.
+
+    DuckDB scans the Lance datasets directly (they are Arrow datasets), so only the columns
+    and rows a query needs are read: ``stats`` over a million logged queries reads four
+    columns, not the query texts.
 
     Args:
         store: a :class:`~framedex.store.Store`.
@@ -46,7 +49,7 @@ def run_sql(store: Any, query: str) -> pa.Table:
     con = duckdb.connect(":memory:")
     try:
         for name in SQL_TABLES:
-            con.register(name, store.table_arrow(name))
+            con.register(name, store.sql_source(name))
         try:
             relation = con.sql(query)
             if relation is None:  # a statement without a result set
@@ -76,7 +79,7 @@ ORDER BY kind, sampler
 """
 
 
-def query_stats(store: Any) -> list[dict[str, Any]]:
+def query_stats(store: Store) -> list[dict[str, Any]]:
     """Count and p50/p95 latency of logged queries per (kind, sampler).
 
     Returns:
@@ -89,23 +92,3 @@ def query_stats(store: Any) -> list[dict[str, Any]]:
             row[key] = None if row[key] is None else round(float(row[key]), 3)
         row["count"] = int(row["count"])
     return rows
-
-
-def log_query(store: Any, *, kind: str, query: str, latency_ms: float, result_size: int,
-              sampler: str | None = None, budget: int | None = None, tokens: int | None = None,
-              video_id: str | None = None, params: dict[str, Any] | None = None) -> None:
-    """Append one row to ``query_log``. A failed write is logged, never raised.
-
-    A query that succeeded must not fail because its log row could not be written (a
-    read-only store, a concurrent compaction): the log is telemetry, not data.
-    """
-    row = {
-        "ts": now_utc(), "kind": kind, "sampler": sampler, "budget": budget, "tokens": tokens,
-        "video_id": video_id, "query": query, "latency_ms": float(latency_ms),
-        "result_size": int(result_size),
-        "params": json.dumps(params or {}, sort_keys=True, default=str),
-    }
-    try:
-        store.append("query_log", [row])
-    except Exception as ex:
-        log.warning("could not append to query_log: %s", ex)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from framedex.synth.spec import COLORS, SHAPES
+from framedex.synth.spec import BACKGROUNDS, COLORS, SHAPES
 
 _NUMBERS = {2: "two", 3: "three"}
 Obj = tuple[str, str]  # (shape, color), the order Truth uses
@@ -150,5 +150,34 @@ def single_object_prompts() -> list[tuple[str, Obj]]:
     return [(object_phrase(s, c), (s, c)) for c in COLORS for s in SHAPES]
 
 
-__all__ = ["Query", "canonical_caption", "object_phrase", "objects_phrase",
-           "random_caption", "relevance", "single_object_prompts"]
+#: Words the caption grammar (and so the shipped ``synthetic-shapes`` model) knows, plus the
+#: question words people add around them ("when is the red circle?").
+VOCABULARY: frozenset[str] = frozenset(
+    [*COLORS, *SHAPES, *(f"{s}s" for s in SHAPES), *BACKGROUNDS, "grey",
+     "a", "an", "the", "and", "on", "with", "against", "of", "in", "at", "to", "is", "are",
+     "does", "do", "there", "it", "its", "this", "that", "video", "frame", "frames", "shown",
+     "background", "screen", "shape", "shapes", "something", "empty", "blank", "plain",
+     "nothing", "no", "two", "three", "one", "when", "where", "what", "which", "who", "how",
+     "appear", "appears", "visible", "show", "shows", "see", "first", "last", "then", "after",
+     "before", "color", "colour", "colors", "colours", "any", "all", "object", "objects"])
+
+
+def outside_world(text: str) -> list[str]:
+    """Words of ``text`` the synthetic world does not have ('rabbit', 'forest'), in order."""
+    import re
+
+    words = re.findall(r"[a-z]+", text.lower())
+    return list(dict.fromkeys(w for w in words if w not in VOCABULARY))
+
+
+__all__ = [
+    "VOCABULARY",
+    "Query",
+    "canonical_caption",
+    "object_phrase",
+    "objects_phrase",
+    "outside_world",
+    "random_caption",
+    "relevance",
+    "single_object_prompts",
+]

@@ -37,7 +37,7 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
     vectors and the encoder identity (the same space the store's frames live in)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        dest = settings.resolved_upload_dir() / f"embed-{new_job_id()}"
+        dest = settings.resolved_upload_dir_for(library.uri) / f"embed-{new_job_id()}"
         try:
             await receive_upload(request, file_field="image", dest=dest,
                                  max_bytes=min(MAX_IMAGE_BYTES, settings.max_upload_bytes))
@@ -61,7 +61,7 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
         raise HTTPException(415, 'send application/json ({"text": ...}) or multipart/form-data '
                                  "with an image part")
     return EmbedResponse(kind=kind, dim=int(vectors.shape[1]), vectors=vectors.tolist(),
-                         encoder=library.encoder.identity)
+                         encoder=library.encoder_info())
 
 
 def _read_image(path: Any):

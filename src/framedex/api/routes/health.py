@@ -8,13 +8,21 @@ from fastapi.concurrency import run_in_threadpool
 import framedex
 from framedex.api.deps import LibraryDep
 from framedex.api.schemas import Health
+from framedex.library import Library
 
 router = APIRouter(tags=["health"])
 
 
+def _health(library: Library) -> Health:
+    encoder = library.encoder_info()
+    return Health(version=framedex.__version__, encoder=encoder,
+                  store={"name": library.uri.rstrip("/").rsplit("/", 1)[-1],
+                         "videos": library.count_videos()},
+                  cache=library.cache_stats(), notes=library.store_notes())
+
+
 @router.get("/health", response_model=Health)
 async def health(library: LibraryDep) -> Health:
-    """Version, encoder identity, store URI and number of indexed videos."""
-    count = await run_in_threadpool(library.store.count_videos)
-    return Health(version=framedex.__version__, encoder=library.encoder.identity,
-                  store={"uri": library.store.uri, "videos": count})
+    """Version, encoder (model, device, whether it is the shipped toy model), number of indexed
+    videos, cache hit rates, and notes for users of this store. No server path is shown."""
+    return await run_in_threadpool(_health, library)

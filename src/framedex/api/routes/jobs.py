@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def job_public(job: Job) -> JobPublic:
-    """The API view of a job (the server-side path of an upload is not shown)."""
+    """The API view of a job (the server-side path of its file is not shown)."""
     return JobPublic(job_id=job.job_id, status=job.status, progress=job.progress,
                      source=job.source, video_id=job.video_id, error=job.error,
                      attempts=job.attempts, created_at=job.created_at,

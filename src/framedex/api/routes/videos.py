@@ -13,8 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
+from framedex.api.deps import JobsDep, LibraryDep, PathsDep, SettingsDep
 from framedex.api.jobs import new_job_id
+from framedex.api.paths import PathView
 from framedex.api.routes.jobs import job_public
 from framedex.api.schemas import (
     ErrorResponse,
@@ -31,6 +32,7 @@ from framedex.errors import (
     PermissionDeniedError,
     VideoNotFoundError,
 )
+from framedex.library import VideoRecord
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -61,9 +63,10 @@ _INGEST_BODY = {
 }
 
 
-def video_public(record: Any) -> VideoPublic:
-    """The API view of a :class:`~framedex.store.schema.VideoRecord`."""
-    return VideoPublic(**{k: v for k, v in asdict(record).items() if k != "status"})
+def video_public(record: VideoRecord, paths: PathView) -> VideoPublic:
+    """The API view of a video record (its path in public form)."""
+    fields = {k: v for k, v in asdict(record).items() if k in VideoPublic.model_fields}
+    return VideoPublic(**{**fields, "path": paths.public(record.path)})
 
 
 def resolve_allowed(raw: str, roots: tuple[Path, ...]) -> Path:
@@ -81,14 +84,19 @@ def resolve_allowed(raw: str, roots: tuple[Path, ...]) -> Path:
     try:
         given = Path(raw).expanduser()
         real = Path(os.path.realpath(given))
-    except (ValueError, OSError) as ex:  # e.g. an embedded NUL byte
-        raise ConfigError(f"path={raw[:200]!r} is invalid: {ex}") from None
-    if not given.is_absolute():
-        raise ConfigError(f"path={raw[:200]!r} is invalid: must be an absolute path")
-    if not any(real == root or real.is_relative_to(root) for root in roots):
-        raise PermissionDeniedError(f"path {raw[:200]!r} is outside the folders this server "
-                                    "may read (its --allow-root list)")
-    if not real.is_file():
+        if not given.is_absolute():
+            raise ConfigError(f"path={raw[:200]!r} is invalid: must be an absolute path")
+        inside = any(real == root or real.is_relative_to(root) for root in roots)
+        if not inside:
+            raise PermissionDeniedError(f"path {raw[:200]!r} is outside the folders this "
+                                        "server may read (its --allow-root list)")
+        is_file = real.is_file()
+    except (ValueError, OSError, RuntimeError) as ex:  # a NUL byte, ~nosuchuser, a huge name
+        if isinstance(ex, (ConfigError, PermissionDeniedError)):
+            raise
+        raise ConfigError(f"path={raw[:200]!r} is invalid: "
+                          f"{getattr(ex, 'strerror', None) or ex}") from None
+    if not is_file:
         raise NotFoundError(f"no such file: {raw[:200]!r}")
     return real
 
@@ -121,7 +129,8 @@ def _upload_params(upload: Any, settings: Any) -> dict[str, Any]:
 
 @router.post("", status_code=202, response_model=JobPublic, openapi_extra=_INGEST_BODY,
              responses=_ERRORS)
-async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep) -> JobPublic:
+async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
+                 library: LibraryDep) -> JobPublic:
     """Start an ingest job; poll ``GET /v1/jobs/{job_id}``.
 
     Either ``multipart/form-data`` with a ``file`` part (and optional ``fps``, ``metadata``
@@ -133,15 +142,20 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep) -> JobP
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         job_id = new_job_id()
-        folder = settings.resolved_upload_dir()
+        folder = settings.resolved_upload_dir_for(library.uri)
         upload = await receive_upload(request, file_field="file", dest=folder / job_id,
                                       max_bytes=settings.max_upload_bytes)
-        params = _upload_params(upload, settings)
-        path = upload.path
-        suffix = Path(upload.filename or "").suffix.lower()
-        if suffix and suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8:
-            path = path.rename(path.with_name(job_id + suffix))
-        job = await run_in_threadpool(jobs.submit, "upload", str(path), params, job_id)
+        try:  # a rejected request must never leave its file behind
+            params = _upload_params(upload, settings)
+            path = upload.path
+            suffix = Path(upload.filename or "").suffix.lower()
+            if suffix and suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8:
+                path = path.rename(path.with_name(job_id + suffix))
+            job = await run_in_threadpool(jobs.submit, "upload", str(path), params, job_id)
+        except BaseException:
+            for leftover in folder.glob(f"{job_id}*"):
+                leftover.unlink(missing_ok=True)
+            raise
     elif ctype == "application/json" or ctype.endswith("+json"):
         try:
             req = IngestPath.model_validate_json(await _read_json(request))
@@ -160,18 +174,19 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep) -> JobP
 
 
 @router.get("", response_model=VideosPublic)
-def list_videos(library: LibraryDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+def list_videos(library: LibraryDep, paths: PathsDep,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                 offset: Annotated[int, Query(ge=0)] = 0) -> VideosPublic:
-    """Indexed videos, oldest first (paged)."""
-    records = library.videos(limit=limit, offset=offset)
-    return VideosPublic(data=[video_public(r) for r in records],
-                        count=library.store.count_videos(), limit=limit, offset=offset)
+    """Indexed videos, oldest first (paged; the page and the count come from one snapshot)."""
+    records, count = library.videos_page(limit=limit, offset=offset)
+    return VideosPublic(data=[video_public(r, paths) for r in records], count=count,
+                        limit=limit, offset=offset)
 
 
 @router.get("/{video_id}", response_model=VideoPublic, responses=_ERRORS)
-def get_video(video_id: str, library: LibraryDep) -> VideoPublic:
-    """One indexed video (by id, unique id prefix of 6+ characters, or indexed path)."""
-    return video_public(library.video(video_id))
+def get_video(video_id: str, library: LibraryDep, paths: PathsDep) -> VideoPublic:
+    """One indexed video (by id, unique id prefix of 4+ characters, or indexed path)."""
+    return video_public(library.video(video_id), paths)
 
 
 @router.delete("/{video_id}", status_code=204, responses=_ERRORS)
@@ -179,10 +194,10 @@ def delete_video(video_id: str, library: LibraryDep, settings: SettingsDep) -> R
     """Remove a video and its frames and segments (its ingest jobs keep their history)."""
     record = library.video(video_id)
     if record.video_id != video_id:  # deleting needs the exact id, never a prefix or a path
-        raise VideoNotFoundError(f"no indexed video with id {video_id!r} (DELETE needs the "
-                                 f"exact video_id, e.g. {record.video_id!r})")
+        raise VideoNotFoundError(f"no indexed video with id {video_id[:64]!r} (DELETE needs "
+                                 f"the exact video_id, e.g. {record.video_id!r})")
     library.delete(record.video_id)
-    upload_dir = settings.resolved_upload_dir().resolve()
+    upload_dir = settings.resolved_upload_dir_for(library.uri)
     stored = Path(record.path)
     if stored.parent == upload_dir:  # the server's own copy of an upload: nothing else uses it
         stored.unlink(missing_ok=True)
@@ -198,20 +213,8 @@ def get_frame(video_id: str, frame_idx: Annotated[int, PathParam(ge=0, le=2**53)
               quality: Annotated[int, Query(ge=1, le=95)] = 90) -> Response:
     """One indexed frame (native ``frame_idx``) as JPEG, optionally scaled to ``width``
     (never upscaled). Frames that were not indexed are 404."""
-    from framedex.query.frames import target_size, to_jpeg
-
-    record = library.video(video_id)
-    max_side = None
-    if width is not None:
-        max_side = max(target_size(record.width, record.height, out_width=width))
-    image = library.frames(record.video_id, [frame_idx], max_side=max_side)[0]
-    if width is not None and image.shape[1] > width:
-        import numpy as np
-        from PIL import Image
-
-        h = max(1, round(image.shape[0] * width / image.shape[1]))
-        image = np.asarray(Image.fromarray(image).resize((width, h), Image.Resampling.LANCZOS))
-    return Response(content=to_jpeg(image, quality), media_type="image/jpeg",
+    data = library.frame_jpeg(video_id, frame_idx, width=width, quality=quality)
+    return Response(content=data, media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -225,9 +228,7 @@ def get_embeddings(video_id: str, library: LibraryDep,
     """Every frame and segment embedding of a video, with ``frame_idx``/``pts_sec`` (frames)
     and ``start_sec``/``end_sec`` (segments). ``format=arrow`` answers one Arrow IPC stream
     with a ``kind`` column (``frame`` or ``segment``)."""
-    record = library.video(video_id)
-    frames = library.store.read_frames(record.video_id)
-    segments = library.store.read_segments(record.video_id)
+    record, frames, segments = library.embeddings(video_id)
     if format == "arrow":
         return Response(content=_arrow_stream(record, frames, segments),
                         media_type="application/vnd.apache.arrow.stream")

@@ -252,7 +252,9 @@ def build_context(
     token_budget = budget if isinstance(budget, TokenBudget) else None
     if token_budget is not None:
         k = token_budget.max_frames("low")
-        check(k >= 1, "budget", budget, "the token budget must afford at least one frame")
+        cheapest = min(int(c) for c in token_budget.tokens_per_tier.values())
+        check(k >= 1, "tokens", token_budget.tokens,
+              f"must afford at least one frame at the cheapest tier ({cheapest} tokens)")
     else:
         check(isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
               "budget", budget, "must be an integer frame count or a TokenBudget")
@@ -278,13 +280,143 @@ def create_sampler(name: str | Sampler, **params: Any) -> Sampler:
 
     Raises:
         UnknownNameError: unknown name (the message lists known names and the closest one).
-        ConfigError: a bad parameter (names the parameter, the value and the rule).
+        ConfigError: an unknown parameter (the message lists the sampler's parameters and
+            suggests the closest), a value of the wrong type, or a value its rule refuses.
     """
     if isinstance(name, Sampler):
         return name
     cls = _SAMPLERS.get(str(name))
     params = {k: v for k, v in params.items() if v is not None}
+    known = {p.name: p for p in sampler_params(cls)}
+    for key, value in params.items():
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            listing = ", ".join(f"{p.name} (default {p.default!r})" for p in known.values()) \
+                or "none"
+            raise ConfigError(f"sampler {name!r} has no parameter {key!r}.{hint} "
+                              f"Its parameters: {listing}")
+        _check_type(str(name), known[key], value)
     try:
         return cls(**params)
     except TypeError as ex:
         raise ConfigError(f"bad parameter for sampler {name!r}: {ex}") from ex
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a sampler, for ``framedex samplers NAME`` and the API."""
+
+    name: str
+    type: str
+    default: Any
+    doc: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"name": self.name, "type": self.type, "default": self.default, "doc": self.doc}
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """What ``framedex samplers`` lists: name, one-line description, parameters."""
+
+    name: str
+    description: str
+    query_aware: bool
+    params: tuple[ParamInfo, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"name": self.name, "description": self.description,
+                "query_aware": self.query_aware, "params": [p.to_json() for p in self.params]}
+
+
+def sampler_params(cls: type[Sampler]) -> list[ParamInfo]:
+    """The constructor parameters of a sampler class, with types, defaults and the docs its
+    docstring's ``Args:`` section gives them."""
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return []
+    hints = typing.get_type_hints(cls)
+    docs = _arg_docs(cls.__doc__ or "")
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append(ParamInfo(f.name, _type_name(hints.get(f.name, Any)), default,
+                             docs.get(f.name, "")))
+    return out
+
+
+def sampler_info(name: str) -> SamplerInfo:
+    """The registry entry ``name`` as a :class:`SamplerInfo`.
+
+    Raises:
+        UnknownNameError: unknown name.
+    """
+    cls = _SAMPLERS.get(name)
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return SamplerInfo(name, doc[0].strip() if doc else "", bool(cls.query_aware),
+                       tuple(sampler_params(cls)))
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """``{"power": "sharpening exponent ..."}`` from a Google-style ``Args:`` section; one
+    entry may document several names (``high, mid, low: ...``)."""
+    import inspect
+    import re
+
+    lines = inspect.cleandoc(doc).splitlines()
+    out: dict[str, str] = {}
+    in_args, names, text = False, [], []
+
+    def flush() -> None:
+        for n in names:
+            out[n] = " ".join(text).strip()
+
+    for line in lines:
+        if line.strip() == "Args:":
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        if line and not line.startswith(" "):
+            break
+        m = re.match(r"^ {4}([\w, ]+):\s*(.*)$", line)
+        if m:
+            flush()
+            names, text = [n.strip() for n in m.group(1).split(",")], [m.group(2)]
+        elif line.strip():
+            text.append(line.strip())
+    flush()
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    import typing
+
+    args = typing.get_args(tp)
+    if args:
+        return " | ".join(_type_name(a) for a in args)
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _check_type(sampler: str, param: ParamInfo, value: Any) -> None:
+    """Refuse a value whose type the parameter cannot take (a list where a number belongs
+    used to surface deep in numpy)."""
+    ok = {"int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float, np.integer, np.floating))
+          and not isinstance(v, bool),
+          "bool": lambda v: isinstance(v, (bool, np.bool_)),
+          "str": lambda v: isinstance(v, str),
+          "None": lambda v: v is None}
+    kinds = [k.strip() for k in param.type.split("|")]
+    checks = [ok[k] for k in kinds if k in ok]
+    if checks and not any(c(value) for c in checks):
+        raise ConfigError(f"{param.name}={value!r} is invalid for sampler {sampler!r}: must be "
+                          f"{' or '.join(kinds)}")

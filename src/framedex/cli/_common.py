@@ -1,0 +1,198 @@
+"""What every ``framedex`` command shares: the typer app, common options, error handling,
+output helpers and the one way to open a library.
+
+Commands talk to :class:`framedex.library.Library` only (a test walks the imports). Errors are
+one line on stderr with exit code 1; progress and notes go to stderr, so ``--json`` output on
+stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from framedex.errors import ConfigError, FramedexError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from framedex.library import Library
+
+app = typer.Typer(
+    name="framedex",
+    help="Embed a video library once; then search it and pick frames for a video LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DEFAULT_DB = "framedex.db"
+
+Db = Annotated[str, typer.Option("--db", envvar="FRAMEDEX_DB",
+                                 help="Store location: a folder (or an s3:// etc. URI).")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Model = Annotated[str | None, typer.Option(
+    "--model", help="Encoder spec: ARCH:TAG, ARCH:/path/ckpt, hf-hub:org/name, a model folder, "
+                    "or synthetic-shapes. Default: the store's encoder, else "
+                    "ViT-B-32:laion2b_s34b_b79k.")]
+Device = Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu), cpu, cuda, mps.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: ``-v`` of the running invocation (set by the app callback).
+VERBOSE: contextvars.ContextVar[bool] = contextvars.ContextVar("framedex_verbose", default=False)
+#: Libraries opened by the running command; closed (query log written) when it ends.
+_OPENED: contextvars.ContextVar[list[Library] | None] = contextvars.ContextVar(
+    "framedex_opened", default=None)
+
+
+def verbose() -> bool:
+    """True when ``-v`` was given."""
+    return VERBOSE.get()
+
+
+def handle_errors(fn: F) -> F:
+    """One line on stderr and a non-zero exit for every error, never a traceback.
+
+    framedex errors (user mistakes, bad files, bad stores) exit 1; anything else is a bug and
+    exits 2 with a one-line summary (``-v`` shows the traceback). Libraries the command opened
+    are closed when it ends, which writes their buffered query log.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opened: list[Library] = []
+        token = _OPENED.set(opened)
+        try:
+            return _run(fn, args, kwargs)
+        finally:
+            for lib in opened:
+                lib.close()
+            _OPENED.reset(token)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _run(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except FramedexError as ex:
+        typer.echo(f"framedex: error: {_one_line(ex)}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("framedex: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as ex:
+        if verbose():
+            raise
+        typer.echo(f"framedex: internal error: {type(ex).__name__}: {_one_line(ex)} "
+                   "(run with -v for the traceback, and please report it)", err=True)
+        raise typer.Exit(2) from None
+
+
+def _one_line(ex: BaseException) -> str:
+    return " ".join(str(ex).split())
+
+
+def emit(data: Any) -> None:
+    """Print JSON on stdout."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def console() -> Console:
+    """A rich console on stderr (notes and progress; stdout stays machine-readable)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def out_console() -> Console:
+    """A rich console on stdout, for human-readable results."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """One line of information on stderr."""
+    typer.echo(f"framedex: {message}", err=True)
+
+
+def open_library(db: str, *, model: str | None = None, device: str = "auto",
+                 sampler: str | None = None, must_exist: bool = True,
+                 log_queries: bool = True) -> Library:
+    """The library at ``db``. Read-only commands refuse a missing store (``must_exist``)."""
+    from framedex.library import Library
+
+    lib = Library(db, model=model, device=device, default_sampler=sampler,
+                  must_exist=must_exist, log_queries=log_queries)
+    opened = _OPENED.get()
+    if opened is not None:  # the query log is written when the command ends, after its output
+        opened.append(lib)
+    return lib
+
+
+def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, Any]:
+    """``["k=v", ...]`` -> dict; values are JSON literals when they parse (8, 0.5, true).
+
+    Raises:
+        ConfigError: a pair without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option}={pair!r} is invalid: use KEY=VALUE")
+        try:
+            value = json.loads(raw)
+            if not isinstance(value, (str, int, float, bool)):
+                value = raw
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def read_json_file(path: Path, option: str) -> Any:
+    """A JSON file's content.
+
+    Raises:
+        ConfigError: missing, unreadable or not JSON (naming the option).
+    """
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: no such file") from None
+    except OSError as ex:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: {ex.strerror or ex}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as ex:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: not JSON ({ex})") from None
+
+
+def file_name(path: str) -> str:
+    """What tables show for a path: the file name (full paths are in ``--json``)."""
+    return Path(path).name if "://" not in path else path.rsplit("/", 1)[-1]
+
+
+def configure_logging(verbose: bool) -> None:
+    """Libraries log errors on the root logger; the user gets our one-line message instead,
+    unless they ask for the details."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.CRITICAL,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def stderr_is_tty() -> bool:
+    """True when progress bars can be drawn."""
+    return sys.stderr.isatty()

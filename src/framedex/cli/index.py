@@ -1,0 +1,191 @@
+"""``framedex index``, ``videos``, ``build-index``, ``optimize`` and ``synth``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from framedex.cli._common import (
+    DEFAULT_DB,
+    Db,
+    Device,
+    Json,
+    Model,
+    app,
+    console,
+    emit,
+    file_name,
+    handle_errors,
+    note,
+    open_library,
+    out_console,
+    read_json_file,
+    stderr_is_tty,
+)
+
+if TYPE_CHECKING:
+    from framedex.library import Library
+
+
+def _decoder_names() -> str:
+    from framedex.library import decoder_names
+
+    return ", ".join(["auto", *decoder_names()])
+
+
+@app.command()
+@handle_errors
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Video files and folders.")],
+    db: Db = DEFAULT_DB,
+    model: Model = None,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second to embed.")] = 1.0,
+    decoder: Annotated[str, typer.Option("--decoder",
+                                         help=f"Decode backend: {_decoder_names()}.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Frames per encoder "
+                                            "forward pass.")] = 64,
+    device: Device = "auto",
+    metadata: Annotated[str | None, typer.Option(
+        "--metadata", help='User metadata as a JSON object, e.g. \'{"source": "cam1"}\'.')] = None,
+    as_json: Json = False,
+) -> None:
+    """Index videos (files and folders) into the store. Bad files are reported and skipped."""
+    from framedex.library import parse_metadata
+
+    lib = open_library(db, model=model, device=device, must_exist=False)
+    meta = parse_metadata(metadata)
+    lib.check_index_options(fps=fps, decoder=decoder, batch_size=batch_size)
+    encoder = lib.encoder  # load once, and say which model runs where
+    note(f"model {lib.model_spec} on {encoder.device}")
+    report = _run_with_progress(lib, paths, meta, fps=fps, decoder=decoder,
+                                batch_size=batch_size, show=not as_json)
+    if as_json:
+        emit(report.to_json())
+    else:
+        _print_report(report)
+    if not report.by_status("indexed") and not report.by_status("unchanged"):
+        if not report.outcomes:
+            typer.echo("framedex: error: no video files found in the given paths", err=True)
+        raise typer.Exit(1)
+
+
+def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
+                       show: bool, **options: Any) -> Any:
+    if not (show and stderr_is_tty()):
+        return lib.index(paths, metadata=meta, **options)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console(), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(path: str, done: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = bar.add_task(file_name(path)[:40], total=total)
+            bar.update(tasks[path], completed=min(done, total))
+
+        return lib.index(paths, metadata=meta, progress=progress, **options)
+
+
+def _print_report(report: Any) -> None:
+    out, err = out_console(), console()
+    for status in ("indexed", "unchanged"):
+        for o in report.by_status(status):
+            out.print(f"{status:<10} {o.video_id}  {o.num_indexed:6d} frames  "
+                      f"{o.duration:8.1f}s  {o.path}")
+    for o in report.by_status("failed"):
+        err.print(f"failed     {o.path}: {o.error}")
+    counts = {s: len(report.by_status(s)) for s in ("indexed", "unchanged", "failed")}
+    out.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@app.command()
+@handle_errors
+def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """List the indexed videos."""
+    lib = open_library(db)
+    records = lib.videos()
+    if as_json:
+        emit([r.summary() for r in records])
+        return
+    if not records:
+        typer.echo(f"no indexed video in {db}")
+        return
+    from rich.table import Table
+
+    table = Table("video_id", "file", "duration", "fps", "frames", "indexed", box=None)
+    for r in records:
+        table.add_row(r.video_id, file_name(r.path), f"{r.duration:.1f}s", f"{r.frame_rate:.3g}",
+                      str(r.num_frames), f"{r.num_indexed} @ {r.index_fps:g} fps")
+    out_console().print(table)
+    for line in lib.store_notes():
+        note(line)
+
+
+@app.command("build-index")
+@handle_errors
+def build_index(
+    db: Db = DEFAULT_DB,
+    index_type: Annotated[str, typer.Option("--type", help="IVF_PQ or IVF_HNSW_SQ.")] = "IVF_PQ",
+    partitions: Annotated[int | None, typer.Option("--partitions")] = None,
+    sub_vectors: Annotated[int | None, typer.Option("--sub-vectors")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build it even for a small "
+                                        "library.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Build the ANN index on frame vectors, for library search at scale."""
+    lib = open_library(db)
+    info = lib.build_index(index_type=index_type, num_partitions=partitions,
+                           num_sub_vectors=sub_vectors, force=force)
+    if as_json:
+        emit(info)
+    else:
+        typer.echo(f"built {info['index_type']} over {info['rows']} frames "
+                   f"({info['num_partitions']} partitions) in {info['seconds']:.1f}s")
+
+
+@app.command()
+@handle_errors
+def optimize(
+    db: Db = DEFAULT_DB,
+    log_retention_days: Annotated[float, typer.Option(
+        "--log-retention-days", help="Delete query-log rows older than this.")] = 30.0,
+    keep_versions_minutes: Annotated[float, typer.Option(
+        "--keep-versions-minutes", help="Delete table versions older than this.")] = 10.0,
+    as_json: Json = False,
+) -> None:
+    """Compact the store and bound its disk use (also runs after index runs and in serve)."""
+    from datetime import timedelta
+
+    lib = open_library(db, log_queries=False)
+    info = lib.optimize(log_retention=timedelta(days=log_retention_days),
+                        keep_versions=timedelta(minutes=keep_versions_minutes))
+    if as_json:
+        emit(info)
+    else:
+        mb = 1 << 20
+        typer.echo(f"{info['bytes_before'] / mb:.1f} MB -> {info['bytes_after'] / mb:.1f} MB in "
+                   f"{info['seconds']:.1f}s; {info['log_rows_deleted']} old log rows and the "
+                   f"dead rows of {info['dead_videos_swept']} video(s) removed")
+
+
+@app.command()
+@handle_errors
+def synth(
+    spec: Annotated[Path, typer.Argument(help="Spec JSON file.")],
+    out: Annotated[Path, typer.Argument(help="Output .mp4; truth goes to OUT.truth.json.")],
+    as_json: Json = False,
+) -> None:
+    """Render a synthetic video (coloured shapes, hard cuts) with its ground truth."""
+    from framedex.synth import render, truth_path
+
+    truth = render(read_json_file(spec, "spec"), out)
+    summary = {"video": str(out), "truth": str(truth_path(out)), "duration": truth.duration,
+               "scenes": len(truth.scenes)}
+    if as_json:
+        emit(summary)
+    else:
+        typer.echo(f"wrote {out} ({truth.duration:.1f}s, {len(truth.scenes)} scenes) "
+                   f"and {truth_path(out)}")

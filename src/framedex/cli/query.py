@@ -1,0 +1,240 @@
+"""``framedex search``, ``select``, ``samplers``, ``stats`` and ``sql``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from framedex.cli._common import (
+    DEFAULT_DB,
+    Db,
+    Device,
+    Json,
+    Model,
+    app,
+    emit,
+    file_name,
+    handle_errors,
+    note,
+    open_library,
+    out_console,
+    parse_pairs,
+)
+
+
+def _sampler_help() -> str:
+    """--sampler's help, from the registry (never a hand-written list)."""
+    from framedex.library import DEFAULT_SAMPLER, sampler_names
+
+    return (f"Sampler: {', '.join(sampler_names())} (`framedex samplers` describes them). "
+            f"Default: $FRAMEDEX_SAMPLER, else {DEFAULT_SAMPLER}.")
+
+
+@app.command()
+@handle_errors
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    db: Db = DEFAULT_DB,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Number of results.")] = 10,
+    group_by: Annotated[str, typer.Option("--group-by", help="moment or video.")] = "moment",
+    min_duration: Annotated[float | None, typer.Option(
+        "--min-duration", help="Videos at least this long (s).")] = None,
+    max_duration: Annotated[float | None, typer.Option(
+        "--max-duration", help="Videos at most this long (s).")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Glob on the video path.")] = None,
+    meta: Annotated[list[str] | None, typer.Option(
+        "--meta", help="User metadata equality KEY=VALUE (repeatable).")] = None,
+    model: Model = None,
+    device: Device = "auto",
+    as_json: Json = False,
+) -> None:
+    """Search the whole library: ranked moments (start/end seconds, score), best first."""
+    from framedex.library import SearchFilters
+
+    filters = SearchFilters(min_duration=min_duration, max_duration=max_duration,
+                            path_glob=path, metadata=parse_pairs(meta, "--meta"))
+    lib = open_library(db, model=model, device=device)
+    hits = lib.search(text, limit=limit, group_by=group_by, filters=filters)
+    for line in lib.query_notes(text):
+        note(line)
+    if as_json:
+        emit([h.to_json() for h in hits])
+        return
+    if not hits:
+        typer.echo("no match")
+        return
+    from rich.table import Table
+
+    table = Table("#", "score", "start", "end", "video_id", "file", box=None)
+    for rank, h in enumerate(hits, start=1):
+        j = h.to_json()
+        extra = f" (+{len(j['moments']) - 1} more)" if len(j.get("moments", [])) > 1 else ""
+        table.add_row(str(rank), f"{j['score']:.4f}", f"{j['start']:.1f}s", f"{j['end']:.1f}s",
+                      j["video_id"], file_name(j["path"]) + extra)
+    out_console().print(table)
+
+
+@app.command()
+@handle_errors
+def select(
+    video: Annotated[str, typer.Argument(help="A video id, unique id prefix (4+ characters) "
+                                         "or a path it was indexed from.")],
+    question: Annotated[str, typer.Argument(help="The question for the video LLM.")],
+    db: Db = DEFAULT_DB,
+    sampler: Annotated[str | None, typer.Option("--sampler", envvar="FRAMEDEX_SAMPLER",
+                                                help=_sampler_help())] = None,
+    budget: Annotated[int | None, typer.Option(
+        "--budget", "-k", help="Frames to choose (K). Default 8.")] = None,
+    tokens: Annotated[int | None, typer.Option(
+        "--tokens", help="Token budget instead of K (Gemini 258/130/66 per high/mid/low).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Sampler parameter KEY=VALUE (repeatable; `framedex samplers NAME` "
+                        "lists them).")] = None,
+    frames_out: Annotated[Path | None, typer.Option(
+        "--frames-out", help="Decode the chosen frames and write JPEGs into this folder.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Write a PNG of the relevance curve and the chosen frames.")] = None,
+    payload: Annotated[str | None, typer.Option(
+        "--payload", help="Build a chat request for the chosen frames: openai (also vLLM) or "
+                          "gemini.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the --payload request body to this file (default: stdout).")] = None,
+    max_side: Annotated[int | None, typer.Option(
+        "--max-side", help="Cap on the longer side of delivered frames (pixels).")] = None,
+    model: Model = None,
+    device: Device = "auto",
+    as_json: Json = False,
+) -> None:
+    """Pick the frames of one video a video LLM should see for a question (cached embeddings)."""
+    lib = open_library(db, model=model, device=device, sampler=sampler)
+    result = lib.select(video, question, budget=budget, tokens=tokens,
+                        params=parse_pairs(param, "--param"))
+    include = [name for name, wanted in (("frames", frames_out is not None),
+                                         ("plot", plot is not None),
+                                         ("payload", payload is not None)) if wanted]
+    delivery = lib.deliver(result, include=include, max_side=max_side,
+                           payload_format=payload or "openai")
+    for line in lib.query_notes(question):
+        note(line)
+    data: dict[str, Any] = result.to_json()
+    data["cost"] = delivery.cost
+    if frames_out is not None:
+        data["frames"] = [str(p) for p in delivery.write_frames(frames_out)]
+    if plot is not None and delivery.plot_png is not None:
+        lib.write_file(plot, delivery.plot_png, "plot")
+        data["plot"] = str(plot)
+    if payload is not None:
+        body = json.dumps(delivery.payload)
+        if out is not None:
+            lib.write_file(out, body.encode(), "out")
+            data["payload"] = str(out)
+        elif not as_json:
+            typer.echo(body)  # the request body is the output
+            return
+        else:
+            data["payload"] = delivery.payload
+    if as_json:
+        emit(data)
+        return
+    _print_selection(data)
+
+
+def _print_selection(out: dict[str, Any]) -> None:
+    con = out_console()
+    head = f"{out['sampler']} chose {len(out['indices'])} of {out['num_frames']} frames " \
+           f"of {out['video_id']} in {out['latency_ms']:.1f} ms"
+    if out.get("tokens_used") is not None:
+        head += f", {out['tokens_used']} tokens"
+        if out.get("tokens") is not None:
+            head += f" of {out['tokens']}"
+    con.print(head)
+    if out.get("decision"):
+        con.print(f"decision: {out['decision']} ({out.get('reason')})")
+    tiers = out.get("tiers") or [None] * len(out["indices"])
+    scores = out.get("scores") or [None] * len(out["indices"])
+    for pos, t, f, s, tier in zip(out["indices"], out["timestamps"], out["frame_idx"], scores,
+                                  tiers, strict=True):
+        score = "" if s is None else f"  score {s:.4f}"
+        con.print(f"  pos {pos:6d}  t {t:9.3f}s  frame {f:7d}{score}"
+                  f"{'  ' + tier if tier else ''}")
+    con.print(out["cost"]["text"])
+    if out.get("frames"):
+        con.print(f"frames: {Path(out['frames'][0]).parent}")
+    for key in ("plot", "payload"):
+        if out.get(key):
+            con.print(f"{key}: {out[key]}")
+
+
+@app.command()
+@handle_errors
+def samplers(
+    name: Annotated[str | None, typer.Argument(help="One sampler to describe.")] = None,
+    as_json: Json = False,
+) -> None:
+    """List the samplers with their parameters, defaults and what they do."""
+    from framedex.library import DEFAULT_SAMPLER, sampler_infos
+
+    infos = sampler_infos(name)
+    if as_json:
+        emit({"default": DEFAULT_SAMPLER, "samplers": [i.to_json() for i in infos]})
+        return
+    con = out_console()
+    for info in infos:
+        default = "  (default)" if info.name == DEFAULT_SAMPLER else ""
+        con.print(f"{info.name:<10} {info.description}{default}")
+        if name is None:
+            continue
+        for p in info.params:
+            con.print(f"  {p.name} ({p.type}, default {p.default!r}): {p.doc}")
+        if not info.params:
+            con.print("  (no parameters)")
+    if name is None:
+        con.print("`framedex samplers NAME` shows a sampler's parameters; set them with "
+                  "--param KEY=VALUE.")
+
+
+@app.command()
+@handle_errors
+def stats(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """Logged queries: count and p50/p95 latency per (kind, sampler)."""
+    lib = open_library(db, log_queries=False)
+    rows = lib.stats()
+    if as_json:
+        emit({"queries": rows, "disk_bytes": lib.disk_usage()})
+        return
+    if not rows:
+        typer.echo(f"no logged query in {db}")
+        return
+    from rich.table import Table
+
+    table = Table("kind", "sampler", "count", "p50 ms", "p95 ms", box=None)
+    for r in rows:
+        table.add_row(r["kind"], r["sampler"] or "-", str(r["count"]), f"{r['p50_ms']:.2f}",
+                      f"{r['p95_ms']:.2f}")
+    out_console().print(table)
+
+
+@app.command()
+@handle_errors
+def sql(
+    query: Annotated[str, typer.Argument(help="DuckDB SQL over videos, video_paths, query_log "
+                                         "and jobs.")],
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Run SQL (DuckDB) over the videos, video_paths, query_log and jobs tables."""
+    table = open_library(db, log_queries=False).sql(query)
+    rows = table.to_pylist()
+    if as_json:
+        emit(rows)
+        return
+    from rich.table import Table
+
+    out = Table(*table.column_names, box=None)
+    for row in rows:
+        out.add_row(*("" if v is None else str(v) for v in row.values()))
+    out_console().print(out)
+    typer.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)

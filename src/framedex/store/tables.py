@@ -1,0 +1,167 @@
+"""Low-level table access of a LanceDB store: snapshots to read, primitives to write.
+
+A framedex store is a LanceDB database (a folder of ``<table>.lance`` datasets). Two libraries
+touch it, each for what it is best at:
+
+- **reads and row writes go through pylance** (``lance.dataset``), LanceDB's own format library.
+  ``import lance`` costs 0.36 s here against 1.8 s for ``import lancedb`` (most of it LanceDB's
+  REST-namespace client, which a local store never uses), and a CLI query has 2 s in all.
+- **LanceDB** creates the tables and builds and maintains the indexes (``create_index``,
+  ``optimize``); it is imported only by commands that do that.
+
+Both read and write the same files; LanceDB 0.40 embeds Lance 13, pinned to pylance 13.
+
+Reads use a snapshot per table, refreshed when the table's newest version moved (a version
+check costs ~10 µs locally), so one process sees another's commits on its next call. Opening
+goes through one ``lance.Session`` per store, so ANN index pages stay cached across snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from framedex.store.location import StoreLocation, store_io
+
+if TYPE_CHECKING:
+    import lance
+
+
+class LanceTables:
+    """The datasets of one store.
+
+    Args:
+        location: where the store is.
+        storage_options: object-store credentials and settings, passed to Lance and LanceDB.
+    """
+
+    def __init__(self, location: StoreLocation,
+                 storage_options: Mapping[str, str] | None = None):
+        self.location = location
+        self.storage_options = dict(storage_options or {}) or None
+        self._snapshots: dict[str, lance.LanceDataset] = {}
+        self._session: Any = None
+        self._db: Any = None
+        self._lock = threading.RLock()
+
+    def uri(self, name: str) -> str:
+        """The dataset URI of table ``name``."""
+        return f"{self.location.uri}/{name}.lance"
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _open(self, name: str) -> lance.LanceDataset | None:
+        import lance
+
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = lance.Session()
+        try:
+            return lance.dataset(self.uri(name), session=self._session,
+                                 storage_options=self.storage_options)
+        except ValueError as ex:  # "Dataset at path ... was not found"
+            if "not found" in str(ex).lower():
+                return None
+            raise
+
+    def snapshot(self, name: str) -> lance.LanceDataset | None:
+        """Table ``name`` at its newest version, or None when it does not exist."""
+        ds = self._snapshots.get(name)
+        with store_io(self.location, "read"):
+            if ds is not None and ds.latest_version == ds.version:
+                return ds
+            if self.location.path is not None and not (self.location.path / f"{name}.lance"
+                                                       ).is_dir():
+                return None
+            ds = self._open(name)
+        if ds is not None:
+            self._snapshots[name] = ds
+        return ds
+
+    def version(self, name: str) -> int:
+        """The newest version of ``name`` (0 when it does not exist)."""
+        ds = self.snapshot(name)
+        return 0 if ds is None else int(ds.version)
+
+    def read(self, name: str, columns: list[str] | None = None, where: str | None = None,
+             schema: pa.Schema | None = None) -> pa.Table:
+        """Rows of ``name`` (all, or those matching ``where``); empty with ``schema`` when the
+        table does not exist."""
+        ds = self.snapshot(name)
+        if ds is None:
+            empty = (schema or pa.schema([])).empty_table()
+            return empty.select(columns) if columns else empty
+        with store_io(self.location, "read"):
+            return ds.to_table(columns=columns, filter=where)
+
+    def names(self) -> Iterator[str]:
+        """Names of the tables that exist."""
+        if self.location.path is None:
+            db = self.lancedb()
+            listing = db.list_tables()
+            yield from getattr(listing, "tables", listing)
+            return
+        if self.location.path.is_dir():
+            for p in sorted(self.location.path.iterdir()):
+                if p.suffix == ".lance" and p.is_dir():
+                    yield p.stem
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def lancedb(self) -> Any:
+        """The LanceDB connection (imported and opened on first use)."""
+        if self._db is None:
+            with self._lock:
+                if self._db is None:
+                    import lancedb
+
+                    self.location.create()
+                    with store_io(self.location, "open"):
+                        self._db = lancedb.connect(self.location.uri,
+                                                   storage_options=self.storage_options)
+        return self._db
+
+    def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
+        """Create table ``name`` with ``schema`` unless it exists; return its snapshot."""
+        ds = self.snapshot(name)
+        if ds is not None:
+            return ds
+        with self._lock, store_io(self.location, "write to"):
+            self.lancedb().create_table(name, schema=schema, exist_ok=True)
+        ds = self.snapshot(name)
+        assert ds is not None
+        return ds
+
+    def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
+        """Append rows (creating the table on first use). Concurrent appends all land: Lance
+        retries a commit that raced another append."""
+        ds = self.create(name, schema)
+        with store_io(self.location, "write to"):
+            ds.insert(data.cast(ds.schema) if data.schema != ds.schema else data)
+
+    def upsert(self, name: str, key: str | list[str], data: pa.Table,
+               schema: pa.Schema) -> None:
+        """Insert rows, or replace the rows with the same ``key``, in one commit."""
+        ds = self.create(name, schema)
+        with store_io(self.location, "write to"):
+            ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all() \
+                .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
+
+    def delete(self, name: str, where: str) -> None:
+        """Delete the rows matching ``where`` (no-op when the table does not exist)."""
+        ds = self.snapshot(name)
+        if ds is None:
+            return
+        with store_io(self.location, "write to"):
+            ds.delete(where)
+
+    def table(self, name: str) -> Any:
+        """The LanceDB table (for index building and maintenance), or None."""
+        if self.snapshot(name) is None:
+            return None
+        with store_io(self.location, "open"):
+            return self.lancedb().open_table(name)
