@@ -16,9 +16,22 @@ import pytest
 from videos import VideoTruth, cfr, read_index, write_audio_only, write_video
 
 from framedex.errors import ConfigError, DecodeError, UnknownNameError, VideoOpenError
-from framedex.indexer.decode import list_decoders, open_video, resolve_decoder
+from framedex.indexer.decode import get_decoder_class, list_decoders, open_video, resolve_decoder
 
-pytestmark = pytest.mark.parametrize("decoder", list_decoders())
+
+def _backends() -> list:
+    """Every registered backend; GPU ones are marked ``gpu``, missing ones skipped."""
+    params = []
+    for name in list_decoders(available_only=False):
+        cls = get_decoder_class(name)
+        marks = [pytest.mark.gpu] if cls.device_frames else []
+        if not cls.is_available():
+            marks.append(pytest.mark.skip(reason=f"{name} is not installed or has no device"))
+        params.append(pytest.param(name, marks=marks))
+    return params
+
+
+pytestmark = pytest.mark.parametrize("decoder", _backends())
 
 NTSC = Fraction(30000, 1001)
 

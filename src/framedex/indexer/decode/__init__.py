@@ -1,7 +1,8 @@
 """Video decoding behind one small backend interface (PySceneDetect's ``VideoStream`` idea).
 
-Backends: ``pyav`` (default) and ``decord``. Importing this package registers both through
-``@register_decoder``; neither library is imported until a video is opened.
+Backends: ``pyav`` (default), ``decord`` and ``nvdec`` (GPU; PyNvVideoCodec, the optional
+``framedex[gpu]`` extra). Importing this package registers them through ``@register_decoder``;
+no decoding library (nor torch) is imported until a video is opened.
 
 Example::
 
@@ -18,6 +19,7 @@ import os
 
 from framedex.errors import UnknownNameError
 from framedex.indexer.decode import decord as _decord  # noqa: F401 - registers "decord"
+from framedex.indexer.decode import nvdec as _nvdec  # noqa: F401 - registers "nvdec"
 from framedex.indexer.decode import pyav as _pyav  # noqa: F401 - registers "pyav"
 from framedex.indexer.decode.base import IndexedFrame as IndexedFrame
 from framedex.indexer.decode.base import VideoDecoder as VideoDecoder
@@ -31,7 +33,9 @@ from framedex.indexer.decode.base import register_decoder as register_decoder
 #: converts every decoded frame to RGB, PyAV only the wanted ones), the resized grid (17.2 vs
 #: 19.8) and 32 random frames (4.0 vs 4.5); flat memory (93 vs 528 MiB peak RSS, decord grows
 #: with video length); and decord returns wrong frames on MPEG-TS and fails to resize to some
-#: sizes. decord is used by ``auto`` only when PyAV is not installed.
+#: sizes. decord is used by ``auto`` only when PyAV is not installed. ``nvdec`` is not in this
+#: order: for one video ``auto`` means a CPU decoder, and the indexer adds NVDEC sessions beside
+#: its CPU decode workers when it encodes on a GPU that has them (indexer/workers.py).
 AUTO_ORDER: tuple[str, ...] = ("pyav", "decord")
 
 

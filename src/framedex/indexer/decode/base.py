@@ -12,6 +12,7 @@ subtracted), i.e. the real presentation time of the decoded frame, never ``frame
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from abc import ABC, abstractmethod
@@ -192,6 +193,13 @@ class VideoDecoder(ABC):
     #: float64 seconds from the start, one per native frame, ascending.
     _pts: np.ndarray
 
+    #: Native indices of the keyframes (ascending, 0 first): where a decode may start without
+    #: the frames before it. Backends that know them set ``_key_idx``; without them a video is
+    #: never split (one worker decodes it start to end).
+    _key_idx: np.ndarray | None = None
+    #: True when frames come out as torch tensors on a GPU (NVDEC), not numpy arrays.
+    device_frames: ClassVar[bool] = False
+
     @classmethod
     def is_available(cls) -> bool:
         """Whether the backend's library can be imported here."""
@@ -208,6 +216,21 @@ class VideoDecoder(ABC):
     def close(self) -> None:
         """Release the file and decoder; idempotent."""
 
+    # ---- optional: hand a scanned video to another process -------------------------------
+    def table(self) -> object | None:
+        """What another process needs to decode this file without scanning it again (picklable),
+        or None when :meth:`from_table` simply reopens the file."""
+        return None
+
+    @classmethod
+    def from_table(cls, path: str | os.PathLike, table: object | None, **options: object
+                   ) -> VideoDecoder:
+        """Open ``path`` again from :meth:`table`'s result (in a decode worker).
+
+        The default reopens and rescans the file; PyAV reuses the packet table instead.
+        """
+        return cls(path, **options)
+
     # ---- shared ---------------------------------------------------------------------------
     @property
     def info(self) -> VideoInfo:
@@ -215,11 +238,20 @@ class VideoDecoder(ABC):
         return self._info
 
     @property
+    def keyframes(self) -> np.ndarray:
+        """Native indices where decoding can start (``[0]`` when the backend does not know)."""
+        return self._key_idx if self._key_idx is not None else np.zeros(1, np.int64)
+
+    @property
     def frame_pts(self) -> np.ndarray:
         """Presentation time (s from the start) of every native frame, ascending (read-only)."""
         view = self._pts.view()
         view.flags.writeable = False
         return view
+
+    def pts_of(self, frame_idx: np.ndarray) -> np.ndarray:
+        """Presentation times (s from the start) of native frames ``frame_idx``."""
+        return self._pts[np.asarray(frame_idx, dtype=np.int64)].astype(np.float64)
 
     def index_grid(self, index_fps: float = 1.0) -> np.ndarray:
         """Native frame indices ``iter_index_frames(index_fps)`` will yield, ascending.
@@ -251,7 +283,29 @@ class VideoDecoder(ABC):
         wanted = self.index_grid(index_fps)
         self._check_max_side(max_side)
         for idx, img in self._decode_sorted(wanted, max_side):
-            yield IndexedFrame(pts_sec=float(self._pts[idx]), frame_idx=int(idx), image=img)
+            yield IndexedFrame(pts_sec=float(self._pts[idx]), frame_idx=int(idx),
+                               image=self._host(img))
+
+    def iter_frames(
+        self, frame_idx: np.ndarray, max_side: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(frame_idx, image)`` for ascending, distinct native indices (a decode
+        worker's part of the grid). Images are numpy arrays, or CUDA tensors when
+        ``device_frames`` is set.
+
+        Raises:
+            ConfigError: the indices are not ascending and distinct within ``[0, num_frames)``,
+                or bad ``max_side``.
+            DecodeError: the stream turned out to be truncated or corrupt while decoding.
+        """
+        self._check_max_side(max_side)
+        idx = np.asarray(frame_idx, dtype=np.int64)
+        n = self._info.num_frames
+        check(idx.ndim == 1 and (len(idx) == 0 or (idx[0] >= 0 and idx[-1] < n
+                                                    and bool(np.all(np.diff(idx) > 0)))),
+              "frame_idx", f"{len(idx)} indices",
+              f"must be ascending and distinct in [0, {n}) for {self._info.path!r}")
+        yield from self._decode_sorted(idx, max_side)
 
     def get_frames(
         self, frame_idx: Sequence[int], max_side: int | None = None
@@ -278,8 +332,14 @@ class VideoDecoder(ABC):
         if not req:
             return []
         uniq = np.unique(np.asarray(req, dtype=np.int64))
-        got = dict(self._decode_sorted(uniq, max_side))
+        got = {i: self._host(img) for i, img in self._decode_sorted(uniq, max_side)}
         return [got[int(k)] for k in req]
+
+    def _host(self, img: object) -> np.ndarray:
+        """A frame as a numpy array (device frames are copied to the host)."""
+        if self.device_frames:
+            return img.cpu().numpy()  # type: ignore[attr-defined]
+        return img  # type: ignore[return-value]
 
     def _check_max_side(self, max_side: int | None) -> None:
         check(max_side is None or (isinstance(max_side, (int, np.integer)) and max_side >= 8),
@@ -292,10 +352,8 @@ class VideoDecoder(ABC):
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         i = self._info

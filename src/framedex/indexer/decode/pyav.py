@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,6 +29,25 @@ from framedex.indexer.decode.base import (
     register_decoder,
     timing_from_pts,
 )
+
+
+@dataclass(frozen=True)
+class PacketTable:
+    """The result of one packet scan, handed to decode workers so none of them scans again.
+
+    Attributes:
+        info: the video's metadata.
+        pts_int: every frame's pts in stream time-base units, ascending.
+        key_idx: native indices of the keyframes.
+        start: the stream start time (time-base units).
+        time_base: ``(numerator, denominator)`` of the stream time base.
+    """
+
+    info: VideoInfo
+    pts_int: np.ndarray
+    key_idx: np.ndarray
+    start: int
+    time_base: tuple[int, int]
 
 
 @register_decoder("pyav")
@@ -51,6 +71,24 @@ class PyAVDecoder(VideoDecoder):
         return importlib.util.find_spec("av") is not None
 
     def __init__(self, path: str | os.PathLike, threads: int = 0):
+        self._open(path, threads)
+        cc, vs = self._stream.codec_context, self._stream
+        pts, keys, last_dur = self._scan_packets()
+        start = vs.start_time if vs.start_time is not None else int(pts[0])
+        self._pts_int = pts
+        self._pts = (pts - start).astype(np.float64) * float(self._tb)
+        self._key_idx = keys
+        rate, duration, is_vfr = timing_from_pts(self._pts, last_dur)
+        self._info = VideoInfo(
+            path=self.path, duration=duration, frame_rate=rate, num_frames=len(pts),
+            width=int(cc.width), height=int(cc.height), start_sec=float(start * self._tb),
+            codec=cc.codec.name, is_vfr=is_vfr, decoder=self.name)
+        if self._info.width <= 0 or self._info.height <= 0:
+            raise VideoOpenError(f"cannot open video {self.path!r}: frame size is unknown")
+        self._start = int(start)
+
+    def _open(self, path: str | os.PathLike, threads: int) -> None:
+        """Open the container and its first video stream (no packet is read)."""
         import av
 
         self._container = None
@@ -75,18 +113,32 @@ class PyAVDecoder(VideoDecoder):
         cc.thread_type = "AUTO"
         cc.thread_count = threads
         self._tb = vs.time_base
-        pts, keys, last_dur = self._scan_packets()
-        start = vs.start_time if vs.start_time is not None else int(pts[0])
-        self._pts_int = pts
-        self._pts = (pts - start).astype(np.float64) * float(self._tb)
-        self._key_idx = keys
-        rate, duration, is_vfr = timing_from_pts(self._pts, last_dur)
-        self._info = VideoInfo(
-            path=self.path, duration=duration, frame_rate=rate, num_frames=len(pts),
-            width=int(cc.width), height=int(cc.height), start_sec=float(start * self._tb),
-            codec=cc.codec.name, is_vfr=is_vfr, decoder=self.name)
-        if self._info.width <= 0 or self._info.height <= 0:
-            raise VideoOpenError(f"cannot open video {self.path!r}: frame size is unknown")
+
+    def table(self) -> PacketTable:
+        """The packet scan, for decode workers (see :meth:`from_table`)."""
+        return PacketTable(self._info, self._pts_int, self._key_idx, self._start,
+                           (self._tb.numerator, self._tb.denominator))
+
+    @classmethod
+    def from_table(cls, path: str | os.PathLike, table: object | None,
+                   **options: object) -> PyAVDecoder:
+        """Reopen ``path`` with the packet table another process scanned (no second scan).
+
+        Raises:
+            VideoOpenError: the file no longer opens, or its stream is not the scanned one.
+        """
+        if not isinstance(table, PacketTable):
+            return cls(path, **options)  # type: ignore[arg-type]
+        self = cls.__new__(cls)
+        self._open(path, int(options.get("threads", 0)))  # type: ignore[arg-type]
+        tb = self._tb
+        if (tb.numerator, tb.denominator) != table.time_base:
+            raise VideoOpenError(f"cannot open video {self.path!r}: the file changed while "
+                                 "it was being indexed")
+        self._pts_int, self._key_idx, self._start = table.pts_int, table.key_idx, table.start
+        self._pts = (table.pts_int - table.start).astype(np.float64) * float(tb)
+        self._info = table.info
+        return self
 
     def _scan_packets(self) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Demux all video packets: sorted pts, keyframe frame indices, last frame duration."""
@@ -126,8 +178,6 @@ class PyAVDecoder(VideoDecoder):
         self, indices: np.ndarray, max_side: int | None
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Stream the wanted frames; seek over GOPs that hold none of them."""
-        import av
-
         w, h = output_size(self._info.width, self._info.height, max_side)
         resize = (w, h) != (self._info.width, self._info.height)
         frames: Iterator | None = None
@@ -147,13 +197,19 @@ class PyAVDecoder(VideoDecoder):
             if pos != target:
                 raise DecodeError(f"decoding {self.path!r}: frame {target} was not produced "
                                   f"(decoder jumped to frame {pos}); the stream is corrupt")
-            try:
-                if resize:  # AREA: the alias-free filter for large downscales; scaling the YUV
-                    # planes first keeps the RGB conversion small (< 1 ms CPU per 720p frame)
-                    frame = frame.reformat(width=w, height=h, interpolation="AREA")
-                yield target, frame.to_ndarray(format="rgb24")
-            except av.error.FFmpegError as ex:  # pragma: no cover - swscale failure
-                raise DecodeError(f"converting frame {target} of {self.path!r}: {ex}") from ex
+            yield target, self._to_rgb(frame, target, (w, h) if resize else None)
+
+    def _to_rgb(self, frame, target: int, size: tuple[int, int] | None) -> np.ndarray:
+        """One decoded frame as ``H x W x 3`` RGB, resized to ``size`` if given."""
+        import av
+
+        try:
+            if size is not None:  # AREA: the alias-free filter for large downscales; scaling
+                # the YUV planes first keeps the RGB conversion small (< 1 ms CPU per 720p frame)
+                frame = frame.reformat(width=size[0], height=size[1], interpolation="AREA")
+            return frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as ex:  # pragma: no cover - swscale failure
+            raise DecodeError(f"converting frame {target} of {self.path!r}: {ex}") from ex
 
     def _seek(self, key: int, target: int) -> Iterator:
         """Seek to keyframe ``key`` so that decoding reaches ``target``; return the frames.
@@ -176,18 +232,19 @@ class PyAVDecoder(VideoDecoder):
                     self._container.seek(ts, stream=self._stream, backward=True)
             except av.error.FFmpegError as ex:
                 raise DecodeError(f"seeking to frame {key} of {self.path!r} failed: {ex}") from ex
-            frames = self._guarded(self._container.decode(self._stream))
+            frames = self._frames()
             first = next(frames, None)
             if at_start or (first is not None and self._frame_index(first) <= target):
                 return itertools.chain([] if first is None else [first], frames)
             k -= 1
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _guarded(self, frames: Iterator) -> Iterator:
+    def _frames(self) -> Iterator:
+        """Decoded frames in presentation order from the container's current position."""
         import av
 
         try:
-            yield from frames
+            yield from self._container.decode(self._stream)
         except av.error.FFmpegError as ex:
             raise DecodeError(f"decoding {self.path!r} failed: corrupt or truncated stream "
                               f"({ex.strerror or ex})") from ex
