@@ -86,3 +86,22 @@ def test_forced_unavailable_device():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="device="):
         load_encoder("synthetic-shapes", device="cuda")
+
+
+def test_batches_that_span_videos_of_several_sizes(tiny_model):
+    """A batch made of pieces of different frame sizes (numpy or torch) encodes each frame as
+    it would alone, in the pieces' order."""
+    import torch
+
+    enc = load_encoder(tiny_model, device="cpu")
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (3, 48, 80, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (2, 40, 40, 3), dtype=np.uint8)
+    c = rng.integers(0, 255, (1, 48, 80, 3), dtype=np.uint8)
+    got = enc.submit([a, b, torch.from_numpy(c)]).result()
+    want = np.concatenate([enc.encode_images(x) for x in (a, b, c)])
+    assert got.shape == (6, enc.dim)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(enc.encode_images(torch.from_numpy(a)), want[:3], atol=1e-5)
+    mixed = enc.encode_images([b[0], a[0], b[1]])  # a list of frames of two sizes
+    np.testing.assert_allclose(mixed, want[[3, 0, 4]], atol=1e-5)

@@ -206,26 +206,67 @@ class Encoder:
             "open_clip_version": open_clip.__version__,
         }
 
-    def _prepare(self, frames: np.ndarray | Sequence[np.ndarray]):
-        """uint8 RGB frames (n, H, W, 3) -> normalised (n, 3, S, S) on the device.
+    def _prepare(self, pieces: Sequence[Any]):
+        """uint8 RGB pieces, each (n, H, W, 3), numpy or torch on the device -> normalised
+        (sum n, 3, S, S) on the device, in the pieces' order.
+
+        Pieces of one frame size are resized together (a batch that spans videos of several
+        sizes does one resize per size). Numpy pieces reach a GPU through pinned memory with an
+        asynchronous copy; the resize, crop and normalisation run on the device.
+        """
+        import torch
+
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, piece in enumerate(pieces):
+            groups.setdefault((int(piece.shape[1]), int(piece.shape[2])), []).append(i)
+        parts, order = [], []
+        for members in groups.values():
+            parts.append(self._resize_crop(self._upload([pieces[i] for i in members])))
+            order.extend(members)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if order != sorted(order):  # back to the pieces' order
+            start, at = {}, 0
+            for i in order:
+                start[i], at = at, at + len(pieces[i])
+            perm = np.concatenate([np.arange(start[i], start[i] + len(pieces[i]))
+                                   for i in range(len(pieces))])
+            x = x[torch.as_tensor(perm, device=x.device)]
+        return x
+
+    def _upload(self, pieces: list[Any]):
+        """Same-size uint8 pieces -> one (n, H, W, 3) uint8 tensor on the device."""
+        import torch
+
+        on_gpu = str(self.device).startswith("cuda")
+        host = [p for p in pieces if isinstance(p, np.ndarray)]
+        if len(host) == len(pieces) and on_gpu:
+            n = sum(len(p) for p in host)
+            staging = torch.empty((n, *host[0].shape[1:]), dtype=torch.uint8, pin_memory=True)
+            view, at = staging.numpy(), 0
+            for p in host:
+                view[at:at + len(p)] = p
+                at += len(p)
+            return staging.to(self.device, non_blocking=True)
+        tensors = []
+        for p in pieces:
+            if isinstance(p, np.ndarray):
+                tensors.append(torch.from_numpy(np.ascontiguousarray(p)).to(self.device))
+            else:
+                if p.device.type == "cuda":  # made on a decoder's stream, consumed on ours
+                    p.record_stream(torch.cuda.current_stream(p.device))
+                tensors.append(p.to(self.device))
+        return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+    def _resize_crop(self, batch):
+        """(n, H, W, 3) uint8 on the device -> normalised (n, 3, S, S) in the model's dtype.
 
         open_clip's default transform is PIL Resize(shortest side) + CenterCrop + Normalize;
         this is the same on tensors, batched and on the device, which keeps the GPU fed
         (clip-retrieval found PIL resizing to be the bottleneck).
         """
-        import torch
         import torch.nn.functional as F
 
-        if isinstance(frames, np.ndarray) and frames.ndim == 4:
-            batch = frames
-        else:
-            shapes = {f.shape for f in frames}
-            if len(shapes) == 1:
-                batch = np.stack(list(frames))
-            else:  # mixed sizes (user images): prepare one by one, then concatenate
-                return torch.cat([self._prepare(f[None]) for f in frames])
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = batch.permute(0, 3, 1, 2).float().div_(255.0)
         s = self.image_size
         h, w = x.shape[-2:]
         if self.preprocess_cfg["resize_mode"] == "squash":
@@ -244,17 +285,37 @@ class Encoder:
     def encode_images(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Encode RGB uint8 frames (n, H, W, 3) in one forward pass.
 
+        ``frames`` is one (n, H, W, 3) array (or torch tensor, also on the device), or a
+        sequence of (H, W, 3) arrays of any sizes.
+
         Returns:
             (n, D) float32, L2-normalised.
         """
-        import torch
-
         if len(frames) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        pieces = [frames] if getattr(frames, "ndim", None) == 4 else [f[None] for f in frames]
+        return self.submit(pieces).result()
+
+    def submit(self, pieces: Sequence[Any]) -> PendingVectors:
+        """Start encoding a batch made of pieces (each (n, H, W, 3) uint8, numpy or a torch
+        tensor on the device; sizes may differ between pieces); one forward pass.
+
+        On a GPU this returns once the work is queued: the caller prepares the next batch
+        while this one runs, and :meth:`PendingVectors.result` waits for it (the copy back
+        to the host is asynchronous too). On the CPU it returns finished.
+        """
+        import torch
+
         with self._lock, torch.inference_mode():
-            x = self._prepare(frames)
-            feats = self.model.encode_image(x, normalize=True)
-        return _normalise(feats.float().cpu().numpy())
+            x = self._prepare(pieces)
+            feats = self.model.encode_image(x, normalize=True).float()
+            if not str(self.device).startswith("cuda"):
+                return PendingVectors(feats.numpy(), None)
+            host = torch.empty(feats.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(feats, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        return PendingVectors(host, done)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts (queries). Returns (n, D) float32, L2-normalised.
@@ -271,6 +332,20 @@ class Encoder:
             tokens = self.tokenizer(list(texts)).to(self.device)
             feats = self.model.encode_text(tokens, normalize=True)
         return _normalise(feats.float().cpu().numpy())
+
+
+class PendingVectors:
+    """The embeddings of a submitted batch; :meth:`result` waits for them."""
+
+    def __init__(self, out: Any, done: Any):
+        self._out, self._done = out, done
+
+    def result(self) -> np.ndarray:
+        """(n, D) float32, L2-normalised."""
+        if self._done is not None:
+            self._done.synchronize()
+            self._out, self._done = self._out.numpy(), None
+        return _normalise(self._out)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
