@@ -1,0 +1,568 @@
+"""One index run: plan videos, feed the decode pool, encode across videos, commit each video.
+
+Threads and processes of a run::
+
+    planner thread   hash + scan each file (read-only), one or two files ahead
+    main thread      the store's only writer: claim, begin_video, hand units to workers,
+                     put vectors back in order, append chunks, commit_video, outcomes
+    decode workers   processes (and NVDEC sessions): units -> frame pieces
+    collector thread worker pipes -> the encoder's bounded frame queue
+    encoder thread   cross-video batches -> vectors (batching.EncodeLoop)
+
+The write protocol of ``store/base.py`` is unchanged per video: claim, ``begin_video``, frames
+and segments under the new generation (invisible), ``commit_video`` last, then
+``retire_generations``; any failure before the commit calls ``abort_video``. A kill at any
+moment leaves only committed videos visible, and a re-run redoes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from framedex.errors import DecodeError, FramedexError
+from framedex.indexer.batching import STOP, ChunkWriter, EncodeLoop, VideoAssembly
+from framedex.indexer.workers import (
+    DecodePool,
+    WorkUnit,
+    plan_cores,
+    portable_source,
+    split_grid,
+    usable_cores,
+)
+from framedex.store.schema import VideoRecord
+
+if TYPE_CHECKING:
+    from framedex.indexer.pipeline import Indexer, IndexOutcome, ProgressFn
+    from framedex.store.locks import Claim
+
+log = logging.getLogger(__name__)
+
+#: NVDEC sessions ``auto`` adds beside the CPU workers on a GPU (the issue's H200 numbers:
+#: 1/4/8/16 sessions decode 51/178/252/299 grid frames/s of 720p25; 8 gets most of it).
+AUTO_NVDEC_SESSIONS = 8
+
+#: CPU seconds to decode one native pixel (x264 720p25 with PyAV on this project's 2-core
+#: machine: ~800 frames/s per core). Only used to split the cores between decoding and a CPU
+#: encoder (workers.plan_cores); it does not change what is decoded.
+DECODE_S_PER_PIXEL = 1.4e-9
+
+
+@dataclass
+class _Prepared:
+    """A file after the planner: its id and, unless it is unchanged or bad, its scan."""
+
+    order: int
+    path: str
+    source: str
+    t0: float
+    video_id: str | None = None
+    unchanged: bool = False
+    error: str | None = None
+    info: Any = None
+    grid: np.ndarray | None = None
+    grid_pts: np.ndarray | None = None
+    keyframes: np.ndarray | None = None
+    table: Any = None
+    decoder: type | None = None
+
+
+@dataclass
+class _Video:
+    """A video in flight: claimed, begun in the store, cut into units."""
+
+    key: int
+    prep: _Prepared
+    claim: Claim
+    generation: int
+    assembly: VideoAssembly
+    units: deque[WorkUnit]
+    expected: int
+    backends: set[str] = field(default_factory=set)
+    workers: set[int] = field(default_factory=set)
+
+
+class IndexRun:
+    """Index a list of files (see the module docstring). Used by :class:`Indexer`.
+
+    Args:
+        indexer: the indexer (store, encoder, options).
+        metadata: user metadata for every video.
+        progress: ``progress(path, frames_done, frames_expected)``.
+        on_file: called with each outcome.
+        read_from: per path, where to read its bytes instead (the API's verified file).
+    """
+
+    def __init__(self, indexer: Indexer, metadata: dict[str, Any],
+                 progress: ProgressFn | None, on_file: Callable[[IndexOutcome], None] | None,
+                 read_from: dict[str, str] | None = None):
+        self.store, self.encoder, self.opts = indexer.store, indexer.encoder, indexer.options
+        self.metadata, self.progress, self.on_file = metadata, progress, on_file
+        self.read_from = read_from or {}
+        self.outcomes: list[tuple[int, IndexOutcome]] = []
+        self.videos: dict[int, _Video] = {}
+        self.ready: deque[WorkUnit] = deque()  # units not yet given to a worker
+        self.events: queue.Queue = queue.Queue()
+        self.pool: DecodePool | None = None
+        self.encode_loop: EncodeLoop | None = None
+        self._keys = 0
+        self.stats: dict[str, Any] = {}
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self, files: list[Path]) -> list[IndexOutcome]:
+        """Index ``files``; return their outcomes in the order of ``files``."""
+        from framedex.indexer.pipeline import IndexOutcome
+
+        self._restore_threads: int | None = None
+        self._n_files = len(files)
+        deferred: list[tuple[int, Path]] = []
+        try:
+            planner = _Planner(self, list(enumerate(files)), wait=False)
+            self._drain(planner, deferred)
+            if deferred:  # other writers held these; by now they are normally done
+                self._drain(_Planner(self, deferred, wait=True), [])
+        except BaseException:
+            for video in list(self.videos.values()):
+                self._abort(video)
+            raise
+        finally:
+            self._shutdown()
+        self.outcomes.sort(key=lambda o: o[0])
+        out = [o for _, o in self.outcomes]
+        assert all(isinstance(o, IndexOutcome) for o in out)
+        return out
+
+    def _drain(self, planner: _Planner, deferred: list[tuple[int, Path]]) -> None:
+        planner.start()
+        try:
+            while True:
+                while len(self.ready) < self._units_wanted() and not planner.finished:
+                    prep = planner.next(block=not self.videos)  # never stall running videos
+                    if prep is None:
+                        break
+                    self._admit(prep, planner.wait, deferred)
+                self._dispatch()
+                if not self.videos and not self.ready:
+                    if planner.finished:
+                        return
+                    continue  # waiting for the planner
+                try:
+                    self._handle(self.events.get(timeout=0.1))
+                except queue.Empty:
+                    continue
+                while True:  # everything else already there, before planning more
+                    try:
+                        self._handle(self.events.get_nowait())
+                    except queue.Empty:
+                        break
+        finally:
+            planner.stop()
+
+    def _units_wanted(self) -> int:
+        """Units to keep ready beyond the workers' own queues: enough to refill every worker."""
+        if self.pool is None:
+            return 1
+        return max(2, len(self.pool.slots) * self.opts.prefetch)
+
+    # ---- admitting a file (main thread: claims and begin_video) ----------------------------
+    def _admit(self, prep: _Prepared, wait: bool, deferred: list[tuple[int, Path]]) -> None:
+        from framedex.indexer.pipeline import IndexOutcome
+
+        if prep.error is not None:
+            return self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed",
+                                                                 error=prep.error))
+        vid = prep.video_id
+        assert vid is not None
+        claim = self.store.claim(vid, wait=wait)
+        if claim is None:  # another writer is indexing this content right now
+            deferred.append((prep.order, Path(prep.path)))
+            return None
+        try:
+            existing = self.store.get_video(vid)
+            if existing is not None and existing.index_fps == self.opts.index_fps:
+                self.store.add_path(prep.path, vid)
+                claim.release()
+                return self._finish_outcome(prep.order, IndexOutcome(
+                    prep.path, "unchanged", vid, existing.num_frames, existing.num_indexed,
+                    existing.duration))
+            if prep.info is None:  # the planner skipped the scan: it looked unchanged
+                prep = _scan(prep, self.opts, self._image_size())
+                if prep.error is not None:
+                    claim.release()
+                    return self._finish_outcome(prep.order, IndexOutcome(
+                        prep.path, "failed", error=prep.error))
+            generation = self.store.begin_video(vid)  # drops leftovers of a killed run
+        except FramedexError as ex:
+            claim.release()
+            return self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed",
+                                                                 error=str(ex)))
+        except BaseException:
+            claim.release()
+            raise
+        self._start_video(prep, claim, generation)
+        return None
+
+    def _start_video(self, prep: _Prepared, claim: Claim, generation: int) -> None:
+        assert prep.grid is not None and prep.info is not None and prep.decoder is not None
+        key = self._keys = self._keys + 1
+        opts = self.opts
+        writer = ChunkWriter(self.store, prep.video_id or "", generation, opts.segment_sec,
+                             opts.write_chunk, prep.info.duration)
+        lookup = dict(zip(prep.grid.tolist(), prep.grid_pts.tolist(), strict=True))
+
+        def pts_of(idx: np.ndarray) -> np.ndarray:
+            return np.array([lookup[int(i)] for i in idx], dtype=np.float64)
+
+        parts = split_grid(prep.grid, prep.keyframes, opts.unit_frames)
+        max_side = _max_side(prep.info, self._image_size()) if opts.resize_at_decode else None
+        source = portable_source(prep.source)
+        units = deque(WorkUnit(key, i, source, prep.decoder, part, max_side)
+                      for i, part in enumerate(parts))
+        video = _Video(key, prep, claim, generation, VideoAssembly(writer, len(parts), pts_of),
+                       units, len(prep.grid))
+        self.videos[key] = video
+        self.ready.extend(units)
+        if self.pool is None:
+            self._start_pool(prep, len(parts))
+
+    # ---- workers ----------------------------------------------------------------------------
+    def _start_pool(self, first: _Prepared, first_units: int) -> None:
+        """Size and start the pool and the encoder thread, once the first video is known."""
+        import torch
+
+        opts = self.opts
+        device = str(getattr(self.encoder, "device", "cpu"))
+        on_cpu = device == "cpu"
+        cores = usable_cores()
+        nvdec, cpu_workers = self._nvdec_sessions(device), opts.decode_workers
+        if opts.decoder == "nvdec":
+            cpu_workers = 0
+        decode_s = _decode_cost(first, opts.index_fps)
+        encode_s = self._encode_cost() if on_cpu else 0.0
+        workers, threads = plan_cores(cores, cpu_workers, decode_s, encode_s, on_cpu)
+        if opts.decoder == "nvdec":
+            workers = 0
+        if opts.decode_workers is None and self._n_files == 1:
+            # one file: no more workers than it has units (starting a process is not free)
+            workers = min(workers, max(1 if not nvdec else 0, first_units - nvdec))
+        if on_cpu:
+            self._restore_threads = torch.get_num_threads()
+            torch.set_num_threads(threads)
+        frames: queue.Queue = queue.Queue(maxsize=max(2, (workers + nvdec) * opts.prefetch))
+        self.pool = DecodePool(workers, nvdec, opts.prefetch, frames, self.events,
+                               gpu_id=_gpu_index(device))
+        self.encode_loop = EncodeLoop(self.encoder, frames, self.events, opts.batch_size)
+        self.encode_loop.start()
+        self.stats.update(decode_workers=workers, nvdec_sessions=nvdec,
+                          torch_threads=torch.get_num_threads(), cores=cores,
+                          decode_s_per_frame=decode_s, encode_s_per_frame=encode_s)
+        log.info("indexing with %d decode workers, %d NVDEC sessions, %d torch threads",
+                 workers, nvdec, torch.get_num_threads())
+
+    def _nvdec_sessions(self, device: str) -> int:
+        opts = self.opts
+        if opts.decoder == "nvdec":
+            return opts.decode_workers or AUTO_NVDEC_SESSIONS
+        if opts.decoder != "auto" or not device.startswith("cuda"):
+            return 0
+        from framedex.indexer.decode import get_decoder_class
+
+        return AUTO_NVDEC_SESSIONS if get_decoder_class("nvdec").is_available() else 0
+
+    def _encode_cost(self) -> float:
+        """CPU seconds per frame of the encoder on one thread, measured on a few blank frames
+        (0 for a stand-in encoder without ``submit``).
+
+        One thread, because several OpenMP threads on busy cores wait for each other at every
+        barrier: on this project's loaded 2-core machine the small model encoded 700 frames/s
+        with one torch thread and 100 with two, which would make any encoder look heavy.
+        """
+        import torch
+
+        if not hasattr(self.encoder, "submit"):
+            return 0.0
+        s = self._image_size()
+        dummy = np.zeros((8, s, s, 3), np.uint8)
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self.encoder.encode_images(dummy[:2])  # warm-up
+            t0 = time.perf_counter()
+            self.encoder.encode_images(dummy)
+            return (time.perf_counter() - t0) / len(dummy)
+        finally:
+            torch.set_num_threads(saved)
+
+    def _image_size(self) -> int:
+        return int(getattr(self.encoder, "image_size", 224))
+
+    def _dispatch(self) -> None:
+        """Hand ready units to workers with room (in order: a video's units go out together)."""
+        if self.pool is None:
+            return
+        while self.ready:
+            slot = self.pool.free_slot()
+            if slot is None:
+                return
+            unit = self.ready.popleft()
+            video = self.videos.get(unit.video)
+            if video is None:  # failed meanwhile
+                continue
+            self.pool.submit(unit, video.prep.table, slot)
+            video.backends.add("nvdec" if slot.kind == "nvdec" else unit.decoder.name)
+            video.workers.add(slot.wid)
+
+    # ---- events -----------------------------------------------------------------------------
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "vectors":
+            _, key, seq, idx, vectors, last, cpu_s = event
+            video = self.videos.get(key)
+            if video is None:
+                return
+            video.assembly.cpu_s += cpu_s
+            video.assembly.add(seq, idx, vectors, last)
+            if self.progress and len(idx):
+                self.progress(video.prep.path, video.assembly.embedded, video.expected)
+            if video.assembly.done:
+                self._commit(video)
+        elif kind == "unit_sent":
+            assert self.pool is not None
+            self.pool.unit_finished(event[1], event[2], event[3])
+        elif kind == "error":
+            _, wid, key, seq, message = event
+            assert self.pool is not None
+            self.pool.unit_finished(wid, key, seq)
+            if key in self.videos:
+                self._fail(self.videos[key], message)
+        elif kind == "died":
+            self._worker_died(event[1], event[2])
+        elif kind == "encoder_error":
+            raise event[1]
+
+    def _worker_died(self, wid: int, exitcode: int | None) -> None:
+        assert self.pool is not None
+        culprit, requeue = self.pool.replace(wid)
+        for unit, _table in reversed(requeue):
+            if unit.video in self.videos:
+                self.ready.appendleft(unit)
+        if culprit is not None and culprit[0] in self.videos:
+            video = self.videos[culprit[0]]
+            why = (f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0
+                   else f"exit code {exitcode}")
+            self._fail(video, f"decoding {video.prep.path!r} failed: the decode worker died "
+                              f"({why}) in frames {_unit_span(video, culprit[1])}")
+
+    # ---- finishing a video --------------------------------------------------------------------
+    def _commit(self, video: _Video) -> None:
+        from framedex.indexer.pipeline import IndexOutcome
+
+        prep, info = video.prep, video.prep.info
+        del self.videos[video.key]
+        try:
+            num = video.assembly.writer.finish()
+            if num != video.expected:
+                raise DecodeError(f"{prep.path}: {num} of {video.expected} grid frames were "
+                                  "decoded")
+            record = VideoRecord(
+                video_id=prep.video_id or "", path=prep.path, duration=float(info.duration),
+                frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
+                width=int(info.width), height=int(info.height),
+                start_sec=float(info.start_sec), is_vfr=bool(info.is_vfr),
+                index_fps=self.opts.index_fps, num_indexed=num,
+                decoder="+".join(sorted(video.backends)) or info.decoder,
+                encoder=self.encoder.identity["model"], metadata=self.metadata,
+                generation=video.generation, file_size=os.stat(prep.source).st_size,
+            )
+            self.store.commit_video(record)  # the swap: one commit
+        except FramedexError as ex:
+            self._cleanup(video)
+            self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed", error=str(ex)))
+            return
+        except BaseException:
+            self._cleanup(video)
+            raise
+        self.store.retire_generations(record.video_id, keep=video.generation)
+        video.claim.release()
+        if self.pool is not None:
+            self.pool.forget(video.key)
+        self._finish_outcome(prep.order, IndexOutcome(
+            prep.path, "indexed", record.video_id, record.num_frames, num, record.duration,
+            seconds=time.perf_counter() - prep.t0, units=video.assembly.units,
+            workers=len(video.workers)))
+
+    def _fail(self, video: _Video, message: str) -> None:
+        from framedex.indexer.pipeline import IndexOutcome
+
+        self.videos.pop(video.key, None)
+        self._cleanup(video)
+        self._finish_outcome(video.prep.order, IndexOutcome(video.prep.path, "failed",
+                                                            error=message))
+
+    def _abort(self, video: _Video) -> None:
+        self.videos.pop(video.key, None)
+        try:
+            self._cleanup(video)
+        except Exception:  # already failing: keep the first error
+            log.exception("cleaning up %s after an error", video.prep.path)
+
+    def _cleanup(self, video: _Video) -> None:
+        try:
+            self.store.abort_video(video.prep.video_id or "", video.generation)
+        finally:
+            video.claim.release()
+            if self.pool is not None:
+                self.pool.forget(video.key)
+
+    def _finish_outcome(self, order: int, outcome: IndexOutcome) -> None:
+        self.outcomes.append((order, outcome))
+        if self.on_file:
+            self.on_file(outcome)
+
+    def _shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        if self.encode_loop is not None:
+            self.encode_loop.stop.set()
+            with contextlib.suppress(queue.Full):
+                self.encode_loop.frames.put_nowait(STOP)
+            self.encode_loop.join(10.0)
+            self.stats.update(encode_busy_s=self.encode_loop.busy_s,
+                              batches=self.encode_loop.batches)
+        if self._restore_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._restore_threads)
+
+
+class _Planner:
+    """Hashes and scans files ahead of the main thread (read-only work), in order."""
+
+    def __init__(self, run: IndexRun, files: list[tuple[int, Path]], wait: bool):
+        self.run, self.files, self.wait = run, files, wait
+        self.out: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._left = len(files)
+        self.thread = threading.Thread(target=self._work, name="framedex-plan", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def finished(self) -> bool:
+        return self._left == 0
+
+    def next(self, block: bool) -> _Prepared | None:
+        """The next prepared file; None when all are out, or (not ``block``) none is ready."""
+        if self._left == 0:
+            return None
+        try:
+            prep = self.out.get(block=block)
+        except queue.Empty:
+            return None
+        self._left -= 1
+        return prep
+
+    def stop(self) -> None:
+        self._stop.set()
+        while self.thread.is_alive():
+            try:
+                self.out.get_nowait()
+            except queue.Empty:
+                self.thread.join(0.05)
+
+    def _work(self) -> None:
+        run = self.run
+        for order, f in self.files:
+            if self._stop.is_set():
+                return
+            prep = _prepare(order, f, run.read_from, run.store, run.opts, run._image_size())
+            while not self._stop.is_set():
+                try:
+                    self.out.put(prep, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+
+def _prepare(order: int, f: Path, read_from: dict[str, str], store: Any, opts: Any,
+             image_size: int) -> _Prepared:
+    """Hash a file and (unless its index looks current) scan it."""
+    from framedex.indexer.pipeline import content_id
+
+    t0 = time.perf_counter()
+    path = str(Path(f).expanduser().resolve())
+    source = read_from.get(str(f), read_from.get(path, path))
+    prep = _Prepared(order, path, source, t0)
+    try:
+        prep.video_id = content_id(source)
+    except OSError as ex:
+        prep.error = f"cannot read {path}: {ex.strerror or ex}"
+        return prep
+    try:
+        existing = store.get_video(prep.video_id)
+    except FramedexError:
+        existing = None
+    if existing is not None and existing.index_fps == opts.index_fps:
+        prep.unchanged = True  # re-checked under the claim; scanned there if it changed
+        return prep
+    return _scan(prep, opts, image_size)
+
+
+def _scan(prep: _Prepared, opts: Any, image_size: int) -> _Prepared:
+    """Open the file once: metadata, the grid and its pts, keyframes and the packet table."""
+    from framedex.indexer.decode import open_video
+
+    decoder = "pyav" if opts.decoder == "nvdec" else opts.decoder  # NVDEC reads PyAV's scan
+    try:
+        with open_video(prep.source, decoder) as dec:
+            prep.info = dec.info
+            prep.grid = dec.index_grid(opts.index_fps)
+            prep.grid_pts = dec.pts_of(prep.grid)
+            prep.keyframes = dec.keyframes
+            prep.table = dec.table()
+            prep.decoder = type(dec)
+    except FramedexError as ex:
+        prep.error = str(ex)
+    except OSError as ex:
+        prep.error = f"cannot read {prep.path}: {ex.strerror or ex}"
+    if prep.error is None and (prep.grid is None or len(prep.grid) == 0):
+        prep.error = f"{prep.path}: no frame could be decoded"
+    if prep.error is not None:
+        prep.info = None
+    return prep
+
+
+def _max_side(info: Any, image_size: int) -> int | None:
+    """Shrink at decode so the short side is the model's input size (never upscale)."""
+    short, long_ = min(info.width, info.height), max(info.width, info.height)
+    return math.ceil(long_ * image_size / short) if short > image_size else None
+
+
+def _decode_cost(prep: _Prepared, index_fps: float) -> float:
+    """Estimated CPU seconds to decode one grid frame (every frame of a GOP is decoded)."""
+    info = prep.info
+    keys = max(1, len(prep.keyframes) if prep.keyframes is not None else 1)
+    per_grid = min(max(1.0, info.frame_rate / index_fps), max(1.0, info.num_frames / keys))
+    return per_grid * info.width * info.height * DECODE_S_PER_PIXEL
+
+
+def _gpu_index(device: str) -> int:
+    return int(device.split(":")[1]) if device.startswith("cuda:") else 0
+
+
+def _unit_span(video: _Video, seq: int) -> str:
+    idx = video.units[seq].frame_idx
+    return f"{int(idx[0])}..{int(idx[-1])}" if len(idx) else "(none)"
