@@ -187,3 +187,59 @@ def test_decode_workers_is_validated_up_front():
                                               r"integer from 1 to 256, or None for auto"):
             IndexOptions(decode_workers=bad)
     assert IndexOptions(decode_workers=None).decode_workers is None
+
+
+def test_cli_decode_workers_error_is_one_line_before_any_work(tmp_path, small_video):
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+
+    db = tmp_path / "db"
+    res = CliRunner().invoke(app, ["index", str(small_video), "--db", str(db),
+                                   "--model", "synthetic-shapes", "--decode-workers", "0"])
+    assert res.exit_code != 0
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "decode_workers=0 is invalid" in lines[0], res.output
+    assert not db.exists()  # validated before the model loads and the store is made
+
+
+# ---- GPU (NVDEC decode, CUDA encoder): skipped without one --------------------------------
+
+def _nvdec_ready() -> bool:
+    from framedex.indexer.decode import get_decoder_class
+
+    return get_decoder_class("nvdec").is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _nvdec_ready(), reason="needs PyNvVideoCodec and a CUDA GPU")
+def test_nvdec_index_has_the_pyav_grid_and_close_vectors(tmp_path, parallel_library,
+                                                         tiny_model):
+    """NVDEC frames stay on the GPU; the grid and timestamps are PyAV's exactly, the vectors
+    close (NVDEC's colour conversion and resize differ slightly from FFmpeg's)."""
+    enc = load_encoder(tiny_model, device="cuda", precision="fp32")
+    cpu, gpu = Store(tmp_path / "cpu"), Store(tmp_path / "gpu")
+    Indexer(cpu, enc, IndexOptions(decoder="pyav", decode_workers=2, unit_frames=4)) \
+        .index_paths([parallel_library])
+    rep = Indexer(gpu, enc, IndexOptions(decoder="nvdec", decode_workers=3, unit_frames=4)) \
+        .index_paths([parallel_library])
+    assert len(rep.by_status("indexed")) == 4
+    for v in gpu.list_videos():
+        assert v.decoder == "nvdec"
+        a, b = cpu.read_frames(v.video_id), gpu.read_frames(v.video_id)
+        np.testing.assert_array_equal(a.frame_idx, b.frame_idx)
+        np.testing.assert_array_equal(a.pts_sec, b.pts_sec)
+        assert float(np.min(np.sum(a.vectors * b.vectors, axis=1))) > 0.98
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _nvdec_ready(), reason="needs PyNvVideoCodec and a CUDA GPU")
+def test_auto_on_a_gpu_uses_cpu_workers_and_nvdec_together(tmp_path, parallel_library,
+                                                           tiny_model):
+    enc = load_encoder(tiny_model, device="cuda")
+    ix = Indexer(Store(tmp_path / "db"), enc, IndexOptions(decode_workers=2, unit_frames=2))
+    rep = ix.index_paths([parallel_library])
+    assert len(rep.by_status("indexed")) == 4
+    assert ix.last_run["decode_workers"] == 2 and ix.last_run["nvdec_sessions"] > 0
+    long = next(v for v in ix.store.list_videos() if v.path.endswith("long.mp4"))
+    assert set(long.decoder.split("+")) <= {"pyav", "nvdec"}

@@ -163,11 +163,14 @@ class Library:
               fps: float = 1.0, decoder: str = "auto", batch_size: int = 64,
               metadata: Mapping[str, Any] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
-              on_file: Callable[[Any], None] | None = None) -> Any:
+              on_file: Callable[[Any], None] | None = None,
+              decode_workers: int | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
 
         Options are validated before the model loads and before the store is created, so a
         typo costs nothing and a failed first run leaves no empty store behind.
+        ``decode_workers`` decode processes feed one encoder (None: auto, the usable cores
+        less what a CPU encoder needs); the index does not depend on their number.
 
         Returns:
             An ``IndexReport`` (``.by_status("indexed"|"unchanged"|"failed")``).
@@ -178,7 +181,8 @@ class Library:
         """
         from framedex.indexer.pipeline import Indexer, IndexOptions
 
-        options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size)
+        options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size,
+                               decode_workers=decode_workers)
         meta = check_metadata(metadata)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -187,7 +191,7 @@ class Library:
                                    on_file=on_file)
 
     def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
-                            batch_size: int = 64) -> None:
+                            batch_size: int = 64, decode_workers: int | None = None) -> None:
         """Validate indexing options without loading anything (for callers that want the
         error before a model load).
 
@@ -196,7 +200,8 @@ class Library:
         """
         from framedex.indexer.pipeline import IndexOptions
 
-        IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size)
+        IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size,
+                     decode_workers=decode_workers)
 
     def index_file(self, path: str | os.PathLike, *, fps: float = 1.0, decoder: str = "auto",
                    metadata: Mapping[str, Any] | None = None,

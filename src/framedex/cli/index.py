@@ -46,6 +46,10 @@ def index(
                                          help=f"Decode backend: {_decoder_names()}.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Frames per encoder "
                                             "forward pass.")] = 64,
+    decode_workers: Annotated[int | None, typer.Option(
+        "--decode-workers", help="Decode processes feeding the encoder (NVDEC sessions with "
+        "--decoder nvdec). Default: auto, the usable cores less what a CPU encoder needs.",
+        show_default=False)] = None,
     device: Device = "auto",
     metadata: Annotated[str | None, typer.Option(
         "--metadata", help='User metadata as a JSON object, e.g. \'{"source": "cam1"}\'.')] = None,
@@ -56,11 +60,13 @@ def index(
 
     lib = open_library(db, model=model, device=device, must_exist=False)
     meta = parse_metadata(metadata)
-    lib.check_index_options(fps=fps, decoder=decoder, batch_size=batch_size)
+    lib.check_index_options(fps=fps, decoder=decoder, batch_size=batch_size,
+                            decode_workers=decode_workers)
     encoder = lib.encoder  # load once, and say which model runs where
     note(f"model {lib.model_spec} on {encoder.device}")
     report = _run_with_progress(lib, paths, meta, fps=fps, decoder=decoder,
-                                batch_size=batch_size, show=not as_json)
+                                batch_size=batch_size, decode_workers=decode_workers,
+                                show=not as_json)
     if as_json:
         emit(report.to_json())
     else:

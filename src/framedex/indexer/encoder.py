@@ -247,10 +247,15 @@ class Encoder:
                 view[at:at + len(p)] = p
                 at += len(p)
             return staging.to(self.device, non_blocking=True)
+        if len(host) == len(pieces):  # the CPU (or MPS): one array, writable for torch
+            batch = np.concatenate(host) if len(host) > 1 else host[0]
+            if not (batch.flags.writeable and batch.flags.c_contiguous):
+                batch = np.array(batch, order="C")
+            return torch.from_numpy(batch).to(self.device)
         tensors = []
         for p in pieces:
             if isinstance(p, np.ndarray):
-                tensors.append(torch.from_numpy(np.ascontiguousarray(p)).to(self.device))
+                tensors.append(torch.from_numpy(np.array(p, order="C")).to(self.device))
             else:
                 if p.device.type == "cuda":  # made on a decoder's stream, consumed on ours
                     p.record_stream(torch.cuda.current_stream(p.device))

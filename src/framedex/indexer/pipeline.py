@@ -1,15 +1,19 @@
-"""The indexing pipeline: files -> decode at the index rate -> encode -> Lance store.
+"""The indexing pipeline: files -> parallel decode at the index rate -> encode -> Lance store.
 
 One way through the data::
 
-    paths --discover--> files --hash--> skip unchanged
-          --decode thread (bounded queue of batches)--> encode (main thread)
-          --chunked appends--> frames + segments --> commit the videos row (visible)
+    paths --discover--> files --hash, scan once--> skip unchanged
+          --claim, begin_video--> GOP-aligned work units --decode workers (processes,
+          NVDEC sessions)--> frame pieces --encoder thread: batches across videos-->
+          vectors --back in time order, chunked appends--> frames + segments
+          --> commit the videos row (visible)
 
-Decoding runs in a producer thread that fills a small bounded queue of frame batches while the
-encoder works on the previous batch (PyAV, decord and torch all release the GIL), so the encoder
-is not idle while frames decode. Memory is bounded by ``batch_size * prefetch`` frames plus one
-chunk of embeddings, whatever the video length.
+``indexer/workers.py`` holds the work units and the decode pool, ``indexer/batching.py`` the
+encoder loop and the per-video reassembly, ``indexer/run.py`` the run that ties them together.
+Memory is bounded by ``workers * prefetch`` units' worth of frame pieces plus one chunk of
+embeddings per video in flight, whatever the video length or library size. The result does
+not depend on the number of workers: same grid, timestamps, native frame indices and (within
+float rounding of different batch compositions) vectors.
 
 Example::
 
@@ -23,19 +27,13 @@ import hashlib
 import logging
 import math
 import os
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from framedex.errors import FramedexError, check
+from framedex.errors import check
 from framedex.store import Store
-from framedex.store.schema import VideoRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +51,29 @@ class IndexOptions:
 
     Args:
         index_fps: frames per second of video to embed (1.0: BOLT's grid).
-        decoder: ``auto``, ``pyav`` or ``decord``.
-        batch_size: frames per encoder forward pass.
-        prefetch: decoded batches kept ready ahead of the encoder.
+        decoder: ``auto``, ``pyav``, ``decord`` or ``nvdec``. ``auto`` decodes with PyAV
+            workers, plus NVDEC sessions when the encoder runs on a CUDA GPU that has them.
+        batch_size: frames per encoder forward pass (at most; batches span videos).
+        prefetch: work units each decode worker holds (one decoding, the rest queued).
         segment_sec: length of the fixed segments (6 s, Twelve Labs' default).
         write_chunk: frame rows per store append (fewer, larger Lance fragments).
         resize_at_decode: let the decoder shrink frames towards the model's input size
             (much less colour conversion and copying for HD video).
+        decode_workers: decode processes (NVDEC sessions with ``decoder="nvdec"``); None
+            means auto: the usable cores, less what a CPU encoder needs.
+        unit_frames: grid frames per work unit (units are cut at keyframes, so a long video
+            is decoded by every worker at once).
     """
 
     index_fps: float = 1.0
     decoder: str = "auto"
     batch_size: int = 64
-    prefetch: int = 4
+    prefetch: int = 2
     segment_sec: float = 6.0
     write_chunk: int = 4096
     resize_at_decode: bool = True
+    decode_workers: int | None = None
+    unit_frames: int = 32
 
     def __post_init__(self) -> None:
         from framedex.indexer.decode import resolve_decoder
@@ -81,6 +86,25 @@ class IndexOptions:
         check(self.prefetch >= 1, "prefetch", self.prefetch, "must be >= 1")
         check(self.segment_sec > 0, "segment_sec", self.segment_sec, "must be > 0")
         check(self.write_chunk >= 1, "write_chunk", self.write_chunk, "must be >= 1")
+        check_decode_workers(self.decode_workers)
+        check(isinstance(self.unit_frames, int) and self.unit_frames >= 1, "unit_frames",
+              self.unit_frames, "must be an integer >= 1")
+
+
+#: More decode workers than this is a typo, not a machine.
+MAX_DECODE_WORKERS = 256
+
+
+def check_decode_workers(value: object) -> None:
+    """Validate ``decode_workers`` (None = auto).
+
+    Raises:
+        ConfigError: not None and not an integer from 1 to MAX_DECODE_WORKERS.
+    """
+    check(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                            and 1 <= value <= MAX_DECODE_WORKERS),
+          "decode_workers", value,
+          f"must be an integer from 1 to {MAX_DECODE_WORKERS}, or None for auto")
 
 
 @dataclass
@@ -95,6 +119,8 @@ class IndexOutcome:
     duration: float = 0.0
     error: str | None = None
     seconds: float = 0.0
+    units: int = 0  # work units the grid was cut into
+    workers: int = 0  # decode workers that took part
 
     def summary(self) -> dict[str, Any]:
         """The fields ``framedex index --json`` prints for this file."""
@@ -173,6 +199,8 @@ class Indexer:
         self.store = store
         self.encoder = encoder
         self.options = options or IndexOptions()
+        #: How the last run was set up: decode workers, NVDEC sessions, torch threads, ...
+        self.last_run: dict[str, Any] = {}
         store.ensure_encoder(encoder.identity)
 
     def index_paths(self, paths: Iterable[str | os.PathLike], *,
@@ -181,9 +209,11 @@ class Indexer:
                     on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
         """Index every video under ``paths``; bad files are reported and skipped.
 
-        A file whose content another writer is indexing right now is put aside and revisited
-        once everything else is done; by then it is normally indexed (``unchanged``), so two
-        runs over one folder share the work and never index a video twice.
+        Files are decoded by a pool of workers and encoded in batches that span videos; each
+        video still becomes visible in one commit, once all its frames are written. A file
+        whose content another writer is indexing right now is put aside and revisited once
+        everything else is done; by then it is normally indexed (``unchanged``), so two runs
+        over one folder share the work and never index a video twice.
 
         Args:
             paths: files and folders.
@@ -196,25 +226,7 @@ class Indexer:
         for outcome in missing:
             if on_file:
                 on_file(outcome)
-        deferred: list[Path] = []
-        with self.store.writing():
-            for f in files:
-                outcome = self._index_file(f, metadata, progress, wait=False)
-                if outcome is None:
-                    deferred.append(f)
-                    continue
-                report.outcomes.append(outcome)
-                if on_file:
-                    on_file(outcome)
-            for f in deferred:
-                outcome = self._index_file(f, metadata, progress, wait=True)
-                assert outcome is not None
-                report.outcomes.append(outcome)
-                if on_file:
-                    on_file(outcome)
-        if report.by_status("indexed"):
-            self.store.ensure_scalar_indexes()
-            self.store.optimize(tables=("videos", "frames", "segments", "video_paths"))
+        report.outcomes.extend(self._run(files, metadata, progress, on_file, optimize=True))
         return report
 
     def index_file(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
@@ -229,204 +241,24 @@ class Indexer:
             read_from: read the bytes from here instead (e.g. ``/proc/self/fd/N`` of a file
                 the caller opened and verified), still recording ``path``.
         """
-        with self.store.writing():
-            outcome = self._index_file(path, metadata, progress, wait=True, read_from=read_from)
-        assert outcome is not None
+        f = Path(path).expanduser()
+        sources = {str(f): str(read_from)} if read_from is not None else None
+        (outcome,) = self._run([f], metadata, progress, None, sources)
         return outcome
 
-    def _index_file(self, path: str | os.PathLike, metadata: dict[str, Any] | None,
-                    progress: ProgressFn | None, *, wait: bool,
-                    read_from: str | os.PathLike | None = None) -> IndexOutcome | None:
-        t0 = time.perf_counter()
-        path = str(Path(path).expanduser().resolve())
-        source = str(read_from) if read_from is not None else path
-        try:
-            vid = content_id(source)
-            claim = self.store.claim(vid, wait=wait)
-            if claim is None:
-                return None  # another writer is indexing this content right now
-            with claim:
-                existing = self.store.get_video(vid)
-                if existing is not None and existing.index_fps == self.options.index_fps:
-                    self.store.add_path(path, vid)
-                    return IndexOutcome(path, "unchanged", vid, existing.num_frames,
-                                        existing.num_indexed, existing.duration)
-                record = self._index(path, source, vid, metadata or {}, progress)
-        except FramedexError as ex:
-            return IndexOutcome(path, "failed", error=str(ex))
-        except OSError as ex:
-            return IndexOutcome(path, "failed", error=f"cannot read {path}: {ex.strerror or ex}")
-        return IndexOutcome(path, "indexed", record.video_id, record.num_frames,
-                            record.num_indexed, record.duration,
-                            seconds=time.perf_counter() - t0)
+    def _run(self, files: list[Path], metadata: dict[str, Any] | None,
+             progress: ProgressFn | None, on_file: Callable[[IndexOutcome], None] | None,
+             read_from: dict[str, str] | None = None, optimize: bool = False
+             ) -> list[IndexOutcome]:
+        from framedex.indexer.run import IndexRun
 
-    def _index(self, path: str, source: str, vid: str, metadata: dict[str, Any],
-               progress: ProgressFn | None) -> VideoRecord:
-        """Write a new generation of ``vid`` and swap it live; the old one stays live until
-        then, and stays live if anything fails."""
-        from framedex.indexer.decode import open_video
-
-        opts = self.options
-        with open_video(source, opts.decoder) as video:
-            info = video.info
-            expected = max(1, math.ceil(info.duration * opts.index_fps))
-            generation = self.store.begin_video(vid)  # drops leftovers of a killed run
-            writer = _ChunkWriter(self.store, vid, generation, opts, info.duration)
-            try:
-                for batch in _prefetch(self._batches(video), opts.prefetch):
-                    writer.add(batch, self.encoder.encode_images(batch.images))
-                    if progress:
-                        progress(path, writer.embedded, expected)
-                num_indexed = writer.finish()
-                if num_indexed == 0:
-                    raise _no_frames(path)
-                record = VideoRecord(
-                    video_id=vid, path=path, duration=float(info.duration),
-                    frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
-                    width=int(info.width), height=int(info.height),
-                    start_sec=float(info.start_sec), is_vfr=bool(info.is_vfr),
-                    index_fps=opts.index_fps, num_indexed=num_indexed, decoder=info.decoder,
-                    encoder=self.encoder.identity["model"], metadata=metadata,
-                    generation=generation, file_size=os.stat(source).st_size,
-                )
-                self.store.commit_video(record)  # the swap: one commit
-            except BaseException:
-                self.store.abort_video(vid, generation)  # the old generation stays live
-                raise
-        self.store.retire_generations(vid, keep=generation)
-        return record
-
-    def _batches(self, video: Any) -> Iterator[_Batch]:
-        opts = self.options
-        max_side = None
-        if opts.resize_at_decode:
-            info = video.info
-            short, long_ = min(info.width, info.height), max(info.width, info.height)
-            target = self.encoder.image_size
-            if short > target:  # shrink so the short side is the model's input size
-                max_side = math.ceil(long_ * target / short)
-        frames = []
-        for frame in video.iter_index_frames(opts.index_fps, max_side=max_side):
-            frames.append(frame)
-            if len(frames) == opts.batch_size:
-                yield _Batch.of(frames)
-                frames = []
-        if frames:
-            yield _Batch.of(frames)
-
-
-def _no_frames(path: str) -> FramedexError:
-    from framedex.errors import DecodeError
-
-    return DecodeError(f"{path}: no frame could be decoded")
-
-
-@dataclass
-class _Batch:
-    images: np.ndarray  # (n, H, W, 3) uint8
-    frame_idx: np.ndarray
-    pts_sec: np.ndarray
-
-    @classmethod
-    def of(cls, frames: list[Any]) -> _Batch:
-        return cls(
-            images=np.stack([f.image for f in frames]),
-            frame_idx=np.array([f.frame_idx for f in frames], dtype=np.int64),
-            pts_sec=np.array([f.pts_sec for f in frames], dtype=np.float64),
-        )
-
-
-class _ChunkWriter:
-    """Accumulates embeddings into chunks for the store, and pools fixed segments on the fly."""
-
-    def __init__(self, store: Store, video_id: str, generation: int, opts: IndexOptions,
-                 duration: float):
-        self.store, self.video_id, self.opts, self.duration = store, video_id, opts, duration
-        self.generation = generation
-        self.count = 0
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending_rows = 0
-        self._seg_sum: dict[int, np.ndarray] = {}
-        self._seg_n: dict[int, int] = {}
-
-    def add(self, batch: _Batch, vectors: np.ndarray) -> None:
-        self._pending.append((batch.frame_idx, batch.pts_sec, vectors))
-        self._pending_rows += len(vectors)
-        segs = np.floor(batch.pts_sec / self.opts.segment_sec).astype(np.int64)
-        for s in np.unique(segs):
-            m = segs == s
-            self._seg_sum[s] = self._seg_sum.get(s, 0) + vectors[m].astype(np.float64).sum(0)
-            self._seg_n[s] = self._seg_n.get(s, 0) + int(m.sum())
-        if self._pending_rows >= self.opts.write_chunk:
-            self._flush()
-
-    @property
-    def embedded(self) -> int:
-        """Frames embedded so far, written or still pending (for progress reports)."""
-        return self.count + self._pending_rows
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        frame_idx = np.concatenate([p[0] for p in self._pending])
-        pts = np.concatenate([p[1] for p in self._pending])
-        vecs = np.concatenate([p[2] for p in self._pending])
-        pos = np.arange(self.count, self.count + len(vecs), dtype=np.int32)
-        self.store.add_frames(self.video_id, self.generation, pos, frame_idx, pts, vecs)
-        self.count += len(vecs)
-        self._pending, self._pending_rows = [], 0
-
-    def finish(self) -> int:
-        self._flush()
-        if self._seg_sum:
-            keys = sorted(self._seg_sum)
-            sums = np.stack([self._seg_sum[k] for k in keys])
-            vecs = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-            seg = self.opts.segment_sec
-            starts = np.array([k * seg for k in keys], dtype=np.float64)
-            ends = np.minimum(starts + seg, max(self.duration, starts[-1]))
-            counts = np.array([self._seg_n[k] for k in keys], dtype=np.int32)
-            self.store.add_segments(self.video_id, self.generation, starts, ends, counts, vecs)
-        return self.count
-
-
-_DONE = object()
-
-
-def _prefetch(source: Iterator[_Batch], depth: int) -> Iterator[_Batch]:
-    """Run ``source`` in a thread, ``depth`` items ahead; re-raise its errors here."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in source:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
-        except BaseException as ex:  # handed to the consumer, raised there
-            q.put(ex)
-
-    thread = threading.Thread(target=produce, name="framedex-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # drain so the producer can exit
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
+        if not files:
+            return []
+        run = IndexRun(self, metadata or {}, progress, on_file, read_from)
+        with self.store.writing():
+            outcomes = run.run(files)
+        self.last_run = run.stats
+        if optimize and any(o.status == "indexed" for o in outcomes):
+            self.store.ensure_scalar_indexes()
+            self.store.optimize(tables=("videos", "frames", "segments", "video_paths"))
+        return outcomes

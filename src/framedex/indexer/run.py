@@ -254,18 +254,21 @@ class IndexRun:
         workers, threads = plan_cores(cores, cpu_workers, decode_s, encode_s, on_cpu)
         if opts.decoder == "nvdec":
             workers = 0
+        in_process = False
         if opts.decode_workers is None and self._n_files == 1:
-            # one file: no more workers than it has units (starting a process is not free)
+            # one file: no more workers than it has units (starting a process is not free);
+            # one unit (a short clip, an API upload): decode in a thread of this process
             workers = min(workers, max(1 if not nvdec else 0, first_units - nvdec))
+            in_process = first_units == 1 and workers == 1
         if on_cpu:
             self._restore_threads = torch.get_num_threads()
             torch.set_num_threads(threads)
         frames: queue.Queue = queue.Queue(maxsize=max(2, (workers + nvdec) * opts.prefetch))
         self.pool = DecodePool(workers, nvdec, opts.prefetch, frames, self.events,
-                               gpu_id=_gpu_index(device))
+                               gpu_id=_gpu_index(device), in_process=in_process)
         self.encode_loop = EncodeLoop(self.encoder, frames, self.events, opts.batch_size)
         self.encode_loop.start()
-        self.stats.update(decode_workers=workers, nvdec_sessions=nvdec,
+        self.stats.update(decode_workers=workers, nvdec_sessions=nvdec, in_process=in_process,
                           torch_threads=torch.get_num_threads(), cores=cores,
                           decode_s_per_frame=decode_s, encode_s_per_frame=encode_s)
         log.info("indexing with %d decode workers, %d NVDEC sessions, %d torch threads",

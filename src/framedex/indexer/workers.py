@@ -15,7 +15,9 @@ Two kinds of worker sit behind one :class:`DecodePool`:
   calling ``Library.index`` at top level would index again in each worker. They never import
   torch. Frames come back over a pipe in pieces of :data:`PIECE_FRAMES` frames;
 * **NVDEC sessions**, threads of the parent process (PyNvVideoCodec releases the GIL while it
-  decodes), whose frames stay on the GPU as CUDA tensors all the way to the encoder.
+  decodes), whose frames stay on the GPU as CUDA tensors all the way to the encoder;
+* an **in-process thread** for a run too small to pay for starting a process (one file of
+  one unit, with ``decode_workers`` left to auto): the same units, pieces and events.
 
 Memory is bounded by the pool, not by video length or library size: every worker holds at most
 ``prefetch`` units and one piece in hand, a pipe blocks its writer while the parent is behind,
@@ -251,10 +253,13 @@ class DecodePool:
         frames: bounded queue of frame pieces for the encoder.
         events: the parent's event queue (unit done, error, worker died).
         gpu_id: the CUDA device of the NVDEC sessions.
+        in_process: run the CPU workers as threads of this process (for a run too small to
+            pay for starting processes: one short file).
     """
 
     def __init__(self, workers: int, nvdec_sessions: int, prefetch: int,
-                 frames: queue.Queue, events: queue.Queue, gpu_id: int = 0):
+                 frames: queue.Queue, events: queue.Queue, gpu_id: int = 0,
+                 in_process: bool = False):
         self.prefetch = prefetch
         self.frames, self.events = frames, events
         self._gpu_id = gpu_id
@@ -263,9 +268,10 @@ class DecodePool:
         self._units: dict[tuple[int, int], tuple[WorkUnit, Any]] = {}  # assigned, with tables
         self.slots: list[_Slot] = []
         for _ in range(workers):
-            self.slots.append(self._start_process(len(self.slots)))
+            self.slots.append(self._start_process(len(self.slots)) if not in_process
+                              else self._start_thread(len(self.slots), "thread"))
         for _ in range(nvdec_sessions):
-            self.slots.append(self._start_nvdec(len(self.slots)))
+            self.slots.append(self._start_thread(len(self.slots), "nvdec"))
         self._collector = threading.Thread(target=self._collect, name="framedex-collect",
                                            daemon=True)
         self._collector.start()
@@ -289,10 +295,10 @@ class DecodePool:
         return _Slot(wid, "process", proc=proc, inbox=Connection(inbox_w, readable=False),
                      outbox=Connection(outbox_r, writable=False))
 
-    def _start_nvdec(self, wid: int) -> _Slot:
-        slot = _Slot(wid, "nvdec", inbox=queue.Queue())
-        slot.thread = threading.Thread(target=self._nvdec_main, args=(slot,),
-                                       name=f"framedex-nvdec-{wid}", daemon=True)
+    def _start_thread(self, wid: int, kind: str) -> _Slot:
+        slot = _Slot(wid, kind, inbox=queue.Queue())
+        slot.thread = threading.Thread(target=self._thread_main, args=(slot,),
+                                       name=f"framedex-{kind}-{wid}", daemon=True)
         slot.thread.start()
         return slot
 
@@ -403,18 +409,25 @@ class DecodePool:
         if msg[6]:  # the unit's last piece: the worker is free for another unit
             self.events.put(("unit_sent", msg[1], msg[2], msg[3]))
 
-    # -- NVDEC sessions --------------------------------------------------------------------------
-    def _nvdec_main(self, slot: _Slot) -> None:
-        """An NVDEC session: decode units on the GPU; frames stay CUDA tensors."""
-        import torch
+    # -- threads: NVDEC sessions, and in-process CPU decoding -------------------------------
+    def _thread_main(self, slot: _Slot) -> None:
+        """A decode thread of this process. NVDEC sessions decode on the GPU (frames stay CUDA
+        tensors, made on the session's own stream); a ``thread`` slot runs the unit's CPU
+        backend here (PyAV releases the GIL while it decodes)."""
+        import contextlib as _ctx
 
         from framedex.errors import FramedexError
-        from framedex.indexer.decode.nvdec import NvdecDecoder
 
-        torch.cuda.set_device(self._gpu_id)
-        stream = torch.cuda.Stream(self._gpu_id)
+        scope: Any = _ctx.nullcontext()
+        stream = None
+        if slot.kind == "nvdec":
+            import torch
+
+            torch.cuda.set_device(self._gpu_id)
+            stream = torch.cuda.Stream(self._gpu_id)
+            scope = torch.cuda.stream(stream)
         open_videos: dict[int, VideoDecoder] = {}
-        with torch.cuda.stream(stream):
+        with scope:
             while not self._stop.is_set():
                 msg = slot.inbox.get()
                 if msg is None or msg[0] == "stop":
@@ -428,30 +441,43 @@ class DecodePool:
                 try:
                     dec = open_videos.get(unit.video)
                     if dec is None:
-                        dec = NvdecDecoder.from_table(unit.source, table, gpu_id=self._gpu_id)
+                        dec = self._open_in_thread(slot, unit, table)
                         open_videos[unit.video] = dec
-                    self._nvdec_unit(slot, unit, dec, stream)
+                    self._thread_unit(slot, unit, dec, stream)
                 except FramedexError as ex:
                     self.events.put(("error", slot.wid, unit.video, unit.seq, str(ex)))
                 except Exception as ex:
                     self.events.put(("error", slot.wid, unit.video, unit.seq,
-                                     f"NVDEC failed on {unit.source!r}: {type(ex).__name__}: "
-                                     f"{ex}"))
+                                     f"decoding {unit.source!r} failed ({slot.kind}): "
+                                     f"{type(ex).__name__}: {ex}"))
         for dec in open_videos.values():
             dec.close()
 
-    def _nvdec_unit(self, slot: _Slot, unit: WorkUnit, dec: VideoDecoder, stream: Any) -> None:
-        import torch
+    def _open_in_thread(self, slot: _Slot, unit: WorkUnit, table: Any) -> VideoDecoder:
+        if slot.kind == "nvdec":
+            from framedex.indexer.decode.nvdec import NvdecDecoder
 
-        t0 = time.process_time()
+            return NvdecDecoder.from_table(unit.source, table, gpu_id=self._gpu_id)
+        # the only decoder of a small run: FFmpeg's own threads may use every core
+        return unit.decoder.from_table(unit.source, table, threads=0)
+
+    def _thread_unit(self, slot: _Slot, unit: WorkUnit, dec: VideoDecoder,
+                     stream: Any) -> None:
+        t0 = time.thread_time()
         idx: list[int] = []
         imgs: list[Any] = []
 
         def piece(last: bool) -> tuple:
-            images = torch.stack(imgs) if imgs else torch.zeros((0, 1, 1, 3), dtype=torch.uint8)
-            stream.synchronize()  # the encoder reads it on its own stream
+            if stream is not None:
+                import torch
+
+                images = torch.stack(imgs) if imgs else torch.zeros((0, 1, 1, 3),
+                                                                    dtype=torch.uint8)
+                stream.synchronize()  # the encoder reads it on its own stream
+            else:
+                images = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 3), np.uint8)
             return ("frames", slot.wid, unit.video, unit.seq, np.asarray(idx, np.int64),
-                    images, last, time.process_time() - t0 if last else 0.0)
+                    images, last, time.thread_time() - t0 if last else 0.0)
 
         for i, img in dec.iter_frames(unit.frame_idx, unit.max_side):
             idx.append(i)
