@@ -423,9 +423,10 @@ class DecodePool:
         if slot.kind == "nvdec":
             import torch
 
-            torch.cuda.set_device(self._gpu_id)
-            stream = torch.cuda.Stream(self._gpu_id)
-            scope = torch.cuda.stream(stream)
+            if torch.cuda.is_available():  # (the tests' stand-in for NVDEC runs on the CPU)
+                torch.cuda.set_device(self._gpu_id)
+                stream = torch.cuda.Stream(self._gpu_id)
+                scope = torch.cuda.stream(stream)
         open_videos: dict[int, VideoDecoder] = {}
         with scope:
             while not self._stop.is_set():
@@ -468,12 +469,13 @@ class DecodePool:
         imgs: list[Any] = []
 
         def piece(last: bool) -> tuple:
-            if stream is not None:
+            if slot.kind == "nvdec":
                 import torch
 
                 images = torch.stack(imgs) if imgs else torch.zeros((0, 1, 1, 3),
                                                                     dtype=torch.uint8)
-                stream.synchronize()  # the encoder reads it on its own stream
+                if stream is not None:
+                    stream.synchronize()  # the encoder reads it on its own stream
             else:
                 images = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 3), np.uint8)
             return ("frames", slot.wid, unit.video, unit.seq, np.asarray(idx, np.int64),

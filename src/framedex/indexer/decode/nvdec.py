@@ -111,11 +111,13 @@ class NvdecDecoder(PyAVDecoder):
             import PyNvVideoCodec as nvc
             import torch
 
+            stream = (torch.cuda.current_stream(self._gpu_id).cuda_stream
+                      if torch.cuda.is_available() else 0)
             try:
                 self._nv = nvc.CreateDecoder(
                     gpuid=self._gpu_id, codec=getattr(nvc.cudaVideoCodec, self._nv_codec),
-                    cudacontext=0, cudastream=torch.cuda.current_stream(self._gpu_id).cuda_stream,
-                    usedevicememory=True, outputColorType=nvc.OutputColorType.RGB)
+                    cudacontext=0, cudastream=stream, usedevicememory=True,
+                    outputColorType=nvc.OutputColorType.RGB)
             except Exception as ex:  # PyNvVideoCodec raises its own exception types
                 raise DecodeError(f"cannot start an NVDEC session for {self.path!r}: "
                                   f"{str(ex).splitlines()[0][:200]}") from ex
@@ -135,7 +137,8 @@ class NvdecDecoder(PyAVDecoder):
         nv.Decode(flush)
         try:
             for raw in self._container.demux(self._stream):
-                packets = self._bsf.filter(raw if raw.size else None) if self._bsf else [raw]
+                end = raw.size == 0  # (read first: the filter takes the packet's data)
+                packets = self._bsf.filter(None if end else raw) if self._bsf else [raw]
                 for pkt in packets:
                     if pkt.size == 0:
                         continue
@@ -143,7 +146,7 @@ class NvdecDecoder(PyAVDecoder):
                     data.bsl_data, data.bsl = pkt.buffer_ptr, pkt.buffer_size
                     data.pts = pkt.pts if pkt.pts is not None else pkt.dts
                     yield from nv.Decode(data)  # pkt stays referenced during the call
-                if raw.size == 0:
+                if end:
                     break
         except av.error.FFmpegError as ex:
             raise DecodeError(f"decoding {self.path!r} failed: corrupt or truncated stream "
