@@ -29,13 +29,14 @@ from framedex.indexer.decode import list_decoders, open_video
 
 
 def make_video(path: Path, minutes: float, width: int = 1280, height: int = 720,
-               fps: int = 25) -> Path:
-    """Write a moving-texture 720p H.264 video (ultrafast) unless it is cached."""
+               fps: int = 25, seed: int = 0) -> Path:
+    """Write a moving-texture 720p H.264 video (ultrafast) unless it is cached; another
+    ``seed`` gives other content (another video id)."""
     if path.exists() and path.stat().st_size > 0:
         return path
     import av
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     tex_y = rng.integers(16, 235, (height, 2 * width), dtype=np.uint8)
     tex_y = ((tex_y.astype(np.uint16) + np.roll(tex_y, 1, 1) + np.roll(tex_y, 1, 0)) // 3)
     tex_y = tex_y.astype(np.uint8)  # slightly smoothed noise: compressible, not trivial

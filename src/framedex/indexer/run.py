@@ -336,6 +336,7 @@ class IndexRun:
             if video is None:
                 return
             video.assembly.cpu_s += cpu_s
+            self.stats["decode_cpu_s"] = self.stats.get("decode_cpu_s", 0.0) + cpu_s
             video.assembly.add(seq, idx, vectors, last)
             if self.progress and len(idx):
                 self.progress(video.prep.path, video.assembly.embedded, video.expected)

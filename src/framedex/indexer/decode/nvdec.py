@@ -47,6 +47,20 @@ _CODECS: dict[str, tuple[str, str | None]] = {
     "vc1": ("VC1", None),
 }
 
+def _cuda_devices() -> int:
+    """CUDA devices the driver reports (0 without a driver)."""
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return int(count.value)
+
+
 #: CUVID packet flag: drop the reference state after a seek, without ending the stream.
 _CUVID_PKT_DISCONTINUITY = 0x04
 
@@ -68,14 +82,11 @@ class NvdecDecoder(PyAVDecoder):
 
     @classmethod
     def is_available(cls) -> bool:
-        """Whether PyNvVideoCodec can be imported and a CUDA device is present."""
+        """Whether PyNvVideoCodec can be imported and a CUDA device is present (asked of the
+        driver directly: the CLI lists backends at start-up, too early to import torch)."""
         import importlib.util
 
-        if importlib.util.find_spec("PyNvVideoCodec") is None:
-            return False
-        import torch  # only where PyNvVideoCodec is installed
-
-        return bool(torch.cuda.is_available())
+        return importlib.util.find_spec("PyNvVideoCodec") is not None and _cuda_devices() > 0
 
     def __init__(self, path: str | os.PathLike, threads: int = 0, gpu_id: int = 0):
         super().__init__(path, threads)
