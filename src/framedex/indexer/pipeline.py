@@ -242,7 +242,9 @@ class Indexer:
                 the caller opened and verified), still recording ``path``.
         """
         f = Path(path).expanduser()
-        sources = {str(f): str(read_from)} if read_from is not None else None
+        sources = None
+        if read_from is not None:  # keyed both ways: a deferred file comes back resolved
+            sources = {str(f): str(read_from), str(f.resolve()): str(read_from)}
         (outcome,) = self._run([f], metadata, progress, None, sources)
         return outcome
 
