@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
+from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import DEFAULT_QUALITY, Delivery, check_source, deliver
 from framedex.query.samplers.base import (
@@ -37,13 +38,22 @@ from framedex.query.samplers.base import (
     list_samplers,
     sampler_info,
 )
-from framedex.query.search import Moment, SearchFilters, VideoHit, search_library
+from framedex.query.search import (
+    MAX_PARTS,
+    OPERATORS,
+    Moment,
+    SearchFilters,
+    VideoHit,
+    search_library,
+    search_parts,
+)
 from framedex.query.select import RelevanceCurve, SelectResult, select_frames
 from framedex.store import FrameArrays, QueryLog, SegmentArrays, Store, VideoRecord, open_store
 from framedex.store.sql import query_stats, run_sql
 
-__all__ = ["DEFAULT_SAMPLER", "Delivery", "Library", "Moment", "RelevanceCurve",
-           "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit", "VideoRecord"]
+__all__ = ["DEFAULT_SAMPLER", "CollectionInfo", "Delivery", "Library", "Moment",
+           "RelevanceCurve", "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit",
+           "VideoRecord"]
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 75 %; the router,
@@ -61,7 +71,7 @@ SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows colou
                   "real model (README: \"Index your own videos\")")
 
 
-class Library:
+class Library(CollectionsMixin):
     """A framedex library on one store.
 
     Args:
@@ -258,29 +268,92 @@ class Library:
 
     # -- queries --------------------------------------------------------------------------
 
-    def search(self, text: str, *, limit: int = 10, group_by: str = "moment",
-               filters: SearchFilters | None = None) -> list[Moment] | list[VideoHit]:
-        """Ranked moments (or videos, ``group_by="video"``) matching ``text``.
+    def search(self, text: str | Sequence[str] | None = None, *,
+               image: np.ndarray | Sequence[np.ndarray] | None = None,
+               operator: str = "or", limit: int = 10, group_by: str = "moment",
+               filters: SearchFilters | None = None,
+               collection: str | None = None) -> list[Moment] | list[VideoHit]:
+        """Ranked moments (or videos, ``group_by="video"``) matching a query.
+
+        A query has one or more parts: texts and/or RGB images (an image query finds the same
+        moments a text does, through the same filters). One part searches every indexed
+        frame. Several parts rank videos by LanceDB's MaxSim over their segment vectors:
+        ``operator="and"`` by the sum over the parts of each part's best segment ("videos that
+        show all of these"), ``"or"`` by the best single part; each hit's moments are the
+        parts' best segments.
+
+        Args:
+            text: a text or a list of texts.
+            image: an RGB uint8 array (H, W, 3) or a list of them
+                (:meth:`load_image` decodes files and uploads).
+            operator: ``or`` or ``and`` (how several parts combine).
+            limit: results to return.
+            group_by: ``moment`` or ``video``.
+            filters: metadata filters.
+            collection: search only the videos of this collection (a Twelve Labs index).
 
         Raises:
-            ConfigError: empty text, bad limit or group_by.
-            EmptyLibraryError: nothing indexed.
+            ConfigError: no part, empty text, a bad image, limit, operator or group_by.
+            NotFoundError: an unknown collection. EmptyLibraryError: nothing indexed.
         """
-        check_text("text", text)
+        texts = [text] if isinstance(text, str) else list(text or [])
+        images = [image] if isinstance(image, np.ndarray) else list(image or [])
+        check(bool(texts or images), "text", text, "give a text or an image to search for")
+        for t in texts:
+            check_text("text", t)
+        from framedex.query.images import check_image
+
+        for im in images:
+            check_image(im)
+        check(len(texts) + len(images) <= MAX_PARTS, "text", len(texts) + len(images),
+              f"a query has at most {MAX_PARTS} parts (texts and images)")
+        check(operator in OPERATORS, "operator", operator, f"must be one of {', '.join(OPERATORS)}")
+        if collection is not None:
+            ids = self.collection_ids(collection)
+            if not ids:  # an empty collection has no match, even in an empty library
+                return []
+            base = filters or SearchFilters()
+            if base.video_ids is not None:
+                ids = ids & base.video_ids
+            from dataclasses import replace
+
+            filters = replace(base, video_ids=ids)
         if self.store.count_videos() == 0:  # before loading a model for nothing
             raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
         encoder = self._query_encoder()  # a first-use model load is not query latency
+        if images:
+            self._image_encoder()
         t0 = time.perf_counter()
-        query = self.text_cache.get_or_encode(text, encoder.encode_text)
-        hits = search_library(self.store, query, limit=limit, group_by=group_by,
-                              filters=filters)
+        parts = [self.text_cache.get_or_encode(t, encoder.encode_text) for t in texts]
+        if images:
+            parts.extend(self.encoder.encode_images(images))
+        queries = np.stack(parts).astype(np.float32)
+        if len(queries) == 1:
+            hits = search_library(self.store, queries[0], limit=limit, group_by=group_by,
+                                  filters=filters)
+        else:
+            if self.store.count_video_vectors() < self.store.count_videos():
+                self.store.backfill_video_vectors()  # a store indexed before the table existed
+            hits = search_parts(self.store, queries, operator=operator, limit=limit,
+                                group_by=group_by, filters=filters, frames=self._frames)
         if self.query_log is not None:
-            self.query_log.record(kind="search", query=text, budget=limit,
+            joiner = f" {operator.upper()} "
+            logged = joiner.join([*texts, *(["[image]"] * len(images))])
+            self.query_log.record(kind="search", query=logged, budget=limit,
                                   latency_ms=(time.perf_counter() - t0) * 1000.0,
                                   result_size=len(hits),
-                                  params={"group_by": group_by, "filters": _filters_json(filters)})
+                                  params={"group_by": group_by, "operator": operator,
+                                          "parts": len(queries),
+                                          "filters": _filters_json(filters)})
         return hits
+
+    def _image_encoder(self) -> Any:
+        """The full encoder for image queries, checked against the store's encoder."""
+        encoder = self.encoder
+        if self.store.encoder_identity() is not None:
+            self.store.ensure_encoder(encoder.identity)
+        return encoder
 
     def select(self, video: str, question: str, *, sampler: str | None = None,
                budget: int | None = None, tokens: int | None = None,
@@ -592,5 +665,9 @@ def _is_int(v: object) -> bool:
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:
     if filters is None or not filters.active:
         return None
-    return {"min_duration": filters.min_duration, "max_duration": filters.max_duration,
-            "path_glob": filters.path_glob, "metadata": filters.metadata}
+    out: dict[str, Any] = {"min_duration": filters.min_duration,
+                           "max_duration": filters.max_duration,
+                           "path_glob": filters.path_glob, "metadata": filters.metadata}
+    if filters.video_ids is not None:
+        out["video_ids"] = len(filters.video_ids)
+    return out

@@ -214,7 +214,8 @@ class Indexer:
                     on_file(outcome)
         if report.by_status("indexed"):
             self.store.ensure_scalar_indexes()
-            self.store.optimize(tables=("videos", "frames", "segments", "video_paths"))
+            self.store.optimize(tables=("videos", "frames", "segments", "video_paths",
+                                        "video_vectors"))
         return report
 
     def index_file(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,

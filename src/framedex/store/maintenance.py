@@ -6,7 +6,8 @@ a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. `
 
 1. deletes query-log rows older than the retention (default 30 days);
 2. deletes rows of generations no ``videos`` row names (a killed or superseded index run),
-   but only for videos nobody is indexing right now (their claim is free);
+   but only for videos nobody is indexing right now (their claim is free), and writes the
+   ``video_vectors`` rows committed videos lack (stores indexed before that table existed);
 3. compacts small fragments, folds new rows into the indexes, and removes versions older than
    ``keep_versions`` (default 10 minutes: readers hold a version for milliseconds);
 4. with ``sweep_orphans`` and no writer active, also deletes data files no version refers to
@@ -39,7 +40,8 @@ DEFAULT_LOG_RETENTION = timedelta(days=30)
 #: Table versions older than this are removed.
 DEFAULT_KEEP_VERSIONS = timedelta(minutes=10)
 
-_TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log")
+_TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
+           "video_vectors", "indexes", "index_members", "assets")
 
 
 def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
@@ -56,7 +58,8 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
 
     Returns:
         ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``dead_videos_swept``,
-        ``orphans_swept`` (whether unreferenced files were deleted) and ``seconds``.
+        ``orphans_swept`` (whether unreferenced files were deleted),
+        ``video_vectors_backfilled`` and ``seconds``.
     """
     import time
 
@@ -68,6 +71,7 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
     before = sum(store.disk_usage().values())
     deleted = _expire_log(store, log_retention)
     swept = sweep_dead_generations(store)
+    backfilled = store.backfill_video_vectors()
     # Compaction and version cleanup are safe beside writers (Lance resolves the conflicts);
     # deleting unreferenced files is not, so it needs the writer lock exclusively.
     with store.locks.sweeper() as no_writer:
@@ -76,6 +80,7 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
             _compact(store, name, keep_versions, delete_unverified=orphans)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
             "log_rows_deleted": deleted, "dead_videos_swept": swept, "orphans_swept": orphans,
+            "video_vectors_backfilled": backfilled,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -101,8 +106,10 @@ def sweep_dead_generations(store: LanceStore) -> int:
     import numpy as np
 
     live = {v.video_id: v.generation for v in store.list_videos()}
+    from framedex.store.lance_store import GENERATION_TABLES
+
     dead: set[str] = set()
-    for name in ("frames", "segments"):
+    for name in GENERATION_TABLES:
         data = store.tables.read(name, ["video_id", "generation"])
         if data.num_rows == 0:
             continue
@@ -122,7 +129,7 @@ def sweep_dead_generations(store: LanceStore) -> int:
                 from framedex.store.lance_store import sql_str
 
                 where = f"video_id = {sql_str(vid)}"
-                for name in ("frames", "segments"):
+                for name in GENERATION_TABLES:
                     store.tables.delete(name, where)
             else:
                 store.retire_generations(vid, keep=record.generation)

@@ -151,6 +151,15 @@ class LanceTables:
             ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all() \
                 .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
 
+    def insert_missing(self, name: str, key: str | list[str], data: pa.Table,
+                       schema: pa.Schema) -> None:
+        """Insert the rows whose ``key`` is not in the table yet; existing rows stay as they
+        are (one commit)."""
+        ds = self.create(name, schema)
+        with store_io(self.location, "write to"):
+            ds.merge_insert(key).when_not_matched_insert_all() \
+                .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
+
     def delete(self, name: str, where: str) -> None:
         """Delete the rows matching ``where`` (no-op when the table does not exist)."""
         ds = self.snapshot(name)
