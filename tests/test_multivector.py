@@ -10,11 +10,13 @@ deleted video.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from needles import BLUE, BLUE_SPAN, RED_SPAN, VIDEOS, needle_image, needle_spec
 
 from framedex.errors import ConfigError, NotFoundError, VideoNotFoundError
 from framedex.indexer.encoder import BUILTIN_MODELS
@@ -24,37 +26,6 @@ SHIPPED = BUILTIN_MODELS["synthetic-shapes"]
 HAVE_SHIPPED = (Path(SHIPPED) / "open_clip_config.json").exists()
 needs_shipped = pytest.mark.skipif(not HAVE_SHIPPED,
                                    reason="synthetic-shapes weights are not trained yet")
-
-RED = {"shape": "circle", "color": "red"}
-BLUE = {"shape": "star", "color": "blue"}
-RED_SPAN, BLUE_SPAN = (6.0, 12.0), (18.0, 24.0)
-VIDEOS = {"both": (True, True), "red": (True, False), "blue": (False, True),
-          "none": (False, False)}
-
-
-def needle_spec(seed: int, red: bool, blue: bool) -> dict:
-    """24 s: filler, [red circle], filler, [blue star]; fillers are orange shapes or empty."""
-    rng = np.random.default_rng(seed)
-
-    def filler() -> dict:
-        objs = ([{"shape": str(rng.choice(["circle", "square", "triangle"])),
-                  "color": "orange"}] if rng.random() < 0.5 else [])
-        return {"duration": 6.0, "background": str(rng.choice(["gray", "white"])),
-                "objects": objs}
-
-    needle = lambda obj: {"duration": 6.0, "background": "black", "objects": [obj]}  # noqa: E731
-    scenes = [filler(), needle(RED) if red else filler(), filler(),
-              needle(BLUE) if blue else filler()]
-    return {"fps": 5, "size": [64, 64], "seed": seed, "scenes": scenes}
-
-
-def needle_image(obj: dict, seed: int = 11) -> np.ndarray:
-    """One rendered frame of a needle scene (what a user would search with)."""
-    from framedex.synth import iter_frames, parse_spec
-
-    spec = {"fps": 5, "size": [64, 64], "seed": seed,
-            "scenes": [{"duration": 1.0, "background": "black", "objects": [obj]}]}
-    return next(iter(iter_frames(parse_spec(spec)))).copy()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +68,7 @@ def test_and_ranks_the_video_with_both_needles_first(world):
 
 @needs_shipped
 def test_or_scores_the_best_single_part(world):
-    lib, ids, _ = world
+    lib, _, _ = world
     hits = lib.search(["a red circle", "a blue star"], operator="or", group_by="video",
                       limit=4)
     for h in hits:
@@ -183,13 +154,13 @@ def test_video_embeddings_tile_the_video(world):
     clips = lib.video_embeddings(ids["both"], segmentation="fixed", seconds=5)
     assert [c.start_sec for c in clips] == [0, 5, 10, 15, 20]
     assert clips[-1].end_sec == pytest.approx(24.0, abs=0.3)
-    assert all(a.end_sec == b.start_sec for a, b in zip(clips, clips[1:], strict=False))
+    assert all(a.end_sec == b.start_sec for a, b in itertools.pairwise(clips))
     shots = lib.video_embeddings(ids["both"], segmentation="dynamic", seconds=4,
                                  scopes=("clip", "asset"))
     clips = [s for s in shots if s.scope == "clip"]
     assert shots[-1].scope == "asset" and shots[-1].start_sec == 0
     assert clips[0].start_sec == 0 and clips[-1].end_sec == pytest.approx(24.0, abs=0.3)
-    assert all(a.end_sec == b.start_sec for a, b in zip(clips, clips[1:], strict=False))
+    assert all(a.end_sec == b.start_sec for a, b in itertools.pairwise(clips))
     assert all(c.end_sec - c.start_sec >= 4 - 1e-6 for c in clips)
     if HAVE_SHIPPED:  # the four 6 s scenes are four shots
         assert [c.start_sec for c in clips] == [0, 6, 12, 18]
@@ -207,7 +178,7 @@ def scratch(world, tmp_path):
     """A fresh library over copies of two of the world's videos (safe to re-index/delete)."""
     from framedex import Library
 
-    lib0, ids, root = world
+    lib0, _, root = world
     lib = Library(tmp_path / "db", model=lib0.model, device="cpu")
     out = {}
     for name in ("red", "blue"):
@@ -267,3 +238,35 @@ def test_missing_rows_are_backfilled(scratch):
     hits = lib.search(["a red circle", "a blue star"], operator="and", group_by="video")
     assert {h.video_id for h in hits} == set(ids.values())
     assert lib.store.count_video_vectors() == 2
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+
+@needs_shipped
+def test_cli_search_image_and_and(world):
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+
+    lib, ids, root = world
+    png = root / "blue_star.png"
+    Image.fromarray(needle_image(BLUE)).save(png)
+    db = lib.uri
+    r = CliRunner().invoke(app, ["search", "--db", db, "--image", str(png), "--json", "-n", "1",
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["video_id"] in (ids["both"], ids["blue"])
+    r = CliRunner().invoke(app, ["search", "a red circle", "--and", "a blue star", "--db", db,
+                                 "--group-by", "video", "--json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.stdout)
+    assert hits[0]["video_id"] == ids["both"]
+    assert sorted(m["part"] for m in hits[0]["moments"]) == [0, 1]
+    r = CliRunner().invoke(app, ["search", "--db", db, "--image", str(root / "nope.png")])
+    assert r.exit_code != 0 and "--image" in r.stderr and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["search", "--db", db])
+    assert r.exit_code != 0 and "text or an image" in r.stderr

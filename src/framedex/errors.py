@@ -123,6 +123,14 @@ class PayloadTooLargeError(FramedexError, ValueError):
     code = "payload_too_large"
 
 
+class UnsupportedError(FramedexError, NotImplementedError):
+    """A feature framedex does not offer (audio search on a visual-only server, a generative
+    model...). The message names the feature and what to use instead (HTTP 400)."""
+
+    http_status = 400
+    code = "unsupported"
+
+
 def check(condition: bool, name: str, value: object, rule: str) -> None:
     """Raise :class:`ConfigError` naming ``name``, ``value`` and ``rule`` unless ``condition``.
 

@@ -281,18 +281,21 @@ class CollectionsMixin:
                               f"({ex.strerror or ex})") from None
 
     def video_embeddings(self, video: str, *, segmentation: str = "fixed",
-                         seconds: float = 6.0, scopes: Sequence[str] = ("clip",)
+                         seconds: float = 6.0, scopes: Sequence[str] = ("clip",),
+                         start_sec: float | None = None, end_sec: float | None = None
                          ) -> list[VideoEmbedding]:
         """Clip embeddings (fixed windows, or embedding-detected shots) and/or the whole
         video's embedding, pooled from the cached frame embeddings (nothing is decoded).
+        The clips tile the video (or ``[start_sec, end_sec]``).
 
         Raises:
-            VideoNotFoundError: no such video. ConfigError: a bad segmentation or scope.
+            VideoNotFoundError: no such video. ConfigError: a bad segmentation, scope or range.
         """
         record = self.store.find_video(video)
         frames = self._frames(record)
         return video_embeddings(frames.pts_sec, frames.vectors, record.duration,
-                                segmentation=segmentation, seconds=seconds, scopes=scopes)
+                                segmentation=segmentation, seconds=seconds, scopes=scopes,
+                                start_sec=start_sec, end_sec=end_sec)
 
     def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> np.ndarray:
         """Decode a query image (bytes or a path) into RGB, with the limits every face shares.

@@ -121,4 +121,7 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
     from framedex.api.routes import docs
 
     app.include_router(docs.router)
+    from framedex.api.twelvelabs import PREFIX, twelvelabs_app
+
+    app.mount(PREFIX, twelvelabs_app(app))  # the Twelve Labs SDK's API, same library and key
     return app

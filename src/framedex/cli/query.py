@@ -36,7 +36,8 @@ def _sampler_help() -> str:
 @app.command()
 @handle_errors
 def search(
-    text: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    text: Annotated[str | None, typer.Argument(
+        help="What to look for, in words (optional with --image or --and).")] = None,
     db: Db = DEFAULT_DB,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Number of results.")] = 10,
     group_by: Annotated[str, typer.Option("--group-by", help="moment or video.")] = "moment",
@@ -47,19 +48,33 @@ def search(
     path: Annotated[str | None, typer.Option("--path", help="Glob on the video path.")] = None,
     meta: Annotated[list[str] | None, typer.Option(
         "--meta", help="User metadata equality KEY=VALUE (repeatable).")] = None,
+    image: Annotated[Path | None, typer.Option(
+        "--image", help="Search with an image file (alone, or as one more query part).")] = None,
+    and_: Annotated[list[str] | None, typer.Option(
+        "--and", help="Another text the videos must also show (repeatable): ranks videos by "
+                      "the sum of each part's best segment.")] = None,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
 ) -> None:
-    """Search the whole library: ranked moments (start/end seconds, score), best first."""
+    """Search the whole library: ranked moments (start/end seconds, score), best first.
+
+    With --and, the text, every --and text and the --image are parts that a video must all
+    show (LanceDB's MaxSim over each video's segments); each hit's moments are the parts'
+    best segments.
+    """
     from framedex.library import SearchFilters
 
     filters = SearchFilters(min_duration=min_duration, max_duration=max_duration,
                             path_glob=path, metadata=parse_pairs(meta, "--meta"))
     lib = open_library(db, model=model, device=device)
-    hits = lib.search(text, limit=limit, group_by=group_by, filters=filters)
-    for line in lib.query_notes(text):
-        note(line)
+    texts = ([text] if text is not None else []) + list(and_ or [])
+    picture = lib.load_image(image, "--image") if image is not None else None
+    hits = lib.search(texts, image=picture, operator="and" if and_ else "or", limit=limit,
+                      group_by=group_by, filters=filters)
+    for t in texts:
+        for line in lib.query_notes(t):
+            note(line)
     if as_json:
         emit([h.to_json() for h in hits])
         return

@@ -92,8 +92,8 @@ def _expire_log(store: LanceStore, retention: timedelta) -> int:
     where = f"ts < TIMESTAMP '{cutoff}'"
     with store_io(store.location, "clean up"):
         n = ds.count_rows(where)
-        if n:
-            ds.delete(where)
+    if n:
+        store.tables.delete("query_log", where)  # a handle of its own (tables._writable)
     return int(n)
 
 

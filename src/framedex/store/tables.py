@@ -136,17 +136,30 @@ class LanceTables:
         assert ds is not None
         return ds
 
+    def _writable(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
+        """A handle of its own for one write (creating the table on first use).
+
+        A write borrows its dataset object mutably; doing it on the shared read snapshot
+        panicked (``PyBorrowMutError``) when another thread read that snapshot at the same
+        time (a job saving its progress while a request lists the jobs).
+        """
+        self.create(name, schema)
+        with store_io(self.location, "open"):
+            ds = self._open(name)
+        assert ds is not None
+        return ds
+
     def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
         """Append rows (creating the table on first use). Concurrent appends all land: Lance
         retries a commit that raced another append."""
-        ds = self.create(name, schema)
+        ds = self._writable(name, schema)
         with store_io(self.location, "write to"):
             ds.insert(data.cast(ds.schema) if data.schema != ds.schema else data)
 
     def upsert(self, name: str, key: str | list[str], data: pa.Table,
                schema: pa.Schema) -> None:
         """Insert rows, or replace the rows with the same ``key``, in one commit."""
-        ds = self.create(name, schema)
+        ds = self._writable(name, schema)
         with store_io(self.location, "write to"):
             ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all() \
                 .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
@@ -155,18 +168,19 @@ class LanceTables:
                        schema: pa.Schema) -> None:
         """Insert the rows whose ``key`` is not in the table yet; existing rows stay as they
         are (one commit)."""
-        ds = self.create(name, schema)
+        ds = self._writable(name, schema)
         with store_io(self.location, "write to"):
             ds.merge_insert(key).when_not_matched_insert_all() \
                 .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
 
     def delete(self, name: str, where: str) -> None:
         """Delete the rows matching ``where`` (no-op when the table does not exist)."""
-        ds = self.snapshot(name)
-        if ds is None:
+        if self.snapshot(name) is None:
             return
         with store_io(self.location, "write to"):
-            ds.delete(where)
+            ds = self._open(name)
+            if ds is not None:
+                ds.delete(where)
 
     def table(self, name: str) -> Any:
         """The LanceDB table (for index building and maintenance), or None."""
