@@ -30,6 +30,7 @@ from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
 from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import DEFAULT_QUALITY, Delivery, check_source, deliver
+from framedex.query.images import MAX_IMAGE_BYTES
 from framedex.query.samplers.base import (
     Budget,
     SamplerInfo,
@@ -48,12 +49,21 @@ from framedex.query.search import (
     search_parts,
 )
 from framedex.query.select import RelevanceCurve, SelectResult, select_frames
-from framedex.store import FrameArrays, QueryLog, SegmentArrays, Store, VideoRecord, open_store
+from framedex.store import (
+    AssetRecord,
+    FrameArrays,
+    MemberRecord,
+    QueryLog,
+    SegmentArrays,
+    Store,
+    VideoRecord,
+    open_store,
+)
 from framedex.store.sql import query_stats, run_sql
 
-__all__ = ["DEFAULT_SAMPLER", "CollectionInfo", "Delivery", "Library", "Moment",
-           "RelevanceCurve", "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit",
-           "VideoRecord"]
+__all__ = ["DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "AssetRecord", "CollectionInfo", "Delivery",
+           "Library", "MemberRecord", "Moment", "RelevanceCurve", "SamplerInfo",
+           "SearchFilters", "SelectResult", "VideoHit", "VideoRecord"]
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 75 %; the router,

@@ -22,7 +22,7 @@ from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.schemas import AssetForm
 from framedex.api.uploads import receive_upload
 from framedex.errors import ConfigError
-from framedex.store import AssetRecord
+from framedex.library import AssetRecord
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 

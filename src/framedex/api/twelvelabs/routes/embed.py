@@ -34,8 +34,7 @@ from framedex.api.twelvelabs.common import (
 from framedex.api.twelvelabs.media import decode_base64, fetch_url
 from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, MediaSource
 from framedex.errors import ConfigError, FramedexError, NotFoundError
-from framedex.library import Library
-from framedex.query.images import MAX_IMAGE_BYTES
+from framedex.library import MAX_IMAGE_BYTES, Library
 
 router = APIRouter(prefix="/embed-v2", tags=["embed"])
 

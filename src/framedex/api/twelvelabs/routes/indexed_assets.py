@@ -30,8 +30,7 @@ from framedex.api.twelvelabs.common import (
 )
 from framedex.api.twelvelabs.schemas import IndexedAssetCreate, require_visual
 from framedex.errors import NotFoundError, UnsupportedError
-from framedex.library import Library
-from framedex.store import MemberRecord, VideoRecord
+from framedex.library import Library, MemberRecord, VideoRecord
 
 router = APIRouter(prefix="/indexes/{index_id}/indexed-assets", tags=["indexed-assets"])
 

@@ -36,8 +36,7 @@ from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.schemas import SearchForm
 from framedex.api.uploads import receive_upload
 from framedex.errors import ConfigError, NotFoundError, UnsupportedError
-from framedex.library import Library, Moment, SearchFilters, VideoHit
-from framedex.query.images import MAX_IMAGE_BYTES
+from framedex.library import MAX_IMAGE_BYTES, Library, Moment, SearchFilters, VideoHit
 
 router = APIRouter(prefix="/search", tags=["search"])
 
