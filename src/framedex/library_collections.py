@@ -81,7 +81,8 @@ def _check_models(models: object) -> list[dict[str, Any]]:
     check(isinstance(models, Sequence) and not isinstance(models, str), "models", models,
           "must be a list of {model_name, model_options}")
     out = []
-    for i, m in enumerate(models):  # type: ignore[arg-type]
+    items: Sequence[Any] = models  # type: ignore[assignment]
+    for i, m in enumerate(items):
         check(isinstance(m, Mapping) and isinstance(m.get("model_name"), str)
               and isinstance(m.get("model_options", []), Sequence)
               and all(isinstance(o, str) for o in m.get("model_options", [])),

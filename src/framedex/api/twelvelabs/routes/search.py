@@ -21,6 +21,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,7 +188,7 @@ def _clip(m: Moment, rank: int, origin: str, metadata: dict[str, Any] | None
     return out
 
 
-def build_items(hits: list[Moment] | list[VideoHit], origin: str,
+def build_items(hits: Sequence[Moment | VideoHit], origin: str,
                 metadata: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Search hits as the SDK's ``SearchItem`` list (ranks from 1)."""
     items = []
