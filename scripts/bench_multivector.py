@@ -91,7 +91,8 @@ def latency(args: argparse.Namespace) -> dict:
 
     from framedex.query.search import search_parts
     from framedex.store import LanceStore
-    from framedex.store.schema import VIDEOS_SCHEMA, VideoRecord, video_vectors_schema
+    from framedex.store.multivector import ensure_table
+    from framedex.store.schema import VIDEOS_SCHEMA, VideoRecord
 
     rng = np.random.default_rng(args.seed)
     n, s, d = args.videos, args.segments, args.dim
@@ -112,7 +113,7 @@ def latency(args: argparse.Namespace) -> dict:
                for v in ids]
     store.tables.append("videos", pa.Table.from_pylist(records, schema=VIDEOS_SCHEMA),
                         VIDEOS_SCHEMA)
-    schema = video_vectors_schema(d)
+    schema = ensure_table(store, d)
     inner = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), d)
     offsets = pa.array(np.arange(0, n * s + 1, s, dtype=np.int32))
     starts = np.tile(np.arange(s) * 6.0, n)

@@ -125,13 +125,30 @@ class LanceTables:
                                                    storage_options=self.storage_options)
         return self._db
 
-    def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
-        """Create table ``name`` with ``schema`` unless it exists; return its snapshot."""
+    def create(self, name: str, schema: pa.Schema,
+               storage_version: str | None = None) -> lance.LanceDataset:
+        """Create table ``name`` with ``schema`` unless it exists; return its snapshot.
+
+        Args:
+            storage_version: Lance file format of a new table (None: LanceDB's default).
+        """
         ds = self.snapshot(name)
         if ds is not None:
             return ds
         with self._lock, store_io(self.location, "write to"):
-            self.lancedb().create_table(name, schema=schema, exist_ok=True)
+            if storage_version is None:
+                self.lancedb().create_table(name, schema=schema, exist_ok=True)
+            elif self.snapshot(name) is None:
+                import lance
+
+                self.location.create()
+                try:
+                    lance.write_dataset(schema.empty_table(), self.uri(name), mode="create",
+                                        data_storage_version=storage_version,
+                                        storage_options=self.storage_options)
+                except (OSError, ValueError) as ex:  # created meanwhile by another process
+                    if "exist" not in str(ex).lower():
+                        raise
         ds = self.snapshot(name)
         assert ds is not None
         return ds
