@@ -6,6 +6,7 @@ Example::
     lib = Library("framedex.db", model="synthetic-shapes")
     lib.index(["clips/"])
     lib.search("a red circle", limit=5)                      # -> [Moment, ...]
+    lib.search(["a red circle", "a blue star"], operator="and", group_by="video")
     res = lib.select("clips/a.mp4", "when is the red circle?", sampler="bolt", budget=8)
     out = lib.deliver(res, include=("frames", "payload"))    # JPEGs at their tiers, a request
 

@@ -1,4 +1,5 @@
-"""Library search: text -> ranked moments across every indexed video.
+"""Library search: a query (a text or an image embedding) -> ranked moments across every
+indexed video; several query parts -> ranked videos (:func:`search_parts`).
 
 One ANN (or exact, when no index is built) nearest-neighbour query over all frame vectors
 returns the best frames; neighbouring hits of the same video merge into one *moment*
@@ -9,9 +10,14 @@ by video.
 Only committed videos (a ``videos`` row exists) can appear: frames a crashed index run left
 behind are dropped here, whatever the frames table holds.
 
+A query of several parts (texts and/or images) ranks videos instead, with LanceDB's MaxSim
+over each video's segment vectors (the ``video_vectors`` multivector table): ``and`` by the sum
+over the parts of each part's best segment, ``or`` by the best part (:func:`search_parts`).
+
 Example::
 
     hits = search_library(store, encoder.encode_text(["a red circle"])[0], limit=5)
+    videos = search_parts(store, encoder.encode_text(["a dog", "a pool"]), operator="and")
     hits[0].to_json()   # {"video_id": ..., "path": ..., "start": 12.0, "end": 15.0, "score": 0.31}
 """
 
