@@ -140,6 +140,8 @@ def test_indexed_assets_are_ready_with_system_metadata(client, world, media):
     listed = list(client.indexes.indexed_assets.list(world["index"], page_limit=3))
     assert sorted(x.id for x in listed) == sorted(world["ids"].values())
     assert all(x.status == "ready" for x in listed)
+    legacy = list(client.indexes.videos.list(world["index"], page_limit=3))  # indexes.videos
+    assert sorted(v.id for v in legacy) == sorted(world["ids"].values())
     index = client.indexes.retrieve(world["index"])
     assert index.video_count == 4 and index.total_duration == pytest.approx(96.0, abs=1)
     assert index.models[0].model_name == "marengo3.0"

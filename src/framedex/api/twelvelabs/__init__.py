@@ -59,5 +59,6 @@ def twelvelabs_app(parent: FastAPI) -> FastAPI:
     protected = APIRouter(dependencies=[Depends(require_api_key)])
     for module in (indexes, indexed_assets, assets, tasks, search, embed, unsupported):
         protected.include_router(module.router)
+    protected.include_router(indexed_assets.videos_router)  # the legacy indexes.videos view
     app.include_router(protected)
     return app

@@ -157,3 +157,34 @@ def delete_indexed_asset(index_id: str, indexed_asset_id: str, library: LibraryD
     """Take the video out of the index (it stays in the library and in other indexes)."""
     library.remove_from_collection(index_id, indexed_asset_id)
     return Response(status_code=204)
+
+
+# -- the legacy ``indexes.videos`` view: the ready videos of an index -----------------------
+
+videos_router = APIRouter(prefix="/indexes/{index_id}/videos", tags=["indexed-assets"])
+
+
+@videos_router.get("")
+def list_index_videos(index_id: str, library: LibraryDep, jobs: JobsDep, page: Page = 1,
+                      page_limit: PageLimit = 10) -> dict[str, Any]:
+    """The index's ready videos (legacy ``indexes.videos.list``), newest first."""
+    return list_indexed_assets(index_id, library, jobs, page, page_limit, ["ready"])
+
+
+@videos_router.get("/{video_id}")
+def retrieve_index_video(index_id: str, video_id: str, library: LibraryDep, jobs: JobsDep,
+                         embedding_option: Annotated[list[str] | None,
+                                                     Query(max_length=3)] = None
+                         ) -> dict[str, Any]:
+    """One ready video of the index (legacy ``indexes.videos.retrieve``)."""
+    out = retrieve_indexed_asset(index_id, video_id, library, jobs, embedding_option)
+    if out["status"] != "ready":
+        raise NotFoundError(f"video {video_id[:64]!r} is not indexed in {index_id[:64]!r} yet "
+                            f"(status {out['status']})")
+    return out
+
+
+@videos_router.delete("/{video_id}", status_code=204)
+def delete_index_video(index_id: str, video_id: str, library: LibraryDep) -> Response:
+    """Take the video out of the index (legacy ``indexes.videos.delete``)."""
+    return delete_indexed_asset(index_id, video_id, library)
