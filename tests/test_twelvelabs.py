@@ -191,6 +191,9 @@ def test_url_assets_only_under_an_allowed_prefix(client, media_url, world):
     with pytest.raises(ApiError) as err:
         client.assets.create(method="url", url="http://127.0.0.1:9/elsewhere.mp4")
     assert err.value.status_code == 400 and "--allow-url" in err.value.body["message"]
+    with pytest.raises(ApiError) as err:  # no climbing out of the prefix
+        client.assets.create(method="url", url=f"{media_url}%2e%2e/secret.mp4")
+    assert err.value.status_code == 400 and "'..'" in err.value.body["message"]
     with pytest.raises(ApiError) as err:
         client.assets.create(method="multipart", filename="x.mp4")
     assert err.value.status_code == 400 and err.value.body["code"] == "unsupported"

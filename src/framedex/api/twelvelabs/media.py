@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import time
 from pathlib import Path
 
 from framedex.api.settings import Settings
@@ -16,6 +18,10 @@ from framedex.errors import ConfigError, PayloadTooLargeError, PermissionDeniedE
 
 #: Seconds to connect, and between two chunks, when fetching a URL.
 FETCH_TIMEOUT_S = 30.0
+#: Most seconds one download may take in all (a server that trickles bytes is cut off).
+FETCH_DEADLINE_S = 600.0
+#: A ``..`` path segment, also percent-encoded (it could climb out of an allowed prefix).
+_DOT_SEGMENT = re.compile(r"/(\.|%2e){2}(/|\?|#|$)", re.IGNORECASE)
 
 
 def check_url(url: str, settings: Settings, name: str = "url") -> str:
@@ -33,7 +39,7 @@ def check_url(url: str, settings: Settings, name: str = "url") -> str:
     if not any(url.startswith(p) for p in settings.allow_urls):
         raise ConfigError(f"{name}={url[:200]!r} is invalid: it is not under an allowed URL "
                           "prefix of this server (--allow-url)")
-    if "/../" in url or url.endswith("/..") or "\\" in url:
+    if _DOT_SEGMENT.search(url) or "\\" in url:
         raise ConfigError(f"{name}={url[:200]!r} is invalid: no '..' segments")
     return url
 
@@ -60,8 +66,12 @@ def fetch_url(url: str, dest: Path, settings: Settings, name: str = "url") -> in
             if declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLargeError(f"{name}: {declared} bytes is over the limit of "
                                            f"{limit} bytes (the server's --max-upload-mb)")
+            deadline = time.monotonic() + FETCH_DEADLINE_S
             with open(dest, "wb") as fh:
                 for chunk in response.iter_bytes():
+                    if time.monotonic() > deadline:
+                        raise ConfigError(f"{name}={url[:200]!r} is invalid: the download "
+                                          f"took over {FETCH_DEADLINE_S:.0f} s")
                     size += len(chunk)
                     if size > limit:
                         raise PayloadTooLargeError(f"{name}: over the limit of {limit} bytes "

@@ -31,7 +31,7 @@ from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.routes.indexed_assets import system_metadata
 from framedex.api.twelvelabs.schemas import TaskForm
 from framedex.api.uploads import receive_upload
-from framedex.errors import ConfigError, NotFoundError
+from framedex.errors import ConfigError, FramedexError
 from framedex.library import Library
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -62,7 +62,7 @@ def task_public(job: Job, library: Library) -> dict[str, Any]:
 def _video(library: Library, video_id: str) -> Any:
     try:
         return library.video(video_id)
-    except NotFoundError:  # deleted since
+    except FramedexError:  # deleted since (or the library is empty now)
         return None
 
 
