@@ -214,13 +214,6 @@ class VideoDecoder(ABC):
         """Metadata of the opened video."""
         return self._info
 
-    @property
-    def frame_pts(self) -> np.ndarray:
-        """Presentation time (s from the start) of every native frame, ascending (read-only)."""
-        view = self._pts.view()
-        view.flags.writeable = False
-        return view
-
     def index_grid(self, index_fps: float = 1.0) -> np.ndarray:
         """Native frame indices ``iter_index_frames(index_fps)`` will yield, ascending.
 
