@@ -17,9 +17,10 @@ once, here; the workers below trust their arguments. Each step happens once: one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,11 +164,15 @@ class Library:
               fps: float = 1.0, decoder: str = "auto", batch_size: int = 64,
               metadata: Mapping[str, Any] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
-              on_file: Callable[[Any], None] | None = None) -> Any:
+              on_file: Callable[[Any], None] | None = None,
+              on_model: Callable[[str, str], None] | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
 
-        Options are validated before the model loads and before the store is created, so a
-        typo costs nothing and a failed first run leaves no empty store behind.
+        Options and the store's location are checked before the model loads, so a typo costs
+        nothing, and a failed first run leaves no empty store behind.
+
+        Args:
+            on_model: called once with the model spec and device when the encoder is loaded.
 
         Returns:
             An ``IndexReport`` (``.by_status("indexed"|"unchanged"|"failed")``).
@@ -182,9 +187,24 @@ class Library:
         meta = check_metadata(metadata)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        indexer = Indexer(self.store, self.encoder, options)
+        with self._writable_store():
+            encoder = self.encoder
+            if on_model is not None:
+                on_model(self.model_spec, str(encoder.device))
+            indexer = Indexer(self.store, encoder, options)
         return indexer.index_paths(list(paths), metadata=meta, progress=progress,
                                    on_file=on_file)
+
+    @contextlib.contextmanager
+    def _writable_store(self) -> Iterator[None]:
+        """Make sure the store can be written before a model loads (a bad ``--db`` fails in a
+        second, not after the model), and leave no empty store behind if the block fails."""
+        made = self.store.location.create()
+        try:
+            yield
+        except BaseException:
+            self.store.location.remove_if_empty(made)
+            raise
 
     def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
                             batch_size: int = 64) -> None:

@@ -57,8 +57,6 @@ def index(
     lib = open_library(db, model=model, device=device, must_exist=False)
     meta = parse_metadata(metadata)
     lib.check_index_options(fps=fps, decoder=decoder, batch_size=batch_size)
-    encoder = lib.encoder  # load once, and say which model runs where
-    note(f"model {lib.model_spec} on {encoder.device}")
     report = _run_with_progress(lib, paths, meta, fps=fps, decoder=decoder,
                                 batch_size=batch_size, show=not as_json)
     if as_json:
@@ -74,7 +72,7 @@ def index(
 def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
                        show: bool, **options: Any) -> Any:
     if not (show and stderr_is_tty()):
-        return lib.index(paths, metadata=meta, **options)
+        return lib.index(paths, metadata=meta, on_model=_say_model, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -86,7 +84,12 @@ def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
                 tasks[path] = bar.add_task(file_name(path)[:40], total=total)
             bar.update(tasks[path], completed=min(done, total))
 
-        return lib.index(paths, metadata=meta, progress=progress, **options)
+        return lib.index(paths, metadata=meta, progress=progress, on_model=_say_model,
+                         **options)
+
+
+def _say_model(spec: str, device: str) -> None:
+    note(f"model {spec} on {device}")
 
 
 def _print_report(report: Any) -> None:

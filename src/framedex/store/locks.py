@@ -124,6 +124,18 @@ class StoreLocks:
         return Claim(lock, video_id)
 
     @contextlib.contextmanager
+    def maintenance(self) -> Iterator[None]:
+        """Exclusive, waiting: one index build or compaction at a time. Two processes that
+        both finish an index run would otherwise both build the same index, and Lance
+        refuses the second commit ("CreateIndex transaction was preempted")."""
+        lock = self._lock("maintenance.lock")
+        lock.acquire(exclusive=True, blocking=True)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
         """Held (shared) by every writer while it may have uncommitted data files."""
         if self.root is None:
