@@ -52,7 +52,7 @@ def test_two_cli_processes_on_one_folder_index_every_video_once(tmp_path, folder
     procs = [_cli("index", str(folder), "--db", str(db), "--model", tiny_model, "--device",
                   "cpu", "--json") for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     reports = [json.loads(out) for out, _ in outs]
     indexed = [v["video_id"] for r in reports for v in r["indexed"]]
@@ -110,7 +110,7 @@ def test_selects_during_a_reindex_always_find_the_video(tmp_path, folder, tiny_m
         while not done.is_set():
             try:
                 seen.append(lib.select(vid, "a blue star", sampler="topk", budget=3).num_frames)
-            except BaseException as ex:  # noqa: BLE001 - collected and asserted below
+            except BaseException as ex:
                 errors.append(ex)
 
     thread = threading.Thread(target=reader)
@@ -132,7 +132,7 @@ def test_a_bad_fps_is_refused_before_anything_is_deleted(tmp_path, folder, tiny_
     lib = Library(db, model=tiny_model, device="cpu")
     vid = lib.index([video]).by_status("indexed")[0].video_id
     p = _cli("index", str(video), "--db", str(db), "--fps", "1e-12")
-    out, err = p.communicate(timeout=120)
+    _out, err = p.communicate(timeout=120)
     assert p.returncode == 1 and err.count("\n") == 1 and "fps=1e-12 is invalid" in err, err
     assert Library(db).video(vid).num_indexed == 8
 
@@ -283,7 +283,7 @@ def test_a_read_only_store_is_one_line_and_reads_still_work(tmp_path, folder, ti
         assert "cannot" in err and str(db) in err
         # Reads work; the query log cannot be written, which is logged, never an error.
         p = _cli("select", vid, "a red circle", "--db", str(db), "--json")
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         assert "Traceback" not in err
     finally:

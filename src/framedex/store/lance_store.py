@@ -536,7 +536,7 @@ class LanceStore:
                     table.create_index("video_id", config=BTree())
 
     def optimize(self, **options: Any) -> dict[str, Any]:
-        """Compaction, index upkeep, retention and cleanup: see :func:`store.maintenance.optimize`."""
+        """Compaction, index upkeep, retention, cleanup (``store.maintenance.optimize``)."""
         from framedex.store.maintenance import optimize
 
         return optimize(self, **options)

@@ -301,6 +301,8 @@ _DECODERS: Registry[type[VideoDecoder]] = Registry("decoder")
 
 #: Class decorator registering a decode backend under a name (duplicates raise).
 register_decoder = _DECODERS.register
+#: Remove a registered backend (unloading a plug-in, a test's fake).
+unregister_decoder = _DECODERS.unregister
 
 
 def list_decoders(available_only: bool = True) -> list[str]:
