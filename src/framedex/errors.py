@@ -96,8 +96,8 @@ class StoreNotFoundError(StoreError, LookupError):
     code = "store_not_found"
 
 
-class EmptyLibraryError(StoreError):
-    """A query was made against a store that has no indexed video."""
+class EmptyLibraryError(NotFoundError):
+    """A query was made against a store that has no indexed video (nothing to find)."""
 
     code = "empty_library"
 

@@ -270,9 +270,10 @@ class Library:
             VideoNotFoundError: no such video.
         """
         record = self.store.find_video(video)
-        return record, self._frames(record), self.store.read_segments(record.video_id)
+        return record, self._frames(record)[0], self.store.read_segments(record.video_id)
 
-    def _frames(self, record: VideoRecord) -> FrameArrays:
+    def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:
+        """The video's frames (through the cache), and whether the cache had them."""
         key = (self.store.uri, record.video_id, record.generation)
         return self.frame_cache.get_or_load(key, lambda: self.store.read_frames(record.video_id))
 
@@ -327,13 +328,15 @@ class Library:
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
         query = self.text_cache.get_or_encode(question, encoder.encode_text)
-        result = select_frames(self._frames(record), record, query, chosen, spend,
-                               question=question, params=params, started=t0)
+        frames, hit = self._frames(record)
+        result = select_frames(frames, record, query, chosen, spend, question=question,
+                               params=params, started=t0)
         if self.query_log is not None:
             self.query_log.record(kind="select", query=question, sampler=result.sampler,
                                   budget=result.budget, tokens=result.tokens,
                                   video_id=result.video_id, latency_ms=result.latency_ms,
-                                  result_size=len(result.indices), params=result.params)
+                                  result_size=len(result.indices), params=result.params,
+                                  cache_hit=hit)
         return result
 
     def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
@@ -372,7 +375,7 @@ class Library:
 
         record = self.store.find_video(video)
         wanted = [int(f) for f in frame_idx]
-        indexed = set(self._frames(record).frame_idx.tolist()) if wanted else set()
+        indexed = set(self._frames(record)[0].frame_idx.tolist()) if wanted else set()
         missing = [f for f in wanted if f not in indexed]
         if missing:
             raise NotFoundError(f"frame_idx {missing[:5]} {'are' if len(missing) > 1 else 'is'}"

@@ -210,10 +210,11 @@ def stats(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
         return
     from rich.table import Table
 
-    table = Table("kind", "sampler", "count", "p50 ms", "p95 ms", box=None)
+    table = Table("kind", "sampler", "count", "p50 ms", "p95 ms", "cache hits", box=None)
     for r in rows:
+        hits = "-" if r["cache_hit_rate"] is None else f"{100 * r['cache_hit_rate']:.0f} %"
         table.add_row(r["kind"], r["sampler"] or "-", str(r["count"]), f"{r['p50_ms']:.2f}",
-                      f"{r['p95_ms']:.2f}")
+                      f"{r['p95_ms']:.2f}", hits)
     out_console().print(table)
 
 

@@ -21,6 +21,7 @@ _NEW_COLUMNS = {
     "frames": {"generation": "CAST(0 AS BIGINT)"},
     "segments": {"generation": "CAST(0 AS BIGINT)"},
     "videos": {"generation": "CAST(0 AS BIGINT)", "file_size": "CAST(NULL AS BIGINT)"},
+    "query_log": {"cache_hit": "CAST(NULL AS BOOLEAN)"},
 }
 
 
