@@ -93,7 +93,9 @@ class LanceTables:
         table does not exist."""
         ds = self.snapshot(name)
         if ds is None:
-            empty = (schema or pa.schema([])).empty_table()
+            if schema is None:
+                return pa.table({c: pa.array([], pa.null()) for c in columns or []})
+            empty = schema.empty_table()
             return empty.select(columns) if columns else empty
         with store_io(self.location, "read"):
             return ds.to_table(columns=columns, filter=where)
