@@ -21,6 +21,7 @@ from framedex.cli._common import (
     note,
     open_library,
     out_console,
+    print_table,
     read_json_file,
     stderr_is_tty,
 )
@@ -116,13 +117,9 @@ def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     if not records:
         typer.echo(f"no indexed video in {db}")
         return
-    from rich.table import Table
-
-    table = Table("video_id", "file", "duration", "fps", "frames", "indexed", box=None)
-    for r in records:
-        table.add_row(r.video_id, file_name(r.path), f"{r.duration:.1f}s", f"{r.frame_rate:.3g}",
-                      str(r.num_frames), f"{r.num_indexed} @ {r.index_fps:g} fps")
-    out_console().print(table)
+    print_table(("video_id", "file", "duration", "fps", "frames", "indexed"),
+                ((r.video_id, file_name(r.path), f"{r.duration:.1f}s", f"{r.frame_rate:.3g}",
+                  r.num_frames, f"{r.num_indexed} @ {r.index_fps:g} fps") for r in records))
     for line in lib.store_notes():
         note(line)
 
