@@ -119,6 +119,45 @@ def _weights_digest(spec: ModelSpec) -> str | None:
     return h.hexdigest()
 
 
+def _checkpoint_in_dir(folder: Path) -> Path | None:
+    """The weights file open_clip loads from a model folder (its ``_find_checkpoint_in_dir``).
+
+    safetensors first, then open_clip's preferred names, else the first file by name.
+    """
+    found = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin"), *folder.glob("*.pth")])
+    if not found:
+        return None
+    found.sort(key=lambda p: p.suffix == ".safetensors", reverse=True)
+    preferred = ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                 "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth",
+                 "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth"]
+    named = sorted((p for p in found if p.name in preferred), key=lambda p: preferred.index(p.name))
+    return named[0] if named else found[0]
+
+
+def _local_folder_files(spec: ModelSpec) -> tuple[Path, Path]:
+    """(open_clip_config.json, weights file) of a model-folder spec.
+
+    Raises:
+        ModelLoadError: no config, or no weights beside it (open_clip would silently build a
+            model with random weights and every search would return noise).
+    """
+    folder = Path(spec.model_name[len(_LOCAL_DIR):])
+    config = folder / "open_clip_config.json"
+    if not config.is_file():
+        raise ModelLoadError(
+            f"cannot load model {spec.raw!r}: {folder} has no open_clip_config.json "
+            "(a model folder needs open_clip_config.json and open_clip_model.safetensors)"
+        )
+    weights = _checkpoint_in_dir(folder)
+    if weights is None:
+        raise ModelLoadError(
+            f"cannot load model {spec.raw!r}: {folder} has open_clip_config.json but no weights "
+            "(*.safetensors, *.bin or *.pth); put open_clip_model.safetensors beside the config"
+        )
+    return config, weights
+
+
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> cuda, then mps, then cpu. An explicit device is checked, never swapped.
 
@@ -306,15 +345,10 @@ def load_encoder(spec: str, device: str = "auto", precision: str | None = None) 
 
 
 def _create(spec: ModelSpec, device: str, precision: str) -> Encoder:
+    if spec.model_name.startswith(_LOCAL_DIR):
+        _local_folder_files(spec)  # open_clip alone would accept a folder without weights
     import open_clip
 
-    if spec.model_name.startswith(_LOCAL_DIR):
-        folder = Path(spec.model_name[len(_LOCAL_DIR):])
-        if not (folder / "open_clip_config.json").is_file():
-            raise ModelLoadError(
-                f"cannot load model {spec.raw!r}: {folder} has no open_clip_config.json "
-                "(a model folder needs open_clip_config.json and open_clip_model.safetensors)"
-            )
     try:
         with _hub_mode(offline=not spec.is_local and not _hub_reachable()):
             model, _, _ = open_clip.create_model_and_transforms(
