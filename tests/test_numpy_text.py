@@ -17,6 +17,7 @@ import pytest
 
 from conftest import TINY_CFG
 from framedex.errors import ConfigError, ModelLoadError, UnsupportedModelError
+from framedex.indexer import encoder as encoder_mod
 from framedex.indexer import open_clip_files
 from framedex.indexer.encoder import (
     ModelSpec,
@@ -271,3 +272,41 @@ def test_encoder_module_and_query_encoding_import_neither_torch_nor_open_clip():
                "e = load_text_encoder('synthetic-shapes'); "
                f"print(e.backend, e.encode_text(['a red circle']).shape, {heavy})")
     assert out == ["numpy (1, 128) []"]
+
+
+# -- the query path of Library --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_library(tmp_path_factory, small_video):
+    from framedex import Library
+
+    lib = Library(tmp_path_factory.mktemp("textfast") / "db", model="synthetic-shapes",
+                  device="cpu", log_queries=False)
+    assert lib.index_file(small_video).status == "indexed"
+    return lib.store.uri
+
+
+def test_library_search_and_select_equal_with_numpy_and_torch(shipped_library, monkeypatch):
+    from framedex import Library
+
+    def run() -> tuple:
+        lib = Library(shipped_library, device="cpu", log_queries=False)
+        hits = [h.to_json() for h in lib.search("a red circle", limit=5)]
+        videos = [h.to_json() for h in lib.search("a blue star", group_by="video")]
+        sel = lib.select(hits[0]["video_id"], "when is the blue star?", sampler="topk",
+                         budget=4)
+        return lib.text_encoder.backend, hits, videos, sel
+
+    fast = run()
+    monkeypatch.setattr(encoder_mod, "load_text_encoder",
+                        lambda spec, device="auto": load_encoder(spec, device=device))
+    full = run()
+    assert (fast[0], full[0]) == ("numpy", "torch")
+    for a, b in ((fast[1], full[1]), (fast[2], full[2])):
+        assert [(h["video_id"], h["start"], h["end"]) for h in a] == \
+            [(h["video_id"], h["start"], h["end"]) for h in b]
+        np.testing.assert_allclose([h["score"] for h in a], [h["score"] for h in b],
+                                   atol=ATOL)
+    assert fast[3].frame_idx == full[3].frame_idx and len(fast[3].frame_idx) == 4
+    assert fast[1][0]["start"] < 4.0  # the red circle is in the first scene (0-4 s)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,9 @@ from framedex.query.search import Moment, SearchFilters, VideoHit, search_librar
 from framedex.query.select import SelectResult, default_sampler, select_frames
 from framedex.store import Store, VideoRecord
 from framedex.store.sql import log_query, query_stats, run_sql
+
+if TYPE_CHECKING:
+    from framedex.indexer.encoder import TextEncoder
 
 __all__ = ["Library", "Moment", "SearchFilters", "SelectResult", "VideoHit"]
 
@@ -53,6 +56,7 @@ class Library:
         self.default_sampler = default_sampler
         self.log_queries = log_queries
         self._encoder: Any = None
+        self._text_encoder: TextEncoder | None = None
 
     # -- encoder --------------------------------------------------------------------------
 
@@ -77,9 +81,19 @@ class Library:
             self._encoder = load_encoder(self.model_spec, device=self.device)
         return self._encoder
 
-    def _query_encoder(self) -> Any:
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The encoder for query texts, loaded on first use: numpy when the model allows it
+        (no torch import, see ``load_text_encoder``), else the full encoder; same identity."""
+        if self._text_encoder is None:
+            from framedex.indexer.encoder import load_text_encoder
+
+            self._text_encoder = load_text_encoder(self.model_spec, device=self.device)
+        return self._text_encoder
+
+    def _query_encoder(self) -> TextEncoder:
         """The encoder for queries, checked against the store's identity."""
-        encoder = self.encoder
+        encoder = self.text_encoder
         if self.store.encoder_identity() is not None:
             self.store.ensure_encoder(encoder.identity)
         return encoder
@@ -204,7 +218,7 @@ class Library:
 
     def embed_text(self, texts: str | list[str]) -> np.ndarray:
         """(n, D) L2-normalised text embeddings."""
-        return self.encoder.encode_text([texts] if isinstance(texts, str) else list(texts))
+        return self.text_encoder.encode_text([texts] if isinstance(texts, str) else list(texts))
 
     def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
         """(n, D) L2-normalised embeddings of RGB uint8 images (H, W, 3)."""

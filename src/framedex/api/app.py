@@ -53,8 +53,8 @@ def create_app(settings: Settings, *, library: Any = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lib = library if library is not None else await run_in_threadpool(_open_library,
                                                                           settings)
-        # Load the encoder once, before the first request (not on the first query).
-        await run_in_threadpool(lambda: lib.encoder)
+        # Load the encoders once, before the first request (not on the first query).
+        await run_in_threadpool(lambda: (lib.encoder, lib.text_encoder))
         manager = JobManager(lib, workers=settings.workers,
                              upload_dir=settings.resolved_upload_dir())
         await run_in_threadpool(manager.start)
