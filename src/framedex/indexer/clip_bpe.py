@@ -106,7 +106,8 @@ def _load_vocab(path: str) -> tuple[dict[str, int], dict[str, int]]:
         lines = b"".join(chunks).decode("utf-8").split("\n")[1 : _N_MERGES + 1]
     except (OSError, zlib.error, UnicodeDecodeError) as ex:
         raise ModelLoadError(f"cannot read the BPE merges file {path}: {ex}") from ex
-    if len(lines) != _N_MERGES or any(line.count(" ") != 1 for line in lines):
+    merges = "\n".join(lines)
+    if len(lines) != _N_MERGES or merges.count(" ") != _N_MERGES:
         raise ModelLoadError(f"cannot read the BPE merges file {path}: expected {_N_MERGES} "
                              "lines of two symbols; reinstall open_clip_torch")
     order, symbol = _byte_symbols()
@@ -114,7 +115,7 @@ def _load_vocab(path: str) -> tuple[dict[str, int], dict[str, int]]:
     ids = {s: i for i, s in enumerate([*singles, *(s + "</w>" for s in singles)])}
     # A merged symbol's id is 512 + its merge's rank ("i n" -> "in"); with duplicates the later
     # merge's id wins, as in a dict built from the whole vocabulary list.
-    ids.update(zip((line.replace(" ", "") for line in lines), range(512, 512 + _N_MERGES)))
+    ids.update(zip(merges.replace(" ", "").split("\n"), range(512, 512 + _N_MERGES)))
     ids[SOT], ids[EOT] = 512 + _N_MERGES, 513 + _N_MERGES
     return ids, dict(zip(lines, range(_N_MERGES)))
 
