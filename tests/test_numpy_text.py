@@ -71,14 +71,14 @@ def _write_model(folder: Path, text: dict | None = None, top: dict | None = None
     return str(folder)
 
 
-def _assert_same_as_torch(spec: str) -> None:
+def _assert_same_as_torch(spec: str, texts: list[str] = TEXTS) -> None:
     fast = load_text_encoder(spec, device="cpu")
     full = load_encoder(spec, device="cpu")
     assert fast.backend == "numpy"
     assert fast.identity == full.identity
     assert fast.dim == full.dim
-    a, b = fast.encode_text(TEXTS), full.encode_text(TEXTS)
-    assert a.dtype == np.float32 and a.shape == b.shape == (len(TEXTS), full.dim)
+    a, b = fast.encode_text(texts), full.encode_text(texts)
+    assert a.dtype == np.float32 and a.shape == b.shape == (len(texts), full.dim)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
 
@@ -233,6 +233,22 @@ def test_architecture_with_a_safetensors_file(tmp_path, monkeypatch):
     monkeypatch.setattr(open_clip_files, "builtin_config",
                         lambda name: copy.deepcopy(model_cfg) if name == arch else None)
     _assert_same_as_torch(f"{arch}:{folder / 'open_clip_model.safetensors'}")
+
+
+@pytest.mark.slow
+def test_vit_b_32_architecture_with_random_weights(tmp_path):
+    """open_clip's real ViT-B-32 config (77 tokens, 512 wide, 8 heads, 12 layers), read from
+    its model_configs folder; ~600 MB of random fp32 weights."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32")  # no pretrained tag: random, offline
+    path = tmp_path / "vit_b_32.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    del model
+    _assert_same_as_torch(f"ViT-B-32:{path}", [*TEXTS, "word " * 100])
 
 
 def test_package_files_read_without_import_equal_open_clip():
