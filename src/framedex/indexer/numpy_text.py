@@ -220,6 +220,18 @@ def quick_gelu(x: np.ndarray) -> np.ndarray:
         return (x / (1.0 + np.exp(-1.702 * x))).astype(np.float32)
 
 
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """torch's ``F.linear`` over the last axis: ``x @ weight.T + bias``, weight (out, in).
+
+    One 2-D GEMM over all rows (numpy's stacked matmul would call BLAS once per text,
+    re-reading the weights each time); the transpose is a BLAS flag, not a copy.
+    """
+    out = x.reshape(-1, x.shape[-1]) @ weight.T
+    if bias is not None:
+        out += bias
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     centred = x - mean
@@ -232,15 +244,17 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 @dataclass
 class _Block:
+    # Linear weights as torch stores them, (out, in); ``x @ w.T`` passes the transpose to BLAS
+    # as a flag, so loading copies nothing.
     ln_1: tuple[np.ndarray, np.ndarray]
-    qkv_w: np.ndarray  # (width, 3 * width), transposed for x @ w
+    qkv_w: np.ndarray  # (3 * width, width): q, k, v stacked
     qkv_b: np.ndarray
     out_w: np.ndarray  # (width, width)
     out_b: np.ndarray
     ln_2: tuple[np.ndarray, np.ndarray]
-    fc_w: np.ndarray  # (width, mlp_width)
+    fc_w: np.ndarray  # (mlp_width, width)
     fc_b: np.ndarray
-    proj_w: np.ndarray  # (mlp_width, width)
+    proj_w: np.ndarray  # (width, mlp_width)
     proj_b: np.ndarray
     ls_1: np.ndarray | None
     ls_2: np.ndarray | None
@@ -284,7 +298,7 @@ class NumpyTextTower:
         if c.projection == "matrix":
             self._proj_w = self._get("text_projection", (w, c.embed_dim))
         elif c.projection == "linear":
-            self._proj_w = self._get("text_projection.weight", (c.embed_dim, w)).T.copy()
+            self._proj_w = self._get("text_projection.weight", (c.embed_dim, w)).T
             self._proj_b = self._get("text_projection.bias", (c.embed_dim,))
         self.dim = c.embed_dim if c.projection != "none" else w
         self._mask = np.triu(np.full((c.context_length,) * 2, -np.inf, np.float32), k=1)
@@ -328,19 +342,16 @@ class NumpyTextTower:
         def ln(name: str) -> tuple[np.ndarray, np.ndarray]:
             return self._get(p + name + ".weight", (w,)), self._get(p + name + ".bias", (w,))
 
-        def transposed(name: str, shape: tuple[int, int]) -> np.ndarray:
-            return np.ascontiguousarray(self._get(p + name, shape).T)
-
         return _Block(
             ln_1=ln("ln_1"),
-            qkv_w=transposed("attn.in_proj_weight", (3 * w, w)),
+            qkv_w=self._get(p + "attn.in_proj_weight", (3 * w, w)),
             qkv_b=self._get(p + "attn.in_proj_bias", (3 * w,)),
-            out_w=transposed("attn.out_proj.weight", (w, w)),
+            out_w=self._get(p + "attn.out_proj.weight", (w, w)),
             out_b=self._get(p + "attn.out_proj.bias", (w,)),
             ln_2=ln("ln_2"),
-            fc_w=transposed("mlp.c_fc.weight", (m, w)),
+            fc_w=self._get(p + "mlp.c_fc.weight", (m, w)),
             fc_b=self._get(p + "mlp.c_fc.bias", (m,)),
-            proj_w=transposed("mlp.c_proj.weight", (w, m)),
+            proj_w=self._get(p + "mlp.c_proj.weight", (w, m)),
             proj_b=self._get(p + "mlp.c_proj.bias", (w,)),
             ls_1=self._get(p + "ls_1.gamma", (w,)) if self.cfg.layer_scale else None,
             ls_2=self._get(p + "ls_2.gamma", (w,)) if self.cfg.layer_scale else None,
@@ -374,7 +385,7 @@ class NumpyTextTower:
         n, t, w = x.shape
         h = self.cfg.heads
         d = w // h
-        qkv = _layer_norm(x, *b.ln_1, self.cfg.norm_eps) @ b.qkv_w + b.qkv_b
+        qkv = _linear(_layer_norm(x, *b.ln_1, self.cfg.norm_eps), b.qkv_w, b.qkv_b)
         q, k, v = qkv.reshape(n, t, 3, h, d).transpose(2, 0, 3, 1, 4)  # each (n, h, t, d)
         scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(d))
         if mask is not None:
@@ -383,12 +394,12 @@ class NumpyTextTower:
         probs = np.exp(scores)
         probs /= probs.sum(axis=-1, keepdims=True)
         out = (probs @ v).transpose(0, 2, 1, 3).reshape(n, t, w)
-        return out @ b.out_w + b.out_b
+        return _linear(out, b.out_w, b.out_b)
 
     def _mlp(self, x: np.ndarray, b: _Block) -> np.ndarray:
-        hidden = _layer_norm(x, *b.ln_2, self.cfg.norm_eps) @ b.fc_w + b.fc_b
+        hidden = _linear(_layer_norm(x, *b.ln_2, self.cfg.norm_eps), b.fc_w, b.fc_b)
         hidden = quick_gelu(hidden) if self.cfg.quick_gelu else gelu(hidden)
-        return hidden @ b.proj_w + b.proj_b
+        return _linear(hidden, b.proj_w, b.proj_b)
 
     def _forward(self, tokens: np.ndarray) -> np.ndarray:
         pool = self.pool_index(tokens)
