@@ -39,7 +39,7 @@ ATOL = 1e-5
 
 
 def _write_model(folder: Path, text: dict | None = None, top: dict | None = None,
-                 seed: int = 0, half: bool = False, legacy_keys: bool = False,
+                 seed: int = 0, dtype: str = "float32", legacy_keys: bool = False,
                  suffix: str = ".safetensors") -> str:
     """A random open_clip model folder; every parameter (LayerNorm, LayerScale, biases too) is
     perturbed so that a wrongly used tensor changes the output."""
@@ -60,8 +60,7 @@ def _write_model(folder: Path, text: dict | None = None, top: dict | None = None
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if half:
-        state = {k: v.half() for k, v in state.items()}
+    state = {k: v.to(getattr(torch, dtype)) for k, v in state.items()}
     if legacy_keys:  # CustomTextCLIP weights saved by an old open_clip, text tower at the top
         state = {k.removeprefix("text."): v for k, v in state.items()}
     if suffix == ".safetensors":
@@ -132,7 +131,7 @@ def test_supported_variant_equals_open_clip(tmp_path, name):
 
 
 def test_fp16_weights_are_computed_in_fp32_like_open_clip(tmp_path):
-    _assert_same_as_torch(_write_model(tmp_path / "half", half=True))
+    _assert_same_as_torch(_write_model(tmp_path / "half", dtype="float16"))
 
 
 def test_old_top_level_keys_of_a_custom_text_model(tmp_path):
@@ -168,6 +167,7 @@ def test_prefix_run_equals_full_context_and_batching(tmp_path):
     ({"text_cfg": {"no_such_key": 1}}, "no_such_key"),
     ({"multimodal_cfg": {"width": 32}}, "multimodal_cfg"),
     ({"text_cfg": {"proj_type": "none", "width": 64}}, "proj_type"),
+    ({"text_cfg": None}, "without text_cfg"),
 ])
 def test_unsupported_text_towers_are_refused_with_the_reason(change, named):
     cfg = copy.deepcopy(TINY_CFG)
@@ -189,6 +189,14 @@ def test_unsupported_tower_falls_back_to_torch(tmp_path):
 
 def test_bin_checkpoint_falls_back_to_torch(tmp_path):
     spec = _write_model(tmp_path / "bin", suffix=".bin")
+    assert load_text_encoder(spec).backend == "torch"
+
+
+def test_bfloat16_weights_fall_back_to_torch(tmp_path):
+    """numpy has no bfloat16; torch reads it (and computes in fp32 on the CPU)."""
+    spec = _write_model(tmp_path / "bf16", dtype="bfloat16")
+    with pytest.raises(UnsupportedModelError, match="BF16"):
+        _numpy_text_encoder(ModelSpec.parse(spec))
     assert load_text_encoder(spec).backend == "torch"
 
 

@@ -129,10 +129,12 @@ def text_tower_config(model_cfg: Mapping[str, Any]) -> TextTowerConfig:
         return UnsupportedModelError(f"the numpy text encoder does not support {feature}; "
                                      "use the torch encoder (load_encoder)")
 
+    if not all(isinstance(model_cfg.get(k), Mapping) for k in ("text_cfg", "vision_cfg")):
+        raise refuse("a model config without text_cfg and vision_cfg")
     extra = sorted(set(model_cfg) - _MODEL_KEYS)
     if extra:
         raise refuse(f"model config key {extra[0]!r}")
-    text = dict(model_cfg.get("text_cfg") or {})
+    text = dict(model_cfg["text_cfg"])
     unknown = sorted(set(text) - _TEXT_HANDLED - _TEXT_IGNORED)
     if unknown:
         raise refuse(f"text_cfg key {unknown[0]!r}")
