@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_CFG
+
 from framedex.errors import ConfigError, ModelLoadError, UnsupportedModelError
 from framedex.indexer import encoder as encoder_mod
 from framedex.indexer import open_clip_files
