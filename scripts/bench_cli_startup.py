@@ -26,6 +26,7 @@ Usage::
     python scripts/bench_cli_startup.py                # 5 cold runs per command
     python scripts/bench_cli_startup.py --runs 9 --importtime --encode
     python scripts/bench_cli_startup.py --compare-src /tmp/base/src
+    python scripts/bench_cli_startup.py --no-cli --encode
 """
 
 from __future__ import annotations
@@ -222,11 +223,13 @@ def main() -> None:
                     help="in-process text encoder numbers (writes a ~600 MB ViT-B-32 file)")
     ap.add_argument("--compare-src", type=Path, default=None,
                     help="also time search/select with this src folder on the path")
+    ap.add_argument("--no-cli", action="store_true", help="skip the cold CLI runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="framedex-startup-") as tmp:
         root = Path(tmp)
-        db, video = build_store(root)
-        bench_commands(db, video, args.runs, args.importtime, args.compare_src)
+        if not args.no_cli:
+            db, video = build_store(root)
+            bench_commands(db, video, args.runs, args.importtime, args.compare_src)
         if args.encode:
             bench_encode(root, args.runs)
 
