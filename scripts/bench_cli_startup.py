@@ -101,6 +101,11 @@ def env(src: Path = SRC) -> dict[str, str]:
     return e
 
 
+def load() -> str:
+    """The 1-minute load average: other work on a small machine shows in every number."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
 def run(cmd: list[str], *, importtime: bool = False,
         src: Path = SRC) -> tuple[float, str, str]:
     """(wall seconds, stdout, stderr) of one fresh process; exits on failure."""
@@ -160,7 +165,7 @@ def bench_commands(db: Path, video: Path, runs: int, importtime: bool,
     if compare_src is not None:
         commands[f"search, src={compare_src}"] = (search, compare_src)
         commands[f"select, src={compare_src}"] = (select, compare_src)
-    print(f"\n## Cold runs ({runs} fresh processes each, {os.cpu_count()} CPUs)\n")
+    print(f"\n## Cold runs ({runs} fresh processes each, {os.cpu_count()} CPUs, {load()})\n")
     print("| command | median s | min s | max s |")
     print("|---|---:|---:|---:|")
     for name, (cmd, src) in commands.items():
@@ -192,7 +197,7 @@ def write_vit_b_32(path: Path) -> str:
 
 def bench_encode(root: Path, runs: int) -> None:
     py = sys.executable
-    print("\n## Tokenizer alone (fresh process, median of runs)\n")
+    print(f"\n## Tokenizer alone (fresh process, median of runs, {load()})\n")
     rows = [json.loads(run([py, "-c", TOKENIZER_CODE])[1]) for _ in range(runs)]
     print("| import s | build (merges) s | first call s | first non-ASCII call (ftfy) s |")
     print("|---:|---:|---:|---:|")
@@ -200,7 +205,7 @@ def bench_encode(root: Path, runs: int) -> None:
     print(f"| {med['import_s']:.3f} | {med['build_s']:.3f} | {med['first_s']:.4f} | "
           f"{med['first_unicode_s']:.3f} |")
 
-    print("\n## Text encoders in process (median of fresh processes)\n")
+    print(f"\n## Text encoders in process (median of fresh processes, {load()})\n")
     specs = {"synthetic-shapes": "synthetic-shapes",
              "ViT-B-32 (random weights)": write_vit_b_32(root / "vit_b_32.safetensors")}
     print("| model | backend | import s | load s | first encode s | per query ms |")
