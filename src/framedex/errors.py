@@ -77,6 +77,15 @@ class ModelLoadError(FramedexError, RuntimeError):
     code = "model_unavailable"
 
 
+class UnsupportedModelError(ModelLoadError):
+    """A model the numpy text encoder cannot run exactly; the torch encoder can still load it.
+
+    ``load_text_encoder`` catches it and falls back to ``load_encoder``, recording the reason.
+    """
+
+    code = "model_unsupported"
+
+
 class EncoderMismatchError(FramedexError, ValueError):
     """The store was built with a different encoder than the one asked for."""
 

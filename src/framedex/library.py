@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,9 @@ from framedex.query.search import Moment, SearchFilters, VideoHit, search_librar
 from framedex.query.select import RelevanceCurve, SelectResult, select_frames
 from framedex.store import FrameArrays, QueryLog, SegmentArrays, Store, VideoRecord, open_store
 from framedex.store.sql import query_stats, run_sql
+
+if TYPE_CHECKING:
+    from framedex.indexer.encoder import TextEncoder
 
 __all__ = ["DEFAULT_SAMPLER", "Delivery", "Library", "Moment", "RelevanceCurve",
            "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit", "VideoRecord"]
@@ -98,7 +101,7 @@ class Library:
         self.text_cache = TextCache(text_cache)
         self.query_log = QueryLog(self.store) if log_queries else None
         self._encoder: Any = None
-        self._text_encoder: Any = None
+        self._text_encoder: TextEncoder | None = None
 
     @property
     def uri(self) -> str:
@@ -139,22 +142,30 @@ class Library:
             self._encoder = load_encoder(self.model_spec, device=self.device)
         return self._encoder
 
-    def _query_encoder(self) -> Any:
-        """The text encoder for queries, checked against the store's encoder."""
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The encoder for query texts, loaded on first use: numpy when the model allows it
+        (no torch import, see ``load_text_encoder``), else the full encoder; same identity."""
         if self._text_encoder is None:
             from framedex.indexer.encoder import load_text_encoder
 
-            encoder = load_text_encoder(self.model_spec, device=self.device)
-            if self.store.encoder_identity() is not None:
-                self.store.ensure_encoder(encoder.identity)
-            self._text_encoder = encoder
+            self._text_encoder = load_text_encoder(self.model_spec, device=self.device)
         return self._text_encoder
 
+    def _query_encoder(self) -> TextEncoder:
+        """The encoder for queries, checked against the store's identity."""
+        encoder = self.text_encoder
+        if self.store.encoder_identity() is not None:
+            self.store.ensure_encoder(encoder.identity)
+        return encoder
+
     def encoder_info(self) -> dict[str, Any]:
-        """The encoder's identity, and whether it is the shipped toy model."""
+        """The encoder's identity, its device and backend, and whether it is the shipped toy
+        model."""
         text = self._query_encoder()
         identity = dict(text.identity)
         identity["device"] = getattr(self._encoder or text, "device", "cpu")
+        identity["text_backend"] = getattr(text, "backend", "torch")
         identity["synthetic"] = identity.get("spec") == "synthetic-shapes"
         return identity
 
