@@ -33,7 +33,8 @@ def serve(
         help="Default sampler of select requests that name none.")] = None,
     device: Device = "auto",
 ) -> None:
-    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings); docs at /docs."""
+    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
+    (at /); API docs at /docs."""
     import logging
 
     import uvicorn
@@ -48,5 +49,5 @@ def serve(
         default_sampler=sampler)
     app_ = create_app(settings)  # opens the store and loads the model before listening
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
-    note(f"serving {db} on http://{host}:{port} (docs at /docs)")
+    note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
