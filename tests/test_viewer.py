@@ -297,7 +297,7 @@ def test_compare_view_puts_two_samplers_on_one_curve(page, server, indexed):
 
 
 @pytest.mark.browser
-def test_error_pages_say_why_and_lead_back(page, server, indexed, empty_library):
+def test_error_pages_say_why_and_lead_back(page, server, indexed):
     base, vid = server["base"], indexed["haystack.mp4"]
     cases = [
         ("/videos/no-such-video", 404, "no indexed video 'no-such-video'"),
@@ -315,10 +315,15 @@ def test_error_pages_say_why_and_lead_back(page, server, indexed, empty_library)
     page.click("[data-testid=back]")  # the last error offers the video page back
     page.wait_for_url(f"{base}/videos/{vid}")
     assert page.locator("h1").inner_text().endswith("/haystack.mp4")
-    # While the library was empty (seen first, by the empty_library fixture):
+
+
+def test_empty_library_pages_say_why_and_lead_back(server, empty_library):
+    # Seen before anything was indexed (in the browser when there is one, else over HTTP).
     assert empty_library["search"]["status"] == 409
     assert "has no indexed video" in empty_library["search"]["reason"]
+    assert 'data-testid="home" href="/"' in empty_library["search"]["html"]
     assert str(server["db"]) not in empty_library["search"]["html"]  # no server path shown
+    assert empty_library["home"]["status"] == 200
     assert "No video is indexed yet" in empty_library["home"]["html"]
 
 

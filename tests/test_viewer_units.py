@@ -87,6 +87,7 @@ def test_byte_range(header, expected):
 @pytest.mark.parametrize(("target", "expected"), [
     ("/videos/abc?q=x", "/videos/abc?q=x"), (None, "/"), ("https://evil.example/", "/"),
     ("//evil.example/", "/"), ("/\\evil.example", "/"), ("stats", "/"),
+    ("/\t/evil.example", "/"), ("/\n/evil.example", "/"),
 ])
 def test_sign_in_returns_only_to_this_server(target, expected):
     from framedex.api.viewer.auth import safe_next

@@ -69,8 +69,12 @@ def viewer_access(request: Request) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path on this server only (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after signing in: a path on this server only (no open redirect).
+
+    Browsers drop tabs and newlines from URLs, so ``/<TAB>/evil.example`` would become
+    ``//evil.example``: any whitespace or control character is refused too."""
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target)):
         return "/"
     return target
 
