@@ -43,7 +43,9 @@ class UnknownNameError(NotFoundError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=1)
+        folded = {k.lower(): k for k in known}
+        close = [folded[name.lower()]] if name.lower() in folded else \
+            difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         super().__init__(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)}")
         self.kind, self.name, self.known = kind, name, known
@@ -96,8 +98,8 @@ class StoreNotFoundError(StoreError, LookupError):
     code = "store_not_found"
 
 
-class EmptyLibraryError(StoreError):
-    """A query was made against a store that has no indexed video."""
+class EmptyLibraryError(NotFoundError):
+    """A query was made against a store that has no indexed video (nothing to find)."""
 
     code = "empty_library"
 

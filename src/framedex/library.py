@@ -17,9 +17,10 @@ once, here; the workers below trust their arguments. Each step happens once: one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -181,11 +182,15 @@ class Library:
               fps: float = 1.0, decoder: str = "auto", batch_size: int = 64,
               metadata: Mapping[str, Any] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
-              on_file: Callable[[Any], None] | None = None) -> Any:
+              on_file: Callable[[Any], None] | None = None,
+              on_model: Callable[[str, str], None] | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
 
-        Options are validated before the model loads and before the store is created, so a
-        typo costs nothing and a failed first run leaves no empty store behind.
+        Options and the store's location are checked before the model loads, so a typo costs
+        nothing, and a failed first run leaves no empty store behind.
+
+        Args:
+            on_model: called once with the model spec and device when the encoder is loaded.
 
         Returns:
             An ``IndexReport`` (``.by_status("indexed"|"unchanged"|"failed")``).
@@ -200,9 +205,24 @@ class Library:
         meta = check_metadata(metadata)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        indexer = Indexer(self.store, self.encoder, options)
+        with self._writable_store():
+            encoder = self.encoder
+            if on_model is not None:
+                on_model(self.model_spec, str(encoder.device))
+            indexer = Indexer(self.store, encoder, options)
         return indexer.index_paths(list(paths), metadata=meta, progress=progress,
                                    on_file=on_file)
+
+    @contextlib.contextmanager
+    def _writable_store(self) -> Iterator[None]:
+        """Make sure the store can be written before a model loads (a bad ``--db`` fails in a
+        second, not after the model), and leave no empty store behind if the block fails."""
+        made = self.store.location.create()
+        try:
+            yield
+        except BaseException:
+            self.store.location.remove_if_empty(made)
+            raise
 
     def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
                             batch_size: int = 64) -> None:
@@ -268,9 +288,10 @@ class Library:
             VideoNotFoundError: no such video.
         """
         record = self.store.find_video(video)
-        return record, self._frames(record), self.store.read_segments(record.video_id)
+        return record, self._frames(record)[0], self.store.read_segments(record.video_id)
 
-    def _frames(self, record: VideoRecord) -> FrameArrays:
+    def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:
+        """The video's frames (through the cache), and whether the cache had them."""
         key = (self.store.uri, record.video_id, record.generation)
         return self.frame_cache.get_or_load(key, lambda: self.store.read_frames(record.video_id))
 
@@ -325,13 +346,15 @@ class Library:
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
         query = self.text_cache.get_or_encode(question, encoder.encode_text)
-        result = select_frames(self._frames(record), record, query, chosen, spend,
-                               question=question, params=params, started=t0)
+        frames, hit = self._frames(record)
+        result = select_frames(frames, record, query, chosen, spend, question=question,
+                               params=params, started=t0)
         if self.query_log is not None:
             self.query_log.record(kind="select", query=question, sampler=result.sampler,
                                   budget=result.budget, tokens=result.tokens,
                                   video_id=result.video_id, latency_ms=result.latency_ms,
-                                  result_size=len(result.indices), params=result.params)
+                                  result_size=len(result.indices), params=result.params,
+                                  cache_hit=hit)
         return result
 
     def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
@@ -370,7 +393,7 @@ class Library:
 
         record = self.store.find_video(video)
         wanted = [int(f) for f in frame_idx]
-        indexed = set(self._frames(record).frame_idx.tolist()) if wanted else set()
+        indexed = set(self._frames(record)[0].frame_idx.tolist()) if wanted else set()
         missing = [f for f in wanted if f not in indexed]
         if missing:
             raise NotFoundError(f"frame_idx {missing[:5]} {'are' if len(missing) > 1 else 'is'}"

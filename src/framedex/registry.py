@@ -42,6 +42,15 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in being unloaded, or a test's fake).
+
+        Raises:
+            UnknownNameError: no such name.
+        """
+        self.get(name)
+        del self._classes[name]
+
     def get(self, name: str) -> T:
         """The class registered as ``name``.
 

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -379,8 +379,3 @@ def _load_failure_message(spec: ModelSpec, ex: Exception) -> str:
         "open_clip_config.json + weights (--model /path/to/folder); offline demo: "
         "--model synthetic-shapes"
     )
-
-
-def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
-    """JSON-friendly form of a spec (for logs and API answers)."""
-    return asdict(spec)

@@ -144,7 +144,7 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
         from framedex.query.plot import plot_selection
 
         out.plot_png = plot_selection(
-            None, timestamps=result.curve.pts_sec, scores=result.curve.scores,
+            timestamps=result.curve.pts_sec, scores=result.curve.scores,
             chosen_positions=result.indices, chosen_timestamps=result.timestamps,
             thumbnails=images, tiers=result.tiers, title=f"{result.sampler}: {result.question}",
             dpi=72 if width or max_side else 110)

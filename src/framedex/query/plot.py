@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from framedex.errors import ConfigError, check
+from framedex.errors import check
 from framedex.query.samplers.base import TIERS
 
 #: Marker colours per tier (colour-blind-safe Okabe-Ito), and for untiered selections.
@@ -40,7 +38,6 @@ def _clock(sec: float) -> str:
 
 
 def plot_selection(
-    out_png: str | os.PathLike | None = None,
     *,
     timestamps: Sequence[float],
     scores: Sequence[float] | None,
@@ -51,11 +48,10 @@ def plot_selection(
     tiers: Sequence[str | None] | None = None,
     title: str = "",
     dpi: int = 110,
-) -> Path:
+) -> bytes:
     """Render the selection to a PNG.
 
     Args:
-        out_png: also write the PNG here (parent folders are created); None: only return it.
         timestamps: ``pts_sec`` of all N indexed frames, ascending.
         scores: relevance of all N frames, or None for query-free samplers (no curve).
         chosen_positions: positions into the N frames that were selected.
@@ -125,16 +121,7 @@ def plot_selection(
         fig.suptitle(title, fontsize=13, fontweight="bold")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    png = buf.getvalue()
-    if out_png is not None:
-        out = Path(out_png)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(png)
-        except OSError as ex:
-            raise ConfigError(f"plot={str(out_png)!r} is invalid: cannot write it "
-                              f"({ex.strerror or ex})") from None
-    return png
+    return buf.getvalue()
 
 
 def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:  # type: ignore[no-untyped-def]
