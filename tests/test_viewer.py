@@ -20,6 +20,8 @@ import httpx
 import pytest
 from api_server import SHIPPED, kill9, poll_job, start_cli_server
 
+from framedex.errors import EmptyLibraryError
+
 KEY = "viewer-test-key-0123"
 NEEDLE = (20.0, 25.0)  # the purple star's span in haystack.mp4
 QUESTION = "a purple star"
@@ -319,7 +321,7 @@ def test_error_pages_say_why_and_lead_back(page, server, indexed):
 
 def test_empty_library_pages_say_why_and_lead_back(server, empty_library):
     # Seen before anything was indexed (in the browser when there is one, else over HTTP).
-    assert empty_library["search"]["status"] == 409
+    assert empty_library["search"]["status"] == EmptyLibraryError.http_status
     assert "has no indexed video" in empty_library["search"]["reason"]
     assert 'data-testid="home" href="/"' in empty_library["search"]["html"]
     assert str(server["db"]) not in empty_library["search"]["html"]  # no server path shown

@@ -423,7 +423,7 @@ class Library:
         check(isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t), "t",
               t, "must be a finite number of seconds")
         record = self.store.find_video(video)
-        frames = self._frames(record)
+        frames = self._frames(record)[0]
         if len(frames.pts_sec) == 0:
             raise NotFoundError(f"video {record.video_id} has no indexed frame: re-index it")
         return int(frames.frame_idx[int(np.argmin(np.abs(frames.pts_sec - float(t))))])
