@@ -47,3 +47,9 @@ framedex stats --db "$DB"
 framedex sql "select kind, sampler, count(*) as n, round(median(latency_ms), 1) as p50_ms from query_log group by 1, 2 order by 1, 2" --db "$DB"
 
 printf '\nPlots: %s/select_*.png   frames: %s/frames_*/\n' "$OUT" "$OUT"
+
+step "9. See it in a browser (the web viewer; nothing is started for you)"
+VID=$(framedex videos --db "$DB" --json | python3 -c 'import json, sys; print(next(v["video_id"] for v in json.load(sys.stdin) if v["path"].endswith("long_needles.mp4")))')
+printf '  framedex serve --db %s\n' "$DB"
+printf '  then open  http://127.0.0.1:8000/?q=a+purple+star\n'
+printf '        and  http://127.0.0.1:8000/videos/%s?q=when+does+the+purple+star+appear%%3F&sampler=aks&budget=8\n' "$VID"

@@ -21,13 +21,14 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 
-from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
+from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, VideoOpenError, check
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import DEFAULT_QUALITY, Delivery, check_source, deliver
 from framedex.query.samplers.base import (
@@ -63,6 +64,23 @@ MIN_ANN_ROWS = 50_000
 SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows coloured shapes "
                   "(circle, square, triangle, star in six colours); index real videos with a "
                   "real model (README: \"Index your own videos\")")
+
+
+@dataclass
+class SourceFile:
+    """An indexed video's source file, opened and checked (:meth:`Library.open_source`).
+
+    Attributes:
+        record: the video's record.
+        file: the open file (binary); the caller closes it.
+        size: its size in bytes.
+        media_type: its MIME type, guessed from the file name (``video/mp4``...).
+    """
+
+    record: VideoRecord
+    file: BinaryIO
+    size: int
+    media_type: str
 
 
 class Library:
@@ -404,6 +422,51 @@ class Library:
         from framedex.query.frames import to_jpeg
 
         return to_jpeg(self.frames(video, [frame_idx], width=width)[0], quality)
+
+    def frame_at(self, video: str, t: float) -> int:
+        """The native ``frame_idx`` of the indexed frame nearest to ``t`` seconds (for a
+        thumbnail of a moment or a time; read through the frames cache).
+
+        Raises:
+            ConfigError: ``t`` is not a finite number. VideoNotFoundError: unknown video.
+            NotFoundError: the video has no indexed frame.
+        """
+        check(isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t), "t",
+              t, "must be a finite number of seconds")
+        record = self.store.find_video(video)
+        frames = self._frames(record)[0]
+        if len(frames.pts_sec) == 0:
+            raise NotFoundError(f"video {record.video_id} has no indexed frame: re-index it")
+        return int(frames.frame_idx[int(np.argmin(np.abs(frames.pts_sec - float(t))))])
+
+    def open_source(self, video: str) -> SourceFile:
+        """Open the source file of an indexed video for reading (a player's range requests).
+
+        Only the file a video was indexed from is opened, never a path from the caller, and
+        only while it still is that file: the same checks as decoding (``check_source``), then
+        the open file itself is checked (no final symlink, same size), so a swap between the
+        check and the open is refused too. The caller closes ``SourceFile.file``.
+
+        Raises:
+            VideoNotFoundError: unknown video. VideoOpenError: the file is gone or changed.
+        """
+        import mimetypes
+
+        record = self.store.find_video(video)
+        check_source(record)
+        try:
+            fd = os.open(record.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as ex:
+            raise VideoOpenError(f"the source of video {record.video_id} cannot be opened "
+                                 f"({ex.strerror or ex}); re-index it") from None
+        handle = os.fdopen(fd, "rb")
+        size = os.fstat(fd).st_size
+        if record.file_size is not None and size != record.file_size:
+            handle.close()
+            raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
+                                 f"indexed ({record.path}); re-index it")
+        media_type = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
+        return SourceFile(record=record, file=handle, size=size, media_type=media_type)
 
     def _decoder_for(self, record: VideoRecord) -> str:
         """The backend that indexed the video when it is available here, else ``auto`` (the

@@ -129,4 +129,7 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
     from framedex.api.routes import docs
 
     app.include_router(docs.router)
+    from framedex.api.viewer import viewer_router
+
+    app.include_router(viewer_router())  # the web viewer's pages (its own sign-in)
     return app

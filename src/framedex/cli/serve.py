@@ -33,7 +33,8 @@ def serve(
         help="Default sampler of select requests that name none.")] = None,
     device: Device = "auto",
 ) -> None:
-    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings); docs at /docs."""
+    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
+    (at /); API docs at /docs."""
     import logging
 
     import uvicorn
@@ -49,5 +50,5 @@ def serve(
     library = open_library(settings)  # a bad --db or upload folder fails here, in one line
     app_ = create_app(settings, library=library)
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
-    note(f"serving {db} on http://{host}:{port} (docs at /docs)")
+    note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
