@@ -21,20 +21,24 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, VideoOpenError, check
+from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
-from framedex.query.delivery import DEFAULT_QUALITY, Delivery, check_source, deliver
+from framedex.query.delivery import (
+    DEFAULT_QUALITY,
+    Delivery,
+    SourceFile,
+    check_source,
+    deliver,
+    open_source,
+)
 from framedex.query.samplers.base import (
-    Budget,
     SamplerInfo,
-    TokenBudget,
     create_sampler,
     list_samplers,
     sampler_info,
@@ -43,44 +47,36 @@ from framedex.query.search import Moment, SearchFilters, VideoHit, search_librar
 from framedex.query.select import RelevanceCurve, SelectResult, select_frames
 from framedex.store import FrameArrays, QueryLog, SegmentArrays, Store, VideoRecord, open_store
 from framedex.store.sql import query_stats, run_sql
+from framedex.validate import (
+    DEFAULT_BUDGET,
+    MAX_TEXT,
+    check_metadata,
+    check_text,
+    decoder_names,
+    make_budget,
+    parse_metadata,
+    sampler_infos,
+    sampler_names,
+)
 
 if TYPE_CHECKING:
     from framedex.indexer.encoder import TextEncoder
 
-__all__ = ["DEFAULT_SAMPLER", "Delivery", "Library", "Moment", "RelevanceCurve",
-           "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit", "VideoRecord"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_TEXT", "Delivery", "Library", "Moment",
+           "RelevanceCurve", "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile",
+           "VideoHit", "VideoRecord", "decoder_names", "parse_metadata", "sampler_infos",
+           "sampler_names"]
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 75 %; the router,
 #: the old default, had 73 % and 17 %): docs/eval.md.
 DEFAULT_SAMPLER = "aks"
-#: Frames chosen when a request gives neither ``budget`` nor ``tokens``.
-DEFAULT_BUDGET = 8
-#: Longest accepted question or search text.
-MAX_TEXT = 4000
 #: Fewer frames than this are searched exactly; an ANN index is refused without ``force``.
 MIN_ANN_ROWS = 50_000
 #: What to tell users of a store built with the shipped toy model.
 SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows coloured shapes "
                   "(circle, square, triangle, star in six colours); index real videos with a "
                   "real model (README: \"Index your own videos\")")
-
-
-@dataclass
-class SourceFile:
-    """An indexed video's source file, opened and checked (:meth:`Library.open_source`).
-
-    Attributes:
-        record: the video's record.
-        file: the open file (binary); the caller closes it.
-        size: its size in bytes.
-        media_type: its MIME type, guessed from the file name (``video/mp4``...).
-    """
-
-    record: VideoRecord
-    file: BinaryIO
-    size: int
-    media_type: str
 
 
 class Library:
@@ -440,33 +436,13 @@ class Library:
         return int(frames.frame_idx[int(np.argmin(np.abs(frames.pts_sec - float(t))))])
 
     def open_source(self, video: str) -> SourceFile:
-        """Open the source file of an indexed video for reading (a player's range requests).
-
-        Only the file a video was indexed from is opened, never a path from the caller, and
-        only while it still is that file: the same checks as decoding (``check_source``), then
-        the open file itself is checked (no final symlink, same size), so a swap between the
-        check and the open is refused too. The caller closes ``SourceFile.file``.
+        """Open the source file of an indexed video for reading (a player's range requests);
+        see :func:`framedex.query.delivery.open_source`. The caller closes ``.file``.
 
         Raises:
             VideoNotFoundError: unknown video. VideoOpenError: the file is gone or changed.
         """
-        import mimetypes
-
-        record = self.store.find_video(video)
-        check_source(record)
-        try:
-            fd = os.open(record.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as ex:
-            raise VideoOpenError(f"the source of video {record.video_id} cannot be opened "
-                                 f"({ex.strerror or ex}); re-index it") from None
-        handle = os.fdopen(fd, "rb")
-        size = os.fstat(fd).st_size
-        if record.file_size is not None and size != record.file_size:
-            handle.close()
-            raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
-                                 f"indexed ({record.path}); re-index it")
-        media_type = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
-        return SourceFile(record=record, file=handle, size=size, media_type=media_type)
+        return open_source(self.store.find_video(video))
 
     def _decoder_for(self, record: VideoRecord) -> str:
         """The backend that indexed the video when it is available here, else ``auto`` (the
@@ -596,94 +572,6 @@ class Library:
     def save_job_rows(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace ``jobs`` rows by ``job_id``."""
         self.store.upsert("jobs", "job_id", rows)
-
-
-def sampler_names() -> list[str]:
-    """Registered sampler names, sorted (what ``--sampler`` and the API accept)."""
-    return list_samplers()
-
-
-def sampler_infos(name: str | None = None) -> list[SamplerInfo]:
-    """Every sampler's description and parameters, or just ``name``'s.
-
-    Raises:
-        UnknownNameError: an unknown name (lists the known ones, suggests the closest).
-    """
-    return [sampler_info(n) for n in ([name] if name else list_samplers())]
-
-
-def decoder_names() -> list[str]:
-    """Decode backends installed here (what ``--decoder`` accepts besides ``auto``)."""
-    from framedex.indexer.decode import list_decoders
-
-    return list_decoders()
-
-
-def parse_metadata(text: str | None) -> dict[str, Any]:
-    """``--metadata`` JSON text -> a checked metadata dict.
-
-    Raises:
-        ConfigError: not a JSON object of scalar values.
-    """
-    import json
-
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"metadata={text[:80]!r} is invalid: not JSON ({ex.msg})") from None
-    check(isinstance(value, dict), "metadata", text[:80], "must be a JSON object")
-    return check_metadata(value)
-
-
-def check_text(name: str, text: object) -> None:
-    """Validate a question or search text.
-
-    Raises:
-        ConfigError: not a non-empty string, or longer than :data:`MAX_TEXT`.
-    """
-    check(isinstance(text, str) and text.strip() != "", name, text, "must be non-empty text")
-    assert isinstance(text, str)
-    check(len(text) <= MAX_TEXT and "\x00" not in text, name, text[:40] + "...",
-          f"must be at most {MAX_TEXT} characters, without NUL bytes")
-
-
-def make_budget(budget: int | None, tokens: int | None) -> Budget:
-    """A frame count or a :class:`TokenBudget` from a request's ``budget`` xor ``tokens``.
-
-    Raises:
-        ConfigError: both given, or a value that is not a positive integer.
-    """
-    if budget is not None and tokens is not None:
-        raise ConfigError(f"budget={budget!r} and tokens={tokens!r} are invalid together: give "
-                          "budget (frames) or tokens (a VLM token budget), not both")
-    if tokens is not None:
-        check(_is_int(tokens) and tokens >= 1, "tokens", tokens, "must be an integer >= 1")
-        return TokenBudget(tokens=int(tokens))
-    k = DEFAULT_BUDGET if budget is None else budget
-    check(_is_int(k) and k >= 1, "budget", k, "must be an integer >= 1 (frames)")
-    return int(k)
-
-
-def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """User metadata: a JSON object of string keys and scalar values.
-
-    Raises:
-        ConfigError: not a mapping, or a value that is not a string, number or boolean.
-    """
-    if metadata is None:
-        return {}
-    check(isinstance(metadata, Mapping), "metadata", metadata, "must be a JSON object")
-    for key, value in metadata.items():
-        check(isinstance(key, str) and key != "", "metadata", key, "keys must be non-empty text")
-        check(value is None or isinstance(value, (str, int, float, bool)), f"metadata[{key!r}]",
-              value, "must be a string, number, boolean or null")
-    return dict(metadata)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:
