@@ -134,11 +134,11 @@ class PayloadTooLargeError(FramedexError, ValueError):
     code = "payload_too_large"
 
 
-def check(condition: bool, name: str, value: object, rule: str) -> None:
+def check(condition: object, name: str, value: object, rule: str) -> None:
     """Raise :class:`ConfigError` naming ``name``, ``value`` and ``rule`` unless ``condition``.
 
     Args:
-        condition: the rule holds.
+        condition: the rule holds (anything truthy: a numpy bool too).
         name: the parameter's name as the user wrote it.
         value: the value the user gave.
         rule: the rule in words, e.g. ``"must be >= 1"``.

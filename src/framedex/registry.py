@@ -36,7 +36,7 @@ class Registry(Generic[T]):
             if name in self._classes:
                 raise ValueError(f"{self.kind} {name!r} is already registered by "
                                  f"{self._classes[name]!r}")
-            cls.name = name
+            setattr(cls, "name", name)  # noqa: B010 (T is any class: no attribute to type)
             self._classes[name] = cls
             return cls
 

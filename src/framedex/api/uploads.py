@@ -150,7 +150,8 @@ async def receive_upload(request: Request, *, file_field: str, dest: Path,
         raise PayloadTooLargeError(f"upload of {declared} bytes is larger than the limit of "
                                    f"{max_bytes} bytes (the server's --max-upload-mb)")
     collector = _Collector(file_field, dest, max_bytes)
-    parser = MultipartParser(boundary, collector.callbacks())
+    callbacks: Any = collector.callbacks()  # python-multipart types them as a TypedDict
+    parser = MultipartParser(boundary, callbacks)
     try:
         async for chunk in request.stream():
             parser.write(chunk)

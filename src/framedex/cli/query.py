@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +25,9 @@ from framedex.cli._common import (
     parse_pairs,
     print_table,
 )
+
+if TYPE_CHECKING:
+    from framedex.library import Moment, VideoHit
 
 
 def _sampler_help() -> str:
@@ -58,7 +62,8 @@ def search(
     filters = SearchFilters(min_duration=min_duration, max_duration=max_duration,
                             path_glob=path, metadata=parse_pairs(meta, "--meta"))
     lib = open_library(db, model=model, device=device)
-    hits = lib.search(text, limit=limit, group_by=group_by, filters=filters)
+    hits: Sequence[Moment | VideoHit] = lib.search(text, limit=limit, group_by=group_by,
+                                                   filters=filters)
     for line in lib.query_notes(text):
         note(line)
     if as_json:

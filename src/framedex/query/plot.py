@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,8 @@ def _clock(sec: float) -> str:
 
 def plot_selection(
     *,
-    timestamps: Sequence[float],
-    scores: Sequence[float] | None,
+    timestamps: Sequence[float] | np.ndarray,
+    scores: Sequence[float] | np.ndarray | None,
     chosen_positions: Sequence[int],
     chosen_timestamps: Sequence[float] | None = None,
     boundaries: Sequence[float] | None = None,
@@ -100,10 +101,10 @@ def plot_selection(
     fig = Figure(figsize=(12, top_h + 0.4 + rows * cell_h), dpi=dpi, layout="constrained")
     # Two subfigures, each laid out on its own: in one shared grid the constrained layout gave
     # the spanning curve axes no room for its y label (the thumbnails set column 0's margin).
+    top: Any = fig
+    sheet: Any = None
     if rows:
-        top, sheet = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])
-    else:
-        top, sheet = fig, None
+        top, sheet = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])  # type: ignore[misc]
     ax = top.add_subplot(1, 1, 1)
     _draw_curve(ax, ts, sc, pos, order, tr, boundaries)
     for k, i in enumerate(order[: len(thumbs)]):
@@ -163,7 +164,7 @@ def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:  # type: igno
     handles = []
     if has_curve:
         handles.append(Line2D([], [], color=_CURVE, linewidth=1.2, label="relevance"))
-    used = [t for t in TIERS if t in tiers] or [None]
+    used: list[str | None] = [t for t in TIERS if t in tiers] or [None]
     for t in used:
         label = f"chosen ({t})" if t else "chosen frame"
         handles.append(Line2D([], [], marker="o", linestyle="", color=TIER_COLORS[t],

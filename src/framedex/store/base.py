@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
+from framedex.store.location import StoreLocation
 from framedex.store.locks import Claim
 from framedex.store.schema import VideoRecord
 
@@ -62,6 +63,7 @@ class Store(Protocol):
     """What framedex needs from a store (see the module docstring for the write protocol)."""
 
     uri: str
+    location: StoreLocation
 
     # -- location and encoder ---------------------------------------------------------------
     def exists(self) -> bool: ...

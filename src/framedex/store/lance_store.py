@@ -433,7 +433,9 @@ class LanceStore:
         """
         if self.get_video(video_id) is None:
             raise VideoNotFoundError(f"no indexed video {video_id[:200]!r} in {self.uri}")
-        with self.claim(video_id, wait=True) as _claim, self.writing():
+        claim = self.claim(video_id, wait=True)
+        assert claim is not None  # wait=True blocks until it is ours
+        with claim, self.writing():
             where = f"video_id = {sql_str(video_id)}"
             self.tables.delete("videos", where)
             for name in ("frames", "segments", "video_paths"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -35,6 +35,7 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
     """Embed ``{"text": str | [str]}`` or an uploaded ``image``; returns the L2-normalised
     vectors and the encoder identity (the same space the store's frames live in)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind: Literal["text", "image"]
     if ctype == "multipart/form-data":
         dest = settings.resolved_upload_dir_for(library.uri) / f"embed-{new_job_id()}"
         try:

@@ -132,6 +132,7 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
         try:  # a rejected request must never leave its file behind
             params = _upload_params(upload, settings)
             path = upload.path
+            assert path is not None  # receive_upload raises when there is no file part
             suffix = Path(upload.filename or "").suffix.lower()
             if suffix and suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8:
                 path = path.rename(path.with_name(job_id + suffix))
