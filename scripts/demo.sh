@@ -27,16 +27,21 @@ step "4. What is indexed"
 framedex videos --db "$DB"
 
 LONG="$OUT/library/long_needles.mp4"
-step "5. Search the whole library (the needles: purple star at 300 s and 1020 s, orange triangle at 610 s)"
-framedex search "a purple star" --db "$DB" --limit 3
+CHECK="python3 scripts/demo_check.py"  # what the truth files say is there, hit or miss
+step "5. Search the whole library (needles in the long video: purple star at 300 s and 1020 s, orange triangle at 610 s)"
+framedex search "a purple star" --db "$DB" --limit 5
+framedex search "a purple star" --db "$DB" --limit 5 --json | $CHECK search star purple
 framedex search "an orange triangle" --db "$DB" --limit 3 --group-by video
+framedex search "an orange triangle" --db "$DB" --limit 3 --json | $CHECK search triangle orange
 
 step "6. Pick 8 frames of the 20-minute video for a video LLM, with three samplers"
-for sampler in uniform bolt adard_key; do
+for sampler in uniform bolt aks; do
   echo "-- $sampler"
   framedex select "$LONG" "when does the purple star appear?" --db "$DB" \
     --sampler "$sampler" --budget 8 --plot "$OUT/select_$sampler.png" \
-    --frames-out "$OUT/frames_$sampler"
+    --frames-out "$OUT/frames_$sampler" --json > "$OUT/select_$sampler.json"
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print("  " + ", ".join(f"{t:.0f}s" for t in d["timestamps"]) + "  (" + d["cost"]["text"] + ")")' "$OUT/select_$sampler.json"
+  $CHECK select star purple < "$OUT/select_$sampler.json"
 done
 
 step "7. The same question under a token budget (Q-Frame tiers: a few frames at high resolution)"
