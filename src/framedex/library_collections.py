@@ -97,7 +97,7 @@ class CollectionsMixin:
 
     store: Store
 
-    def _frames(self, record: VideoRecord) -> FrameArrays:  # implemented by Library
+    def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:  # Library's
         raise NotImplementedError
 
     # -- collections ------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class CollectionsMixin:
         Raises:
             ConfigError: the file is missing, or bad metadata.
         """
-        from framedex.library import check_metadata
+        from framedex.validate import check_metadata
 
         p = Path(path)
         check(p.is_file(), "path", str(p.name), "must be an existing file")
@@ -293,7 +293,7 @@ class CollectionsMixin:
             VideoNotFoundError: no such video. ConfigError: a bad segmentation, scope or range.
         """
         record = self.store.find_video(video)
-        frames = self._frames(record)
+        frames, _ = self._frames(record)
         return video_embeddings(frames.pts_sec, frames.vectors, record.duration,
                                 segmentation=segmentation, seconds=seconds, scopes=scopes,
                                 start_sec=start_sec, end_sec=end_sec)

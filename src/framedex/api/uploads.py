@@ -24,6 +24,8 @@ MAX_FIELD_BYTES = 64 * 1024
 #: bodies declare no length, so without these a client could send megabytes of small fields.
 MAX_FIELDS_BYTES = 256 * 1024
 MAX_PARTS = 16
+#: Largest JSON request body.
+MAX_JSON_BYTES = 1 << 20
 #: Slack for multipart boundaries and part headers when checking Content-Length.
 _OVERHEAD = 64 * 1024
 
@@ -186,7 +188,8 @@ async def receive_upload(request: Request, *, file_field: str, dest: Path,
         for _, extra in collector.upload.files:
             extra.unlink(missing_ok=True)
 
-    parser = MultipartParser(boundary, collector.callbacks())
+    callbacks: Any = collector.callbacks()  # python-multipart types them as a TypedDict
+    parser = MultipartParser(boundary, callbacks)
     try:
         async for chunk in request.stream():
             parser.write(chunk)
@@ -222,3 +225,20 @@ def json_field(upload: Upload, name: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as ex:
         raise ConfigError(f"{name}={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The request body, at most :data:`MAX_JSON_BYTES` (also when it is chunked).
+
+    Raises:
+        PayloadTooLargeError: the body is larger (413).
+    """
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    return bytes(body)

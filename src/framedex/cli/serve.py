@@ -36,12 +36,13 @@ def serve(
         help="Default sampler of select requests that name none.")] = None,
     device: Device = "auto",
 ) -> None:
-    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings); docs at /docs."""
+    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
+    (at /); API docs at /docs."""
     import logging
 
     import uvicorn
 
-    from framedex.api.app import create_app
+    from framedex.api.app import create_app, open_library
     from framedex.api.settings import Settings
 
     settings = Settings.from_cli(
@@ -49,8 +50,9 @@ def serve(
         allow_roots=tuple(str(r) for r in allow_root or ()), max_upload_mb=max_upload_mb,
         workers=workers, upload_dir=str(upload_dir) if upload_dir else None,
         default_sampler=sampler, allow_urls=tuple(allow_url or ()))
-    app_ = create_app(settings)  # opens the store and loads the model before listening
+    library = open_library(settings)  # a bad --db or upload folder fails here, in one line
+    app_ = create_app(settings, library=library)
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
-    note(f"serving {db} on http://{host}:{port} (docs at /docs; the Twelve Labs API at "
-         "/v1.3)")
+    note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs, the Twelve Labs "
+         "API at /v1.3)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -253,8 +253,8 @@ class Indexer:
                     return IndexOutcome(path, "unchanged", vid, existing.num_frames,
                                         existing.num_indexed, existing.duration)
                 record = self._index(path, source, vid, metadata or {}, progress)
-        except FramedexError as ex:
-            return IndexOutcome(path, "failed", error=str(ex))
+        except FramedexError as ex:  # name the file as the user knows it, not read_from
+            return IndexOutcome(path, "failed", error=str(ex).replace(source, path))
         except OSError as ex:
             return IndexOutcome(path, "failed", error=f"cannot read {path}: {ex.strerror or ex}")
         return IndexOutcome(path, "indexed", record.video_id, record.num_frames,

@@ -16,7 +16,7 @@ Both caches are thread-safe: the API's worker threads share the library's caches
 Example::
 
     cache = FrameCache(max_bytes=256 << 20)
-    frames = cache.get_or_load((vid, gen), lambda: store.read_frames(vid))
+    frames, hit = cache.get_or_load((vid, gen), lambda: store.read_frames(vid))
 """
 
 from __future__ import annotations
@@ -115,19 +115,24 @@ class FrameCache:
               "must be an integer >= 0 (0 turns the cache off)")
         self._lru: _LRU[FrameArrays] = _LRU(max_bytes, lambda f: f.nbytes)
 
-    def get_or_load(self, key: Hashable, load: Callable[[], FrameArrays]) -> FrameArrays:
+    def get_or_load(self, key: Hashable,
+                    load: Callable[[], FrameArrays]) -> tuple[FrameArrays, bool]:
         """The cached arrays for ``key``, else ``load()`` (kept when they fit).
 
         The arrays are shared between callers: they are made read-only, so a sampler cannot
         change what the next request sees.
+
+        Returns:
+            the arrays, and whether they came from the cache.
         """
         frames = self._lru.get(key)
-        if frames is None:
-            frames = load()
-            for arr in (frames.pos, frames.frame_idx, frames.pts_sec, frames.vectors):
-                arr.flags.writeable = False
-            self._lru.put(key, frames)
-        return frames
+        if frames is not None:
+            return frames, True
+        frames = load()
+        for arr in (frames.pos, frames.frame_idx, frames.pts_sec, frames.vectors):
+            arr.flags.writeable = False
+        self._lru.put(key, frames)
+        return frames, False
 
     def stats(self) -> CacheStats:
         """Hits, misses, entries and bytes held."""

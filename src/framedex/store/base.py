@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
+from framedex.store.location import StoreLocation
 from framedex.store.locks import Claim
 from framedex.store.schema import AssetRecord, IndexRecord, MemberRecord, VideoRecord
 
@@ -63,6 +64,7 @@ class Store(Protocol):
     """What framedex needs from a store (see the module docstring for the write protocol)."""
 
     uri: str
+    location: StoreLocation
 
     # -- location and encoder ---------------------------------------------------------------
     def exists(self) -> bool: ...

@@ -449,7 +449,9 @@ class LanceStore:
         """
         if self.get_video(video_id) is None:
             raise VideoNotFoundError(f"no indexed video {video_id[:200]!r} in {self.uri}")
-        with self.claim(video_id, wait=True) as _claim, self.writing():
+        claim = self.claim(video_id, wait=True)
+        assert claim is not None  # wait=True blocks until it is ours
+        with claim, self.writing():
             where = f"video_id = {sql_str(video_id)}"
             self.tables.delete("videos", where)
             for name in (*GENERATION_TABLES, "video_paths", "index_members"):
@@ -590,7 +592,7 @@ class LanceStore:
             config = HnswSq(distance_type="cosine", num_partitions=parts)
         else:
             raise ConfigError(f"index_type={index_type!r} is invalid: use IVF_PQ or IVF_HNSW_SQ")
-        with self.writing(), store_io(self.location, "index"):
+        with self.locks.maintenance(), self.writing(), store_io(self.location, "index"):
             table.create_index("vector", config=config, replace=True)
         self.ensure_scalar_indexes()
         return {"rows": rows, "index_type": index_type, "num_partitions": parts,
@@ -606,16 +608,18 @@ class LanceStore:
 
         for name in ("frames", "segments"):
             ds = self.tables.snapshot(name)
-            if ds is None or ds.count_rows() == 0:
+            if ds is None or ds.count_rows() == 0 or "video_id" in _indexed_columns(ds):
                 continue
-            if "video_id" in _indexed_columns(ds):
-                continue
-            table = self.tables.table(name)
-            with self.writing(), store_io(self.location, "index"):
-                table.create_index("video_id", config=BTree())
+            with self.locks.maintenance():
+                ds = self.tables.snapshot(name)  # another process may have built it meanwhile
+                if ds is None or "video_id" in _indexed_columns(ds):
+                    continue
+                table = self.tables.table(name)
+                with store_io(self.location, "index"):
+                    table.create_index("video_id", config=BTree())
 
     def optimize(self, **options: Any) -> dict[str, Any]:
-        """Compaction, index upkeep, retention and cleanup: see :func:`store.maintenance.optimize`."""
+        """Compaction, index upkeep, retention, cleanup (``store.maintenance.optimize``)."""
         from framedex.store.maintenance import optimize
 
         return optimize(self, **options)

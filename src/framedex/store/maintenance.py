@@ -68,6 +68,14 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
     check(log_retention >= timedelta(0), "log_retention", log_retention, "must be >= 0")
     check(keep_versions >= timedelta(0), "keep_versions", keep_versions, "must be >= 0")
     t0 = time.perf_counter()
+    with store.locks.maintenance():
+        return _optimize(store, log_retention, keep_versions, sweep_orphans, tables, t0)
+
+
+def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timedelta,
+              sweep_orphans: bool, tables: tuple[str, ...], t0: float) -> dict[str, Any]:
+    import time
+
     before = sum(store.disk_usage().values())
     deleted = _expire_log(store, log_retention)
     swept = sweep_dead_generations(store)
@@ -85,15 +93,15 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
 
 
 def _expire_log(store: LanceStore, retention: timedelta) -> int:
-    ds = store.tables.snapshot("query_log")
+    ds = store.tables.writable("query_log")
     if ds is None:
         return 0
-    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S")
+    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
     where = f"ts < TIMESTAMP '{cutoff}'"
     with store_io(store.location, "clean up"):
         n = ds.count_rows(where)
-    if n:
-        store.tables.delete("query_log", where)  # a handle of its own (tables._writable)
+        if n:
+            ds.delete(where)
     return int(n)
 
 

@@ -45,7 +45,8 @@ import pyarrow as pa
 
 ENCODER_KEY = b"framedex.encoder"
 SCHEMA_VERSION_KEY = b"framedex.schema_version"
-#: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``.
+#: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``;
+#: ``cache_hit`` on query_log.
 SCHEMA_VERSION = "2"
 
 
@@ -140,6 +141,7 @@ QUERY_LOG_SCHEMA = pa.schema(
         ("latency_ms", pa.float64()),
         ("result_size", pa.int32()),
         ("params", pa.string()),
+        ("cache_hit", pa.bool_()),
     ]
 )
 

@@ -93,7 +93,9 @@ class LanceTables:
         table does not exist."""
         ds = self.snapshot(name)
         if ds is None:
-            empty = (schema or pa.schema([])).empty_table()
+            if schema is None:
+                return pa.table({c: pa.array([], pa.null()) for c in columns or []})
+            empty = schema.empty_table()
             return empty.select(columns) if columns else empty
         with store_io(self.location, "read"):
             return ds.to_table(columns=columns, filter=where)
@@ -153,30 +155,32 @@ class LanceTables:
         assert ds is not None
         return ds
 
-    def _writable(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
-        """A handle of its own for one write (creating the table on first use).
+    def writable(self, name: str, schema: pa.Schema | None = None) -> lance.LanceDataset | None:
+        """A dataset object of its own for one write (created with ``schema`` if missing).
 
-        A write borrows its dataset object mutably; doing it on the shared read snapshot
-        panicked (``PyBorrowMutError``) when another thread read that snapshot at the same
-        time (a job saving its progress while a request lists the jobs).
+        Never the shared read snapshot: a write mutates the object it runs on, and a reader
+        thread on the same object would fail ("Already mutably borrowed").
         """
-        self.create(name, schema)
+        if schema is not None:
+            self.create(name, schema)
+        elif self.snapshot(name) is None:
+            return None
         with store_io(self.location, "open"):
-            ds = self._open(name)
-        assert ds is not None
-        return ds
+            return self._open(name)
 
     def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
         """Append rows (creating the table on first use). Concurrent appends all land: Lance
         retries a commit that raced another append."""
-        ds = self._writable(name, schema)
+        ds = self.writable(name, schema)
+        assert ds is not None
         with store_io(self.location, "write to"):
             ds.insert(data.cast(ds.schema) if data.schema != ds.schema else data)
 
     def upsert(self, name: str, key: str | list[str], data: pa.Table,
                schema: pa.Schema) -> None:
         """Insert rows, or replace the rows with the same ``key``, in one commit."""
-        ds = self._writable(name, schema)
+        ds = self.writable(name, schema)
+        assert ds is not None
         with store_io(self.location, "write to"):
             ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all() \
                 .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
@@ -185,19 +189,19 @@ class LanceTables:
                        schema: pa.Schema) -> None:
         """Insert the rows whose ``key`` is not in the table yet; existing rows stay as they
         are (one commit)."""
-        ds = self._writable(name, schema)
+        ds = self.writable(name, schema)
+        assert ds is not None
         with store_io(self.location, "write to"):
             ds.merge_insert(key).when_not_matched_insert_all() \
                 .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
 
     def delete(self, name: str, where: str) -> None:
         """Delete the rows matching ``where`` (no-op when the table does not exist)."""
-        if self.snapshot(name) is None:
+        ds = self.writable(name)
+        if ds is None:
             return
         with store_io(self.location, "write to"):
-            ds = self._open(name)
-            if ds is not None:
-                ds.delete(where)
+            ds.delete(where)
 
     def table(self, name: str) -> Any:
         """The LanceDB table (for index building and maintenance), or None."""

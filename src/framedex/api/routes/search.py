@@ -14,9 +14,8 @@ from pydantic import ValidationError
 from framedex.api.deps import LibraryDep, PathsDep, SettingsDep
 from framedex.api.jobs import new_job_id
 from framedex.api.paths import PathView
-from framedex.api.routes.videos import _read_json
 from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse
-from framedex.api.uploads import json_field, receive_upload
+from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import SearchFilters
 
@@ -94,7 +93,7 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
             raise _validation_error(ex) from None
     elif ctype == "application/json" or ctype.endswith("+json"):
         try:
-            req = SearchRequest.model_validate_json(await _read_json(request))
+            req = SearchRequest.model_validate_json(await read_json_body(request))
         except ValidationError as ex:
             raise _validation_error(ex) from None
         if req.image_base64 is not None:

@@ -214,13 +214,6 @@ class VideoDecoder(ABC):
         """Metadata of the opened video."""
         return self._info
 
-    @property
-    def frame_pts(self) -> np.ndarray:
-        """Presentation time (s from the start) of every native frame, ascending (read-only)."""
-        view = self._pts.view()
-        view.flags.writeable = False
-        return view
-
     def index_grid(self, index_fps: float = 1.0) -> np.ndarray:
         """Native frame indices ``iter_index_frames(index_fps)`` will yield, ascending.
 
@@ -308,6 +301,8 @@ _DECODERS: Registry[type[VideoDecoder]] = Registry("decoder")
 
 #: Class decorator registering a decode backend under a name (duplicates raise).
 register_decoder = _DECODERS.register
+#: Remove a registered backend (unloading a plug-in, a test's fake).
+unregister_decoder = _DECODERS.unregister
 
 
 def list_decoders(available_only: bool = True) -> list[str]:
