@@ -1,15 +1,16 @@
 """Benchmark the HTTP API: select latency over loopback, idle and during an ingest.
 
 A store is filled with one cached 1-hour video (3,600 frames at 1 fps, 600 six-second
-segments) of random unit vectors written directly through the Store (no 1-hour render: select
-latency does not depend on what the vectors mean). A real ``framedex serve`` subprocess serves
+segments) of scene-like unit vectors written through the store's write protocol (no 1-hour
+render: select latency does not depend on what the vectors mean), with the identity of the
+served model (default: the shipped ``synthetic-shapes``). A real ``framedex serve`` subprocess serves
 it; httpx clients send ``POST /v1/videos/{id}/select`` at concurrency 1 and 8, then again while
 an ingest job of a generated video runs. Prints a markdown table; errors must be zero.
 
 Usage::
 
-    .venv/bin/python scripts/bench_api.py                      # tiny random model, CPU
-    .venv/bin/python scripts/bench_api.py --model synthetic-shapes --requests 400
+    .venv/bin/python scripts/bench_api.py                      # synthetic-shapes, CPU
+    .venv/bin/python scripts/bench_api.py --requests 400 --samplers bolt,aks
 """
 
 from __future__ import annotations
@@ -26,38 +27,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "scripts"))
 
 
-def build_store(db: Path, model: str, device: str, frames: int, video: Path) -> str:
-    """Write one ``frames``-second video of random unit vectors; returns its video_id."""
-    from framedex.library import Library
-    from framedex.store.schema import VideoRecord
+def build_store(db: Path, model: str, frames: int, video: Path) -> str:
+    """Write one ``frames``-second cached video of scene-like vectors; returns its id."""
+    from bench_common import scene_vectors, write_video
 
-    lib = Library(db, model=model, device=device)
-    enc = lib.encoder
-    lib.store.ensure_encoder(enc.identity)
-    rng = np.random.default_rng(0)
-    # A random walk on the sphere: neighbouring frames are similar, as in real video.
-    steps = rng.standard_normal((frames, enc.dim)).astype(np.float32)
-    vecs = np.cumsum(steps, axis=0) + 5 * rng.standard_normal(enc.dim).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    pos = np.arange(frames, dtype=np.int32)
+    from framedex.indexer.encoder import load_text_encoder
+    from framedex.store import open_store
+
+    encoder = load_text_encoder(model)
     vid = "bench1hour00000000000"
-    lib.store.begin_video(vid)
-    lib.store.add_frames(vid, pos, pos.astype(np.int64) * 30, pos.astype(np.float64), vecs)
-    seg = vecs.reshape(-1, 6, enc.dim).mean(1)
-    seg /= np.linalg.norm(seg, axis=1, keepdims=True)
-    starts = np.arange(len(seg), dtype=np.float64) * 6
-    lib.store.add_segments(vid, starts, starts + 6, np.full(len(seg), 6), seg)
-    lib.store.commit_video(VideoRecord(
-        video_id=vid, path=str(video), duration=float(frames), frame_rate=30.0,
-        num_frames=frames * 30, width=1280, height=720, start_sec=0.0, is_vfr=False,
-        index_fps=1.0, num_indexed=frames, decoder="pyav", encoder=enc.identity["model"]))
-    lib.store.ensure_scalar_indexes()
+    write_video(open_store(db), encoder.identity, vid, scene_vectors(frames, encoder.dim),
+                path=str(video))
     return vid
 
 
@@ -145,7 +131,7 @@ def serve_and_measure(args: argparse.Namespace, db: Path, model: str, media: Pat
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "framedex.cli", "serve", "--db", str(db), "--model", model,
+        [sys.executable, "-m", "framedex", "serve", "--db", str(db), "--model", model,
          "--device", args.device, "--port", str(port), "--allow-root", str(media)],
         stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -163,7 +149,7 @@ def serve_and_measure(args: argparse.Namespace, db: Path, model: str, media: Pat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None, help="encoder spec (default: a tiny random model)")
+    ap.add_argument("--model", default="synthetic-shapes", help="encoder spec")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--frames", type=int, default=3600)
     ap.add_argument("--requests", type=int, default=200)
@@ -173,19 +159,17 @@ def main() -> None:
                     help="length of the video ingested during the second phase")
     args = ap.parse_args()
 
-    from conftest import write_tiny_model
-
     from framedex.synth import random_spec, render
 
     tmp = Path(tempfile.mkdtemp(prefix="framedex-bench-api-"))
-    model = args.model or str(write_tiny_model(tmp / "tiny"))
+    model = args.model
     media = tmp / "media"
     media.mkdir()
     dummy = media / "cached-1h.mp4"
     dummy.write_bytes(b"")  # selects never decode; the path only has to exist on record
     db = tmp / "lib.db"
     t0 = time.perf_counter()
-    vid = build_store(db, model, args.device, args.frames, dummy)
+    vid = build_store(db, model, args.frames, dummy)
     print(f"store with {args.frames} frames built in {time.perf_counter() - t0:.1f}s",
           file=sys.stderr)
     ingest_video = media / "ingest.mp4"

@@ -44,9 +44,8 @@ class _Decoder:
         self._ctx = av.CodecContext.create(codec, "r")
         self.sessions_flushed = 0
 
-    def Decode(self, packet: PacketData) -> list[_Frame]:  # noqa: N802 - PyNvVideoCodec's name
+    def Decode(self, packet: PacketData) -> list[_Frame]:
         import av
-        import torch
 
         if not packet.bsl:
             frames = list(self._ctx.decode(None))  # drain
@@ -77,7 +76,7 @@ def module() -> types.ModuleType:
 
     def create_decoder(gpuid: int = 0, codec: str = "h264", cudacontext: int = 0,
                        cudastream: int = 0, usedevicememory: bool = True,
-                       outputColorType: str = "NATIVE") -> _Decoder:  # noqa: N803
+                       outputColorType: str = "NATIVE") -> _Decoder:
         assert outputColorType == "RGB" and usedevicememory
         return _Decoder(codec)
 

@@ -8,6 +8,8 @@ decoder is the judge, exactly as for a server-side path.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -228,3 +230,104 @@ def test_serve_refuses_bad_options_in_one_line(tmp_path):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "db"), "--api-key", "x"])
     assert result.exit_code == 1 and "api_key" in result.output
+
+
+# -- the attack on ingest and paths (issue: nothing lost, nothing doubled) --------------------
+
+
+def _uploads(layout) -> set[Path]:
+    return set((layout["base"] / "uploads").glob("*"))
+
+
+def test_a_rejected_upload_leaves_no_file(client, layout):
+    before = _uploads(layout)  # other tests (and the fuzzer) may have left indexed uploads
+    with open(layout["root"] / "ok.mp4", "rb") as fh:
+        data = fh.read()
+    r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"fps": "abc"})
+    assert error_of(r, 422)["detail"][0]["field"] == "body.fps"
+    r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"metadata": "{oops"})
+    error_of(r, 422)
+    assert _uploads(layout) == before
+
+
+def test_form_fields_are_capped(client, layout):
+    before = _uploads(layout)
+    many = {f"f{i}": "x" for i in range(40)}
+    r = client.post("/v1/videos", files={"file": ("a.mp4", b"x" * 100)}, data=many)
+    assert "parts" in error_of(r, 413)["message"]
+
+    def chunks():  # no Content-Length: many 60 KB fields, each under the per-field limit
+        for i in range(8):
+            yield (f'--xyz\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\n'.encode()
+                   + b"y" * 60_000 + b"\r\n")
+        yield b"--xyz--\r\n"
+
+    r = client.post("/v1/videos", content=chunks(),
+                    headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert "together" in error_of(r, 413)["message"]
+    assert _uploads(layout) == before
+
+
+@pytest.mark.parametrize("ref", ["%00", "%00abc", "a" * 4000])
+def test_odd_video_ids_are_4xx(client, ref):
+    for method, url in (("GET", f"/v1/videos/{ref}"), ("GET", f"/v1/videos/{ref}/embeddings"),
+                        ("GET", f"/v1/videos/{ref}/frames/0.jpg")):
+        r = client.request(method, url)
+        assert 400 <= r.status_code < 500, (url[:60], r.status_code, r.text[:200])
+    r = client.post(f"/v1/videos/{ref}/select", json={"question": "a star"})
+    assert 400 <= r.status_code < 500
+
+
+@pytest.mark.parametrize("path", ["~nosuchuser/x.mp4", "/" + "c" * 4000 + ".mp4",
+                                  "/tmp/\x00x.mp4"])
+def test_odd_ingest_paths_are_4xx(client, path):
+    r = client.post("/v1/videos", json={"path": path})
+    assert 400 <= r.status_code < 500, r.text[:200]
+    assert r.json()["error"]["message"]
+
+
+def test_no_server_path_is_shown(client, server, layout, video_id):
+    base = str(layout["base"])
+    health = httpx.get(f"{server.base}/health").text
+    listing = client.get("/v1/videos").json()
+    assert base not in health
+    paths = {v["video_id"]: v["path"] for v in listing["data"]}
+    assert paths[video_id] == "root/ok.mp4"  # a file under the allow-root named "root"
+    # others are uploads (the fuzzer's): shown under uploads/, never the server's folder
+    assert all(p == "root/ok.mp4" or p.startswith("uploads/") for p in paths.values())
+    hits = client.post("/v1/search", json={"text": "a green square"}).json()["results"]
+    assert hits and {h["path"] for h in hits} <= set(paths.values())
+    sel = client.post(f"/v1/videos/{video_id}/select", json={"question": "a green square"})
+    assert sel.json()["path"] == "root/ok.mp4" and base not in sel.text
+    bad = client.post("/v1/videos", files={"file": ("x.mp4", b"not a video " * 50)}).json()
+    job = poll_job(client, bad["job_id"])
+    assert job["status"] == "failed" and base not in job["error"] and "uploads/" in job["error"]
+
+
+def test_a_file_swapped_for_a_symlink_after_submission_is_not_indexed(tmp_path, tiny_model,
+                                                                      layout):
+    """The attack: submit a file under the root, then swap it for a link to a file outside
+    before the worker opens it. The job must fail and nothing outside may be indexed."""
+    from framedex import Library
+    from framedex.api.jobs import JobManager
+
+    root = tmp_path / "root"
+    root.mkdir()
+    target = root / "clip.mp4"
+    shutil.copy(layout["root"] / "ok.mp4", target)
+    lib = Library(tmp_path / "db", model=model_spec(tiny_model), device="cpu")
+    manager = JobManager(lib, workers=1, roots=(root.resolve(),))
+    job = manager.submit("path", str(target.resolve()), {"fps": 1.0})  # checked: inside
+    target.unlink()
+    os.symlink(layout["outside"] / "secret.mp4", target)  # swapped before the worker runs
+    manager.start()
+    try:
+        deadline = time.monotonic() + 60
+        while manager.get(job.job_id).status in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        manager.stop()
+    done = manager.get(job.job_id)
+    assert done.status == "failed" and "replaced" in done.error
+    assert lib.videos() == []

@@ -79,6 +79,19 @@ def test_folder_without_config(tmp_path):
         load_encoder(str(tmp_path), device="cpu")
 
 
+def test_folder_with_config_but_no_weights(tmp_path):
+    """open_clip alone builds random weights here: every search would silently be noise."""
+    import json
+
+    from conftest import TINY_CFG
+
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CFG}))
+    (tmp_path / "notes.pt").write_bytes(b"open_clip does not load *.pt from a folder")
+    with pytest.raises(ModelLoadError, match="no weights") as info:
+        load_encoder(str(tmp_path), device="cpu")
+    assert "open_clip_model.safetensors" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_forced_unavailable_device():
     import torch
 

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from videos import cfr
 
-from framedex.indexer.decode import base as decode_base
-from framedex.indexer.decode import register_decoder
+from framedex.indexer.decode.base import register_decoder, unregister_decoder
 from framedex.indexer.encoder import load_encoder
 from framedex.indexer.pipeline import Indexer, IndexOptions
 from framedex.indexer.workers import split_grid
@@ -111,7 +110,7 @@ def crashing_decoder():
 
     register_decoder("crashing")(CrashingDecoder)
     yield "crashing"
-    decode_base._DECODERS._classes.pop("crashing", None)
+    unregister_decoder("crashing")
 
 
 def test_worker_crash_fails_its_file_not_the_run(tmp_path, small_video, tiny_model,

@@ -7,22 +7,14 @@ the videos' ground truth.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from framedex.errors import ConfigError, EmptyLibraryError
-from framedex.indexer.encoder import BUILTIN_MODELS
 from framedex.query.search import SearchFilters, merge_hits
 from framedex.store.schema import VideoRecord
 from framedex.synth import render
 from framedex.synth.captions import object_phrase
-
-SHIPPED = BUILTIN_MODELS["synthetic-shapes"]
-HAVE_SHIPPED = (Path(SHIPPED) / "open_clip_config.json").exists()
-needs_shipped = pytest.mark.skipif(not HAVE_SHIPPED,
-                                   reason="synthetic-shapes weights are not trained yet")
 
 # (name, duration, needles, metadata); needles are distinct objects per video.
 VIDEOS = [
@@ -41,7 +33,7 @@ def world(tmp_path_factory, tiny_model):
     from framedex import Library
 
     root = tmp_path_factory.mktemp("search_world")
-    lib = Library(root / "db", model="synthetic-shapes" if HAVE_SHIPPED else tiny_model)
+    lib = Library(root / "db", model="synthetic-shapes")
     truths, ids = {}, {}
     for seed, (name, duration, needles, meta) in enumerate(VIDEOS):
         spec = _spec(duration, needles, seed)
@@ -80,7 +72,6 @@ def _in_spans(t: float, spans: list[tuple[float, float]], tol: float = 1.0) -> b
     return any(a - 1e-6 <= t < b + tol for a, b in spans)
 
 
-@needs_shipped
 def test_search_finds_each_object_inside_its_truth_spans(world):
     lib, truths, _ = world
     precisions = []
@@ -94,7 +85,6 @@ def test_search_finds_each_object_inside_its_truth_spans(world):
     assert np.mean(precisions) >= 0.8, list(zip(QUERIES, precisions))
 
 
-@needs_shipped
 def test_neighbouring_frames_merge_into_one_moment(world):
     lib, truths, ids = world
     best = lib.search("a red circle", limit=1)[0]
@@ -130,8 +120,8 @@ def test_group_by_video_gives_one_entry_per_video_best_first(world):
     for h in hits:
         assert h.score == h.moments[0].score == max(m.score for m in h.moments)
         assert set(h.to_json()) >= {"video_id", "path", "start", "end", "score", "moments"}
-    if HAVE_SHIPPED:  # the best video shows a purple star (the needle, or in its filler)
-        assert truths[vids[0]].spans_with(shape="star", color="purple")
+    # the best video shows a purple star (the needle, or in its filler)
+    assert truths[vids[0]].spans_with(shape="star", color="purple")
 
 
 def test_moment_results_are_ranked_and_within_the_video(world):

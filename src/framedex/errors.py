@@ -43,7 +43,9 @@ class UnknownNameError(NotFoundError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=1)
+        folded = {k.lower(): k for k in known}
+        close = [folded[name.lower()]] if name.lower() in folded else \
+            difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         super().__init__(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)}")
         self.kind, self.name, self.known = kind, name, known
@@ -75,6 +77,15 @@ class ModelLoadError(FramedexError, RuntimeError):
     code = "model_unavailable"
 
 
+class UnsupportedModelError(ModelLoadError):
+    """A model the numpy text encoder cannot run exactly; the torch encoder can still load it.
+
+    ``load_text_encoder`` catches it and falls back to ``load_encoder``, recording the reason.
+    """
+
+    code = "model_unsupported"
+
+
 class EncoderMismatchError(FramedexError, ValueError):
     """The store was built with a different encoder than the one asked for."""
 
@@ -96,8 +107,8 @@ class StoreNotFoundError(StoreError, LookupError):
     code = "store_not_found"
 
 
-class EmptyLibraryError(StoreError):
-    """A query was made against a store that has no indexed video."""
+class EmptyLibraryError(NotFoundError):
+    """A query was made against a store that has no indexed video (nothing to find)."""
 
     code = "empty_library"
 
@@ -123,11 +134,19 @@ class PayloadTooLargeError(FramedexError, ValueError):
     code = "payload_too_large"
 
 
-def check(condition: bool, name: str, value: object, rule: str) -> None:
+class UnsupportedError(FramedexError, NotImplementedError):
+    """A feature framedex does not offer (audio search on a visual-only server, a generative
+    model...). The message names the feature and what to use instead (HTTP 400)."""
+
+    http_status = 400
+    code = "unsupported"
+
+
+def check(condition: object, name: str, value: object, rule: str) -> None:
     """Raise :class:`ConfigError` naming ``name``, ``value`` and ``rule`` unless ``condition``.
 
     Args:
-        condition: the rule holds.
+        condition: the rule holds (anything truthy: a numpy bool too).
         name: the parameter's name as the user wrote it.
         value: the value the user gave.
         rule: the rule in words, e.g. ``"must be >= 1"``.

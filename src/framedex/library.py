@@ -6,6 +6,7 @@ Example::
     lib = Library("framedex.db", model="synthetic-shapes")
     lib.index(["clips/"])
     lib.search("a red circle", limit=5)                      # -> [Moment, ...]
+    lib.search(["a red circle", "a blue star"], operator="and", group_by="video")
     res = lib.select("clips/a.mp4", "when is the red circle?", sampler="bolt", budget=8)
     out = lib.deliver(res, include=("frames", "payload"))    # JPEGs at their tiers, a request
 
@@ -17,42 +18,79 @@ once, here; the workers below trust their arguments. Each step happens once: one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
+from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
-from framedex.query.delivery import DEFAULT_QUALITY, Delivery, check_source, deliver
+from framedex.query.delivery import (
+    DEFAULT_QUALITY,
+    Delivery,
+    SourceFile,
+    check_source,
+    deliver,
+    open_source,
+)
+from framedex.query.images import MAX_IMAGE_BYTES
 from framedex.query.samplers.base import (
-    Budget,
     SamplerInfo,
-    TokenBudget,
     create_sampler,
     list_samplers,
     sampler_info,
 )
-from framedex.query.search import Moment, SearchFilters, VideoHit, search_library
+from framedex.query.search import (
+    MAX_PARTS,
+    OPERATORS,
+    Moment,
+    SearchFilters,
+    VideoHit,
+    search_library,
+    search_parts,
+)
 from framedex.query.select import RelevanceCurve, SelectResult, select_frames
-from framedex.store import FrameArrays, QueryLog, SegmentArrays, Store, VideoRecord, open_store
+from framedex.store import (
+    AssetRecord,
+    FrameArrays,
+    MemberRecord,
+    QueryLog,
+    SegmentArrays,
+    Store,
+    VideoRecord,
+    open_store,
+)
 from framedex.store.sql import query_stats, run_sql
+from framedex.validate import (
+    DEFAULT_BUDGET,
+    MAX_TEXT,
+    check_metadata,
+    check_text,
+    decoder_names,
+    make_budget,
+    parse_metadata,
+    sampler_infos,
+    sampler_names,
+)
 
-__all__ = ["DEFAULT_SAMPLER", "Delivery", "Library", "Moment", "RelevanceCurve",
-           "SamplerInfo", "SearchFilters", "SelectResult", "VideoHit", "VideoRecord"]
+if TYPE_CHECKING:
+    from framedex.indexer.encoder import TextEncoder
+
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "AssetRecord",
+           "CollectionInfo", "Delivery", "Library", "MemberRecord", "Moment", "RelevanceCurve",
+           "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
+           "VideoRecord", "decoder_names", "parse_metadata", "sampler_infos", "sampler_names"]
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 75 %; the router,
 #: the old default, had 73 % and 17 %): docs/eval.md.
 DEFAULT_SAMPLER = "aks"
-#: Frames chosen when a request gives neither ``budget`` nor ``tokens``.
-DEFAULT_BUDGET = 8
-#: Longest accepted question or search text.
-MAX_TEXT = 4000
 #: Fewer frames than this are searched exactly; an ANN index is refused without ``force``.
 MIN_ANN_ROWS = 50_000
 #: What to tell users of a store built with the shipped toy model.
@@ -61,7 +99,7 @@ SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows colou
                   "real model (README: \"Index your own videos\")")
 
 
-class Library:
+class Library(CollectionsMixin):
     """A framedex library on one store.
 
     Args:
@@ -97,7 +135,7 @@ class Library:
         self.text_cache = TextCache(text_cache)
         self.query_log = QueryLog(self.store) if log_queries else None
         self._encoder: Any = None
-        self._text_encoder: Any = None
+        self._text_encoder: TextEncoder | None = None
 
     @property
     def uri(self) -> str:
@@ -138,22 +176,30 @@ class Library:
             self._encoder = load_encoder(self.model_spec, device=self.device)
         return self._encoder
 
-    def _query_encoder(self) -> Any:
-        """The text encoder for queries, checked against the store's encoder."""
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The encoder for query texts, loaded on first use: numpy when the model allows it
+        (no torch import, see ``load_text_encoder``), else the full encoder; same identity."""
         if self._text_encoder is None:
             from framedex.indexer.encoder import load_text_encoder
 
-            encoder = load_text_encoder(self.model_spec, device=self.device)
-            if self.store.encoder_identity() is not None:
-                self.store.ensure_encoder(encoder.identity)
-            self._text_encoder = encoder
+            self._text_encoder = load_text_encoder(self.model_spec, device=self.device)
         return self._text_encoder
 
+    def _query_encoder(self) -> TextEncoder:
+        """The encoder for queries, checked against the store's identity."""
+        encoder = self.text_encoder
+        if self.store.encoder_identity() is not None:
+            self.store.ensure_encoder(encoder.identity)
+        return encoder
+
     def encoder_info(self) -> dict[str, Any]:
-        """The encoder's identity, and whether it is the shipped toy model."""
+        """The encoder's identity, its device and backend, and whether it is the shipped toy
+        model."""
         text = self._query_encoder()
         identity = dict(text.identity)
         identity["device"] = getattr(self._encoder or text, "device", "cpu")
+        identity["text_backend"] = getattr(text, "backend", "torch")
         identity["synthetic"] = identity.get("spec") == "synthetic-shapes"
         return identity
 
@@ -164,13 +210,17 @@ class Library:
               metadata: Mapping[str, Any] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
               on_file: Callable[[Any], None] | None = None,
+              on_model: Callable[[str, str], None] | None = None,
               decode_workers: int | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
 
-        Options are validated before the model loads and before the store is created, so a
-        typo costs nothing and a failed first run leaves no empty store behind.
-        ``decode_workers`` decode processes feed one encoder (None: auto, the usable cores
-        less what a CPU encoder needs); the index does not depend on their number.
+        Options and the store's location are checked before the model loads, so a typo costs
+        nothing, and a failed first run leaves no empty store behind.
+
+        Args:
+            on_model: called once with the model spec and device when the encoder is loaded.
+            decode_workers: decode processes feeding one encoder (None: auto, the usable
+                cores less what a CPU encoder needs); the index does not depend on it.
 
         Returns:
             An ``IndexReport`` (``.by_status("indexed"|"unchanged"|"failed")``).
@@ -186,9 +236,24 @@ class Library:
         meta = check_metadata(metadata)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        indexer = Indexer(self.store, self.encoder, options)
+        with self._writable_store():
+            encoder = self.encoder
+            if on_model is not None:
+                on_model(self.model_spec, str(encoder.device))
+            indexer = Indexer(self.store, encoder, options)
         return indexer.index_paths(list(paths), metadata=meta, progress=progress,
                                    on_file=on_file)
+
+    @contextlib.contextmanager
+    def _writable_store(self) -> Iterator[None]:
+        """Make sure the store can be written before a model loads (a bad ``--db`` fails in a
+        second, not after the model), and leave no empty store behind if the block fails."""
+        made = self.store.location.create()
+        try:
+            yield
+        except BaseException:
+            self.store.location.remove_if_empty(made)
+            raise
 
     def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
                             batch_size: int = 64, decode_workers: int | None = None) -> None:
@@ -255,37 +320,102 @@ class Library:
             VideoNotFoundError: no such video.
         """
         record = self.store.find_video(video)
-        return record, self._frames(record), self.store.read_segments(record.video_id)
+        return record, self._frames(record)[0], self.store.read_segments(record.video_id)
 
-    def _frames(self, record: VideoRecord) -> FrameArrays:
+    def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:
+        """The video's frames (through the cache), and whether the cache had them."""
         key = (self.store.uri, record.video_id, record.generation)
         return self.frame_cache.get_or_load(key, lambda: self.store.read_frames(record.video_id))
 
     # -- queries --------------------------------------------------------------------------
 
-    def search(self, text: str, *, limit: int = 10, group_by: str = "moment",
-               filters: SearchFilters | None = None) -> list[Moment] | list[VideoHit]:
-        """Ranked moments (or videos, ``group_by="video"``) matching ``text``.
+    def search(self, text: str | Sequence[str] | None = None, *,
+               image: np.ndarray | Sequence[np.ndarray] | None = None,
+               operator: str = "or", limit: int = 10, group_by: str = "moment",
+               filters: SearchFilters | None = None,
+               collection: str | None = None) -> list[Moment] | list[VideoHit]:
+        """Ranked moments (or videos, ``group_by="video"``) matching a query.
+
+        A query has one or more parts: texts and/or RGB images (an image query finds the same
+        moments a text does, through the same filters). One part searches every indexed
+        frame. Several parts rank videos by LanceDB's MaxSim over their segment vectors:
+        ``operator="and"`` by the sum over the parts of each part's best segment ("videos that
+        show all of these"), ``"or"`` by the best single part; each hit's moments are the
+        parts' best segments.
+
+        Args:
+            text: a text or a list of texts.
+            image: an RGB uint8 array (H, W, 3) or a list of them
+                (:meth:`load_image` decodes files and uploads).
+            operator: ``or`` or ``and`` (how several parts combine).
+            limit: results to return.
+            group_by: ``moment`` or ``video``.
+            filters: metadata filters.
+            collection: search only the videos of this collection (a Twelve Labs index).
 
         Raises:
-            ConfigError: empty text, bad limit or group_by.
-            EmptyLibraryError: nothing indexed.
+            ConfigError: no part, empty text, a bad image, limit, operator or group_by.
+            NotFoundError: an unknown collection. EmptyLibraryError: nothing indexed.
         """
-        check_text("text", text)
+        texts = [text] if isinstance(text, str) else list(text or [])
+        images = [image] if isinstance(image, np.ndarray) else list(image or [])
+        check(bool(texts or images), "text", text, "give a text or an image to search for")
+        for t in texts:
+            check_text("text", t)
+        from framedex.query.images import check_image
+
+        for im in images:
+            check_image(im)
+        check(len(texts) + len(images) <= MAX_PARTS, "text", len(texts) + len(images),
+              f"a query has at most {MAX_PARTS} parts (texts and images)")
+        check(operator in OPERATORS, "operator", operator, f"must be one of {', '.join(OPERATORS)}")
+        if collection is not None:
+            ids = self.collection_ids(collection)
+            if not ids:  # an empty collection has no match, even in an empty library
+                return []
+            base = filters or SearchFilters()
+            if base.video_ids is not None:
+                ids = ids & base.video_ids
+            from dataclasses import replace
+
+            filters = replace(base, video_ids=ids)
         if self.store.count_videos() == 0:  # before loading a model for nothing
             raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
         encoder = self._query_encoder()  # a first-use model load is not query latency
+        if images:
+            self._image_encoder()
         t0 = time.perf_counter()
-        query = self.text_cache.get_or_encode(text, encoder.encode_text)
-        hits = search_library(self.store, query, limit=limit, group_by=group_by,
-                              filters=filters)
+        parts = [self.text_cache.get_or_encode(t, encoder.encode_text) for t in texts]
+        if images:
+            parts.extend(self.encoder.encode_images(images))
+        queries = np.stack(parts).astype(np.float32)
+        if len(queries) == 1:
+            hits = search_library(self.store, queries[0], limit=limit, group_by=group_by,
+                                  filters=filters)
+        else:
+            if self.store.count_video_vectors() < self.store.count_videos():
+                self.store.backfill_video_vectors()  # a store indexed before the table existed
+            hits = search_parts(self.store, queries, operator=operator, limit=limit,
+                                group_by=group_by, filters=filters,
+                                frames=lambda record: self._frames(record)[0])
         if self.query_log is not None:
-            self.query_log.record(kind="search", query=text, budget=limit,
+            joiner = f" {operator.upper()} "
+            logged = joiner.join([*texts, *(["[image]"] * len(images))])
+            self.query_log.record(kind="search", query=logged, budget=limit,
                                   latency_ms=(time.perf_counter() - t0) * 1000.0,
                                   result_size=len(hits),
-                                  params={"group_by": group_by, "filters": _filters_json(filters)})
+                                  params={"group_by": group_by, "operator": operator,
+                                          "parts": len(queries),
+                                          "filters": _filters_json(filters)})
         return hits
+
+    def _image_encoder(self) -> Any:
+        """The full encoder for image queries, checked against the store's encoder."""
+        encoder = self.encoder
+        if self.store.encoder_identity() is not None:
+            self.store.ensure_encoder(encoder.identity)
+        return encoder
 
     def select(self, video: str, question: str, *, sampler: str | None = None,
                budget: int | None = None, tokens: int | None = None,
@@ -312,13 +442,15 @@ class Library:
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
         query = self.text_cache.get_or_encode(question, encoder.encode_text)
-        result = select_frames(self._frames(record), record, query, chosen, spend,
-                               question=question, params=params, started=t0)
+        frames, hit = self._frames(record)
+        result = select_frames(frames, record, query, chosen, spend, question=question,
+                               params=params, started=t0)
         if self.query_log is not None:
             self.query_log.record(kind="select", query=question, sampler=result.sampler,
                                   budget=result.budget, tokens=result.tokens,
                                   video_id=result.video_id, latency_ms=result.latency_ms,
-                                  result_size=len(result.indices), params=result.params)
+                                  result_size=len(result.indices), params=result.params,
+                                  cache_hit=hit)
         return result
 
     def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
@@ -357,7 +489,7 @@ class Library:
 
         record = self.store.find_video(video)
         wanted = [int(f) for f in frame_idx]
-        indexed = set(self._frames(record).frame_idx.tolist()) if wanted else set()
+        indexed = set(self._frames(record)[0].frame_idx.tolist()) if wanted else set()
         missing = [f for f in wanted if f not in indexed]
         if missing:
             raise NotFoundError(f"frame_idx {missing[:5]} {'are' if len(missing) > 1 else 'is'}"
@@ -375,6 +507,31 @@ class Library:
         from framedex.query.frames import to_jpeg
 
         return to_jpeg(self.frames(video, [frame_idx], width=width)[0], quality)
+
+    def frame_at(self, video: str, t: float) -> int:
+        """The native ``frame_idx`` of the indexed frame nearest to ``t`` seconds (for a
+        thumbnail of a moment or a time; read through the frames cache).
+
+        Raises:
+            ConfigError: ``t`` is not a finite number. VideoNotFoundError: unknown video.
+            NotFoundError: the video has no indexed frame.
+        """
+        check(isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t), "t",
+              t, "must be a finite number of seconds")
+        record = self.store.find_video(video)
+        frames = self._frames(record)[0]
+        if len(frames.pts_sec) == 0:
+            raise NotFoundError(f"video {record.video_id} has no indexed frame: re-index it")
+        return int(frames.frame_idx[int(np.argmin(np.abs(frames.pts_sec - float(t))))])
+
+    def open_source(self, video: str) -> SourceFile:
+        """Open the source file of an indexed video for reading (a player's range requests);
+        see :func:`framedex.query.delivery.open_source`. The caller closes ``.file``.
+
+        Raises:
+            VideoNotFoundError: unknown video. VideoOpenError: the file is gone or changed.
+        """
+        return open_source(self.store.find_video(video))
 
     def _decoder_for(self, record: VideoRecord) -> str:
         """The backend that indexed the video when it is available here, else ``auto`` (the
@@ -506,96 +663,12 @@ class Library:
         self.store.upsert("jobs", "job_id", rows)
 
 
-def sampler_names() -> list[str]:
-    """Registered sampler names, sorted (what ``--sampler`` and the API accept)."""
-    return list_samplers()
-
-
-def sampler_infos(name: str | None = None) -> list[SamplerInfo]:
-    """Every sampler's description and parameters, or just ``name``'s.
-
-    Raises:
-        UnknownNameError: an unknown name (lists the known ones, suggests the closest).
-    """
-    return [sampler_info(n) for n in ([name] if name else list_samplers())]
-
-
-def decoder_names() -> list[str]:
-    """Decode backends installed here (what ``--decoder`` accepts besides ``auto``)."""
-    from framedex.indexer.decode import list_decoders
-
-    return list_decoders()
-
-
-def parse_metadata(text: str | None) -> dict[str, Any]:
-    """``--metadata`` JSON text -> a checked metadata dict.
-
-    Raises:
-        ConfigError: not a JSON object of scalar values.
-    """
-    import json
-
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"metadata={text[:80]!r} is invalid: not JSON ({ex.msg})") from None
-    check(isinstance(value, dict), "metadata", text[:80], "must be a JSON object")
-    return check_metadata(value)
-
-
-def check_text(name: str, text: object) -> None:
-    """Validate a question or search text.
-
-    Raises:
-        ConfigError: not a non-empty string, or longer than :data:`MAX_TEXT`.
-    """
-    check(isinstance(text, str) and text.strip() != "", name, text, "must be non-empty text")
-    assert isinstance(text, str)
-    check(len(text) <= MAX_TEXT and "\x00" not in text, name, text[:40] + "...",
-          f"must be at most {MAX_TEXT} characters, without NUL bytes")
-
-
-def make_budget(budget: int | None, tokens: int | None) -> Budget:
-    """A frame count or a :class:`TokenBudget` from a request's ``budget`` xor ``tokens``.
-
-    Raises:
-        ConfigError: both given, or a value that is not a positive integer.
-    """
-    if budget is not None and tokens is not None:
-        raise ConfigError(f"budget={budget!r} and tokens={tokens!r} are invalid together: give "
-                          "budget (frames) or tokens (a VLM token budget), not both")
-    if tokens is not None:
-        check(_is_int(tokens) and tokens >= 1, "tokens", tokens, "must be an integer >= 1")
-        return TokenBudget(tokens=int(tokens))
-    k = DEFAULT_BUDGET if budget is None else budget
-    check(_is_int(k) and k >= 1, "budget", k, "must be an integer >= 1 (frames)")
-    return int(k)
-
-
-def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """User metadata: a JSON object of string keys and scalar values.
-
-    Raises:
-        ConfigError: not a mapping, or a value that is not a string, number or boolean.
-    """
-    if metadata is None:
-        return {}
-    check(isinstance(metadata, Mapping), "metadata", metadata, "must be a JSON object")
-    for key, value in metadata.items():
-        check(isinstance(key, str) and key != "", "metadata", key, "keys must be non-empty text")
-        check(value is None or isinstance(value, (str, int, float, bool)), f"metadata[{key!r}]",
-              value, "must be a string, number, boolean or null")
-    return dict(metadata)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:
     if filters is None or not filters.active:
         return None
-    return {"min_duration": filters.min_duration, "max_duration": filters.max_duration,
-            "path_glob": filters.path_glob, "metadata": filters.metadata}
+    out: dict[str, Any] = {"min_duration": filters.min_duration,
+                           "max_duration": filters.max_duration,
+                           "path_glob": filters.path_glob, "metadata": filters.metadata}
+    if filters.video_ids is not None:
+        out["video_ids"] = len(filters.video_ids)
+    return out

@@ -36,11 +36,20 @@ class Registry(Generic[T]):
             if name in self._classes:
                 raise ValueError(f"{self.kind} {name!r} is already registered by "
                                  f"{self._classes[name]!r}")
-            cls.name = name
+            setattr(cls, "name", name)  # noqa: B010 (T is any class: no attribute to type)
             self._classes[name] = cls
             return cls
 
         return wrap
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in being unloaded, or a test's fake).
+
+        Raises:
+            UnknownNameError: no such name.
+        """
+        self.get(name)
+        del self._classes[name]
 
     def get(self, name: str) -> T:
         """The class registered as ``name``.

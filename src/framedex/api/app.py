@@ -35,10 +35,17 @@ log = logging.getLogger("framedex.api")
 
 
 def open_library(settings: Settings) -> Library:
-    """The library the settings describe (the store's location is checked here)."""
-    return Library(settings.db, model=settings.model, device=settings.device,
-                   default_sampler=settings.default_sampler, log_queries=settings.log_queries,
-                   cache_bytes=settings.cache_bytes)
+    """The library the settings describe, with its store location and upload folder checked
+    (``framedex serve`` calls this before it listens, so a bad ``--db`` is one line).
+
+    Raises:
+        ConfigError / StoreError: a bad store location or upload folder.
+    """
+    library = Library(settings.db, model=settings.model, device=settings.device,
+                      default_sampler=settings.default_sampler,
+                      log_queries=settings.log_queries, cache_bytes=settings.cache_bytes)
+    settings.resolved_upload_dir_for(library.uri)
+    return library
 
 
 class _Upkeep:
@@ -69,22 +76,23 @@ class _Upkeep:
 def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI:
     """Build the HTTP app.
 
+    Nothing is opened or created until the app starts (its lifespan), so building an app just
+    for its OpenAPI document touches no disk.
+
     Args:
         settings: server settings (built by the CLI or a test).
-        library: an existing :class:`~framedex.library.Library` to serve; None opens one
-            from ``settings`` now (a bad store location fails here, before serving).
+        library: an existing :class:`~framedex.library.Library` to serve (see
+            :func:`open_library`); None opens one from ``settings`` when the app starts.
 
     Returns:
         the FastAPI app (OpenAPI docs at ``/docs``).
-
-    Raises:
-        ConfigError / StoreError: a bad store location or upload folder.
     """
-    lib = library if library is not None else open_library(settings)
-    uploads = settings.resolved_upload_dir_for(lib.uri)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lib = library if library is not None else await run_in_threadpool(open_library,
+                                                                          settings)
+        uploads = settings.resolved_upload_dir_for(lib.uri)
         # Load the encoders once, before the first request (not on the first query).
         await run_in_threadpool(lambda: (lib.encoder, lib.encoder_info()))
         paths = PathView(settings.resolved_roots, uploads)
@@ -121,4 +129,10 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
     from framedex.api.routes import docs
 
     app.include_router(docs.router)
+    from framedex.api.twelvelabs import PREFIX, twelvelabs_app
+
+    app.mount(PREFIX, twelvelabs_app(app))  # the Twelve Labs SDK's API, same library and key
+    from framedex.api.viewer import viewer_router
+
+    app.include_router(viewer_router())  # the web viewer's pages (its own sign-in)
     return app

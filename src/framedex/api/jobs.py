@@ -262,6 +262,7 @@ class JobManager:
             log.exception("ingest job %s failed", job.job_id)
             job.error = f"internal error while indexing ({type(ex).__name__})"
         if outcome is not None and outcome.status in ("indexed", "unchanged"):
+            self._join_collection(job, outcome.video_id)  # before anyone can see "done"
             job.status, job.progress, job.video_id = "done", 1.0, outcome.video_id
         else:
             job.status = "failed"
@@ -269,6 +270,20 @@ class JobManager:
                 job.error = self._public_error(job, outcome.error or "indexing failed")
         self._save(job)
         self._cleanup_upload(job)
+
+    def _join_collection(self, job: Job, video_id: str | None) -> None:
+        """Put the indexed video in the collection the job names (``params["collection"]``,
+        a Twelve Labs index) before the job is marked done (the in-memory job is what readers
+        see), so a client that sees the job done sees the membership too; a crash in between
+        re-runs the job, which then finds the video unchanged and adds it."""
+        collection = job.params.get("collection")
+        if not collection or not video_id:
+            return
+        try:
+            self.library.add_to_collection(collection, video_id)
+        except FramedexError as ex:  # the collection was deleted while the job ran
+            log.warning("job %s: video %s not added to collection %s: %s", job.job_id,
+                        video_id, collection, ex)
 
     def _public_error(self, job: Job, message: str) -> str:
         """A job error as clients see it: the server path replaced by its public form."""

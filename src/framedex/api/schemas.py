@@ -8,9 +8,16 @@ names a client can pick (sampler names come from the registry, not from a list w
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from framedex.errors import UnknownNameError
 
@@ -115,13 +122,40 @@ class Filters(BaseModel):
     metadata: dict[str, MetaValue] = Field(default_factory=dict)
 
 
+QueryText = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+
+
 class SearchRequest(BaseModel):
-    model_config = _STRICT
-    text: str = Field(min_length=1, max_length=2000, pattern=r"\S",
-                      description="What to look for (not only whitespace).")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["text"]}, {"required": ["image_base64"]}]})
+    text: QueryText | list[QueryText] | None = Field(
+        None, description="What to look for (not only whitespace), or several texts: the "
+                          "parts of a multi-part query (see `operator`).")
+    image_base64: str | None = Field(
+        None, min_length=1, max_length=1_000_000,
+        description="An image to search with, base64 (or a data URL); one more query part. "
+                    "Larger images: send multipart/form-data with an `image` file part.")
+    operator: Literal["or", "and"] = Field(
+        "or", description="How several parts combine: `and` ranks videos by the sum of each "
+                          "part's best segment (LanceDB MaxSim), `or` by the best part.")
     limit: int = Field(10, ge=1, le=1000)
     group_by: Literal["moment", "video"] = "moment"
     filters: Filters | None = None
+
+    @model_validator(mode="after")
+    def _some_query(self, info: ValidationInfo) -> SearchRequest:
+        texts = [self.text] if isinstance(self.text, str) else list(self.text or [])
+        uploaded = bool(info.context and info.context.get("image_uploaded"))
+        if not texts and self.image_base64 is None and not uploaded:
+            raise ValueError("give text, image_base64, or both")
+        if len(texts) > 10:
+            raise ValueError("give at most 10 texts")
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        """The text parts as a list."""
+        return [self.text] if isinstance(self.text, str) else list(self.text or [])
 
 
 class SearchResponse(BaseModel):

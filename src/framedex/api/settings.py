@@ -41,6 +41,8 @@ class Settings:
         optimize_every_s: seconds between two store upkeep runs (compaction, retention,
             old versions); 0 turns the timer off.
         cache_bytes: bound of the in-memory frames cache shared by all requests.
+        allow_urls: URL prefixes the server may download media from (Twelve Labs
+            ``method=url`` assets, ``video_url``, media URLs); empty means URLs are refused.
     """
 
     db: str = "framedex.db"
@@ -58,6 +60,7 @@ class Settings:
     default_sampler: str | None = None
     optimize_every_s: float = 600.0
     cache_bytes: int = 256 << 20
+    allow_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_cli(cls, *, max_upload_mb: float, **options: Any) -> Settings:
@@ -81,6 +84,11 @@ class Settings:
               "--api-key $(openssl rand -hex 16)")
         check(self.optimize_every_s >= 0, "optimize_every_s", self.optimize_every_s,
               "must be >= 0 (0: off)")
+        for prefix in self.allow_urls:
+            check(isinstance(prefix, str) and prefix.startswith(("http://", "https://"))
+                  and len(prefix.split("/", 3)) == 4 and prefix.split("/", 3)[2] != "",
+                  "allow_url", prefix, "must be an http(s) URL prefix with a host and a path, "
+                  "e.g. https://media.example.com/videos/")
         for root in self.allow_roots:
             check(Path(root).expanduser().is_dir(), "allow_root", root,
                   "must be an existing folder")

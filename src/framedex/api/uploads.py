@@ -24,25 +24,35 @@ MAX_FIELD_BYTES = 64 * 1024
 #: bodies declare no length, so without these a client could send megabytes of small fields.
 MAX_FIELDS_BYTES = 256 * 1024
 MAX_PARTS = 16
+#: Largest JSON request body.
+MAX_JSON_BYTES = 1 << 20
 #: Slack for multipart boundaries and part headers when checking Content-Length.
 _OVERHEAD = 64 * 1024
 
 
 @dataclass
 class Upload:
-    """What a multipart request carried."""
+    """What a multipart request carried.
+
+    ``fields`` holds the last value of each non-file field, ``lists`` every value in order
+    (a field repeated for a list); ``path``/``filename`` are the first file part, ``files``
+    all of them (``max_files`` > 1), and ``size`` their bytes together.
+    """
 
     fields: dict[str, str] = field(default_factory=dict)
     filename: str | None = None
     path: Path | None = None
     size: int = 0
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    files: list[tuple[str, Path]] = field(default_factory=list)
 
 
 class _Collector:
     """Callbacks of the push parser: one file part goes to disk, other parts to memory."""
 
-    def __init__(self, file_field: str, dest: Path, max_bytes: int):
+    def __init__(self, file_field: str, dest: Path, max_bytes: int, max_files: int = 1):
         self.file_field, self.dest, self.max_bytes = file_field, dest, max_bytes
+        self.max_files = max_files
         self.upload = Upload()
         self.error: Exception | None = None
         self._header_field = b""
@@ -86,11 +96,21 @@ class _Collector:
         self._name = opts.get(b"name", b"").decode("utf-8", "replace")
         filename = opts.get(b"filename")
         if self._name == self.file_field and filename is not None and self._fh is None \
-                and self.upload.path is None:
+                and (self.upload.path is None or self.max_files > 1):
+            n = len(self.upload.files)
+            if n >= self.max_files:
+                if self.error is None:
+                    self.error = ConfigError(f"{self.file_field} is invalid: at most "
+                                             f"{self.max_files} files")
+                return
             self._is_file = True
-            self.upload.filename = filename.decode("utf-8", "replace")
+            name = filename.decode("utf-8", "replace")
+            dest = self.dest if n == 0 else self.dest.with_name(f"{self.dest.name}-{n}")
+            self.upload.files.append((name, dest))
+            if n == 0:
+                self.upload.filename = name
             self.dest.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.dest, "wb")  # noqa: SIM115 (closed in on_part_end/close)
+            self._fh = open(dest, "wb")  # noqa: SIM115 (closed in on_part_end/close)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
@@ -118,9 +138,12 @@ class _Collector:
         if self._is_file and self._fh is not None:
             self._fh.close()
             self._fh = None
-            self.upload.path = self.dest
+            if self.upload.path is None:
+                self.upload.path = self.dest
         elif self._name and self.error is None:
-            self.upload.fields[self._name] = self._buf.decode("utf-8", "replace")
+            value = self._buf.decode("utf-8", "replace")
+            self.upload.fields[self._name] = value
+            self.upload.lists.setdefault(self._name, []).append(value)
 
     def close(self) -> None:
         if self._fh is not None:
@@ -129,12 +152,23 @@ class _Collector:
 
 
 async def receive_upload(request: Request, *, file_field: str, dest: Path,
-                         max_bytes: int) -> Upload:
+                         max_bytes: int, require_file: bool = True,
+                         max_files: int = 1) -> Upload:
     """Stream a ``multipart/form-data`` body; the part named ``file_field`` goes to ``dest``.
+
+    Args:
+        request: the request.
+        file_field: the name of the file part.
+        dest: where the (first) file goes; further files (``max_files`` > 1) go beside it
+            as ``<dest>-1``, ``<dest>-2``...
+        max_bytes: most bytes of all files together.
+        require_file: refuse a body without a file part.
+        max_files: most file parts named ``file_field``.
 
     Raises:
         PayloadTooLargeError: the file (or the declared body) is over ``max_bytes`` (413).
-        ConfigError: not multipart, no boundary, a malformed body, or no file part (422).
+        ConfigError: not multipart, no boundary, a malformed body, no file part (when
+            required) or too many (422).
     """
     from python_multipart import MultipartParser
     from python_multipart.multipart import parse_options_header
@@ -147,8 +181,15 @@ async def receive_upload(request: Request, *, file_field: str, dest: Path,
     if declared and declared.isdigit() and int(declared) > max_bytes + _OVERHEAD:
         raise PayloadTooLargeError(f"upload of {declared} bytes is larger than the limit of "
                                    f"{max_bytes} bytes (the server's --max-upload-mb)")
-    collector = _Collector(file_field, dest, max_bytes)
-    parser = MultipartParser(boundary, collector.callbacks())
+    collector = _Collector(file_field, dest, max_bytes, max_files)
+
+    def discard() -> None:
+        dest.unlink(missing_ok=True)
+        for _, extra in collector.upload.files:
+            extra.unlink(missing_ok=True)
+
+    callbacks: Any = collector.callbacks()  # python-multipart types them as a TypedDict
+    parser = MultipartParser(boundary, callbacks)
     try:
         async for chunk in request.stream():
             parser.write(chunk)
@@ -157,15 +198,15 @@ async def receive_upload(request: Request, *, file_field: str, dest: Path,
         parser.finalize()
     except (PayloadTooLargeError, ConfigError):
         collector.close()
-        dest.unlink(missing_ok=True)
+        discard()
         raise
     except Exception as ex:  # python-multipart raises its own parse errors
         collector.close()
-        dest.unlink(missing_ok=True)
+        discard()
         raise ConfigError(f"body is invalid: malformed multipart data ({ex})") from None
     collector.close()
-    if collector.upload.path is None:
-        dest.unlink(missing_ok=True)
+    if collector.upload.path is None and require_file:
+        discard()
         raise ConfigError(f"{file_field} is invalid: the multipart body has no file part "
                           f"named {file_field!r}")
     return collector.upload
@@ -184,3 +225,20 @@ def json_field(upload: Upload, name: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as ex:
         raise ConfigError(f"{name}={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The request body, at most :data:`MAX_JSON_BYTES` (also when it is chunked).
+
+    Raises:
+        PayloadTooLargeError: the body is larger (413).
+    """
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    return bytes(body)

@@ -21,6 +21,7 @@ from framedex.cli._common import (
     note,
     open_library,
     out_console,
+    print_table,
     read_json_file,
     stderr_is_tty,
 )
@@ -62,8 +63,6 @@ def index(
     meta = parse_metadata(metadata)
     lib.check_index_options(fps=fps, decoder=decoder, batch_size=batch_size,
                             decode_workers=decode_workers)
-    encoder = lib.encoder  # load once, and say which model runs where
-    note(f"model {lib.model_spec} on {encoder.device}")
     report = _run_with_progress(lib, paths, meta, fps=fps, decoder=decoder,
                                 batch_size=batch_size, decode_workers=decode_workers,
                                 show=not as_json)
@@ -80,7 +79,7 @@ def index(
 def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
                        show: bool, **options: Any) -> Any:
     if not (show and stderr_is_tty()):
-        return lib.index(paths, metadata=meta, **options)
+        return lib.index(paths, metadata=meta, on_model=_say_model, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -92,7 +91,12 @@ def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
                 tasks[path] = bar.add_task(file_name(path)[:40], total=total)
             bar.update(tasks[path], completed=min(done, total))
 
-        return lib.index(paths, metadata=meta, progress=progress, **options)
+        return lib.index(paths, metadata=meta, progress=progress, on_model=_say_model,
+                         **options)
+
+
+def _say_model(spec: str, device: str) -> None:
+    note(f"model {spec} on {device}")
 
 
 def _print_report(report: Any) -> None:
@@ -119,13 +123,9 @@ def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     if not records:
         typer.echo(f"no indexed video in {db}")
         return
-    from rich.table import Table
-
-    table = Table("video_id", "file", "duration", "fps", "frames", "indexed", box=None)
-    for r in records:
-        table.add_row(r.video_id, file_name(r.path), f"{r.duration:.1f}s", f"{r.frame_rate:.3g}",
-                      str(r.num_frames), f"{r.num_indexed} @ {r.index_fps:g} fps")
-    out_console().print(table)
+    print_table(("video_id", "file", "duration", "fps", "frames", "indexed"),
+                ((r.video_id, file_name(r.path), f"{r.duration:.1f}s", f"{r.frame_rate:.3g}",
+                  r.num_frames, f"{r.num_indexed} @ {r.index_fps:g} fps") for r in records))
     for line in lib.store_notes():
         note(line)
 

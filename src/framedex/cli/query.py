@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,7 +23,11 @@ from framedex.cli._common import (
     open_library,
     out_console,
     parse_pairs,
+    print_table,
 )
+
+if TYPE_CHECKING:
+    from framedex.library import Moment, VideoHit
 
 
 def _sampler_help() -> str:
@@ -36,7 +41,8 @@ def _sampler_help() -> str:
 @app.command()
 @handle_errors
 def search(
-    text: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    text: Annotated[str | None, typer.Argument(
+        help="What to look for, in words (optional with --image or --and).")] = None,
     db: Db = DEFAULT_DB,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Number of results.")] = 10,
     group_by: Annotated[str, typer.Option("--group-by", help="moment or video.")] = "moment",
@@ -47,34 +53,47 @@ def search(
     path: Annotated[str | None, typer.Option("--path", help="Glob on the video path.")] = None,
     meta: Annotated[list[str] | None, typer.Option(
         "--meta", help="User metadata equality KEY=VALUE (repeatable).")] = None,
+    image: Annotated[Path | None, typer.Option(
+        "--image", help="Search with an image file (alone, or as one more query part).")] = None,
+    and_: Annotated[list[str] | None, typer.Option(
+        "--and", help="Another text the videos must also show (repeatable): ranks videos by "
+                      "the sum of each part's best segment.")] = None,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
 ) -> None:
-    """Search the whole library: ranked moments (start/end seconds, score), best first."""
+    """Search the whole library: ranked moments (start/end seconds, score), best first.
+
+    With --and, the text, every --and text and the --image are parts that a video must all
+    show (LanceDB's MaxSim over each video's segments); each hit's moments are the parts'
+    best segments.
+    """
     from framedex.library import SearchFilters
 
     filters = SearchFilters(min_duration=min_duration, max_duration=max_duration,
                             path_glob=path, metadata=parse_pairs(meta, "--meta"))
     lib = open_library(db, model=model, device=device)
-    hits = lib.search(text, limit=limit, group_by=group_by, filters=filters)
-    for line in lib.query_notes(text):
-        note(line)
+    texts = ([text] if text is not None else []) + list(and_ or [])
+    picture = lib.load_image(image, "--image") if image is not None else None
+    hits: Sequence[Moment | VideoHit] = lib.search(
+        texts, image=picture, operator="and" if and_ else "or", limit=limit,
+        group_by=group_by, filters=filters)
+    for t in texts:
+        for line in lib.query_notes(t):
+            note(line)
     if as_json:
         emit([h.to_json() for h in hits])
         return
     if not hits:
         typer.echo("no match")
         return
-    from rich.table import Table
-
-    table = Table("#", "score", "start", "end", "video_id", "file", box=None)
+    rows = []
     for rank, h in enumerate(hits, start=1):
         j = h.to_json()
         extra = f" (+{len(j['moments']) - 1} more)" if len(j.get("moments", [])) > 1 else ""
-        table.add_row(str(rank), f"{j['score']:.4f}", f"{j['start']:.1f}s", f"{j['end']:.1f}s",
-                      j["video_id"], file_name(j["path"]) + extra)
-    out_console().print(table)
+        rows.append((rank, f"{j['score']:.4f}", f"{j['start']:.1f}s", f"{j['end']:.1f}s",
+                     j["video_id"], file_name(j["path"]) + extra))
+    print_table(("#", "score", "start", "end", "video_id", "file"), rows)
 
 
 @app.command()
@@ -208,13 +227,11 @@ def stats(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     if not rows:
         typer.echo(f"no logged query in {db}")
         return
-    from rich.table import Table
-
-    table = Table("kind", "sampler", "count", "p50 ms", "p95 ms", box=None)
-    for r in rows:
-        table.add_row(r["kind"], r["sampler"] or "-", str(r["count"]), f"{r['p50_ms']:.2f}",
-                      f"{r['p95_ms']:.2f}")
-    out_console().print(table)
+    print_table(("kind", "sampler", "count", "p50 ms", "p95 ms", "cache hits"),
+                ((r["kind"], r["sampler"] or "-", r["count"], f"{r['p50_ms']:.2f}",
+                  f"{r['p95_ms']:.2f}",
+                  "-" if r["cache_hit_rate"] is None else f"{100 * r['cache_hit_rate']:.0f} %")
+                 for r in rows))
 
 
 @app.command()
@@ -231,10 +248,5 @@ def sql(
     if as_json:
         emit(rows)
         return
-    from rich.table import Table
-
-    out = Table(*table.column_names, box=None)
-    for row in rows:
-        out.add_row(*("" if v is None else str(v) for v in row.values()))
-    out_console().print(out)
+    print_table(table.column_names, (row.values() for row in rows))
     typer.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)

@@ -28,25 +28,31 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="Ingest jobs run at once.")] = 1,
     upload_dir: Annotated[Path | None, typer.Option(
         "--upload-dir", help="Where uploads are kept (default: DB.uploads).")] = None,
+    allow_url: Annotated[list[str] | None, typer.Option(
+        "--allow-url", help="URL prefix the server may download media from (repeatable; "
+                            "Twelve Labs method=url assets). None: URLs are refused.")] = None,
     sampler: Annotated[str | None, typer.Option(
         "--sampler", envvar="FRAMEDEX_SAMPLER",
         help="Default sampler of select requests that name none.")] = None,
     device: Device = "auto",
 ) -> None:
-    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings); docs at /docs."""
+    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
+    (at /); API docs at /docs."""
     import logging
 
     import uvicorn
 
-    from framedex.api.app import create_app
+    from framedex.api.app import create_app, open_library
     from framedex.api.settings import Settings
 
     settings = Settings.from_cli(
         db=db, model=model, device=device, host=host, port=port, api_key=api_key or None,
         allow_roots=tuple(str(r) for r in allow_root or ()), max_upload_mb=max_upload_mb,
         workers=workers, upload_dir=str(upload_dir) if upload_dir else None,
-        default_sampler=sampler)
-    app_ = create_app(settings)  # opens the store and loads the model before listening
+        default_sampler=sampler, allow_urls=tuple(allow_url or ()))
+    library = open_library(settings)  # a bad --db or upload folder fails here, in one line
+    app_ = create_app(settings, library=library)
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
-    note(f"serving {db} on http://{host}:{port} (docs at /docs)")
+    note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs, the Twelve Labs "
+         "API at /v1.3)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -107,7 +107,8 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, split: str = "test",
             ax.plot(*zip(*line), style, marker="o", ms=4, color=color, label=name, lw=1.6)
         tok = [(t, c) for kind, t, c in pts if kind == "tokens"]
         if tok:
-            ax.scatter(*zip(*tok), marker="x", s=40, color=color)
+            xs, ys = zip(*tok, strict=True)
+            ax.scatter(xs, ys, marker="x", s=40, color=color)
     ax.set_xscale("log", base=2)
     ticks = sorted({int(r["k"]) * 258 for r in sel if r["budget_kind"] == "frames"})
     ax.set_xticks(ticks, [str(t) for t in ticks])

@@ -171,7 +171,8 @@ def build_case(spec: SuiteSpec, split: str, index: int, duration: float) -> Vide
     roles = [("single", i) for i in range(n_single)] + [("multi", n_single)] * n_multi
     order = rng.permutation(len(roles))
     slot = duration / len(roles)
-    needles, starts = [], {}
+    needles: list[dict[str, Any]] = []
+    starts: dict[int, list[float]] = {}
     # The first multi-needle occurrence is long (up to 24 s): the realistic case where an
     # object is on screen once for a while and briefly elsewhere, so relevance alone would
     # pile the budget into the long occurrence. The others last needle_sec.

@@ -262,5 +262,6 @@ class Indexer:
         self.last_run = run.stats
         if optimize and any(o.status == "indexed" for o in outcomes):
             self.store.ensure_scalar_indexes()
-            self.store.optimize(tables=("videos", "frames", "segments", "video_paths"))
+            self.store.optimize(tables=("videos", "frames", "segments", "video_paths",
+                                        "video_vectors"))
         return outcomes

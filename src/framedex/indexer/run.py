@@ -37,6 +37,7 @@ from framedex.indexer.batching import STOP, ChunkWriter, EncodeLoop, VideoAssemb
 from framedex.indexer.workers import (
     DecodePool,
     WorkUnit,
+    importable,
     plan_cores,
     portable_source,
     split_grid,
@@ -118,6 +119,7 @@ class IndexRun:
         self.pool: DecodePool | None = None
         self.encode_loop: EncodeLoop | None = None
         self._keys = 0
+        self._sources: dict[int, str] = {}  # file order -> what is read, where it differs
         self.stats: dict[str, Any] = {}
 
     # ---- the loop -------------------------------------------------------------------------
@@ -180,6 +182,7 @@ class IndexRun:
     def _admit(self, prep: _Prepared, wait: bool, deferred: list[tuple[int, Path]]) -> None:
         from framedex.indexer.pipeline import IndexOutcome
 
+        self._sources[prep.order] = prep.source
         if prep.error is not None:
             return self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed",
                                                                  error=prep.error))
@@ -260,6 +263,10 @@ class IndexRun:
             # one unit (a short clip, an API upload): decode in a thread of this process
             workers = min(workers, max(1 if not nvdec else 0, first_units - nvdec))
             in_process = first_units == 1 and workers == 1
+        if workers and not importable(first.decoder):
+            log.info("decoder %s cannot be imported by a worker process: decoding in threads",
+                     first.decoder.__qualname__)
+            in_process = True
         if on_cpu:
             self._restore_threads = torch.get_num_threads()
             torch.set_num_threads(threads)
@@ -431,6 +438,11 @@ class IndexRun:
                 self.pool.forget(video.key)
 
     def _finish_outcome(self, order: int, outcome: IndexOutcome) -> None:
+        source = self._sources.get(order)
+        if outcome.error and source and source != outcome.path:
+            # name the file as the user knows it, not the descriptor it was read through
+            outcome.error = outcome.error.replace(portable_source(source), outcome.path) \
+                .replace(source, outcome.path)
         self.outcomes.append((order, outcome))
         if self.on_file:
             self.on_file(outcome)

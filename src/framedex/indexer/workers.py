@@ -16,8 +16,10 @@ Two kinds of worker sit behind one :class:`DecodePool`:
   torch. Frames come back over a pipe in pieces of :data:`PIECE_FRAMES` frames;
 * **NVDEC sessions**, threads of the parent process (PyNvVideoCodec releases the GIL while it
   decodes), whose frames stay on the GPU as CUDA tensors all the way to the encoder;
-* an **in-process thread** for a run too small to pay for starting a process (one file of
-  one unit, with ``decode_workers`` left to auto): the same units, pieces and events.
+* **in-process threads** for a run too small to pay for starting a process (one file of one
+  unit, with ``decode_workers`` left to auto), and for a third-party backend a fresh
+  interpreter cannot import (defined inside a function or in ``__main__``): the same units,
+  pieces and events; PyAV releases the GIL while it decodes.
 
 Memory is bounded by the pool, not by video length or library size: every worker holds at most
 ``prefetch`` units and one piece in hand, a pipe blocks its writer while the parent is behind,
@@ -100,6 +102,20 @@ def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int) -> lis
             start = cut
     parts.append(grid[start:])
     return parts
+
+
+def importable(cls: type) -> bool:
+    """Whether a fresh interpreter can import ``cls`` by name, as a worker process must to
+    unpickle a unit (a backend defined inside a function or in ``__main__`` cannot be)."""
+    import pickle
+
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        return False
+    try:
+        pickle.dumps(cls)
+    except Exception:
+        return False
+    return True
 
 
 def portable_source(source: str) -> str:
@@ -459,8 +475,9 @@ class DecodePool:
             from framedex.indexer.decode.nvdec import NvdecDecoder
 
             return NvdecDecoder.from_table(unit.source, table, gpu_id=self._gpu_id)
-        # the only decoder of a small run: FFmpeg's own threads may use every core
-        return unit.decoder.from_table(unit.source, table, threads=0)
+        # the only decoder thread of a run: FFmpeg's own threads may use every core
+        alone = sum(s.kind == "thread" for s in self.slots) == 1
+        return unit.decoder.from_table(unit.source, table, threads=0 if alone else 1)
 
     def _thread_unit(self, slot: _Slot, unit: WorkUnit, dec: VideoDecoder,
                      stream: Any) -> None:

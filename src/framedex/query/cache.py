@@ -16,7 +16,7 @@ Both caches are thread-safe: the API's worker threads share the library's caches
 Example::
 
     cache = FrameCache(max_bytes=256 << 20)
-    frames = cache.get_or_load((vid, gen), lambda: store.read_frames(vid))
+    frames, hit = cache.get_or_load((vid, gen), lambda: store.read_frames(vid))
 """
 
 from __future__ import annotations
@@ -83,6 +83,23 @@ class _LRU(Generic[V]):
             self._hits += 1
             return item[0]
 
+    def peek(self, key: Hashable) -> V | None:
+        """Like :meth:`get`, without counting a hit or a miss."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def count(self, *, hit: bool) -> None:
+        """Record a lookup resolved by the caller (see :meth:`FrameCache.get_or_load`)."""
+        with self._lock:
+            if hit:
+                self._hits += 1
+            else:
+                self._misses += 1
+
     def put(self, key: Hashable, value: V) -> None:
         size = self._size_of(value)
         if size > self.max_size:  # never fits (or the cache is off): do not keep it
@@ -114,20 +131,42 @@ class FrameCache:
         check(isinstance(max_bytes, int) and max_bytes >= 0, "cache_bytes", max_bytes,
               "must be an integer >= 0 (0 turns the cache off)")
         self._lru: _LRU[FrameArrays] = _LRU(max_bytes, lambda f: f.nbytes)
+        # One loader per key at a time: eight API threads asking for the same cold video
+        # read it once, not eight times (the others wait for it and count as hits).
+        self._loading: dict[Hashable, threading.Lock] = {}
+        self._loading_lock = threading.Lock()
 
-    def get_or_load(self, key: Hashable, load: Callable[[], FrameArrays]) -> FrameArrays:
+    def get_or_load(self, key: Hashable,
+                    load: Callable[[], FrameArrays]) -> tuple[FrameArrays, bool]:
         """The cached arrays for ``key``, else ``load()`` (kept when they fit).
 
         The arrays are shared between callers: they are made read-only, so a sampler cannot
         change what the next request sees.
+
+        Returns:
+            the arrays, and whether they came from the cache.
         """
-        frames = self._lru.get(key)
-        if frames is None:
-            frames = load()
-            for arr in (frames.pos, frames.frame_idx, frames.pts_sec, frames.vectors):
-                arr.flags.writeable = False
-            self._lru.put(key, frames)
-        return frames
+        frames = self._lru.peek(key)
+        if frames is not None:
+            self._lru.count(hit=True)
+            return frames, True
+        with self._loading_lock:
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            frames = self._lru.peek(key)  # another thread may have loaded it meanwhile
+            if frames is not None:
+                self._lru.count(hit=True)
+                return frames, True
+            self._lru.count(hit=False)
+            try:
+                frames = load()
+                for arr in (frames.pos, frames.frame_idx, frames.pts_sec, frames.vectors):
+                    arr.flags.writeable = False
+                self._lru.put(key, frames)
+            finally:
+                with self._loading_lock:
+                    self._loading.pop(key, None)
+        return frames, False
 
     def stats(self) -> CacheStats:
         """Hits, misses, entries and bytes held."""

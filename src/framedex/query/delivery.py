@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from framedex.errors import ConfigError, VideoOpenError, check
 from framedex.query.frames import decode_frames, to_data_url, to_jpeg, write_frames
@@ -144,13 +144,59 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
         from framedex.query.plot import plot_selection
 
         out.plot_png = plot_selection(
-            None, timestamps=result.curve.pts_sec, scores=result.curve.scores,
+            timestamps=result.curve.pts_sec, scores=result.curve.scores,
             chosen_positions=result.indices, chosen_timestamps=result.timestamps,
             thumbnails=images, tiers=result.tiers, title=f"{result.sampler}: {result.question}",
             dpi=72 if width or max_side else 110)
     if "frames" not in include:
         out.jpegs, out.sizes = [], []
     return out
+
+
+@dataclass
+class SourceFile:
+    """An indexed video's source file, opened and checked (:meth:`Library.open_source`).
+
+    Attributes:
+        record: the video's record.
+        file: the open file (binary); the caller closes it.
+        size: its size in bytes.
+        media_type: its MIME type, guessed from the file name (``video/mp4``...).
+    """
+
+    record: VideoRecord
+    file: BinaryIO
+    size: int
+    media_type: str
+
+
+def open_source(record: VideoRecord) -> SourceFile:
+    """Open the source file of an indexed video for reading (a player's range requests).
+
+    Only the file a video was indexed from is opened, never a path from the caller, and only
+    while it still is that file: the same checks as decoding (:func:`check_source`), then the
+    open file itself is checked (no final symlink, same size), so a swap between the check and
+    the open is refused too. The caller closes ``SourceFile.file``.
+
+    Raises:
+        VideoOpenError: the file is gone or changed.
+    """
+    import mimetypes
+
+    check_source(record)
+    try:
+        fd = os.open(record.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as ex:
+        raise VideoOpenError(f"the source of video {record.video_id} cannot be opened "
+                             f"({ex.strerror or ex}); re-index it") from None
+    handle = os.fdopen(fd, "rb")
+    size = os.fstat(fd).st_size
+    if record.file_size is not None and size != record.file_size:
+        handle.close()
+        raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
+                             f"indexed ({record.path}); re-index it")
+    media_type = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
+    return SourceFile(record=record, file=handle, size=size, media_type=media_type)
 
 
 def check_source(record: VideoRecord) -> None:

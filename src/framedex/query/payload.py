@@ -82,13 +82,15 @@ def _ordered(images: Sequence[Any], timestamps: Sequence[float],
     n = len(images)
     check(n >= 1, "images", n, "need at least one frame")
     check(len(timestamps) == n, "timestamps", len(timestamps), f"need one per image ({n})")
-    tiers = list(tiers) if tiers is not None else [None] * n
-    check(len(tiers) == n, "tiers", len(tiers), f"need one per image ({n})")
-    for t in timestamps:
-        check(math.isfinite(float(t)) and float(t) >= 0, "timestamps", t, "must be seconds >= 0")
-    for t in tiers:
-        check(t is None or t in TIERS, "tiers", t, f"must be one of {', '.join(TIERS)}")
-    items = [(im, float(ts), tr) for im, ts, tr in zip(images, timestamps, tiers, strict=True)]
+    tier_list: list[str | None] = list(tiers) if tiers is not None else [None] * n
+    check(len(tier_list) == n, "tiers", len(tier_list), f"need one per image ({n})")
+    for ts in timestamps:
+        check(math.isfinite(float(ts)) and float(ts) >= 0, "timestamps", ts,
+              "must be seconds >= 0")
+    for tr in tier_list:
+        check(tr is None or tr in TIERS, "tiers", tr, f"must be one of {', '.join(TIERS)}")
+    items = [(im, float(ts), tr) for im, ts, tr in zip(images, timestamps, tier_list,
+                                                       strict=True)]
     return sorted(items, key=lambda x: x[1])
 
 
@@ -270,7 +272,7 @@ def cost_line(
     qwen_frames += qwen_frames % 2  # padded to a whole temporal patch
     whole_gem = gem_frames * GEMINI_TOKENS_PER_FRAME
     whole_qwen = qwen_frames * QWEN_TOKENS_PER_VIDEO_FRAME
-    out = {
+    out: dict[str, Any] = {
         "num_frames": int(num_frames), "duration_sec": float(duration_sec),
         "selection_tokens_gemini": gem, "selection_tokens_qwen": qwen,
         "whole_video_tokens_gemini": whole_gem, "whole_video_tokens_qwen": whole_qwen,

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from framedex.errors import ConfigError, check
+from framedex.errors import check
 from framedex.query.samplers.base import TIERS
 
 #: Marker colours per tier (colour-blind-safe Okabe-Ito), and for untiered selections.
@@ -40,10 +39,9 @@ def _clock(sec: float) -> str:
 
 
 def plot_selection(
-    out_png: str | os.PathLike | None = None,
     *,
-    timestamps: Sequence[float],
-    scores: Sequence[float] | None,
+    timestamps: Sequence[float] | np.ndarray,
+    scores: Sequence[float] | np.ndarray | None,
     chosen_positions: Sequence[int],
     chosen_timestamps: Sequence[float] | None = None,
     boundaries: Sequence[float] | None = None,
@@ -51,11 +49,10 @@ def plot_selection(
     tiers: Sequence[str | None] | None = None,
     title: str = "",
     dpi: int = 110,
-) -> Path:
+) -> bytes:
     """Render the selection to a PNG.
 
     Args:
-        out_png: also write the PNG here (parent folders are created); None: only return it.
         timestamps: ``pts_sec`` of all N indexed frames, ascending.
         scores: relevance of all N frames, or None for query-free samplers (no curve).
         chosen_positions: positions into the N frames that were selected.
@@ -104,10 +101,10 @@ def plot_selection(
     fig = Figure(figsize=(12, top_h + 0.4 + rows * cell_h), dpi=dpi, layout="constrained")
     # Two subfigures, each laid out on its own: in one shared grid the constrained layout gave
     # the spanning curve axes no room for its y label (the thumbnails set column 0's margin).
+    top: Any = fig
+    sheet: Any = None
     if rows:
-        top, sheet = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])
-    else:
-        top, sheet = fig, None
+        top, sheet = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])  # type: ignore[misc]
     ax = top.add_subplot(1, 1, 1)
     _draw_curve(ax, ts, sc, pos, order, tr, boundaries)
     for k, i in enumerate(order[: len(thumbs)]):
@@ -125,16 +122,7 @@ def plot_selection(
         fig.suptitle(title, fontsize=13, fontweight="bold")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    png = buf.getvalue()
-    if out_png is not None:
-        out = Path(out_png)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(png)
-        except OSError as ex:
-            raise ConfigError(f"plot={str(out_png)!r} is invalid: cannot write it "
-                              f"({ex.strerror or ex})") from None
-    return png
+    return buf.getvalue()
 
 
 def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:  # type: ignore[no-untyped-def]
@@ -176,7 +164,7 @@ def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:  # type: igno
     handles = []
     if has_curve:
         handles.append(Line2D([], [], color=_CURVE, linewidth=1.2, label="relevance"))
-    used = [t for t in TIERS if t in tiers] or [None]
+    used: list[str | None] = [t for t in TIERS if t in tiers] or [None]
     for t in used:
         label = f"chosen ({t})" if t else "chosen frame"
         handles.append(Line2D([], [], marker="o", linestyle="", color=TIER_COLORS[t],

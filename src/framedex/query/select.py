@@ -39,6 +39,25 @@ class RelevanceCurve:
         return {"pts_sec": [round(float(t), 3) for t in self.pts_sec],
                 "scores": [round(float(s), 5) for s in self.scores]}
 
+    def best_moment(self) -> tuple[float, float] | None:
+        """``(start, end)`` seconds of the query's best moment: the run of frames around the
+        peak that score at least halfway between the median frame and the peak (the same
+        relative rule library search uses to tell a matching scene from its surroundings);
+        ``end`` is the last such frame plus one grid step. None for an empty curve."""
+        n = len(self.scores)
+        if n == 0:
+            return None
+        peak = int(np.argmax(self.scores))
+        med = float(np.median(self.scores))
+        strong = self.scores >= med + 0.5 * (float(self.scores[peak]) - med)
+        first = last = peak
+        while first > 0 and strong[first - 1]:
+            first -= 1
+        while last < n - 1 and strong[last + 1]:
+            last += 1
+        step = float(np.median(np.diff(self.pts_sec))) if n > 1 else 1.0
+        return float(self.pts_sec[first]), float(self.pts_sec[last]) + step
+
 
 @dataclass
 class SelectResult:

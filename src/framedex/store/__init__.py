@@ -18,6 +18,9 @@ from framedex.store.base import SegmentArrays as SegmentArrays
 from framedex.store.base import Store as Store
 from framedex.store.lance_store import LanceStore as LanceStore
 from framedex.store.querylog import QueryLog as QueryLog
+from framedex.store.schema import AssetRecord as AssetRecord
+from framedex.store.schema import IndexRecord as IndexRecord
+from framedex.store.schema import MemberRecord as MemberRecord
 from framedex.store.schema import VideoRecord as VideoRecord
 
 

@@ -33,17 +33,24 @@ from framedex.errors import (
     StoreError,
     VideoNotFoundError,
 )
+from framedex.store import collections, multivector
 from framedex.store.base import FrameArrays, SegmentArrays
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import Claim, StoreLocks
 from framedex.store.schema import (
+    ASSETS_SCHEMA,
     ENCODER_KEY,
+    INDEX_MEMBERS_SCHEMA,
+    INDEXES_SCHEMA,
     JOBS_SCHEMA,
     QUERY_LOG_SCHEMA,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     VIDEO_PATHS_SCHEMA,
     VIDEOS_SCHEMA,
+    AssetRecord,
+    IndexRecord,
+    MemberRecord,
     VideoRecord,
     frames_schema,
     now_utc,
@@ -57,8 +64,12 @@ IDENTITY_FIELDS = ("model", "pretrained", "weights_digest", "dim")
 #: Small tables and their schemas (SQL, jobs and the query log read them whole).
 SMALL_TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS_SCHEMA, "jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA,
-    "video_paths": VIDEO_PATHS_SCHEMA,
+    "video_paths": VIDEO_PATHS_SCHEMA, "indexes": INDEXES_SCHEMA,
+    "index_members": INDEX_MEMBERS_SCHEMA, "assets": ASSETS_SCHEMA,
 }
+
+#: Tables holding rows per (video, generation): written before the commit, swept after it.
+GENERATION_TABLES = ("frames", "segments", multivector.TABLE)
 
 #: Shortest id prefix accepted as a video reference (ids are 20 hex characters).
 MIN_PREFIX = 4
@@ -356,7 +367,7 @@ class LanceStore:
         live = self.get_video(video_id)
         keep = f" AND generation != {int(live.generation)}" if live is not None else ""
         where = f"video_id = {sql_str(video_id)}{keep}"
-        for name in ("frames", "segments"):
+        for name in GENERATION_TABLES:
             self.tables.delete(name, where)
         return new_generation()
 
@@ -408,7 +419,12 @@ class LanceStore:
         self.tables.append("segments", batch, schema)
 
     def commit_video(self, record: VideoRecord) -> None:
-        """Write the ``videos`` row: from here on ``record.generation`` is the live index."""
+        """Write the ``videos`` row: from here on ``record.generation`` is the live index.
+
+        The generation's ``video_vectors`` row (its segments as one multivector) is written
+        just before, so it is visible exactly when the video is.
+        """
+        multivector.write_video_vectors(self, record.video_id, record.generation)
         row = pa.Table.from_pylist([record.to_row()], schema=VIDEOS_SCHEMA)
         self.tables.upsert("videos", "video_id", row, VIDEOS_SCHEMA)
         self.add_path(record.path, record.video_id)
@@ -416,13 +432,13 @@ class LanceStore:
     def retire_generations(self, video_id: str, keep: int) -> None:
         """Delete ``video_id``'s rows of every generation but ``keep`` (after a swap)."""
         where = f"video_id = {sql_str(video_id)} AND generation != {int(keep)}"
-        for name in ("frames", "segments"):
+        for name in GENERATION_TABLES:
             self.tables.delete(name, where)
 
     def abort_video(self, video_id: str, generation: int) -> None:
         """Delete the rows a failed run wrote under ``generation``."""
         where = f"video_id = {sql_str(video_id)} AND generation = {int(generation)}"
-        for name in ("frames", "segments"):
+        for name in GENERATION_TABLES:
             self.tables.delete(name, where)
 
     def delete_video(self, video_id: str) -> None:
@@ -433,10 +449,12 @@ class LanceStore:
         """
         if self.get_video(video_id) is None:
             raise VideoNotFoundError(f"no indexed video {video_id[:200]!r} in {self.uri}")
-        with self.claim(video_id, wait=True) as _claim, self.writing():
+        claim = self.claim(video_id, wait=True)
+        assert claim is not None  # wait=True blocks until it is ours
+        with claim, self.writing():
             where = f"video_id = {sql_str(video_id)}"
             self.tables.delete("videos", where)
-            for name in ("frames", "segments", "video_paths"):
+            for name in (*GENERATION_TABLES, "video_paths", "index_members"):
                 self.tables.delete(name, where)
 
     def add_path(self, path: str, video_id: str) -> None:
@@ -445,10 +463,75 @@ class LanceStore:
                                    schema=VIDEO_PATHS_SCHEMA)
         self.tables.upsert("video_paths", "path", row, VIDEO_PATHS_SCHEMA)
 
+    # -- multivector search (video_vectors) ----------------------------------------------
+
+    def search_video_vectors(self, queries: np.ndarray, limit: int,
+                             where: str | None = None) -> pa.Table:
+        """MaxSim search over each video's segment vectors: see
+        :func:`framedex.store.multivector.search_video_vectors`."""
+        return multivector.search_video_vectors(self, queries, limit, where)
+
+    def backfill_video_vectors(self) -> int:
+        """Write the ``video_vectors`` rows committed videos lack (stores indexed before the
+        table existed). Returns how many were written."""
+        return multivector.backfill_video_vectors(self)
+
+    def count_video_vectors(self) -> int:
+        """Rows in ``video_vectors`` (every generation; a cheap completeness check)."""
+        ds = self.tables.snapshot(multivector.TABLE)
+        return 0 if ds is None else int(ds.count_rows())
+
+    # -- collections (indexes) and assets ---------------------------------------------------
+
+    def list_indexes(self) -> list[IndexRecord]:
+        """Every collection of videos, oldest first."""
+        return collections.list_indexes(self)
+
+    def get_index(self, index_id: str) -> IndexRecord | None:
+        """The collection with this id, or None."""
+        return collections.get_index(self, index_id)
+
+    def save_index(self, record: IndexRecord) -> None:
+        """Insert or replace a collection (its members are untouched)."""
+        collections.save_index(self, record)
+
+    def delete_index(self, index_id: str) -> None:
+        """Remove a collection and its membership rows (never its videos)."""
+        collections.delete_index(self, index_id)
+
+    def add_members(self, index_id: str, video_ids: Sequence[str]) -> None:
+        """Put videos in a collection."""
+        collections.add_members(self, index_id, video_ids)
+
+    def remove_member(self, index_id: str, video_id: str) -> None:
+        """Take a video out of a collection (the video stays)."""
+        collections.remove_member(self, index_id, video_id)
+
+    def list_members(self, index_id: str | None = None) -> list[MemberRecord]:
+        """Members of a collection (or of all), committed videos only, oldest first."""
+        return collections.list_members(self, index_id)
+
+    def save_asset(self, record: AssetRecord) -> None:
+        """Insert or replace an asset."""
+        collections.save_asset(self, record)
+
+    def get_asset(self, asset_id: str) -> AssetRecord | None:
+        """The asset with this id, or None."""
+        return collections.get_asset(self, asset_id)
+
+    def list_assets(self) -> list[AssetRecord]:
+        """Every asset, oldest first."""
+        return collections.list_assets(self)
+
+    def delete_asset(self, asset_id: str) -> None:
+        """Remove an asset's row (the caller removes its file)."""
+        collections.delete_asset(self, asset_id)
+
     # -- small tables ---------------------------------------------------------------------
 
     def table_arrow(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
-        """A small table (videos, jobs, query_log, video_paths) as Arrow, for SQL and stats.
+        """A small table (videos, jobs, query_log, video_paths, indexes, index_members, assets)
+        as Arrow, for SQL and stats.
 
         Raises:
             StoreError: unknown table name.
@@ -509,7 +592,7 @@ class LanceStore:
             config = HnswSq(distance_type="cosine", num_partitions=parts)
         else:
             raise ConfigError(f"index_type={index_type!r} is invalid: use IVF_PQ or IVF_HNSW_SQ")
-        with self.writing(), store_io(self.location, "index"):
+        with self.locks.maintenance(), self.writing(), store_io(self.location, "index"):
             table.create_index("vector", config=config, replace=True)
         self.ensure_scalar_indexes()
         return {"rows": rows, "index_type": index_type, "num_partitions": parts,
@@ -525,16 +608,18 @@ class LanceStore:
 
         for name in ("frames", "segments"):
             ds = self.tables.snapshot(name)
-            if ds is None or ds.count_rows() == 0:
+            if ds is None or ds.count_rows() == 0 or "video_id" in _indexed_columns(ds):
                 continue
-            if "video_id" in _indexed_columns(ds):
-                continue
-            table = self.tables.table(name)
-            with self.writing(), store_io(self.location, "index"):
-                table.create_index("video_id", config=BTree())
+            with self.locks.maintenance():
+                ds = self.tables.snapshot(name)  # another process may have built it meanwhile
+                if ds is None or "video_id" in _indexed_columns(ds):
+                    continue
+                table = self.tables.table(name)
+                with store_io(self.location, "index"):
+                    table.create_index("video_id", config=BTree())
 
     def optimize(self, **options: Any) -> dict[str, Any]:
-        """Compaction, index upkeep, retention and cleanup: see :func:`store.maintenance.optimize`."""
+        """Compaction, index upkeep, retention, cleanup (``store.maintenance.optimize``)."""
         from framedex.store.maintenance import optimize
 
         return optimize(self, **options)

@@ -98,17 +98,34 @@ class StoreLocation:
                                      f"into it first (`framedex index PATH --db "
                                      f"{_short(self.path or self.uri)}`), or check --db")
 
-    def create(self) -> None:
+    def create(self) -> list[Path]:
         """Create the local folder (and its parents) before the first write.
+
+        Returns:
+            the folders this call created, outermost first (for :meth:`remove_if_empty`).
 
         Raises:
             StoreError: the folder cannot be created (a parent is a file, no permission,
                 a read-only or pseudo file system).
         """
         if self.path is None:
-            return
+            return []
+        made = [p for p in (self.path, *self.path.parents) if not p.exists()][::-1]
         with store_io_path(self.path, "create"):
             self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".framedex-write-test"
+            probe.touch()  # a folder that exists is not yet one we may write into
+            probe.unlink()
+        return made
+
+    @staticmethod
+    def remove_if_empty(made: list[Path]) -> None:
+        """Undo :meth:`create` when nothing was written (a failed first run)."""
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
 
 
 def _short(path: object, limit: int = 200) -> str:

@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 #: Folder inside a local store holding framedex's own state (locks, spooled files).
 STATE_DIR = ".framedex"
@@ -35,8 +36,8 @@ STATE_DIR = ".framedex"
 class _FileLock:
     """One flock on one file, or an in-process lock when there is no file system."""
 
-    _process_locks: dict[str, threading.Lock] = {}
-    _registry_lock = threading.Lock()
+    _process_locks: ClassVar[dict[str, threading.Lock]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: Path | None, key: str):
         self.path, self.key = path, key
@@ -122,6 +123,18 @@ class StoreLocks:
         if not lock.acquire(exclusive=True, blocking=wait):
             return None
         return Claim(lock, video_id)
+
+    @contextlib.contextmanager
+    def maintenance(self) -> Iterator[None]:
+        """Exclusive, waiting: one index build or compaction at a time. Two processes that
+        both finish an index run would otherwise both build the same index, and Lance
+        refuses the second commit ("CreateIndex transaction was preempted")."""
+        lock = self._lock("maintenance.lock")
+        lock.acquire(exclusive=True, blocking=True)
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:

@@ -6,7 +6,8 @@ a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. `
 
 1. deletes query-log rows older than the retention (default 30 days);
 2. deletes rows of generations no ``videos`` row names (a killed or superseded index run),
-   but only for videos nobody is indexing right now (their claim is free);
+   but only for videos nobody is indexing right now (their claim is free), and writes the
+   ``video_vectors`` rows committed videos lack (stores indexed before that table existed);
 3. compacts small fragments, folds new rows into the indexes, and removes versions older than
    ``keep_versions`` (default 10 minutes: readers hold a version for milliseconds);
 4. with ``sweep_orphans`` and no writer active, also deletes data files no version refers to
@@ -39,7 +40,8 @@ DEFAULT_LOG_RETENTION = timedelta(days=30)
 #: Table versions older than this are removed.
 DEFAULT_KEEP_VERSIONS = timedelta(minutes=10)
 
-_TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log")
+_TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
+           "video_vectors", "indexes", "index_members", "assets")
 
 
 def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
@@ -56,7 +58,8 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
 
     Returns:
         ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``dead_videos_swept``,
-        ``orphans_swept`` (whether unreferenced files were deleted) and ``seconds``.
+        ``orphans_swept`` (whether unreferenced files were deleted),
+        ``video_vectors_backfilled`` and ``seconds``.
     """
     import time
 
@@ -65,9 +68,18 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
     check(log_retention >= timedelta(0), "log_retention", log_retention, "must be >= 0")
     check(keep_versions >= timedelta(0), "keep_versions", keep_versions, "must be >= 0")
     t0 = time.perf_counter()
+    with store.locks.maintenance():
+        return _optimize(store, log_retention, keep_versions, sweep_orphans, tables, t0)
+
+
+def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timedelta,
+              sweep_orphans: bool, tables: tuple[str, ...], t0: float) -> dict[str, Any]:
+    import time
+
     before = sum(store.disk_usage().values())
     deleted = _expire_log(store, log_retention)
     swept = sweep_dead_generations(store)
+    backfilled = store.backfill_video_vectors()
     # Compaction and version cleanup are safe beside writers (Lance resolves the conflicts);
     # deleting unreferenced files is not, so it needs the writer lock exclusively.
     with store.locks.sweeper() as no_writer:
@@ -76,14 +88,15 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
             _compact(store, name, keep_versions, delete_unverified=orphans)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
             "log_rows_deleted": deleted, "dead_videos_swept": swept, "orphans_swept": orphans,
+            "video_vectors_backfilled": backfilled,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _expire_log(store: LanceStore, retention: timedelta) -> int:
-    ds = store.tables.snapshot("query_log")
+    ds = store.tables.writable("query_log")
     if ds is None:
         return 0
-    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S")
+    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
     where = f"ts < TIMESTAMP '{cutoff}'"
     with store_io(store.location, "clean up"):
         n = ds.count_rows(where)
@@ -101,8 +114,10 @@ def sweep_dead_generations(store: LanceStore) -> int:
     import numpy as np
 
     live = {v.video_id: v.generation for v in store.list_videos()}
+    from framedex.store.lance_store import GENERATION_TABLES
+
     dead: set[str] = set()
-    for name in ("frames", "segments"):
+    for name in GENERATION_TABLES:
         data = store.tables.read(name, ["video_id", "generation"])
         if data.num_rows == 0:
             continue
@@ -122,7 +137,7 @@ def sweep_dead_generations(store: LanceStore) -> int:
                 from framedex.store.lance_store import sql_str
 
                 where = f"video_id = {sql_str(vid)}"
-                for name in ("frames", "segments"):
+                for name in GENERATION_TABLES:
                     store.tables.delete(name, where)
             else:
                 store.retire_generations(vid, keep=record.generation)

@@ -21,6 +21,7 @@ _NEW_COLUMNS = {
     "frames": {"generation": "CAST(0 AS BIGINT)"},
     "segments": {"generation": "CAST(0 AS BIGINT)"},
     "videos": {"generation": "CAST(0 AS BIGINT)", "file_size": "CAST(NULL AS BIGINT)"},
+    "query_log": {"cache_hit": "CAST(NULL AS BOOLEAN)"},
 }
 
 
@@ -33,13 +34,13 @@ def migrate_v1(store: LanceStore) -> None:
     try:
         with store.writing(), store_io(store.location, "upgrade"):
             for name, columns in _NEW_COLUMNS.items():
-                ds = store.tables.snapshot(name)
+                ds = store.tables.writable(name)
                 if ds is None:
                     continue
                 missing = {c: sql for c, sql in columns.items() if c not in ds.schema.names}
                 if missing:
                     ds.add_columns(missing)
-            frames = store.tables.snapshot("frames")
+            frames = store.tables.writable("frames")
             if frames is not None:
                 frames.update_schema_metadata({SCHEMA_VERSION_KEY.decode(): SCHEMA_VERSION})
     except StoreError as ex:

@@ -66,13 +66,14 @@ class QueryLog:
     def record(self, *, kind: str, query: str, latency_ms: float, result_size: int,
                sampler: str | None = None, budget: int | None = None,
                tokens: int | None = None, video_id: str | None = None,
-               params: dict[str, Any] | None = None) -> None:
+               params: dict[str, Any] | None = None, cache_hit: bool | None = None) -> None:
         """Buffer one row (no I/O here)."""
         row = {
             "ts": now_utc(), "kind": kind, "sampler": sampler, "budget": budget,
             "tokens": tokens, "video_id": video_id, "query": query,
             "latency_ms": float(latency_ms), "result_size": int(result_size),
             "params": json.dumps(params or {}, sort_keys=True, default=str),
+            "cache_hit": cache_hit,
         }
         with self._lock:
             if self._closed:

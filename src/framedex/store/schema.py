@@ -13,6 +13,15 @@ Tables (one LanceDB database, a local folder by default):
   re-normalised ``vector``.
 - ``video_paths``: every path a content id was seen at (so any of them finds the video).
 - ``jobs`` and ``query_log``: ingest jobs of the HTTP API, and one row per search/select.
+- ``video_vectors``: one row per video generation holding the video's segment vectors as a
+  LanceDB *multivector* column (with their ``start_sec``/``end_sec``), for MaxSim
+  late-interaction search over multi-part queries ("videos that show all of these"). Written
+  by ``commit_video`` just before the ``videos`` row, under the same generation, so it follows
+  the same visibility rule as frames and segments.
+- ``indexes`` and ``index_members``: named collections of videos (a Twelve Labs *index*); a
+  video can be in several, and deleting or renaming an index never touches its videos.
+  Membership counts only for committed videos.
+- ``assets``: uploaded files not yet indexed (a Twelve Labs *asset*).
 
 **Generations.** Every index run of a video writes its rows under a new ``generation`` number;
 the ``videos`` row names the generation that is live. A re-index therefore writes its new rows
@@ -36,7 +45,8 @@ import pyarrow as pa
 
 ENCODER_KEY = b"framedex.encoder"
 SCHEMA_VERSION_KEY = b"framedex.schema_version"
-#: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``.
+#: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``;
+#: ``cache_hit`` on query_log.
 SCHEMA_VERSION = "2"
 
 
@@ -131,8 +141,53 @@ QUERY_LOG_SCHEMA = pa.schema(
         ("latency_ms", pa.float64()),
         ("result_size", pa.int32()),
         ("params", pa.string()),
+        ("cache_hit", pa.bool_()),
     ]
 )
+
+
+INDEXES_SCHEMA = pa.schema(
+    [
+        ("index_id", pa.string()),
+        ("name", pa.string()),
+        ("models", pa.string()),  # JSON list of {"model_name", "model_options"}
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+INDEX_MEMBERS_SCHEMA = pa.schema(
+    [
+        ("index_id", pa.string()),
+        ("video_id", pa.string()),
+        ("added_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+ASSETS_SCHEMA = pa.schema(
+    [
+        ("asset_id", pa.string()),
+        ("filename", pa.string()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("method", pa.string()),
+        ("metadata", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def video_vectors_schema(dim: int) -> pa.Schema:
+    """Schema of the ``video_vectors`` table: a multivector column of the segment vectors."""
+    return pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("generation", pa.int64()),
+            ("start_sec", pa.list_(pa.float64())),
+            ("end_sec", pa.list_(pa.float64())),
+            ("vectors", pa.list_(pa.list_(pa.float32(), dim))),
+        ]
+    )
 
 
 def now_utc() -> datetime:
@@ -190,3 +245,62 @@ class VideoRecord:
             "num_frames": self.num_frames,
             "num_indexed": self.num_indexed,
         }
+
+
+@dataclass
+class IndexRecord:
+    """One row of the ``indexes`` table: a named collection of videos."""
+
+    index_id: str
+    name: str
+    models: list[dict[str, Any]] = field(default_factory=list)
+    created_at: datetime = field(default_factory=now_utc)
+    updated_at: datetime = field(default_factory=now_utc)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row for this record."""
+        row = asdict(self)
+        row["models"] = json.dumps(self.models, sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> IndexRecord:
+        """Build from a row read back from the table."""
+        return cls(index_id=row["index_id"], name=row["name"],
+                   models=json.loads(row.get("models") or "[]"),
+                   created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+@dataclass
+class MemberRecord:
+    """One row of the ``index_members`` table: ``video_id`` is in index ``index_id``."""
+
+    index_id: str
+    video_id: str
+    added_at: datetime = field(default_factory=now_utc)
+
+
+@dataclass
+class AssetRecord:
+    """One row of the ``assets`` table: a file kept on the server, indexed on request."""
+
+    asset_id: str
+    filename: str
+    path: str
+    size: int
+    method: str = "direct"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=now_utc)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row for this record."""
+        row = asdict(self)
+        row["metadata"] = json.dumps(self.metadata, sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AssetRecord:
+        """Build from a row read back from the table."""
+        row = dict(row)
+        row["metadata"] = json.loads(row.get("metadata") or "{}")
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})

@@ -72,7 +72,9 @@ SELECT kind,
        count(*) AS count,
        quantile_cont(latency_ms, 0.5) AS p50_ms,
        quantile_cont(latency_ms, 0.95) AS p95_ms,
-       avg(result_size) AS mean_results
+       avg(result_size) AS mean_results,
+       avg(CASE WHEN cache_hit THEN 1.0 ELSE 0.0 END) FILTER (WHERE cache_hit IS NOT NULL)
+           AS cache_hit_rate
 FROM query_log
 GROUP BY kind, coalesce(sampler, '')
 ORDER BY kind, sampler
@@ -84,11 +86,13 @@ def query_stats(store: Store) -> list[dict[str, Any]]:
 
     Returns:
         One dict per group: ``kind``, ``sampler`` ("" for searches), ``count``, ``p50_ms``,
-        ``p95_ms``, ``mean_results``; sorted by kind then sampler. Empty when nothing is logged.
+        ``p95_ms``, ``mean_results``, ``cache_hit_rate`` (share of selects whose frames came
+        from the in-memory cache; None for searches); sorted by kind then sampler. Empty when
+        nothing is logged.
     """
     rows = run_sql(store, _STATS_SQL).to_pylist()
     for row in rows:
-        for key in ("p50_ms", "p95_ms", "mean_results"):
+        for key in ("p50_ms", "p95_ms", "mean_results", "cache_hit_rate"):
             row[key] = None if row[key] is None else round(float(row[key]), 3)
         row["count"] = int(row["count"])
     return rows

@@ -93,7 +93,9 @@ class LanceTables:
         table does not exist."""
         ds = self.snapshot(name)
         if ds is None:
-            empty = (schema or pa.schema([])).empty_table()
+            if schema is None:
+                return pa.table({c: pa.array([], pa.null()) for c in columns or []})
+            empty = schema.empty_table()
             return empty.select(columns) if columns else empty
         with store_io(self.location, "read"):
             return ds.to_table(columns=columns, filter=where)
@@ -125,35 +127,77 @@ class LanceTables:
                                                    storage_options=self.storage_options)
         return self._db
 
-    def create(self, name: str, schema: pa.Schema) -> lance.LanceDataset:
-        """Create table ``name`` with ``schema`` unless it exists; return its snapshot."""
+    def create(self, name: str, schema: pa.Schema,
+               storage_version: str | None = None) -> lance.LanceDataset:
+        """Create table ``name`` with ``schema`` unless it exists; return its snapshot.
+
+        Args:
+            storage_version: Lance file format of a new table (None: LanceDB's default).
+        """
         ds = self.snapshot(name)
         if ds is not None:
             return ds
         with self._lock, store_io(self.location, "write to"):
-            self.lancedb().create_table(name, schema=schema, exist_ok=True)
+            if storage_version is None:
+                self.lancedb().create_table(name, schema=schema, exist_ok=True)
+            elif self.snapshot(name) is None:
+                import lance
+
+                self.location.create()
+                try:
+                    lance.write_dataset(schema.empty_table(), self.uri(name), mode="create",
+                                        data_storage_version=storage_version,
+                                        storage_options=self.storage_options)
+                except (OSError, ValueError) as ex:  # created meanwhile by another process
+                    if "exist" not in str(ex).lower():
+                        raise
         ds = self.snapshot(name)
         assert ds is not None
         return ds
 
+    def writable(self, name: str, schema: pa.Schema | None = None) -> lance.LanceDataset | None:
+        """A dataset object of its own for one write (created with ``schema`` if missing).
+
+        Never the shared read snapshot: a write mutates the object it runs on, and a reader
+        thread on the same object would fail ("Already mutably borrowed").
+        """
+        if schema is not None:
+            self.create(name, schema)
+        elif self.snapshot(name) is None:
+            return None
+        with store_io(self.location, "open"):
+            return self._open(name)
+
     def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
         """Append rows (creating the table on first use). Concurrent appends all land: Lance
         retries a commit that raced another append."""
-        ds = self.create(name, schema)
+        ds = self.writable(name, schema)
+        assert ds is not None
         with store_io(self.location, "write to"):
             ds.insert(data.cast(ds.schema) if data.schema != ds.schema else data)
 
     def upsert(self, name: str, key: str | list[str], data: pa.Table,
                schema: pa.Schema) -> None:
         """Insert rows, or replace the rows with the same ``key``, in one commit."""
-        ds = self.create(name, schema)
+        ds = self.writable(name, schema)
+        assert ds is not None
         with store_io(self.location, "write to"):
             ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all() \
                 .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
 
+    def insert_missing(self, name: str, key: str | list[str], data: pa.Table,
+                       schema: pa.Schema) -> None:
+        """Insert the rows whose ``key`` is not in the table yet; existing rows stay as they
+        are (one commit)."""
+        ds = self.writable(name, schema)
+        assert ds is not None
+        with store_io(self.location, "write to"):
+            ds.merge_insert(key).when_not_matched_insert_all() \
+                .execute(data.cast(ds.schema) if data.schema != ds.schema else data)
+
     def delete(self, name: str, where: str) -> None:
         """Delete the rows matching ``where`` (no-op when the table does not exist)."""
-        ds = self.snapshot(name)
+        ds = self.writable(name)
         if ds is None:
             return
         with store_io(self.location, "write to"):

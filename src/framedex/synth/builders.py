@@ -96,7 +96,8 @@ def haystack_spec(duration: float, needles: Sequence[dict[str, Any]], *, seed: i
     scenes: list[dict[str, Any]] = []
     t = 0.0
     for i, nd in enumerate(ordered):
-        start, dur = nd.get("time"), nd.get("duration")
+        start: Any = nd.get("time")
+        dur: Any = nd.get("duration")
         check(isinstance(start, (int, float)) and start >= t - 1e-9, f"needles[{i}].time", start,
               f"must be a number >= {t:g} (needles must not overlap)")
         check(isinstance(dur, (int, float)) and dur > 0 and start + dur <= duration + 1e-9,

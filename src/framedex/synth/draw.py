@@ -12,6 +12,7 @@ that to draw random moments of random scenes with exactly the code that renders 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -131,7 +132,7 @@ def plan_scene(scene: SceneSpec, size: tuple[int, int], seed: int | list[int],
     n = len(scene.objects)
     horizontal = bool(rng.random() < 0.5)
     cross_len, along_len = (h, w) if horizontal else (w, h)
-    lanes = rng.permutation(n) if n else []
+    lanes: Sequence[int] = rng.permutation(n).tolist() if n else []
     tracks = []
     for obj, lane_idx in zip(scene.objects, lanes):
         frac = obj.size if obj.size is not None else rng.uniform(*SIZE_RANGE)

@@ -131,7 +131,7 @@ def _no_unknown_keys(d: dict, known: set[str], where: str) -> None:
         check(k in known, f"{where}{k}", d[k], _one_of(known) + " (known keys)")
 
 
-def _parse_object(o: object, path: str) -> ObjectSpec:
+def _parse_object(o: Any, path: str) -> ObjectSpec:
     check(isinstance(o, dict), path, o, "must be an object like {'shape': ..., 'color': ...}")
     _no_unknown_keys(o, _OBJECT_KEYS, path + ".")
     shape, color = o.get("shape"), o.get("color")
@@ -145,7 +145,7 @@ def _parse_object(o: object, path: str) -> ObjectSpec:
     return ObjectSpec(shape=shape, color=color, size=size)
 
 
-def _parse_scene(s: object, path: str) -> SceneSpec:
+def _parse_scene(s: Any, path: str) -> SceneSpec:
     check(isinstance(s, dict), path, s, "must be an object like {'duration': 5.0, ...}")
     _no_unknown_keys(s, _SCENE_KEYS, path + ".")
     dur = s.get("duration")
@@ -200,7 +200,7 @@ def parse_spec(spec: dict[str, Any] | Spec) -> Spec:
           "must be [width, height] with even integers in [16, 4096] (yuv420p needs even sizes)")
     seed = spec.get("seed", 0)
     check(_is_int(seed) and seed >= 0, "seed", seed, "must be an integer >= 0")
-    scenes = spec.get("scenes")
+    scenes: Any = spec.get("scenes")
     check(isinstance(scenes, (list, tuple)) and len(scenes) >= 1, "scenes", scenes,
           "must be a non-empty list of scenes")
     parsed = tuple(_parse_scene(s, f"scenes[{i}]") for i, s in enumerate(scenes))

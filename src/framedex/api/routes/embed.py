@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -11,9 +11,8 @@ from pydantic import ValidationError
 
 from framedex.api.deps import LibraryDep, SettingsDep
 from framedex.api.jobs import new_job_id
-from framedex.api.routes.videos import _read_json
 from framedex.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse
-from framedex.api.uploads import receive_upload
+from framedex.api.uploads import read_json_body, receive_upload
 from framedex.errors import ConfigError
 
 router = APIRouter(prefix="/v1/embed", tags=["embed"])
@@ -36,6 +35,7 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
     """Embed ``{"text": str | [str]}`` or an uploaded ``image``; returns the L2-normalised
     vectors and the encoder identity (the same space the store's frames live in)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind: Literal["text", "image"]
     if ctype == "multipart/form-data":
         dest = settings.resolved_upload_dir_for(library.uri) / f"embed-{new_job_id()}"
         try:
@@ -48,7 +48,7 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
         kind = "image"
     elif ctype == "application/json" or ctype.endswith("+json"):
         try:
-            req = EmbedRequest.model_validate_json(await _read_json(request))
+            req = EmbedRequest.model_validate_json(await read_json_body(request))
         except ValidationError as ex:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None

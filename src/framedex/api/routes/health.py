@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 import framedex
 from framedex.api.deps import LibraryDep
-from framedex.api.schemas import Health
+from framedex.api.schemas import Health, StoreInfo
 from framedex.library import Library
 
 router = APIRouter(tags=["health"])
@@ -16,8 +16,8 @@ router = APIRouter(tags=["health"])
 def _health(library: Library) -> Health:
     encoder = library.encoder_info()
     return Health(version=framedex.__version__, encoder=encoder,
-                  store={"name": library.uri.rstrip("/").rsplit("/", 1)[-1],
-                         "videos": library.count_videos()},
+                  store=StoreInfo(name=library.uri.rstrip("/").rsplit("/", 1)[-1],
+                                  videos=library.count_videos()),
                   cache=library.cache_stats(), notes=library.store_notes())
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -15,7 +15,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 def job_public(job: Job) -> JobPublic:
     """The API view of a job (the server-side path of its file is not shown)."""
-    return JobPublic(job_id=job.job_id, status=job.status, progress=job.progress,
+    status: Any = job.status  # one of JobPublic's statuses: JobManager only sets those
+    return JobPublic(job_id=job.job_id, status=status, progress=job.progress,
                      source=job.source, video_id=job.video_id, error=job.error,
                      attempts=job.attempts, created_at=job.created_at,
                      updated_at=job.updated_at)

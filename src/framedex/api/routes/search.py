@@ -1,17 +1,42 @@
-"""``POST /v1/search``: find moments (or videos) matching a text across the library."""
+"""``POST /v1/search``: find moments (or videos) matching a text, an image, or several parts."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
-from framedex.api.deps import LibraryDep, PathsDep
+from framedex.api.deps import LibraryDep, PathsDep, SettingsDep
+from framedex.api.jobs import new_job_id
 from framedex.api.paths import PathView
 from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse
+from framedex.api.uploads import json_field, read_json_body, receive_upload
+from framedex.errors import ConfigError
 from framedex.library import SearchFilters
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
+
+#: Largest uploaded query image.
+MAX_IMAGE_BYTES = 32 << 20
+
+_FORM = {"type": "object", "required": ["image"], "properties": {
+    "image": {"type": "string", "format": "binary"},
+    "text": {"type": "string", "description": "Optional text part(s); repeat the field for "
+                                              "several."},
+    "operator": {"type": "string", "enum": ["or", "and"]},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "group_by": {"type": "string", "enum": ["moment", "video"]},
+    "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
+}}
+_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": SearchRequest.model_json_schema()},
+    "multipart/form-data": {"schema": _FORM},
+}}}
 
 
 def public_hit(hit: dict[str, Any], paths: PathView) -> dict[str, Any]:
@@ -22,12 +47,69 @@ def public_hit(hit: dict[str, Any], paths: PathView) -> dict[str, Any]:
     return out
 
 
-@router.post("", response_model=SearchResponse,
-             responses={c: {"model": ErrorResponse} for c in (404, 409, 422)})
-def search(req: SearchRequest, library: LibraryDep, paths: PathsDep) -> SearchResponse:
-    """Best-matching moments (``group_by=moment``) or videos (``group_by=video``)."""
+def _validation_error(ex: ValidationError) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in ex.errors()])
+
+
+def _decode_base64(data: str) -> bytes:
+    raw = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("image_base64 is invalid: not base64 data") from None
+
+
+@router.post("", response_model=SearchResponse, openapi_extra=_BODY,
+             responses={c: {"model": ErrorResponse} for c in (400, 404, 409, 413, 415, 422)})
+async def search(request: Request, library: LibraryDep, paths: PathsDep,
+                 settings: SettingsDep) -> SearchResponse:
+    """Best-matching moments (``group_by=moment``) or videos (``group_by=video``).
+
+    JSON ``{"text": ..., "image_base64"?: ..., "operator"?: "and"|"or", ...}``, or
+    multipart/form-data with an ``image`` file part (and optional ``text``, ``operator``,
+    ``limit``, ``group_by``, ``filters`` fields). One part (a text or an image) searches every
+    indexed frame; several parts rank videos (``and``: the sum of each part's best segment,
+    ``or``: the best part) and each hit's moments name their ``part``.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    image = None
+    if ctype == "multipart/form-data":
+        dest = settings.resolved_upload_dir_for(library.uri) / f"search-{new_job_id()}"
+        try:
+            upload = await receive_upload(request, file_field="image", dest=dest,
+                                          max_bytes=min(MAX_IMAGE_BYTES,
+                                                        settings.max_upload_bytes))
+            image = await run_in_threadpool(library.load_image, dest, "image")
+        finally:
+            dest.unlink(missing_ok=True)
+        form: dict[str, Any] = {k: v for k, v in upload.fields.items()
+                                if k in ("operator", "limit", "group_by")}
+        texts = upload.lists.get("text", [])
+        try:
+            req = SearchRequest.model_validate(
+                {**form, "text": texts or None, "filters": json_field(upload, "filters")},
+                context={"image_uploaded": True})
+        except ValidationError as ex:
+            raise _validation_error(ex) from None
+    elif ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            req = SearchRequest.model_validate_json(await read_json_body(request))
+        except ValidationError as ex:
+            raise _validation_error(ex) from None
+        if req.image_base64 is not None:
+            data = _decode_base64(req.image_base64)
+            image = await run_in_threadpool(library.load_image, data, "image_base64")
+    else:
+        from starlette.exceptions import HTTPException
+
+        raise HTTPException(415, 'send application/json ({"text": ...}) or multipart/form-data '
+                                 "with an image part")
     filters = SearchFilters(**req.filters.model_dump()) if req.filters else None
-    hits = library.search(req.text, limit=req.limit, group_by=req.group_by, filters=filters)
-    return SearchResponse(query=req.text, group_by=req.group_by,
-                          results=[public_hit(h.to_json(), paths) for h in hits],
-                          notes=library.query_notes(req.text))
+    texts = req.texts
+    hits = await run_in_threadpool(lambda: library.search(
+        texts, image=image, operator=req.operator, limit=req.limit, group_by=req.group_by,
+        filters=filters))
+    parts = [*texts, *(["[image]"] if image is not None else [])]
+    notes = [line for t in texts for line in library.query_notes(t)]
+    return SearchResponse(query=f" {req.operator.upper()} ".join(parts), group_by=req.group_by,
+                          results=[public_hit(h.to_json(), paths) for h in hits], notes=notes)

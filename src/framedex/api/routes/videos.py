@@ -24,20 +24,16 @@ from framedex.api.schemas import (
     VideoPublic,
     VideosPublic,
 )
-from framedex.api.uploads import json_field, receive_upload
+from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import (
     ConfigError,
     NotFoundError,
-    PayloadTooLargeError,
     PermissionDeniedError,
     VideoNotFoundError,
 )
 from framedex.library import VideoRecord
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
-
-#: Largest JSON body of a path ingest.
-MAX_JSON_BYTES = 1 << 20
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 403, 404, 413, 415, 422)
@@ -101,18 +97,6 @@ def resolve_allowed(raw: str, roots: tuple[Path, ...]) -> Path:
     return real
 
 
-async def _read_json(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BYTES:
-            raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
-    return bytes(body)
-
-
 def _upload_params(upload: Any, settings: Any) -> dict[str, Any]:
     raw_fps = upload.fields.get("fps")
     metadata = json_field(upload, "metadata")
@@ -148,6 +132,7 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
         try:  # a rejected request must never leave its file behind
             params = _upload_params(upload, settings)
             path = upload.path
+            assert path is not None  # receive_upload raises when there is no file part
             suffix = Path(upload.filename or "").suffix.lower()
             if suffix and suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8:
                 path = path.rename(path.with_name(job_id + suffix))
@@ -158,7 +143,7 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
             raise
     elif ctype == "application/json" or ctype.endswith("+json"):
         try:
-            req = IngestPath.model_validate_json(await _read_json(request))
+            req = IngestPath.model_validate_json(await read_json_body(request))
         except ValidationError as ex:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None

@@ -27,6 +27,7 @@ from framedex.indexer.decode.base import VideoInfo as VideoInfo
 from framedex.indexer.decode.base import get_decoder_class as get_decoder_class
 from framedex.indexer.decode.base import list_decoders as list_decoders
 from framedex.indexer.decode.base import register_decoder as register_decoder
+from framedex.indexer.decode.base import unregister_decoder as unregister_decoder
 
 #: ``auto``'s preference order. PyAV is the default from scripts/bench_decode.py on a 10-min
 #: 720p H.264 video (2 shared cores): fewer CPU seconds for the 1 fps grid (14.5 vs 26.2: decord
@@ -79,5 +80,5 @@ def open_video(path: str | os.PathLike, decoder: str = "auto", **options: object
 
 __all__ = [
     "AUTO_ORDER", "IndexedFrame", "VideoDecoder", "VideoInfo", "get_decoder_class",
-    "list_decoders", "open_video", "register_decoder", "resolve_decoder",
+    "list_decoders", "open_video", "register_decoder", "resolve_decoder", "unregister_decoder",
 ]

@@ -242,13 +242,6 @@ class VideoDecoder(ABC):
         """Native indices where decoding can start (``[0]`` when the backend does not know)."""
         return self._key_idx if self._key_idx is not None else np.zeros(1, np.int64)
 
-    @property
-    def frame_pts(self) -> np.ndarray:
-        """Presentation time (s from the start) of every native frame, ascending (read-only)."""
-        view = self._pts.view()
-        view.flags.writeable = False
-        return view
-
     def pts_of(self, frame_idx: np.ndarray) -> np.ndarray:
         """Presentation times (s from the start) of native frames ``frame_idx``."""
         return self._pts[np.asarray(frame_idx, dtype=np.int64)].astype(np.float64)
@@ -366,6 +359,8 @@ _DECODERS: Registry[type[VideoDecoder]] = Registry("decoder")
 
 #: Class decorator registering a decode backend under a name (duplicates raise).
 register_decoder = _DECODERS.register
+#: Remove a registered backend (unloading a plug-in, a test's fake).
+unregister_decoder = _DECODERS.unregister
 
 
 def list_decoders(available_only: bool = True) -> list[str]:

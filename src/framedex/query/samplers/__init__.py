@@ -1,7 +1,8 @@
 """Frame samplers: pick the K frames of a video that carry the evidence for a question.
 
-Importing this package registers every built-in sampler (one module each) through the same
-``@register_sampler`` decorator a third party would use.
+Importing this package registers every built-in sampler (one module each, import order does
+not matter) through the same ``@register_sampler`` decorator a third party would use; helpers
+they share live in ``_common.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from framedex.query.samplers import qframe as qframe
 from framedex.query.samplers import router as router
 from framedex.query.samplers import shots as shots
 from framedex.query.samplers import topk as topk
-
-# Built-ins: one module per sampler. Import order does not matter.
-# (The sampler modules are added here as they land.)
 from framedex.query.samplers import uniform as uniform
 from framedex.query.samplers import vilamp as vilamp
 from framedex.query.samplers.base import TIERS as TIERS

@@ -54,22 +54,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.query.samplers._common import minmax_or_zeros, peakedness, uniform_tier_fields
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.qframe import uniform_tier_fields
-from framedex.query.samplers.router import peakedness
-
-
-def minmax(scores: np.ndarray) -> np.ndarray:
-    """Min-max normalise to [0, 1] in float64; constant scores give zeros."""
-    s = np.asarray(scores, dtype=np.float64)
-    lo, hi = float(s.min()), float(s.max())
-    if not hi > lo:
-        return np.zeros_like(s)
-    with np.errstate(over="ignore", invalid="ignore"):
-        span = hi - lo
-        if math.isfinite(span):
-            return (s - lo) / span
-        return (s / 2 - lo / 2) / (hi / 2 - lo / 2)  # avoid overflow for extreme finite scores
 
 
 class _Pool:
@@ -211,7 +197,7 @@ class AdaRDKeySampler(Sampler):
 
     def _select(self, ctx: SelectContext) -> Selection:
         assert ctx.scores is not None and ctx.embeddings is not None
-        rel = minmax(ctx.scores)
+        rel = minmax_or_zeros(ctx.scores)
         rho = peakedness(ctx.scores)
         gated = rho < self.tau
         lam = self.effective_lambda(rel, ctx.k)

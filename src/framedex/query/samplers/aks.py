@@ -34,24 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.query.samplers._common import minmax, top_indices, uniform_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.topk import top_indices
-from framedex.query.samplers.uniform import uniform_indices
-
-
-def minmax(scores: np.ndarray) -> np.ndarray | None:
-    """``(s - min) / (max - min)`` in float64; None for constant scores.
-
-    A range that overflows float64 is handled by scaling by max|s| first (affine invariance).
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    lo, hi = float(s.min()), float(s.max())
-    if hi == lo:
-        return None
-    if not math.isfinite(hi - lo):
-        s = s / max(abs(lo), abs(hi))
-        lo, hi = float(s.min()), float(s.max())
-    return (s - lo) / (hi - lo)
 
 
 def aks_leaves(x: np.ndarray, k: int, t1: float, t2: float,

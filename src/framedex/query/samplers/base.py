@@ -268,6 +268,8 @@ _SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
 
 #: Class decorator registering a sampler under a name (duplicates raise), as a third party would.
 register_sampler = _SAMPLERS.register
+#: Remove a registered sampler (unloading a plug-in, a test's fake).
+unregister_sampler = _SAMPLERS.unregister
 
 
 def list_samplers() -> list[str]:

@@ -37,9 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
-from framedex.query.samplers.aks import minmax
+from framedex.query.samplers._common import minmax, uniform_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.uniform import uniform_indices
 
 
 def inverse_transform_indices(x: np.ndarray, k: int, power: float) -> tuple[np.ndarray, np.ndarray]:

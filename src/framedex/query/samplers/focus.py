@@ -38,10 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
-from framedex.query.samplers.adard_key import minmax
+from framedex.query.samplers._common import minmax_or_zeros, top_indices, uniform_tier_fields
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.qframe import uniform_tier_fields
-from framedex.query.samplers.topk import top_indices
 
 
 def make_arms(ts: np.ndarray, arm_sec: float, min_arms: int) -> np.ndarray:
@@ -146,7 +144,7 @@ class FocusSampler(Sampler):
     def _select(self, ctx: SelectContext) -> Selection:
         assert ctx.scores is not None
         rng = np.random.default_rng(int(self.seed))
-        x, ts, k = minmax(ctx.scores), ctx.timestamps, ctx.k
+        x, ts, k = minmax_or_zeros(ctx.scores), ctx.timestamps, ctx.k
         bounds = make_arms(ts, float(self.arm_sec), int(self.min_arms))
         n_arms = len(bounds) - 1
         observed = np.zeros(ctx.n, dtype=bool)
@@ -195,7 +193,7 @@ class FocusSampler(Sampler):
         free = cand[~blocked[lo:hi]]
         if len(free) == 0:
             return []
-        s = minmax(x[free])
+        s = minmax_or_zeros(x[free])
         if not s.max() > 0:
             s = np.ones_like(s)  # official: constant scores -> uniform within the arm
         logits = s / self.temperature

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.query.samplers._common import fill_evenly, uniform_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.uniform import fill_evenly, uniform_indices
 
 
 def rate_grid(ts: np.ndarray, target_fps: float) -> np.ndarray:

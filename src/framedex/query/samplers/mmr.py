@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
-from framedex.query.samplers.aks import minmax
+from framedex.query.samplers._common import minmax, top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.topk import top_indices
 
 
 def mmr_greedy(emb: np.ndarray, rel: np.ndarray, k: int, theta: float,

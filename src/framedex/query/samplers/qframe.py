@@ -95,12 +95,6 @@ def split_for_tokens(
     return 0, 0, 1  # unreachable after build_context's check; keeps >= 1 frame
 
 
-def uniform_tier_fields(ctx: SelectContext, count: int, tier: str) -> tuple[list[str], int | None]:
-    """Tiers and tokens used when every one of ``count`` frames is at ``tier``."""
-    tokens = None if ctx.token_budget is None else count * ctx.token_budget.cost(tier)
-    return [tier] * count, tokens
-
-
 def gumbel_rank(rel: np.ndarray, tau: float, seed: int) -> np.ndarray:
     """Rank frames by sampling without replacement from ``softmax(rel / tau)``.
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.query.samplers._common import peakedness
 from framedex.query.samplers.base import (
     Sampler,
     SelectContext,
@@ -50,52 +51,6 @@ from framedex.query.samplers.base import (
     list_samplers,
     register_sampler,
 )
-
-#: Gaussian consistency constant: 1.4826 * MAD estimates the standard deviation.
-_MAD_TO_SIGMA = 1.4826
-
-
-def peakedness(scores: np.ndarray) -> float:
-    """Robust, N-normalised peak statistic of a relevance curve (see the module docstring).
-
-    Args:
-        scores: (N,) finite relevance scores.
-
-    Returns:
-        rho >= 0; ~0.8-0.95 for noise, > 1 when some frames clearly stand out, 0 if constant,
-        +inf for a lone spike on an otherwise constant floor.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    med = float(np.median(s))
-    with np.errstate(over="ignore", invalid="ignore"):
-        top = float(s.max()) - med
-        mad = float(np.median(np.abs(s - med)))
-    if not top > 0:  # constant (or NaN-free degenerate) curve
-        return 0.0
-    if not mad > 0 or not math.isfinite(top):
-        return math.inf
-    z = top / (_MAD_TO_SIGMA * mad)
-    return z / math.sqrt(2.0 * math.log(_effective_n(s)))
-
-
-def _effective_n(s: np.ndarray) -> float:
-    """Effective number of independent scores, N (1 - r1) / (1 + r1), at least 3.
-
-    The extreme-value scale sqrt(2 ln N) assumes N independent scores. Cached relevance is
-    scene-structured (neighbouring frames nearly equal), so it holds about one independent value
-    per scene; normalising by the raw N made real needles look flat. White noise has r1 ~ 0, so
-    its statistic (and the flat-curve -> coverage rule) is unchanged.
-    """
-    n = len(s)
-    if n < 3:
-        return 3.0
-    scale = float(np.max(np.abs(s)))
-    x = s / scale if 0 < scale < math.inf else s  # r1 is scale-free; this avoids overflow
-    d = x - x.mean()
-    denom = float(d @ d)
-    r1 = float(d[:-1] @ d[1:]) / denom if denom > 0 else 0.0
-    r1 = min(max(r1, 0.0), 0.999) if math.isfinite(r1) else 0.0
-    return max(3.0, n * (1.0 - r1) / (1.0 + r1))
 
 
 @register_sampler("router")

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.query.samplers._common import fill_evenly, top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.topk import top_indices
-from framedex.query.samplers.uniform import fill_evenly
 
 
 def neighbour_drops(emb: np.ndarray) -> np.ndarray:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.query.samplers._common import top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
-from framedex.query.samplers.topk import top_indices
 
 
 def differential_walk(emb: np.ndarray, f2t: np.ndarray, k: int, f2f_thrd: float,

@@ -1,0 +1,112 @@
+"""``/assets``: files kept on the server until an index (or an embedding task) uses them.
+
+``method=direct`` streams the ``file`` part to disk through the size-limited upload parser;
+``method=url`` downloads an URL under one of the server's ``--allow-url`` prefixes (else 400);
+``method=multipart`` (presigned multipart uploads) is 400 unsupported.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from framedex.api.deps import LibraryDep, SettingsDep
+from framedex.api.jobs import new_job_id
+from framedex.api.twelvelabs.common import Page, PageLimit, media_dir, paginate, parse_form, rfc3339
+from framedex.api.twelvelabs.media import fetch_url
+from framedex.api.twelvelabs.schemas import AssetForm
+from framedex.api.uploads import receive_upload
+from framedex.errors import ConfigError
+from framedex.library import AssetRecord
+
+router = APIRouter(prefix="/assets", tags=["assets"])
+
+_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["method"], "properties": {
+        "method": {"type": "string", "enum": ["direct", "url"]},
+        "file": {"type": "string", "format": "binary"},
+        "url": {"type": "string"},
+        "filename": {"type": "string"},
+        "user_metadata": {"type": "string", "description": "A JSON object."},
+    }}}}}}
+
+
+def asset_public(record: AssetRecord) -> dict[str, Any]:
+    """An asset as the SDK's ``Asset``/``AssetDetail`` reads it."""
+    return {"_id": record.asset_id, "method": record.method, "status": "ready",
+            "filename": record.filename,
+            "file_type": mimetypes.guess_type(record.filename)[0] or "application/octet-stream",
+            "created_at": rfc3339(record.created_at), "user_metadata": record.metadata or None,
+            "size": record.size}
+
+
+def _metadata(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as ex:
+        raise ConfigError(f"user_metadata={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError("user_metadata is invalid: must be a JSON object")
+    return value
+
+
+def _suffix(name: str | None) -> str:
+    suffix = Path(name or "").suffix.lower()
+    return suffix if suffix and suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 8 \
+        else ""
+
+
+@router.post("", openapi_extra=_FORM)
+async def create_asset(request: Request, library: LibraryDep,
+                       settings: SettingsDep) -> dict[str, Any]:
+    """Upload a file (``method=direct`` with ``file``) or fetch an allowed URL
+    (``method=url`` with ``url``)."""
+    folder = media_dir(settings, library)
+    dest = folder / new_job_id()
+    upload = await receive_upload(request, file_field="file", dest=dest,
+                                  max_bytes=settings.max_upload_bytes, require_file=False)
+    try:  # a refused request never leaves its file behind
+        form = parse_form(AssetForm, upload)
+        form.require_supported()
+        metadata = _metadata(form.user_metadata)
+        if form.method == "direct":
+            if upload.path is None:
+                raise ConfigError("file is invalid: method='direct' needs a file part")
+            name = form.filename or upload.filename or dest.name
+            path = dest.rename(dest.with_name(dest.name + _suffix(upload.filename or name)))
+        else:
+            if not form.url:
+                raise ConfigError("url is invalid: method='url' needs a url")
+            dest.unlink(missing_ok=True)
+            name = form.filename or form.url.rstrip("/").rsplit("/", 1)[-1] or dest.name
+            path = dest.with_name(dest.name + _suffix(name))
+            await run_in_threadpool(fetch_url, form.url, path, settings, "url")
+        record = await run_in_threadpool(lambda: library.add_asset(
+            path, filename=name, method=form.method, metadata=metadata))
+    except BaseException:
+        for leftover in folder.glob(f"{dest.name}*"):
+            leftover.unlink(missing_ok=True)
+        raise
+    return asset_public(record)
+
+
+@router.get("")
+def list_assets(library: LibraryDep, page: Page = 1, page_limit: PageLimit = 10
+                ) -> dict[str, Any]:
+    """Assets, newest first; a page past the last has ``"data": []``."""
+    records = library.assets()[::-1]
+    data, info = paginate(records, page, page_limit)
+    return {"data": [asset_public(r) for r in data], "page_info": info}
+
+
+@router.get("/{asset_id}")
+def retrieve_asset(asset_id: str, library: LibraryDep) -> dict[str, Any]:
+    """One asset (its status is ``ready`` as soon as it exists)."""
+    return asset_public(library.asset(asset_id))

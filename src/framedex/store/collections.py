@@ -1,0 +1,127 @@
+"""Named collections of videos (``indexes``, ``index_members``) and uploaded files (``assets``).
+
+A collection ("index", as Twelve Labs calls it) is a name over videos of the one library: a
+video can be in several, and removing a collection, or a video from it, never touches the
+video. Membership counts only for committed videos (a ``videos`` row exists): a member whose
+video was never committed, or was deleted, is invisible, exactly as its frames are; deleting a
+video also deletes its membership rows (``LanceStore.delete_video``).
+
+These are small tables, read whole; ``LanceStore`` exposes them through typed methods.
+
+Example::
+
+    store.save_index(IndexRecord("ix1", "my index"))
+    store.add_members("ix1", [video_id])
+    store.list_members("ix1")          # [MemberRecord("ix1", video_id, ...)], committed only
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from framedex.store.schema import (
+    ASSETS_SCHEMA,
+    INDEX_MEMBERS_SCHEMA,
+    INDEXES_SCHEMA,
+    AssetRecord,
+    IndexRecord,
+    MemberRecord,
+    now_utc,
+)
+
+if TYPE_CHECKING:
+    from framedex.store.lance_store import LanceStore
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def list_indexes(store: LanceStore) -> list[IndexRecord]:
+    """Every collection, oldest first."""
+    rows = store.tables.read("indexes", schema=INDEXES_SCHEMA).to_pylist()
+    rows.sort(key=lambda r: (r["created_at"], r["index_id"]))
+    return [IndexRecord.from_row(r) for r in rows]
+
+
+def get_index(store: LanceStore, index_id: str) -> IndexRecord | None:
+    """The collection with this id, or None."""
+    rows = store.tables.read("indexes", where=f"index_id = {_q(index_id)}",
+                             schema=INDEXES_SCHEMA).to_pylist()
+    return IndexRecord.from_row(rows[0]) if rows else None
+
+
+def save_index(store: LanceStore, record: IndexRecord) -> None:
+    """Insert or replace a collection's row (its members are untouched)."""
+    table = pa.Table.from_pylist([record.to_row()], schema=INDEXES_SCHEMA)
+    store.tables.upsert("indexes", "index_id", table, INDEXES_SCHEMA)
+
+
+def delete_index(store: LanceStore, index_id: str) -> None:
+    """Remove a collection and its membership rows; the videos stay in the library."""
+    where = f"index_id = {_q(index_id)}"
+    store.tables.delete("indexes", where)
+    store.tables.delete("index_members", where)
+
+
+def add_members(store: LanceStore, index_id: str, video_ids: Sequence[str]) -> None:
+    """Put videos in a collection (a video already in it stays once)."""
+    if not video_ids:
+        return
+    now = now_utc()
+    rows = [{"index_id": index_id, "video_id": v, "added_at": now}
+            for v in dict.fromkeys(video_ids)]
+    table = pa.Table.from_pylist(rows, schema=INDEX_MEMBERS_SCHEMA)
+    # Insert only: a re-added video keeps its first added_at.
+    store.tables.insert_missing("index_members", ["index_id", "video_id"], table,
+                                INDEX_MEMBERS_SCHEMA)
+
+
+def remove_member(store: LanceStore, index_id: str, video_id: str) -> None:
+    """Take a video out of a collection (the video stays in the library)."""
+    store.tables.delete("index_members",
+                        f"index_id = {_q(index_id)} AND video_id = {_q(video_id)}")
+
+
+def list_members(store: LanceStore, index_id: str | None = None) -> list[MemberRecord]:
+    """Members of one collection (or of all), oldest first: committed videos only."""
+    where = f"index_id = {_q(index_id)}" if index_id is not None else None
+    rows = store.tables.read("index_members", where=where,
+                             schema=INDEX_MEMBERS_SCHEMA).to_pylist()
+    committed = {v.video_id for v in store.list_videos()}
+    rows = [r for r in rows if r["video_id"] in committed]
+    rows.sort(key=lambda r: (r["added_at"], r["video_id"]))
+    return [MemberRecord(r["index_id"], r["video_id"], r["added_at"]) for r in rows]
+
+
+def delete_video_members(store: LanceStore, video_id: str) -> None:
+    """Remove a deleted video from every collection."""
+    store.tables.delete("index_members", f"video_id = {_q(video_id)}")
+
+
+def save_asset(store: LanceStore, record: AssetRecord) -> None:
+    """Insert or replace an asset's row."""
+    table = pa.Table.from_pylist([record.to_row()], schema=ASSETS_SCHEMA)
+    store.tables.upsert("assets", "asset_id", table, ASSETS_SCHEMA)
+
+
+def get_asset(store: LanceStore, asset_id: str) -> AssetRecord | None:
+    """The asset with this id, or None."""
+    rows = store.tables.read("assets", where=f"asset_id = {_q(asset_id)}",
+                             schema=ASSETS_SCHEMA).to_pylist()
+    return AssetRecord.from_row(rows[0]) if rows else None
+
+
+def list_assets(store: LanceStore) -> list[AssetRecord]:
+    """Every asset, oldest first."""
+    rows = store.tables.read("assets", schema=ASSETS_SCHEMA).to_pylist()
+    rows.sort(key=lambda r: (r["created_at"], r["asset_id"]))
+    return [AssetRecord.from_row(r) for r in rows]
+
+
+def delete_asset(store: LanceStore, asset_id: str) -> None:
+    """Remove an asset's row (the caller removes its file)."""
+    store.tables.delete("assets", f"asset_id = {_q(asset_id)}")

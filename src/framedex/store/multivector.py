@@ -1,0 +1,134 @@
+"""The ``video_vectors`` table: one row per video generation, its segment vectors as a LanceDB
+multivector column, searched with LanceDB's MaxSim late interaction.
+
+For a query of P parts ``q_1..q_P`` and a video whose segments are ``d_1..d_S``, LanceDB's
+multivector cosine search ranks rows by ``sum_p max_s cos(q_p, d_s)`` (its ``_distance`` is
+``P - that sum``): a video ranks by the sum over the query parts of each part's best segment,
+which is what "videos that show all of these" asks.
+
+Visibility: ``commit_video`` writes the row from the generation's segments just before the
+``videos`` row that names the generation, so the row is invisible until that commit (readers
+keep rows whose generation the ``videos`` row names) and never missing after it. Re-index,
+abort, retire and delete treat the table exactly like ``frames`` and ``segments``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from framedex.store.location import store_io
+from framedex.store.schema import video_vectors_schema
+
+if TYPE_CHECKING:
+    from framedex.store.lance_store import LanceStore
+
+TABLE = "video_vectors"
+#: Lance file format of the table. Lance 13's default (2.x) decodes this nested column
+#: (a list of fixed-size float lists) 6-10x slower than the 0.1 ("legacy") format: at 10k
+#: videos x 10 segments x 512 dims a full read took 570-980 ms against 53-85 ms, and a MaxSim
+#: scan 545-1030 ms against 100-143 ms (2 shared cores, scripts/bench_multivector.py).
+#: Revisit when the 2.x decoder catches up; existing tables keep the format they were made with.
+STORAGE_VERSION = "legacy"
+#: Columns a search returns (besides ``_distance``).
+COLUMNS = ["video_id", "generation", "start_sec", "end_sec", "vectors"]
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ensure_table(store: LanceStore, dim: int) -> pa.Schema:
+    """Create the table (in :data:`STORAGE_VERSION`) unless it exists; return its schema."""
+    schema = video_vectors_schema(dim)
+    store.tables.create(TABLE, schema, storage_version=STORAGE_VERSION)
+    return schema
+
+
+def write_video_vectors(store: LanceStore, video_id: str, generation: int) -> bool:
+    """Write ``video_id``'s row for ``generation`` from that generation's segments.
+
+    Returns:
+        False when the generation has no segments (nothing is written).
+    """
+    where = f"video_id = {_q(video_id)} AND generation = {int(generation)}"
+    data = store.tables.read("segments", ["start_sec", "end_sec", "vector"], where)
+    if data.num_rows == 0:
+        return False
+    from framedex.store.lance_store import column_vectors
+
+    order = np.argsort(data.column("start_sec").to_numpy(), kind="stable")
+    dim = store.dim
+    vectors = column_vectors(data.column("vector"), dim)[order]
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+    multi = pa.ListArray.from_arrays(pa.array([0, len(vectors)], pa.int32()), inner)
+    schema = ensure_table(store, dim)
+    row = pa.table({
+        "video_id": pa.array([video_id], pa.string()),
+        "generation": pa.array([int(generation)], pa.int64()),
+        "start_sec": pa.array([data.column("start_sec").to_numpy()[order].tolist()],
+                              pa.list_(pa.float64())),
+        "end_sec": pa.array([data.column("end_sec").to_numpy()[order].tolist()],
+                            pa.list_(pa.float64())),
+        "vectors": multi.cast(schema.field("vectors").type),
+    }, schema=schema)
+    store.tables.append(TABLE, row, schema)
+    return True
+
+
+def search_video_vectors(store: LanceStore, queries: np.ndarray, limit: int,
+                         where: str | None = None) -> pa.Table:
+    """MaxSim search of the multivector column.
+
+    Args:
+        store: the store.
+        queries: (P, D) L2-normalised query parts (P = 1: a video's best segment).
+        limit: rows to return.
+        where: optional SQL filter (applied before the search).
+
+    Returns:
+        Rows of ``video_id, generation, start_sec, end_sec, vectors, _distance`` best first
+        (``_distance = P - sum_p max_s cos``). Rows of uncommitted or retired generations are
+        among them; the caller keeps those whose generation the ``videos`` row names.
+    """
+    ds = store.tables.snapshot(TABLE)
+    if ds is None:
+        empty = video_vectors_schema(int(queries.shape[1])).empty_table()
+        return empty.append_column("_distance", pa.array([], pa.float32()))
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    nearest: dict[str, Any] = {"column": "vectors", "q": q if len(q) > 1 else q[0],
+                               "k": int(limit), "metric": "cosine"}
+    with store_io(store.location, "search"):
+        return ds.to_table(columns=[*COLUMNS, "_distance"], nearest=nearest, filter=where,
+                           prefilter=bool(where))
+
+
+def missing_video_vectors(store: LanceStore) -> list[str]:
+    """Committed videos whose live generation has no row (stores indexed before the table
+    existed, or a row lost to a crash between its write and a retry)."""
+    live = {v.video_id: v.generation for v in store.list_videos()}
+    if not live:
+        return []
+    have = store.tables.read(TABLE, ["video_id", "generation"])
+    present = set(zip(have.column("video_id").to_pylist(),
+                      have.column("generation").to_pylist(), strict=True)) \
+        if have.num_rows else set()
+    return [v for v, g in live.items() if (v, g) not in present]
+
+
+def backfill_video_vectors(store: LanceStore) -> int:
+    """Write the missing rows of committed videos (each under its claim). Returns how many."""
+    done = 0
+    for vid in missing_video_vectors(store):
+        claim = store.claim(vid, wait=False)
+        if claim is None:  # being indexed right now: its commit writes the row
+            continue
+        with claim, store.writing():
+            record = store.get_video(vid)
+            if record is None or vid not in missing_video_vectors(store):
+                continue  # deleted, or written meanwhile
+            if write_video_vectors(store, vid, record.generation):
+                done += 1
+    return done

@@ -1,0 +1,175 @@
+"""The first hour of a new user, command by command: the exact command, its one line, its exit
+code. Each test is a stumble a newcomer reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import framedex
+from framedex.synth import haystack_spec, render
+
+NEEDLE = {"time": 10.0, "duration": 4.0, "background": "white",
+          "objects": [{"shape": "star", "color": "purple"}]}
+
+
+class Run:
+    """What a command gave: exit code, stdout, stderr (as a terminal user sees them)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def cli(*args: str) -> Run:
+    """``framedex ARGS`` in this process (the same app as the console script; no start-up
+    cost per command). ``test_version`` runs a real process."""
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+
+    res = CliRunner().invoke(app, list(args))
+    return Run(res.exit_code, res.stdout, res.stderr)
+
+
+def one_line(run: Run, *needles: str) -> str:
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("framedex: error:"), run.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[Path, Path, str]:
+    """(db, video, video_id): one 30 s video with a purple-star needle, shipped model."""
+    root = tmp_path_factory.mktemp("first_hour")
+    video = root / "clips" / "BIKES.MOV"
+    video.parent.mkdir()
+    render(haystack_spec(30.0, [NEEDLE], seed=2, fps=5, size=[64, 64]), video.with_suffix(".mp4"))
+    video.with_suffix(".mp4").rename(video)
+    db = root / "lib.db"
+    run = cli("index", str(video.parent), "--db", str(db), "--model", "synthetic-shapes",
+              "--json")
+    assert run.returncode == 0, run.stderr
+    return db, video, json.loads(run.stdout)["indexed"][0]["video_id"]
+
+
+def test_version_from_a_real_process():
+    run = subprocess.run([sys.executable, "-m", "framedex", "--version"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == f"framedex {framedex.__version__}"
+    bad = subprocess.run([sys.executable, "-m", "framedex", "videos", "--db", "/nonexistent/x"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no store at" in bad.stderr
+
+
+def test_short_unique_id_prefixes_work_and_the_rule_is_stated(store):
+    db, _, vid = store
+    run = cli("select", vid[:4], "a purple star", "--db", str(db), "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["video_id"] == vid
+    one_line(cli("select", vid[:3], "a purple star", "--db", str(db)),
+             "no indexed video", "at least 4 characters")
+
+
+def test_the_same_content_at_a_new_path_is_the_same_video(store, tmp_path):
+    db, video, vid = store
+    exts = tmp_path / "exts"
+    exts.mkdir()
+    shutil.copy(video, exts / "clip.mkv")
+    run = cli("index", str(exts), "--db", str(db))
+    assert run.returncode == 0 and "unchanged" in run.stdout and "clip.mkv" in run.stdout
+    run = cli("select", str(exts / "clip.mkv"), "a purple star", "--db", str(db), "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["video_id"] == vid
+
+
+def test_build_index_on_a_small_library_advises_instead_of_flooding(store):
+    db, _, _ = store
+    one_line(cli("build-index", "--db", str(db)), "exact search", "--force")
+    run = cli("build-index", "--db", str(db), "--force", "--partitions", "2")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("built IVF_PQ over 30 frames")
+    assert len(run.stderr.strip().splitlines()) <= 1, run.stderr  # no KMeans warnings
+
+
+def test_the_toy_model_says_what_it_does_not_know(store):
+    db, _, _ = store
+    run = cli("search", "a rabbit in a forest", "--db", str(db), "--json")
+    assert run.returncode == 0
+    notes = [line for line in run.stderr.splitlines() if "outside the world" in line]
+    assert len(notes) == 1 and "'rabbit'" in notes[0] and "'forest'" in notes[0]
+    json.loads(run.stdout)  # stdout stays machine-readable
+    inside = cli("search", "a purple star", "--db", str(db))
+    assert "outside the world" not in inside.stderr
+    videos = cli("videos", "--db", str(db))
+    assert "synthetic-shapes" in videos.stderr and "BIKES.MOV" in videos.stdout
+
+
+def test_sampler_parameters_can_be_discovered(store):
+    db, video, _ = store
+    listing = cli("samplers")
+    assert listing.returncode == 0
+    from framedex.library import sampler_names
+
+    names = [line.split()[0] for line in listing.stdout.splitlines()[:-1]]
+    assert names == sampler_names()
+    bolt = cli("samplers", "bolt")
+    assert "power (float, default 3.0)" in bolt.stdout and "dedupe (bool" in bolt.stdout
+    one_line(cli("select", str(video), "a star", "--db", str(db), "--sampler", "bolt",
+                 "--param", "nosuch=1"), "no parameter 'nosuch'", "power (default 3.0)")
+    one_line(cli("select", str(video), "a star", "--db", str(db), "--tokens", "50"),
+             "tokens=50", "cheapest tier (66 tokens)")
+    one_line(cli("select", str(video), "a star", "--db", str(db), "--sampler", "BOLT"),
+             "Did you mean 'bolt'")
+    one_line(cli("samplers", "bolz"), "Did you mean 'bolt'")
+
+
+def test_failed_files_go_to_stderr_and_tables_show_file_names(store, tmp_path):
+    db, video, _ = store
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(video, mixed / "good.mov")
+    (mixed / "broken.mp4").write_bytes(b"not a video")
+    run = cli("index", str(mixed), "--db", str(db))
+    assert run.returncode == 0
+    assert "broken.mp4" not in run.stdout and "failed     " in run.stderr
+    assert "1 unchanged, 0 indexed" in run.stdout.replace("0 indexed, 1 unchanged",
+                                                          "1 unchanged, 0 indexed")
+
+
+def test_select_writes_a_payload_for_a_vlm(store, tmp_path):
+    db, video, _ = store
+    out = tmp_path / "req.json"
+    run = cli("select", str(video), "when is the purple star?", "--db", str(db), "--payload",
+              "gemini", "--out", str(out), "--budget", "3")
+    assert run.returncode == 0, run.stderr
+    body = json.loads(out.read_text())
+    parts = body["contents"][0]["parts"]
+    assert sum("inline_data" in p for p in parts) == 3
+    assert parts[-1] == {"text": "when is the purple star?"}
+    run = cli("select", str(video), "when?", "--db", str(db), "--payload", "openai")
+    assert run.returncode == 0 and json.loads(run.stdout)["messages"][0]["role"] == "user"
+
+
+def test_the_api_docs_work_offline(tmp_path):
+    import httpx
+    from api_server import ThreadServer
+
+    from framedex.api.settings import Settings
+
+    with ThreadServer(Settings(db=str(tmp_path / "db"), model="synthetic-shapes",
+                               device="cpu")) as srv:
+        page = httpx.get(f"{srv.base}/docs").text
+        assert "https://" not in page and "/docs/assets/swagger-ui-bundle.js" in page
+        js = httpx.get(f"{srv.base}/docs/assets/swagger-ui-bundle.js")
+        assert js.status_code == 200 and len(js.content) > 100_000
+        assert httpx.get(f"{srv.base}/docs/assets/../app.py").status_code == 404
+        health = httpx.get(f"{srv.base}/health").json()
+        assert health["encoder"]["synthetic"] is True and health["encoder"]["device"] == "cpu"

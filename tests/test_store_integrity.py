@@ -1,0 +1,290 @@
+"""Nothing lost, nothing doubled: the store under concurrent writers, failed re-indexes, odd
+paths and bad stores, written as the attack on it was made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framedex import Library
+from framedex.errors import VideoNotFoundError
+from framedex.store import LanceStore
+
+SCENE = {"duration": 4.0, "background": "black", "objects": [{"shape": "circle", "color": "red"}]}
+
+
+def _render(path: Path, seed: int, seconds: float = 8.0) -> Path:
+    from framedex.synth import render
+
+    spec = {"fps": 10, "size": [48, 48], "seed": seed,
+            "scenes": [dict(SCENE, duration=seconds / 2),
+                       {"duration": seconds / 2, "background": "white",
+                        "objects": [{"shape": "star", "color": "blue"}]}]}
+    render(spec, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("integrity") / "videos"
+    root.mkdir()
+    for i in range(5):
+        _render(root / f"v{i}.mp4", seed=i)
+    return root
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "framedex", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_two_cli_processes_on_one_folder_index_every_video_once(tmp_path, folder, tiny_model):
+    import json
+
+    db = tmp_path / "db"
+    procs = [_cli("index", str(folder), "--db", str(db), "--model", tiny_model, "--device",
+                  "cpu", "--json") for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    reports = [json.loads(out) for out, _ in outs]
+    indexed = [v["video_id"] for r in reports for v in r["indexed"]]
+    assert len(indexed) == len(set(indexed)) == 5  # each video indexed by exactly one run
+    for r in reports:  # and the other run saw it as unchanged
+        assert len(r["indexed"]) + len(r["unchanged"]) == 5 and not r["failed"]
+    store = LanceStore(db)
+    for video in store.list_videos():
+        frames = store.read_frames(video.video_id)
+        assert len(frames.pos) == video.num_indexed == 8
+        assert len(set(frames.frame_idx.tolist())) == 8  # no frame twice
+    all_rows = store.tables.read("frames", ["video_id"])
+    assert all_rows.num_rows == 5 * 8  # not a single duplicate row in the table
+
+
+def test_a_failed_reindex_leaves_the_old_index_live(tmp_path, folder, tiny_model):
+    from framedex.indexer.encoder import load_encoder
+    from framedex.indexer.pipeline import Indexer, IndexOptions
+
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    video = folder / "v0.mp4"
+    vid = lib.index([video]).by_status("indexed")[0].video_id
+    encoder = load_encoder(tiny_model, device="cpu")
+
+    class PowerCut:
+        identity, image_size = encoder.identity, encoder.image_size
+        calls = 0
+
+        def encode_images(self, frames):
+            PowerCut.calls += 1
+            if PowerCut.calls == 3:
+                raise RuntimeError("power cut")
+            return encoder.encode_images(frames)
+
+    reindex = Indexer(lib.store, PowerCut(), IndexOptions(index_fps=2.0, batch_size=2,
+                                                          write_chunk=2))
+    with pytest.raises(RuntimeError, match="power cut"):
+        reindex.index_file(video)
+    assert lib.video(vid).index_fps == 1.0
+    assert len(lib.select(vid, "a red circle", budget=4).indices) == 4
+    assert len(lib.store.read_frames(vid).pos) == 8
+    # The failed run's rows were taken out again: only the live generation remains.
+    assert lib.store.tables.read("frames", ["video_id"]).num_rows == 8
+
+
+def test_selects_during_a_reindex_always_find_the_video(tmp_path, folder, tiny_model):
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu", cache_bytes=0)
+    long_video = _render(tmp_path / "long.mp4", seed=9, seconds=40.0)
+    vid = lib.index([long_video]).by_status("indexed")[0].video_id
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                seen.append(lib.select(vid, "a blue star", sampler="topk", budget=3).num_frames)
+            except BaseException as ex:
+                errors.append(ex)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        report = lib.index([long_video], fps=4.0)
+    finally:
+        done.set()
+        thread.join()
+    assert report.by_status("indexed")
+    assert not errors, errors[:3]
+    assert seen and set(seen) <= {40, 160}  # the old index or the new one, never neither
+    assert lib.select(vid, "a blue star", budget=3).num_frames == 160
+
+
+def test_a_bad_fps_is_refused_before_anything_is_deleted(tmp_path, folder, tiny_model):
+    db = tmp_path / "db"
+    video = folder / "v1.mp4"
+    lib = Library(db, model=tiny_model, device="cpu")
+    vid = lib.index([video]).by_status("indexed")[0].video_id
+    p = _cli("index", str(video), "--db", str(db), "--fps", "1e-12")
+    _out, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and err.count("\n") == 1 and "fps=1e-12 is invalid" in err, err
+    assert Library(db).video(vid).num_indexed == 8
+
+
+def test_deleted_and_crashed_rows_are_swept_by_optimize(tmp_path, folder, tiny_model):
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    vid = lib.index([folder / "v2.mp4"]).by_status("indexed")[0].video_id
+    live = lib.store.get_video(vid).generation
+    # what a run killed after writing frames leaves: rows of a generation nobody names
+    vec = np.ones((3, lib.store.dim), np.float32) / np.sqrt(lib.store.dim)
+    lib.store.add_frames(vid, live + 1, np.arange(3), np.arange(3), np.arange(3.0), vec)
+    lib.store.add_frames("never-committed", 7, np.arange(3), np.arange(3), np.arange(3.0), vec)
+    assert lib.store.tables.read("frames", ["video_id"]).num_rows == 8 + 6
+    report = lib.optimize()
+    assert report["dead_videos_swept"] == 2
+    assert lib.store.tables.read("frames", ["video_id"]).num_rows == 8
+    assert len(lib.store.read_frames(vid).pos) == 8
+
+
+def test_a_claimed_video_is_not_swept(tmp_path, folder, tiny_model):
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    lib.index([folder / "v3.mp4"])
+    vec = np.ones((2, lib.store.dim), np.float32) / np.sqrt(lib.store.dim)
+    with lib.store.claim("being-indexed", wait=True):  # another writer is mid-way
+        lib.store.add_frames("being-indexed", 5, np.arange(2), np.arange(2), np.arange(2.0), vec)
+        assert lib.optimize()["dead_videos_swept"] == 0
+    assert lib.optimize()["dead_videos_swept"] == 1
+
+
+# -- bounded disk ---------------------------------------------------------------------------
+
+
+def test_the_query_log_is_written_in_batches_and_compacted(tmp_path, folder, tiny_model):
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    vid = lib.index([folder / "v4.mp4"]).by_status("indexed")[0].video_id
+    for i in range(60):
+        lib.select(vid, f"question {i % 7}", sampler="uniform", budget=2)
+    assert lib.query_log is not None and lib.query_log.pending + lib.query_log.written == 60
+    lib.query_log.flush()
+    versions = lib.store.tables.version("query_log")
+    assert versions <= 4, versions  # one commit per flush, not one per query
+    log_dir = Path(lib.uri) / "query_log.lance" / "_versions"
+    before = len(list(log_dir.iterdir()))
+    from datetime import timedelta
+
+    with pytest.warns(UserWarning, match="removes every version"):
+        lib.optimize(keep_versions=timedelta(0))
+    assert len(list(log_dir.iterdir())) <= min(before, 2)
+    assert lib.sql("SELECT count(*) AS n FROM query_log").to_pylist() == [{"n": 60}]
+
+
+def test_log_retention_deletes_old_rows(tmp_path, folder, tiny_model):
+    from datetime import timedelta
+
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    vid = lib.index([folder / "v4.mp4"]).by_status("indexed")[0].video_id
+    lib.select(vid, "a red circle", budget=2)
+    lib.query_log.flush()
+    assert lib.optimize(log_retention=timedelta(days=1))["log_rows_deleted"] == 0
+    assert lib.optimize(log_retention=timedelta(0))["log_rows_deleted"] == 1
+    assert lib.stats() == []
+
+
+# -- odd paths and bad stores ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["\x00", "~nosuchuser/x.mp4", "a" * 4000 + ".mp4",
+                                 "/" + "b" * 300 + "/c.mp4"])
+def test_odd_video_references_are_clear_errors(tmp_path, folder, tiny_model, ref):
+    from framedex.errors import FramedexError
+
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    lib.index([folder / "v0.mp4"])
+    with pytest.raises(FramedexError) as info:
+        lib.select(ref, "a red circle")
+    assert isinstance(info.value, (VideoNotFoundError, ValueError))
+    assert len(str(info.value)) < 400
+
+
+def _one_line(p: subprocess.Popen, timeout: float = 120) -> str:
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 1, (out, err)
+    err = "".join(line for line in err.splitlines(keepends=True)
+                  if not line.startswith("framedex: model "))  # the one note index prints
+    assert err.startswith("framedex: error:") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("where", ["/proc/x.db", "FILE/x.db", "/sys/x.db", "~nosuchuser/x.db",
+                                   "FILE"])
+def test_a_bad_db_is_one_line_for_writes_and_reads(tmp_path, folder, where):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    db = where.replace("FILE", str(blocker))
+    err = _one_line(_cli("index", str(folder / "v0.mp4"), "--db", db,
+                         "--model", "synthetic-shapes"))
+    assert "store" in err
+    _one_line(_cli("videos", "--db", db))
+    _one_line(_cli("serve", "--db", db, "--port", "0"))
+
+
+def test_a_mistyped_store_is_not_an_empty_library(tmp_path):
+    missing = tmp_path / "does" / "not" / "exist.db"
+    for command in (["videos"], ["stats"], ["search", "a star"], ["sql", "select 1"]):
+        err = _one_line(_cli(*command, "--db", str(missing)))
+        assert "no store at" in err and str(missing) in err
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_a_failed_first_index_leaves_no_store(tmp_path, folder):
+    db = tmp_path / "new.db"
+    err = _one_line(_cli("index", str(folder / "v0.mp4"), "--db", str(db), "--model",
+                         str(tmp_path / "no-such-model")))
+    assert "model" in err
+    assert not db.exists()
+
+
+def _freeze(path: Path) -> bool:
+    """Make ``path`` read-only for this process (root ignores permission bits; chattr +i
+    binds root too). False where neither works."""
+    if os.geteuid() != 0:
+        subprocess.run(["chmod", "-R", "a-w", str(path)], check=True)
+        return True
+    if shutil.which("chattr") is None:
+        return False
+    return subprocess.run(["chattr", "-R", "+i", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def _thaw(path: Path) -> None:
+    if os.geteuid() != 0:
+        subprocess.run(["chmod", "-R", "u+w", str(path)], check=False)
+    else:
+        subprocess.run(["chattr", "-R", "-i", str(path)], check=False, capture_output=True)
+
+
+def test_a_read_only_store_is_one_line_and_reads_still_work(tmp_path, folder, tiny_model):
+    db = tmp_path / "db"
+    lib = Library(db, model=tiny_model, device="cpu")
+    vid = lib.index([folder / "v0.mp4"]).by_status("indexed")[0].video_id
+    lib.close()
+    if not _freeze(db):
+        pytest.skip("cannot make a folder read-only here (root without chattr)")
+    try:
+        err = _one_line(_cli("index", str(folder / "v1.mp4"), "--db", str(db), "--model",
+                             tiny_model))
+        assert "cannot" in err and str(db) in err
+        # Reads work; the query log cannot be written, which is logged, never an error.
+        p = _cli("select", vid, "a red circle", "--db", str(db), "--json")
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    finally:
+        _thaw(db)
