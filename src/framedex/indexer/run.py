@@ -9,6 +9,9 @@ Threads and processes of a run::
     collector thread worker pipes -> the encoder's bounded frame queue
     encoder thread   cross-video batches -> vectors (batching.EncodeLoop)
 
+``indexer/planner.py`` holds the planner, ``workers.py`` the decode pool, ``batching.py`` the
+encoder thread and the per-video reassembly.
+
 The write protocol of ``store/base.py`` is unchanged per video: claim, ``begin_video``, frames
 and segments under the new generation (invisible), ``commit_video`` last, then
 ``retire_generations``; any failure before the commit calls ``abort_video``. A kill at any
@@ -19,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import numpy as np
 
 from framedex.errors import DecodeError, FramedexError
 from framedex.indexer.batching import STOP, ChunkWriter, EncodeLoop, VideoAssembly
+from framedex.indexer.planner import Planner, Prepared, decode_cost, max_side, scan
 from framedex.indexer.workers import (
     DecodePool,
     WorkUnit,
@@ -55,37 +57,12 @@ log = logging.getLogger(__name__)
 #: 1/4/8/16 sessions decode 51/178/252/299 grid frames/s of 720p25; 8 gets most of it).
 AUTO_NVDEC_SESSIONS = 8
 
-#: CPU seconds to decode one native pixel (x264 720p25 with PyAV on this project's 2-core
-#: machine: ~800 frames/s per core). Only used to split the cores between decoding and a CPU
-#: encoder (workers.plan_cores); it does not change what is decoded.
-DECODE_S_PER_PIXEL = 1.4e-9
-
-
-@dataclass
-class _Prepared:
-    """A file after the planner: its id and, unless it is unchanged or bad, its scan."""
-
-    order: int
-    path: str
-    source: str
-    t0: float
-    video_id: str | None = None
-    unchanged: bool = False
-    error: str | None = None
-    info: Any = None
-    grid: np.ndarray | None = None
-    grid_pts: np.ndarray | None = None
-    keyframes: np.ndarray | None = None
-    table: Any = None
-    decoder: type | None = None
-
-
 @dataclass
 class _Video:
     """A video in flight: claimed, begun in the store, cut into units."""
 
     key: int
-    prep: _Prepared
+    prep: Prepared
     claim: Claim
     generation: int
     assembly: VideoAssembly
@@ -131,10 +108,10 @@ class IndexRun:
         self._n_files = len(files)
         deferred: list[tuple[int, Path]] = []
         try:
-            planner = _Planner(self, list(enumerate(files)), wait=False)
+            planner = Planner(self, list(enumerate(files)), wait=False)
             self._drain(planner, deferred)
             if deferred:  # other writers held these; by now they are normally done
-                self._drain(_Planner(self, deferred, wait=True), [])
+                self._drain(Planner(self, deferred, wait=True), [])
         except BaseException:
             for video in list(self.videos.values()):
                 self._abort(video)
@@ -146,7 +123,7 @@ class IndexRun:
         assert all(isinstance(o, IndexOutcome) for o in out)
         return out
 
-    def _drain(self, planner: _Planner, deferred: list[tuple[int, Path]]) -> None:
+    def _drain(self, planner: Planner, deferred: list[tuple[int, Path]]) -> None:
         planner.start()
         try:
             while True:
@@ -179,7 +156,7 @@ class IndexRun:
         return max(2, len(self.pool.slots) * self.opts.prefetch)
 
     # ---- admitting a file (main thread: claims and begin_video) ----------------------------
-    def _admit(self, prep: _Prepared, wait: bool, deferred: list[tuple[int, Path]]) -> None:
+    def _admit(self, prep: Prepared, wait: bool, deferred: list[tuple[int, Path]]) -> None:
         from framedex.indexer.pipeline import IndexOutcome
 
         self._sources[prep.order] = prep.source
@@ -201,7 +178,7 @@ class IndexRun:
                     prep.path, "unchanged", vid, existing.num_frames, existing.num_indexed,
                     existing.duration))
             if prep.info is None:  # the planner skipped the scan: it looked unchanged
-                prep = _scan(prep, self.opts, self._image_size())
+                prep = scan(prep, self.opts, self._image_size())
                 if prep.error is not None:
                     claim.release()
                     return self._finish_outcome(prep.order, IndexOutcome(
@@ -217,7 +194,7 @@ class IndexRun:
         self._start_video(prep, claim, generation)
         return None
 
-    def _start_video(self, prep: _Prepared, claim: Claim, generation: int) -> None:
+    def _start_video(self, prep: Prepared, claim: Claim, generation: int) -> None:
         assert prep.grid is not None and prep.info is not None and prep.decoder is not None
         key = self._keys = self._keys + 1
         opts = self.opts
@@ -229,9 +206,9 @@ class IndexRun:
             return np.array([lookup[int(i)] for i in idx], dtype=np.float64)
 
         parts = split_grid(prep.grid, prep.keyframes, opts.unit_frames)
-        max_side = _max_side(prep.info, self._image_size()) if opts.resize_at_decode else None
+        side = max_side(prep.info, self._image_size()) if opts.resize_at_decode else None
         source = portable_source(prep.source)
-        units = deque(WorkUnit(key, i, source, prep.decoder, part, max_side)
+        units = deque(WorkUnit(key, i, source, prep.decoder, part, side)
                       for i, part in enumerate(parts))
         video = _Video(key, prep, claim, generation, VideoAssembly(writer, len(parts), pts_of),
                        units, len(prep.grid))
@@ -241,7 +218,7 @@ class IndexRun:
             self._start_pool(prep, len(parts))
 
     # ---- workers ----------------------------------------------------------------------------
-    def _start_pool(self, first: _Prepared, first_units: int) -> None:
+    def _start_pool(self, first: Prepared, first_units: int) -> None:
         """Size and start the pool and the encoder thread, once the first video is known."""
         import torch
 
@@ -252,7 +229,7 @@ class IndexRun:
         nvdec, cpu_workers = self._nvdec_sessions(device), opts.decode_workers
         if opts.decoder == "nvdec":
             cpu_workers = 0
-        decode_s = _decode_cost(first, opts.index_fps)
+        decode_s = decode_cost(first, opts.index_fps)
         encode_s = self._encode_cost() if on_cpu else 0.0
         workers, threads = plan_cores(cores, cpu_workers, decode_s, encode_s, on_cpu)
         if opts.decoder == "nvdec":
@@ -461,118 +438,6 @@ class IndexRun:
             import torch
 
             torch.set_num_threads(self._restore_threads)
-
-
-class _Planner:
-    """Hashes and scans files ahead of the main thread (read-only work), in order."""
-
-    def __init__(self, run: IndexRun, files: list[tuple[int, Path]], wait: bool):
-        self.run, self.files, self.wait = run, files, wait
-        self.out: queue.Queue = queue.Queue(maxsize=2)
-        self._stop = threading.Event()
-        self._left = len(files)
-        self.thread = threading.Thread(target=self._work, name="framedex-plan", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    @property
-    def finished(self) -> bool:
-        return self._left == 0
-
-    def next(self, block: bool) -> _Prepared | None:
-        """The next prepared file; None when all are out, or (not ``block``) none is ready."""
-        if self._left == 0:
-            return None
-        try:
-            prep = self.out.get(block=block)
-        except queue.Empty:
-            return None
-        self._left -= 1
-        return prep
-
-    def stop(self) -> None:
-        self._stop.set()
-        while self.thread.is_alive():
-            try:
-                self.out.get_nowait()
-            except queue.Empty:
-                self.thread.join(0.05)
-
-    def _work(self) -> None:
-        run = self.run
-        for order, f in self.files:
-            if self._stop.is_set():
-                return
-            prep = _prepare(order, f, run.read_from, run.store, run.opts, run._image_size())
-            while not self._stop.is_set():
-                try:
-                    self.out.put(prep, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-
-
-def _prepare(order: int, f: Path, read_from: dict[str, str], store: Any, opts: Any,
-             image_size: int) -> _Prepared:
-    """Hash a file and (unless its index looks current) scan it."""
-    from framedex.indexer.pipeline import content_id
-
-    t0 = time.perf_counter()
-    path = str(Path(f).expanduser().resolve())
-    source = read_from.get(str(f), read_from.get(path, path))
-    prep = _Prepared(order, path, source, t0)
-    try:
-        prep.video_id = content_id(source)
-    except OSError as ex:
-        prep.error = f"cannot read {path}: {ex.strerror or ex}"
-        return prep
-    try:
-        existing = store.get_video(prep.video_id)
-    except FramedexError:
-        existing = None
-    if existing is not None and existing.index_fps == opts.index_fps:
-        prep.unchanged = True  # re-checked under the claim; scanned there if it changed
-        return prep
-    return _scan(prep, opts, image_size)
-
-
-def _scan(prep: _Prepared, opts: Any, image_size: int) -> _Prepared:
-    """Open the file once: metadata, the grid and its pts, keyframes and the packet table."""
-    from framedex.indexer.decode import open_video
-
-    decoder = "pyav" if opts.decoder == "nvdec" else opts.decoder  # NVDEC reads PyAV's scan
-    try:
-        with open_video(prep.source, decoder) as dec:
-            prep.info = dec.info
-            prep.grid = dec.index_grid(opts.index_fps)
-            prep.grid_pts = dec.pts_of(prep.grid)
-            prep.keyframes = dec.keyframes
-            prep.table = dec.table()
-            prep.decoder = type(dec)
-    except FramedexError as ex:
-        prep.error = str(ex)
-    except OSError as ex:
-        prep.error = f"cannot read {prep.path}: {ex.strerror or ex}"
-    if prep.error is None and (prep.grid is None or len(prep.grid) == 0):
-        prep.error = f"{prep.path}: no frame could be decoded"
-    if prep.error is not None:
-        prep.info = None
-    return prep
-
-
-def _max_side(info: Any, image_size: int) -> int | None:
-    """Shrink at decode so the short side is the model's input size (never upscale)."""
-    short, long_ = min(info.width, info.height), max(info.width, info.height)
-    return math.ceil(long_ * image_size / short) if short > image_size else None
-
-
-def _decode_cost(prep: _Prepared, index_fps: float) -> float:
-    """Estimated CPU seconds to decode one grid frame (every frame of a GOP is decoded)."""
-    info = prep.info
-    keys = max(1, len(prep.keyframes) if prep.keyframes is not None else 1)
-    per_grid = min(max(1.0, info.frame_rate / index_fps), max(1.0, info.num_frames / keys))
-    return per_grid * info.width * info.height * DECODE_S_PER_PIXEL
 
 
 def _gpu_index(device: str) -> int:

@@ -1,0 +1,161 @@
+"""Planning an index run: hash and scan each file once, ahead of the run's main thread.
+
+The planner thread does the read-only work of admitting a file: its content id (BLAKE2b of its
+bytes), whether the store already holds it at this index rate (re-checked under the claim), and
+otherwise one scan with the decode backend: metadata, the index grid and its timestamps, the
+keyframes, and the packet table the decode workers reuse. The store is written only by the
+run's main thread (``indexer/run.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from framedex.errors import FramedexError
+
+if TYPE_CHECKING:
+    from framedex.indexer.run import IndexRun
+
+#: CPU seconds to decode one native pixel (x264 720p25 with PyAV on this project's 2-core
+#: machine: ~800 frames/s per core). Only used to split the cores between decoding and a CPU
+#: encoder (workers.plan_cores); it does not change what is decoded.
+DECODE_S_PER_PIXEL = 1.4e-9
+
+
+@dataclass
+class Prepared:
+    """A file after the planner: its id and, unless it is unchanged or bad, its scan."""
+
+    order: int
+    path: str
+    source: str
+    t0: float
+    video_id: str | None = None
+    unchanged: bool = False
+    error: str | None = None
+    info: Any = None
+    grid: np.ndarray | None = None
+    grid_pts: np.ndarray | None = None
+    keyframes: np.ndarray | None = None
+    table: Any = None
+    decoder: type | None = None
+
+
+class Planner:
+    """Hashes and scans files ahead of the main thread (read-only work), in order."""
+
+    def __init__(self, run: IndexRun, files: list[tuple[int, Path]], wait: bool):
+        self.run, self.files, self.wait = run, files, wait
+        self.out: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._left = len(files)
+        self.thread = threading.Thread(target=self._work, name="framedex-plan", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def finished(self) -> bool:
+        return self._left == 0
+
+    def next(self, block: bool) -> Prepared | None:
+        """The next prepared file; None when all are out, or (not ``block``) none is ready."""
+        if self._left == 0:
+            return None
+        try:
+            prep = self.out.get(block=block)
+        except queue.Empty:
+            return None
+        self._left -= 1
+        return prep
+
+    def stop(self) -> None:
+        self._stop.set()
+        while self.thread.is_alive():
+            try:
+                self.out.get_nowait()
+            except queue.Empty:
+                self.thread.join(0.05)
+
+    def _work(self) -> None:
+        run = self.run
+        for order, f in self.files:
+            if self._stop.is_set():
+                return
+            prep = prepare(order, f, run.read_from, run.store, run.opts, run._image_size())
+            while not self._stop.is_set():
+                try:
+                    self.out.put(prep, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+
+def prepare(order: int, f: Path, read_from: dict[str, str], store: Any, opts: Any,
+             image_size: int) -> Prepared:
+    """Hash a file and (unless its index looks current) scan it."""
+    from framedex.indexer.pipeline import content_id
+
+    t0 = time.perf_counter()
+    path = str(Path(f).expanduser().resolve())
+    source = read_from.get(str(f), read_from.get(path, path))
+    prep = Prepared(order, path, source, t0)
+    try:
+        prep.video_id = content_id(source)
+    except OSError as ex:
+        prep.error = f"cannot read {path}: {ex.strerror or ex}"
+        return prep
+    try:
+        existing = store.get_video(prep.video_id)
+    except FramedexError:
+        existing = None
+    if existing is not None and existing.index_fps == opts.index_fps:
+        prep.unchanged = True  # re-checked under the claim; scanned there if it changed
+        return prep
+    return scan(prep, opts, image_size)
+
+
+def scan(prep: Prepared, opts: Any, image_size: int) -> Prepared:
+    """Open the file once: metadata, the grid and its pts, keyframes and the packet table."""
+    from framedex.indexer.decode import open_video
+
+    decoder = "pyav" if opts.decoder == "nvdec" else opts.decoder  # NVDEC reads PyAV's scan
+    try:
+        with open_video(prep.source, decoder) as dec:
+            prep.info = dec.info
+            prep.grid = dec.index_grid(opts.index_fps)
+            prep.grid_pts = dec.pts_of(prep.grid)
+            prep.keyframes = dec.keyframes
+            prep.table = dec.table()
+            prep.decoder = type(dec)
+    except FramedexError as ex:
+        prep.error = str(ex)
+    except OSError as ex:
+        prep.error = f"cannot read {prep.path}: {ex.strerror or ex}"
+    if prep.error is None and (prep.grid is None or len(prep.grid) == 0):
+        prep.error = f"{prep.path}: no frame could be decoded"
+    if prep.error is not None:
+        prep.info = None
+    return prep
+
+
+def max_side(info: Any, image_size: int) -> int | None:
+    """Shrink at decode so the short side is the model's input size (never upscale)."""
+    short, long_ = min(info.width, info.height), max(info.width, info.height)
+    return math.ceil(long_ * image_size / short) if short > image_size else None
+
+
+def decode_cost(prep: Prepared, index_fps: float) -> float:
+    """Estimated CPU seconds to decode one grid frame (every frame of a GOP is decoded)."""
+    info = prep.info
+    keys = max(1, len(prep.keyframes) if prep.keyframes is not None else 1)
+    per_grid = min(max(1.0, info.frame_rate / index_fps), max(1.0, info.num_frames / keys))
+    return per_grid * info.width * info.height * DECODE_S_PER_PIXEL
