@@ -8,8 +8,9 @@ One way through the data::
           vectors --back in time order, chunked appends--> frames + segments
           --> commit the videos row (visible)
 
-``indexer/workers.py`` holds the work units and the decode pool, ``indexer/batching.py`` the
-encoder loop and the per-video reassembly, ``indexer/run.py`` the run that ties them together.
+``indexer/planner.py`` hashes and scans files ahead, ``indexer/workers.py`` holds the work
+units and the decode pool, ``indexer/batching.py`` the encoder loop and the per-video
+reassembly, ``indexer/run.py`` the run that ties them together.
 Memory is bounded by ``workers * prefetch`` units' worth of frame pieces plus one chunk of
 embeddings per video in flight, whatever the video length or library size. The result does
 not depend on the number of workers: same grid, timestamps, native frame indices and (within
