@@ -14,6 +14,11 @@ Writing one video (the indexer's side of the protocol)::
                                                        # (writes the video_vectors row first)
     store.retire_generations(video_id, keep=generation)
     claim.release()
+
+A distributed writer (the Ray engine) splits the middle step: workers ``stage_frames`` and
+``stage_segments`` (data files written, nothing committed) and the process holding the claim
+``commit_staged`` their fragments before ``commit_video``. Staged files nobody commits (a
+killed job) are unreferenced and removed by ``optimize`` when no writer is active.
 """
 
 from __future__ import annotations
@@ -116,6 +121,13 @@ class Store(Protocol):
     def add_segments(self, video_id: str, generation: int, start_sec: np.ndarray,
                      end_sec: np.ndarray, num_frames: np.ndarray, vectors: np.ndarray,
                      kind: str = "fixed") -> None: ...
+    def stage_frames(self, video_id: str, generation: int, pos: np.ndarray,
+                     frame_idx: np.ndarray, pts_sec: np.ndarray,
+                     vectors: np.ndarray) -> list[str]: ...
+    def stage_segments(self, video_id: str, generation: int, seg: np.ndarray,
+                       start_sec: np.ndarray, end_sec: np.ndarray, num_frames: np.ndarray,
+                       vectors: np.ndarray, kind: str = "fixed") -> list[str]: ...
+    def commit_staged(self, name: str, fragments: Sequence[str]) -> None: ...
     def commit_video(self, record: VideoRecord) -> None: ...
     def retire_generations(self, video_id: str, keep: int) -> None: ...
     def abort_video(self, video_id: str, generation: int) -> None: ...

@@ -52,8 +52,10 @@ from framedex.store.schema import (
     IndexRecord,
     MemberRecord,
     VideoRecord,
+    frame_rows,
     frames_schema,
     now_utc,
+    segment_rows,
     segments_schema,
 )
 from framedex.store.tables import LanceTables
@@ -78,12 +80,6 @@ MIN_PREFIX = 4
 def sql_str(value: str) -> str:
     """``value`` as a quoted SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    """(N, D) float array -> Arrow fixed-size-list column of float32."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
 def column_vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -374,20 +370,9 @@ class LanceStore:
     def add_frames(self, video_id: str, generation: int, pos: np.ndarray,
                    frame_idx: np.ndarray, pts_sec: np.ndarray, vectors: np.ndarray) -> None:
         """Append a chunk of frame rows (not visible until :meth:`commit_video`)."""
-        n = len(pos)
         schema = self._frames_schema()
-        batch = pa.table(
-            {
-                "video_id": pa.array([video_id] * n, pa.string()),
-                "generation": pa.array(np.full(n, generation, np.int64)),
-                "pos": pa.array(np.asarray(pos, np.int32)),
-                "frame_idx": pa.array(np.asarray(frame_idx, np.int64)),
-                "pts_sec": pa.array(np.asarray(pts_sec, np.float64)),
-                "vector": vectors_column(vectors),
-            },
-            schema=schema,
-        )
-        self.tables.append("frames", batch, schema)
+        rows = frame_rows(schema, video_id, generation, pos, frame_idx, pts_sec, vectors)
+        self.tables.append("frames", rows, schema)
 
     def _frames_schema(self) -> pa.Schema:
         ds = self.tables.snapshot("frames")
@@ -403,20 +388,45 @@ class LanceStore:
         if n == 0:
             return
         schema = segments_schema(self.dim)
-        batch = pa.table(
-            {
-                "video_id": pa.array([video_id] * n, pa.string()),
-                "generation": pa.array(np.full(n, generation, np.int64)),
-                "seg": pa.array(np.arange(n), pa.int32()),
-                "kind": pa.array([kind] * n, pa.string()),
-                "start_sec": pa.array(start_sec, pa.float64()),
-                "end_sec": pa.array(end_sec, pa.float64()),
-                "num_frames": pa.array(num_frames, pa.int32()),
-                "vector": vectors_column(vectors),
-            },
-            schema=schema,
-        )
-        self.tables.append("segments", batch, schema)
+        rows = segment_rows(schema, video_id, generation, np.arange(n), start_sec, end_sec,
+                            num_frames, vectors, kind)
+        self.tables.append("segments", rows, schema)
+
+    # Staged writes: data files written anywhere (a Ray worker), committed by one process.
+
+    def stage_frames(self, video_id: str, generation: int, pos: np.ndarray,
+                     frame_idx: np.ndarray, pts_sec: np.ndarray,
+                     vectors: np.ndarray) -> list[str]:
+        """Write frame rows as data files of the ``frames`` table without committing them.
+
+        The files stay unreferenced (invisible, and swept by ``optimize`` if nobody commits
+        them) until :meth:`commit_staged`; the rows stay invisible after that too, until
+        :meth:`commit_video` names their generation.
+
+        Returns:
+            the written fragments, as JSON strings (small; they travel to the committer).
+        """
+        rows = frame_rows(self._frames_schema(), video_id, generation, pos, frame_idx,
+                          pts_sec, vectors)
+        return self.tables.stage("frames", rows)
+
+    def stage_segments(self, video_id: str, generation: int, seg: np.ndarray,
+                       start_sec: np.ndarray, end_sec: np.ndarray, num_frames: np.ndarray,
+                       vectors: np.ndarray, kind: str = "fixed") -> list[str]:
+        """Write segment rows as data files of ``segments`` without committing them
+        (see :meth:`stage_frames`); ``seg`` numbers the video's segments in time order."""
+        if len(seg) == 0:
+            return []
+        schema = self.tables.create("segments", segments_schema(self.dim)).schema
+        rows = segment_rows(schema, video_id, generation, seg, start_sec, end_sec, num_frames,
+                            vectors, kind)
+        return self.tables.stage("segments", rows)
+
+    def commit_staged(self, name: str, fragments: Sequence[str]) -> None:
+        """Append staged fragments of ``frames`` or ``segments`` in one commit."""
+        if name not in ("frames", "segments"):
+            raise StoreError(f"no staged writes to table {name!r}: use frames or segments")
+        self.tables.commit_staged(name, fragments)
 
     def commit_video(self, record: VideoRecord) -> None:
         """Write the ``videos`` row: from here on ``record.generation`` is the live index.

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 ENCODER_KEY = b"framedex.encoder"
@@ -79,6 +80,50 @@ def segments_schema(dim: int) -> pa.Schema:
             ("num_frames", pa.int32()),
             ("vector", pa.list_(pa.float32(), dim)),
         ]
+    )
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """(N, D) float array -> Arrow fixed-size-list column of float32."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def frame_rows(schema: pa.Schema, video_id: str, generation: int, pos: np.ndarray,
+               frame_idx: np.ndarray, pts_sec: np.ndarray, vectors: np.ndarray) -> pa.Table:
+    """Rows of the ``frames`` table for one video's frames, with the table's ``schema``."""
+    n = len(pos)
+    return pa.table(
+        {
+            "video_id": pa.array([video_id] * n, pa.string()),
+            "generation": pa.array(np.full(n, generation, np.int64)),
+            "pos": pa.array(np.asarray(pos, np.int32)),
+            "frame_idx": pa.array(np.asarray(frame_idx, np.int64)),
+            "pts_sec": pa.array(np.asarray(pts_sec, np.float64)),
+            "vector": vectors_column(vectors),
+        },
+        schema=schema,
+    )
+
+
+def segment_rows(schema: pa.Schema, video_id: str, generation: int, seg: np.ndarray,
+                 start_sec: np.ndarray, end_sec: np.ndarray, num_frames: np.ndarray,
+                 vectors: np.ndarray, kind: str = "fixed") -> pa.Table:
+    """Rows of the ``segments`` table for one video's segments (``seg``: their positions
+    among the video's segments), with the table's ``schema``."""
+    n = len(seg)
+    return pa.table(
+        {
+            "video_id": pa.array([video_id] * n, pa.string()),
+            "generation": pa.array(np.full(n, generation, np.int64)),
+            "seg": pa.array(np.asarray(seg, np.int32)),
+            "kind": pa.array([kind] * n, pa.string()),
+            "start_sec": pa.array(np.asarray(start_sec, np.float64)),
+            "end_sec": pa.array(np.asarray(end_sec, np.float64)),
+            "num_frames": pa.array(np.asarray(num_frames, np.int32)),
+            "vector": vectors_column(vectors),
+        },
+        schema=schema,
     )
 
 

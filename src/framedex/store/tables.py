@@ -18,12 +18,14 @@ goes through one ``lance.Session`` per store, so ANN index pages stay cached acr
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from framedex.errors import StoreError
 from framedex.store.location import StoreLocation, store_io
 
 if TYPE_CHECKING:
@@ -175,6 +177,44 @@ class LanceTables:
         assert ds is not None
         with store_io(self.location, "write to"):
             ds.insert(data.cast(ds.schema) if data.schema != ds.schema else data)
+
+    def stage(self, name: str, data: pa.Table) -> list[str]:
+        """Write rows as new data files of table ``name`` (which must exist) and commit
+        nothing (Lance's ``write_fragments``, for a distributed write).
+
+        Returns:
+            the fragments as JSON strings, for :meth:`commit_staged` in another process.
+        """
+        from lance.fragment import write_fragments
+
+        ds = self.snapshot(name)
+        if ds is None:
+            raise StoreError(f"the store {self.location.uri} has no {name} table yet")
+        with store_io(self.location, "write to"):
+            frags = write_fragments(data.cast(ds.schema) if data.schema != ds.schema else data,
+                                    self.uri(name), schema=ds.schema,
+                                    storage_options=self.storage_options)
+        return [json.dumps(f.to_json()) for f in frags]
+
+    def commit_staged(self, name: str, fragments: Sequence[str]) -> None:
+        """Append fragments written by :meth:`stage` (anywhere) to ``name`` in one commit.
+
+        Appends never conflict with each other: Lance rebases the commit onto whatever
+        another writer committed meanwhile (``max_retries`` times).
+        """
+        if not fragments:
+            return
+        import lance
+        from lance.fragment import FragmentMetadata
+
+        frags = [FragmentMetadata.from_json(f) for f in fragments]
+        ds = self.snapshot(name)
+        if ds is None:
+            raise StoreError(f"the store {self.location.uri} has no {name} table yet")
+        with store_io(self.location, "write to"):
+            lance.LanceDataset.commit(self.uri(name), lance.LanceOperation.Append(frags),
+                                      read_version=ds.latest_version,
+                                      storage_options=self.storage_options)
 
     def upsert(self, name: str, key: str | list[str], data: pa.Table,
                schema: pa.Schema) -> None:
