@@ -228,7 +228,7 @@ class ChunkWriter:
         """Frames in time order, with their vectors."""
         self._pending.append((frame_idx, pts_sec, vectors))
         self._pending_rows += len(vectors)
-        segs = np.floor(pts_sec / self.segment_sec).astype(np.int64)
+        segs = segment_keys(pts_sec, self.segment_sec)
         for s in np.unique(segs):
             m = segs == s
             self._seg_sum[s] = self._seg_sum.get(s, 0) + vectors[m].astype(np.float64).sum(0)
@@ -256,12 +256,43 @@ class ChunkWriter:
         """Write what is pending and the segments; return the frame count."""
         self._flush()
         if self._seg_sum:
-            keys = sorted(self._seg_sum)
+            keys = np.array(sorted(self._seg_sum), dtype=np.int64)
             sums = np.stack([self._seg_sum[k] for k in keys])
-            vecs = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-            seg = self.segment_sec
-            starts = np.array([k * seg for k in keys], dtype=np.float64)
-            ends = np.minimum(starts + seg, max(self.duration, starts[-1]))
+            starts, ends, vecs = fixed_segments(keys, sums, self.segment_sec,
+                                                segments_end(keys, self.segment_sec,
+                                                             self.duration))
             counts = np.array([self._seg_n[k] for k in keys], dtype=np.int32)
             self.store.add_segments(self.video_id, self.generation, starts, ends, counts, vecs)
         return self.count
+
+
+def segment_keys(pts_sec: np.ndarray, segment_sec: float) -> np.ndarray:
+    """The fixed segment each frame falls in: ``floor(pts_sec / segment_sec)``, int64."""
+    return np.floor(np.asarray(pts_sec, np.float64) / segment_sec).astype(np.int64)
+
+
+def segments_end(keys: np.ndarray, segment_sec: float, duration: float) -> float:
+    """Where a video's last fixed segment ends: its duration, or the start of its last
+    segment (``keys``: all of the video's segment keys, ascending) if that is later."""
+    return max(duration, float(keys[-1]) * segment_sec)
+
+
+def fixed_segments(keys: np.ndarray, sums: np.ndarray, segment_sec: float, end: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed segments from the sums of their frames' vectors (one engine writes them as a
+    video streams by, the Ray engine per segment window: same numbers either way).
+
+    Args:
+        keys: segment keys (:func:`segment_keys`), ascending.
+        sums: (len(keys), D) float64 sums of each segment's frame vectors.
+        segment_sec: segment length.
+        end: :func:`segments_end` of the whole video.
+
+    Returns:
+        ``(start_sec, end_sec, vectors)``: ``[k * segment_sec, + segment_sec)`` cut at
+        ``end``, and the mean-pooled, re-normalised vectors.
+    """
+    starts = np.asarray(keys, np.int64) * float(segment_sec)
+    ends = np.minimum(starts + segment_sec, end)
+    vecs = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return starts, ends, vecs

@@ -261,8 +261,15 @@ class Indexer:
         with self.store.writing():
             outcomes = run.run(files)
         self.last_run = run.stats
-        if optimize and any(o.status == "indexed" for o in outcomes):
-            self.store.ensure_scalar_indexes()
-            self.store.optimize(tables=("videos", "frames", "segments", "video_paths",
-                                        "video_vectors"))
+        if optimize:
+            settle(self.store, outcomes)
         return outcomes
+
+
+def settle(store: Store, outcomes: list[IndexOutcome]) -> None:
+    """After a run that indexed something (its writer lock released): build the scalar
+    indexes once, compact what the run appended, and delete the files nobody committed (a
+    killed run's leftovers, when no other writer is active)."""
+    if any(o.status == "indexed" for o in outcomes):
+        store.ensure_scalar_indexes()
+        store.optimize(tables=("videos", "frames", "segments", "video_paths", "video_vectors"))

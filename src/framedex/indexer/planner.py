@@ -22,7 +22,11 @@ import numpy as np
 from framedex.errors import FramedexError
 
 if TYPE_CHECKING:
+    from framedex.indexer.pipeline import IndexOptions, IndexOutcome
     from framedex.indexer.run import IndexRun
+    from framedex.store import Store
+    from framedex.store.locks import Claim
+    from framedex.store.schema import VideoRecord
 
 #: CPU seconds to decode one native pixel (x264 720p25 with PyAV on this project's 2-core
 #: machine: ~800 frames/s per core). Only used to split the cores between decoding and a CPU
@@ -159,3 +163,73 @@ def decode_cost(prep: Prepared, index_fps: float) -> float:
     keys = max(1, len(prep.keyframes) if prep.keyframes is not None else 1)
     per_grid = min(max(1.0, info.frame_rate / index_fps), max(1.0, info.num_frames / keys))
     return per_grid * info.width * info.height * DECODE_S_PER_PIXEL
+
+
+@dataclass
+class Admitted:
+    """A planned file the run may index: claimed, and begun in the store."""
+
+    prep: Prepared
+    claim: Claim
+    generation: int
+
+
+def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wait: bool
+          ) -> Admitted | IndexOutcome | None:
+    """The writer's side of admitting a planned file: claim its content id, re-check under
+    the claim whether it is indexed, and begin writing it (every engine's driver does this).
+
+    Returns:
+        :class:`Admitted` (the caller releases the claim); an outcome (``failed``: it could
+        not be read or scanned; ``unchanged``: it is indexed at this rate, and this path is
+        recorded); or None when another writer holds its claim and ``wait`` is False.
+    """
+    from framedex.indexer.pipeline import IndexOutcome
+
+    if prep.error is not None:
+        return IndexOutcome(prep.path, "failed", error=prep.error)
+    vid = prep.video_id
+    assert vid is not None
+    claim = store.claim(vid, wait=wait)
+    if claim is None:
+        return None
+    try:
+        existing = store.get_video(vid)
+        if existing is not None and existing.index_fps == opts.index_fps:
+            store.add_path(prep.path, vid)
+            claim.release()
+            return IndexOutcome(prep.path, "unchanged", vid, existing.num_frames,
+                                existing.num_indexed, existing.duration)
+        if prep.info is None:  # the planner skipped the scan: it looked unchanged
+            prep = scan(prep, opts, image_size)
+            if prep.error is not None:
+                claim.release()
+                return IndexOutcome(prep.path, "failed", error=prep.error)
+        generation = store.begin_video(vid)  # drops leftovers of a killed run
+    except FramedexError as ex:
+        claim.release()
+        return IndexOutcome(prep.path, "failed", error=str(ex))
+    except BaseException:
+        claim.release()
+        raise
+    return Admitted(prep, claim, generation)
+
+
+def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str,
+                 opts: IndexOptions, encoder_model: str, metadata: dict[str, Any]
+                 ) -> VideoRecord:
+    """The ``videos`` row of a fully written video (its commit makes it visible)."""
+    import os
+
+    from framedex.store.schema import VideoRecord
+
+    info = prep.info
+    return VideoRecord(
+        video_id=prep.video_id or "", path=prep.path, duration=float(info.duration),
+        frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
+        width=int(info.width), height=int(info.height),
+        start_sec=float(info.start_sec), is_vfr=bool(info.is_vfr),
+        index_fps=opts.index_fps, num_indexed=num_indexed, decoder=decoder,
+        encoder=encoder_model, metadata=metadata, generation=generation,
+        file_size=os.stat(prep.source).st_size,
+    )

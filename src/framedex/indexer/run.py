@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import time
 from collections import deque
@@ -35,7 +34,15 @@ import numpy as np
 
 from framedex.errors import DecodeError, FramedexError
 from framedex.indexer.batching import STOP, ChunkWriter, EncodeLoop, VideoAssembly
-from framedex.indexer.planner import Planner, Prepared, decode_cost, max_side, scan
+from framedex.indexer.planner import (
+    Admitted,
+    Planner,
+    Prepared,
+    admit,
+    decode_cost,
+    max_side,
+    video_record,
+)
 from framedex.indexer.workers import (
     DecodePool,
     WorkUnit,
@@ -45,7 +52,6 @@ from framedex.indexer.workers import (
     split_grid,
     usable_cores,
 )
-from framedex.store.schema import VideoRecord
 
 if TYPE_CHECKING:
     from framedex.indexer.pipeline import Indexer, IndexOutcome, ProgressFn
@@ -157,42 +163,14 @@ class IndexRun:
 
     # ---- admitting a file (main thread: claims and begin_video) ----------------------------
     def _admit(self, prep: Prepared, wait: bool, deferred: list[tuple[int, Path]]) -> None:
-        from framedex.indexer.pipeline import IndexOutcome
-
         self._sources[prep.order] = prep.source
-        if prep.error is not None:
-            return self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed",
-                                                                 error=prep.error))
-        vid = prep.video_id
-        assert vid is not None
-        claim = self.store.claim(vid, wait=wait)
-        if claim is None:  # another writer is indexing this content right now
+        got = admit(self.store, prep, self.opts, self._image_size(), wait)
+        if got is None:  # another writer is indexing this content right now
             deferred.append((prep.order, Path(prep.path)))
-            return None
-        try:
-            existing = self.store.get_video(vid)
-            if existing is not None and existing.index_fps == self.opts.index_fps:
-                self.store.add_path(prep.path, vid)
-                claim.release()
-                return self._finish_outcome(prep.order, IndexOutcome(
-                    prep.path, "unchanged", vid, existing.num_frames, existing.num_indexed,
-                    existing.duration))
-            if prep.info is None:  # the planner skipped the scan: it looked unchanged
-                prep = scan(prep, self.opts, self._image_size())
-                if prep.error is not None:
-                    claim.release()
-                    return self._finish_outcome(prep.order, IndexOutcome(
-                        prep.path, "failed", error=prep.error))
-            generation = self.store.begin_video(vid)  # drops leftovers of a killed run
-        except FramedexError as ex:
-            claim.release()
-            return self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed",
-                                                                 error=str(ex)))
-        except BaseException:
-            claim.release()
-            raise
-        self._start_video(prep, claim, generation)
-        return None
+        elif isinstance(got, Admitted):
+            self._start_video(got.prep, got.claim, got.generation)
+        else:
+            self._finish_outcome(prep.order, got)
 
     def _start_video(self, prep: Prepared, claim: Claim, generation: int) -> None:
         assert prep.grid is not None and prep.info is not None and prep.decoder is not None
@@ -364,16 +342,9 @@ class IndexRun:
             if num != video.expected:
                 raise DecodeError(f"{prep.path}: {num} of {video.expected} grid frames were "
                                   "decoded")
-            record = VideoRecord(
-                video_id=prep.video_id or "", path=prep.path, duration=float(info.duration),
-                frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
-                width=int(info.width), height=int(info.height),
-                start_sec=float(info.start_sec), is_vfr=bool(info.is_vfr),
-                index_fps=self.opts.index_fps, num_indexed=num,
-                decoder="+".join(sorted(video.backends)) or info.decoder,
-                encoder=self.encoder.identity["model"], metadata=self.metadata,
-                generation=video.generation, file_size=os.stat(prep.source).st_size,
-            )
+            record = video_record(prep, video.generation, num,
+                                  "+".join(sorted(video.backends)) or info.decoder, self.opts,
+                                  self.encoder.identity["model"], self.metadata)
             self.store.commit_video(record)  # the swap: one commit
         except FramedexError as ex:
             self._cleanup(video)

@@ -73,7 +73,8 @@ class WorkUnit:
     max_side: int | None
 
 
-def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int) -> list[np.ndarray]:
+def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int,
+               groups: np.ndarray | None = None) -> list[np.ndarray]:
     """Cut an ascending grid into consecutive parts of about ``unit_frames`` frames.
 
     A cut between grid frames ``a < b`` is allowed only where a keyframe ``k`` lies in
@@ -84,6 +85,8 @@ def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int) -> lis
         grid: native frame indices of the index grid, ascending.
         keyframes: native indices of the keyframes, ascending.
         unit_frames: the target part length (parts are at least this long, except the last).
+        groups: a label per grid frame, ascending (e.g. its fixed segment); when given, cuts
+            are also kept between labels, so that no group is split between parts.
 
     Returns:
         the parts, in order; their concatenation is ``grid``.
@@ -94,7 +97,10 @@ def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int) -> lis
     # the keyframe at or before each grid frame: a cut before frame i is allowed when it differs
     # from the previous grid frame's keyframe
     gop = np.searchsorted(keys, grid, side="right")
-    allowed = np.flatnonzero(np.diff(gop) > 0) + 1
+    changed = np.diff(gop) > 0
+    if groups is not None:
+        changed &= np.diff(np.asarray(groups)) != 0
+    allowed = np.flatnonzero(changed) + 1
     parts, start = [], 0
     for cut in allowed:
         if cut - start >= unit_frames:
