@@ -1,0 +1,490 @@
+"""The ``ray`` index engine: an index run on a Ray cluster, into the same store.
+
+framedex has no cluster code of its own: Ray Data schedules framedex's planner, decoders,
+encoder and store writes (``indexer/ray_stages.py``) on the cluster, and this process, the
+*driver*, is the only one that commits. What runs where::
+
+    driver       discover the files; ray.init (before Lance is imported); check or record
+                 the store's encoder; per group of files: claim each video and begin it
+                 (a new generation); then commit, per group of finished videos, one Append
+                 on frames, one on segments, then each videos row (commit_video) last
+    plan tasks   hash + scan each file (planner.prepare), on any node's CPU
+    decode       one task per GOP-aligned unit of whole fixed segments; emits one row per
+                 segment window (so segments are pooled without a shuffle)
+    encoders     actors: one per GPU (num_gpus=1), or CPU actors without GPUs
+    writers      tasks: stage frames + segments (Lance data files in the live schemas,
+                 nothing committed) and return the fragments to the driver
+
+The guarantees are the local engine's: a killed job leaves no half-visible video (the
+``videos`` row is written last, after the fragments are appended); a re-run skips what is
+committed and redoes the rest; the files a killed job wrote but never committed are removed
+by ``framedex optimize`` or by the next run's optimize, never while another writer is
+active (the driver holds the store's writer lock for the whole job).
+
+Differences from the local engine: a decode task that dies (a crash in a native decoder) is
+retried by Ray, then stops the job (committed videos stay; a re-run does the rest), where
+the local engine fails that file alone; NVDEC is not used (decoding runs in CPU tasks).
+The video files and the model must be readable at the same paths on every node.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from framedex.errors import ConfigError, FramedexError, check
+from framedex.indexer.engines import IndexEngine, register_engine
+
+if TYPE_CHECKING:
+    from framedex.indexer.pipeline import IndexOptions, IndexOutcome, IndexReport, ProgressFn
+    from framedex.indexer.planner import Admitted, Prepared
+    from framedex.store import Store
+    from framedex.store.locks import Claim
+
+log = logging.getLogger(__name__)
+
+#: Files planned, claimed and indexed together: bounds the driver's memory (scans, open
+#: claims) for any library size; the cluster idles only at the tail of each group.
+GROUP_FILES = 256
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """The job's encoder: what every actor loads, and the identity it must have."""
+
+    spec: str
+    identity: dict[str, Any]
+    device: str  # "cuda" (one actor per GPU) or "cpu"
+    actors: int
+
+    @property
+    def image_size(self) -> int:
+        return int(self.identity.get("preprocess", {}).get("size", 224))
+
+
+@register_engine("ray")
+class RayEngine(IndexEngine):
+    """Index on a Ray cluster (see the module docstring).
+
+    Args:
+        options: how to index; ``decoder="nvdec"`` is refused (decoding runs in CPU tasks);
+            ``decode_workers`` caps the concurrent decode tasks (None: Ray Data decides).
+        ray_address: the cluster to join (``auto``: the one started on this node with
+            ``ray start --head``); None joins ``$RAY_ADDRESS`` if set, else starts a local
+            cluster for this job.
+
+    Raises:
+        ConfigError: NVDEC asked for, or an empty address.
+    """
+
+    def __init__(self, options: IndexOptions, *, ray_address: str | None = None):
+        check(options.decoder != "nvdec", "decoder", options.decoder,
+              "is not available with engine='ray' (it decodes in CPU tasks): use auto, pyav "
+              "or decord")
+        check(ray_address is None or (isinstance(ray_address, str) and ray_address.strip()),
+              "ray_address", ray_address, "must be a Ray address (host:port or auto) or None")
+        super().__init__(options)
+        self.address = ray_address
+        self._started = False
+        self._store: Store | None = None
+        self._encoder: EncoderPlan | None = None
+        #: Timings of the job: cluster start, planning, the pipeline (for benchmarks).
+        self.stats: dict[str, Any] = {}
+
+    # ---- the cluster ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Join the cluster, or start a local one (dashboard off, ``RAY_AUTH_MODE=disabled``
+        unless set). Nothing has imported Lance yet: it is not fork-safe, and starting a
+        cluster forks Ray's processes."""
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("engine='ray' needs Ray: pip install 'framedex[ray]'") from None
+        if ray.is_initialized():  # a caller's own session (a notebook, the tests): use it
+            return
+        t0 = time.perf_counter()
+        verbose = logging.getLogger("framedex").isEnabledFor(logging.INFO)
+        quiet: dict[str, Any] = {"logging_level": logging.INFO if verbose else logging.WARNING,
+                                 "log_to_driver": verbose}
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            if address is None:
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+                ray.init(include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as ex:
+            where = f"at {address}" if address else "on this machine"
+            raise ConfigError(f"ray_address={address!r} is invalid: cannot start or join a "
+                              f"Ray cluster {where} ({str(ex).splitlines()[0][:200]}); start "
+                              "one with `ray start --head`, or leave --ray-address out for a "
+                              "local one") from None
+        self._started = True
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # framedex reports progress itself
+        ctx.print_on_execution_start = verbose
+        if not verbose:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            # its one warning here is that progress bars are off, which is on purpose
+            logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+        self.stats["ray_init_s"] = round(time.perf_counter() - t0, 3)
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    # ---- the encoder ----------------------------------------------------------------------
+    def prepare(self, store: Store, model_spec: str, device: str,
+                encoder: Callable[[], Any]) -> str:
+        """Check or record the store's encoder identity on the driver (from the model's
+        files: the image tower is loaded by the actors only), and size the actor pool."""
+        import ray
+
+        from framedex.indexer.encoder import load_text_encoder
+
+        identity = dict(load_text_encoder(model_spec, device="cpu").identity)
+        store.ensure_encoder(identity)
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+        check(device in ("auto", "cpu") or device.startswith("cuda"), "device", device,
+              "must be auto, cpu or cuda with engine='ray' (where the encoder actors run)")
+        if device.startswith("cuda") and not gpus:
+            raise ConfigError(f"device={device!r} is invalid: the Ray cluster has no GPU; "
+                              "use auto or cpu")
+        on_gpu = gpus > 0 and device != "cpu"
+        # CPU actors: one per 4 cores, each on one core; the rest decode
+        actors = gpus if on_gpu else max(1, cpus // 4)
+        self._store = store
+        self._encoder = EncoderPlan(model_spec, identity, "cuda" if on_gpu else "cpu", actors)
+        kind = "GPU" if on_gpu else "CPU"
+        return f"ray ({actors} {kind} encoder actor{'s' if actors > 1 else ''}, {cpus} CPUs)"
+
+    # ---- the job --------------------------------------------------------------------------
+    def index(self, paths: Iterable[str | os.PathLike], *, metadata: dict[str, Any],
+              progress: ProgressFn | None = None,
+              on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
+        from framedex.indexer.pipeline import IndexReport, discover, settle
+
+        assert self._store is not None and self._encoder is not None, "index() before prepare()"
+        files, missing = discover(paths)
+        report = IndexReport(list(missing))
+        for outcome in missing:
+            if on_file:
+                on_file(outcome)
+        if files:
+            run = RayRun(self._store, self._encoder, self.options, metadata, progress, on_file)
+            report.outcomes.extend(run.run(files))
+            self.stats.update(run.stats)
+            settle(self._store, report.outcomes)
+        return report
+
+
+@dataclass
+class _Video:
+    """A video in flight: claimed, begun, cut into units; its staged fragments so far."""
+
+    key: int
+    prep: Prepared
+    claim: Claim
+    generation: int
+    units: int
+    expected: int
+    t0: float = field(default_factory=time.perf_counter)
+    frames: int = 0
+    units_done: int = 0
+    frames_frags: list[str] = field(default_factory=list)
+    segments_frags: list[str] = field(default_factory=list)
+
+
+class RayRun:
+    """The driver of one Ray job (see the module docstring). Used by :class:`RayEngine`."""
+
+    def __init__(self, store: Store, encoder: EncoderPlan, opts: IndexOptions,
+                 metadata: dict[str, Any], progress: ProgressFn | None,
+                 on_file: Callable[[IndexOutcome], None] | None):
+        from framedex.indexer.ray_stages import StoreRef
+
+        self.store, self.encoder, self.opts = store, encoder, opts
+        self.metadata, self.progress, self.on_file = metadata, progress, on_file
+        self.ref = StoreRef(store.uri, getattr(store, "storage_options", None))
+        self.videos: dict[int, _Video] = {}
+        self.outcomes: list[tuple[int, IndexOutcome]] = []
+        self.stats: dict[str, Any] = {"plan_s": 0.0, "pipeline_s": 0.0}
+        self._keys = 0
+
+    def run(self, files: list[Path]) -> list[IndexOutcome]:
+        """Index ``files``; return their outcomes in the order of ``files``."""
+        deferred: list[Prepared] = []
+        try:
+            with self.store.writing():  # no orphan sweep while our fragments may be staged
+                for start in range(0, len(files), GROUP_FILES):
+                    group = list(enumerate(files))[start:start + GROUP_FILES]
+                    admitted = [a for p in self._plan(group)
+                                if (a := self._admit(p, False, deferred)) is not None]
+                    self._index(admitted)
+                if deferred:  # other writers held these; by now they are normally done
+                    self._index([a for p in deferred
+                                 if (a := self._admit(p, True, [])) is not None])
+        except BaseException:
+            for video in list(self.videos.values()):
+                self._fail(video, None)
+            raise
+        self.outcomes.sort(key=lambda o: o[0])
+        return [o for _, o in self.outcomes]
+
+    # ---- planning and admitting (driver) ---------------------------------------------------
+    def _plan(self, group: list[tuple[int, Path]]) -> Iterable[Prepared]:
+        """Hash and scan the group's files in Ray tasks; yield them as they are planned."""
+        import ray.data
+
+        from framedex.indexer.decode import get_decoder_class
+        from framedex.indexer.ray_stages import plan_file
+
+        t0 = time.perf_counter()
+        rows = [{"order": order, "path": str(f)} for order, f in group]
+        backend = None if self.opts.decoder == "auto" else get_decoder_class(self.opts.decoder)
+        plan = functools.partial(plan_file, store=self.ref, opts=self.opts, backend=backend,
+                                 image_size=self.encoder.image_size)
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(plan, num_cpus=1)
+        for batch in _batches(ds):
+            for blob in batch.column("prep").to_pylist():
+                prep = pickle.loads(blob)
+                prep.t0 = time.perf_counter()
+                yield prep
+        self.stats["plan_s"] += time.perf_counter() - t0
+
+    def _admit(self, prep: Prepared, wait: bool, deferred: list[Prepared]) -> Admitted | None:
+        from framedex.indexer.planner import Admitted, admit
+
+        got = admit(self.store, prep, self.opts, self.encoder.image_size, wait)
+        if got is None:
+            deferred.append(prep)
+            return None
+        if not isinstance(got, Admitted):
+            self._outcome(prep.order, got)
+            return None
+        return got
+
+    # ---- the pipeline ------------------------------------------------------------------------
+    def _index(self, admitted: list[Admitted]) -> None:
+        """Decode -> encode -> stage on the cluster; commit videos as they complete."""
+        if not admitted:
+            return
+        import ray
+        import ray.data
+        from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+        from framedex.indexer import ray_stages as stages
+        from framedex.indexer.batching import segment_keys, segments_end
+        from framedex.indexer.planner import max_side
+        from framedex.indexer.workers import split_grid
+
+        t0 = time.perf_counter()
+        opts, enc = self.opts, self.encoder
+        units: list[dict[str, Any]] = []
+        decode_plans: dict[int, stages.DecodePlan] = {}
+        write_plans: dict[int, stages.WritePlan] = {}
+        for a in admitted:
+            prep = a.prep
+            assert prep.grid is not None and prep.grid_pts is not None and prep.info is not None
+            assert prep.keyframes is not None and prep.decoder is not None
+            key = self._keys = self._keys + 1
+            keys = segment_keys(prep.grid_pts, opts.segment_sec)
+            seg_keys = np.unique(keys)
+            ranks = np.searchsorted(seg_keys, keys)
+            parts = split_grid(prep.grid, prep.keyframes, opts.unit_frames, groups=keys)
+            at = 0
+            for seq, part in enumerate(parts):
+                span = slice(at, at + len(part))
+                units.append({"key": key, "seq": seq, "frame_idx": part, "pos0": at,
+                              "pts_sec": prep.grid_pts[span], "seg": ranks[span]})
+                at += len(part)
+            side = max_side(prep.info, enc.image_size) if opts.resize_at_decode else None
+            decode_plans[key] = stages.DecodePlan(prep.source, prep.decoder,
+                                                  ray.put(prep.table), side)
+            write_plans[key] = stages.WritePlan(
+                prep.video_id or "", a.generation, seg_keys,
+                segments_end(seg_keys, opts.segment_sec, float(prep.info.duration)))
+            self.videos[key] = _Video(key, prep, a.claim, a.generation, len(parts),
+                                      len(prep.grid))
+        per_window = max(1, round(opts.segment_sec * opts.index_fps))
+        gpu = enc.device == "cuda"
+        decode = functools.partial(stages.decode_unit, videos=decode_plans)
+        write = functools.partial(stages.write_windows, store=self.ref, videos=write_plans,
+                                  segment_sec=opts.segment_sec)
+        ds = (
+            ray.data.from_items(units, override_num_blocks=len(units))
+            .flat_map(decode, num_cpus=1, compute=TaskPoolStrategy(size=opts.decode_workers))
+            .map_batches(stages.EncodeActor, fn_constructor_kwargs={
+                             "spec": enc.spec, "identity": enc.identity, "device": enc.device,
+                             "batch_size": opts.batch_size, "uri": self.store.uri},
+                         batch_size=max(1, opts.batch_size // per_window),
+                         compute=ActorPoolStrategy(size=enc.actors), num_cpus=1,
+                         num_gpus=1 if gpu else 0, batch_format="numpy")
+            .map_batches(write, batch_size=max(1, opts.write_chunk // per_window), num_cpus=1,
+                         batch_format="numpy")
+        )
+        try:
+            for batch in _batches(ds):
+                self._written(batch.to_pylist())
+        except Exception as ex:
+            raise _framedex_cause(ex) from None
+        for video in list(self.videos.values()):  # every unit ran: nothing can be missing
+            self._fail(video, f"{video.prep.path}: {video.frames} of {video.expected} grid "
+                              "frames were decoded")
+        self.stats["pipeline_s"] += time.perf_counter() - t0
+
+    def _written(self, rows: list[dict[str, Any]]) -> None:
+        """What the write tasks staged: count it, then commit the videos it completes."""
+        import json
+
+        done: list[_Video] = []
+        for row in rows:
+            video = self.videos.get(int(row["key"]))
+            if video is None:  # failed already: its late rows are never committed
+                continue
+            if row["error"]:
+                self._fail(video, row["error"])
+                continue
+            video.frames += int(row["frames"])
+            video.units_done += int(row["units"])
+            video.frames_frags += json.loads(row["frames_frags"])
+            video.segments_frags += json.loads(row["segments_frags"])
+            if self.progress and row["frames"]:
+                self.progress(video.prep.path, video.frames, video.expected)
+            if video.units_done == video.units:
+                done.append(video)
+        self._commit(done)
+
+    # ---- committing (driver) -------------------------------------------------------------------
+    def _commit(self, done: list[_Video]) -> None:
+        """One Append on frames and one on segments for all of ``done``, then each video's
+        ``videos`` row (``commit_video``): a video is visible only once all its rows are."""
+        ready = []
+        for video in done:
+            if video.frames != video.expected:
+                self._fail(video, f"{video.prep.path}: {video.frames} of {video.expected} "
+                                  "grid frames were decoded")
+            else:
+                ready.append(video)
+        if not ready:
+            return
+        try:
+            self.store.commit_staged("frames", [f for v in ready for f in v.frames_frags])
+            self.store.commit_staged("segments", [f for v in ready for f in v.segments_frags])
+        except FramedexError as ex:
+            for video in ready:
+                self._fail(video, str(ex))
+            return
+        for video in ready:
+            self._commit_video(video)
+
+    def _commit_video(self, video: _Video) -> None:
+        from framedex.indexer.pipeline import IndexOutcome
+        from framedex.indexer.planner import video_record
+
+        prep = video.prep
+        del self.videos[video.key]
+        try:
+            record = video_record(prep, video.generation, video.frames,
+                                  getattr(prep.decoder, "name", prep.info.decoder), self.opts,
+                                  self.encoder.identity["model"], self.metadata)
+            self.store.commit_video(record)  # the swap: one commit
+        except FramedexError as ex:
+            self._cleanup(video)
+            self._outcome(prep.order, IndexOutcome(prep.path, "failed", error=str(ex)))
+            return
+        except BaseException:
+            self._cleanup(video)
+            raise
+        self.store.retire_generations(record.video_id, keep=video.generation)
+        video.claim.release()
+        self._outcome(prep.order, IndexOutcome(
+            prep.path, "indexed", record.video_id, record.num_frames, video.frames,
+            record.duration, seconds=time.perf_counter() - video.t0, units=video.units))
+
+    def _fail(self, video: _Video, message: str | None) -> None:
+        """Drop a video (its staged files are never committed); ``None``: the job is failing,
+        report nothing."""
+        from framedex.indexer.pipeline import IndexOutcome
+
+        self.videos.pop(video.key, None)
+        try:
+            self._cleanup(video)
+        except Exception:
+            if message is not None:
+                raise
+            log.exception("cleaning up %s after an error", video.prep.path)
+        if message is not None:
+            self._outcome(video.prep.order, IndexOutcome(video.prep.path, "failed",
+                                                         error=message))
+
+    def _cleanup(self, video: _Video) -> None:
+        try:
+            self.store.abort_video(video.prep.video_id or "", video.generation)
+        finally:
+            video.claim.release()
+
+    def _outcome(self, order: int, outcome: IndexOutcome) -> None:
+        self.outcomes.append((order, outcome))
+        if self.on_file:
+            self.on_file(outcome)
+
+
+def _batches(ds: Any) -> Iterable[Any]:
+    """A dataset's output blocks, as Arrow tables, as they are produced (streaming)."""
+    return ds.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def _framedex_cause(ex: BaseException) -> BaseException:
+    """The framedex error behind a Ray error (one line for the CLI), else ``ex``.
+
+    A task's error arrives as its ``cause``; an actor whose constructor raised (a model its
+    node cannot load, another checkpoint at the same path) arrives as text only, whose last
+    ``framedex.errors.Name: message`` line is raised again as that error.
+    """
+    import re
+
+    from framedex import errors
+
+    seen: set[int] = set()
+    cur: BaseException | None = ex
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        cause = getattr(cur, "cause", None)
+        if isinstance(cause, FramedexError):
+            return _recreate(type(cause), str(cause))
+        if isinstance(cur, FramedexError) and type(cur).__module__ == errors.__name__:
+            return cur
+        cur = cause if isinstance(cause, BaseException) else (cur.__cause__ or cur.__context__)
+    found = re.findall(r"framedex\.errors\.(\w+): ([^\n]+)", str(ex))
+    if found:
+        name, message = found[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, FramedexError):
+            return _recreate(cls, re.sub(r"\x1b\[[0-9;]*m", "", message).strip())
+    return ex
+
+
+def _recreate(cls: type[FramedexError], message: str) -> FramedexError:
+    """``cls`` with ``message`` (also for errors whose constructor takes other arguments)."""
+    try:
+        return cls(message)
+    except TypeError:
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        return error
