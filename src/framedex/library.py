@@ -73,6 +73,7 @@ from framedex.validate import (
     check_metadata,
     check_text,
     decoder_names,
+    engine_names,
     make_budget,
     parse_metadata,
     sampler_infos,
@@ -85,7 +86,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "AssetRecord",
            "CollectionInfo", "Delivery", "Library", "MemberRecord", "Moment", "RelevanceCurve",
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
-           "VideoRecord", "decoder_names", "parse_metadata", "sampler_infos", "sampler_names"]
+           "VideoRecord", "decoder_names", "engine_names", "parse_metadata", "sampler_infos",
+           "sampler_names"]
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 75 %; the router,
@@ -211,7 +213,8 @@ class Library(CollectionsMixin):
               progress: Callable[[str, int, int], None] | None = None,
               on_file: Callable[[Any], None] | None = None,
               on_model: Callable[[str, str], None] | None = None,
-              decode_workers: int | None = None) -> Any:
+              decode_workers: int | None = None, engine: str = "local",
+              ray_address: str | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
 
         Options and the store's location are checked before the model loads, so a typo costs
@@ -221,6 +224,9 @@ class Library(CollectionsMixin):
             on_model: called once with the model spec and device when the encoder is loaded.
             decode_workers: decode processes feeding one encoder (None: auto, the usable
                 cores less what a CPU encoder needs); the index does not depend on it.
+            engine: ``local`` (this machine) or ``ray`` (a Ray cluster; ``list_engines()``).
+            ray_address: the Ray cluster to join (``auto``, ``host:port``); None: joins
+                ``$RAY_ADDRESS``, else starts a local cluster for the job.
 
         Returns:
             An ``IndexReport`` (``.by_status("indexed"|"unchanged"|"failed")``).
@@ -229,20 +235,23 @@ class Library(CollectionsMixin):
             ConfigError / UnknownNameError: bad options. ModelLoadError: the model cannot load.
             EncoderMismatchError: the store was built with another encoder.
         """
-        from framedex.indexer.pipeline import Indexer, IndexOptions
+        from framedex.indexer.engines import create_engine
+        from framedex.indexer.pipeline import IndexOptions
 
         options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size,
                                decode_workers=decode_workers)
+        runner = create_engine(engine, options, ray_address=ray_address)
         meta = check_metadata(metadata)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        with self._writable_store():
-            encoder = self.encoder
-            if on_model is not None:
-                on_model(self.model_spec, str(encoder.device))
-            indexer = Indexer(self.store, encoder, options)
-        return indexer.index_paths(list(paths), metadata=meta, progress=progress,
-                                   on_file=on_file)
+        with runner:  # the Ray engine starts or joins its cluster here, before Lance loads
+            with self._writable_store():
+                spec = self.model_spec
+                where = runner.prepare(self.store, spec, self.device, lambda: self.encoder)
+                if on_model is not None:
+                    on_model(spec, where)
+            return runner.index(list(paths), metadata=meta, progress=progress,
+                                on_file=on_file)
 
     @contextlib.contextmanager
     def _writable_store(self) -> Iterator[None]:
@@ -256,17 +265,21 @@ class Library(CollectionsMixin):
             raise
 
     def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
-                            batch_size: int = 64, decode_workers: int | None = None) -> None:
+                            batch_size: int = 64, decode_workers: int | None = None,
+                            engine: str = "local", ray_address: str | None = None) -> None:
         """Validate indexing options without loading anything (for callers that want the
         error before a model load).
 
         Raises:
-            ConfigError / UnknownNameError: a bad value or decoder name.
+            ConfigError / UnknownNameError: a bad value, decoder or engine name.
         """
+        from framedex.indexer.engines import create_engine
         from framedex.indexer.pipeline import IndexOptions
 
-        IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size,
-                     decode_workers=decode_workers)
+        create_engine(engine, IndexOptions(index_fps=fps, decoder=decoder,
+                                           batch_size=batch_size,
+                                           decode_workers=decode_workers),
+                      ray_address=ray_address)
 
     def index_file(self, path: str | os.PathLike, *, fps: float = 1.0, decoder: str = "auto",
                    metadata: Mapping[str, Any] | None = None,

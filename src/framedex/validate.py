@@ -48,6 +48,13 @@ def decoder_names() -> list[str]:
     return list_decoders()
 
 
+def engine_names() -> list[str]:
+    """Index engines (what ``--engine`` accepts): ``local``, ``ray``."""
+    from framedex.indexer.engines import list_engines
+
+    return list_engines()
+
+
 def parse_metadata(text: str | None) -> dict[str, Any]:
     """``--metadata`` JSON text -> a checked metadata dict.
 

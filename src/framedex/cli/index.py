@@ -36,6 +36,12 @@ def _decoder_names() -> str:
     return ", ".join(["auto", *decoder_names()])
 
 
+def _engine_names() -> str:
+    from framedex.library import engine_names
+
+    return ", ".join(engine_names())
+
+
 @app.command()
 @handle_errors
 def index(
@@ -54,6 +60,13 @@ def index(
     device: Device = "auto",
     metadata: Annotated[str | None, typer.Option(
         "--metadata", help='User metadata as a JSON object, e.g. \'{"source": "cam1"}\'.')] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help=f"Where to index: {_engine_names()} (a Ray cluster; "
+        "docs/ray.md).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="The Ray cluster to join (auto: the one started here with `ray "
+        "start`). Default: $RAY_ADDRESS, else a local cluster for this run.",
+        show_default=False)] = None,
     as_json: Json = False,
 ) -> None:
     """Index videos (files and folders) into the store. Bad files are reported and skipped."""
@@ -62,10 +75,11 @@ def index(
     lib = open_library(db, model=model, device=device, must_exist=False)
     meta = parse_metadata(metadata)
     lib.check_index_options(fps=fps, decoder=decoder, batch_size=batch_size,
-                            decode_workers=decode_workers)
+                            decode_workers=decode_workers, engine=engine,
+                            ray_address=ray_address)
     report = _run_with_progress(lib, paths, meta, fps=fps, decoder=decoder,
                                 batch_size=batch_size, decode_workers=decode_workers,
-                                show=not as_json)
+                                engine=engine, ray_address=ray_address, show=not as_json)
     if as_json:
         emit(report.to_json())
     else:
