@@ -1,0 +1,320 @@
+"""The Ray engine as a user sees it: ``framedex index --engine ray`` prints the local engine's
+report and writes its index (same videos, grid and vectors within 1e-5), a re-run is a no-op,
+a killed driver leaves only whole videos (its staged files go with the next optimize, and a
+re-run completes), the store's encoder is refused as locally, and an S3 store works from the
+workers (moto's server on loopback, when installed).
+
+One local Ray cluster (2 CPUs) serves the module; the killed driver, a process of its own,
+joins it with ``ray_address``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+from videos import cfr
+
+import framedex
+from framedex.cli import app
+from framedex.errors import ConfigError, EncoderMismatchError, UnknownNameError
+from framedex.library import Library
+from framedex.store import LanceStore as Store
+
+pytest.importorskip("ray", reason="the ray engine needs the framedex[ray] extra")
+
+TESTS = Path(__file__).resolve().parent
+SRC = Path(framedex.__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local 2-CPU cluster for the module; its workers import this checkout's framedex and
+    the tests' helper modules (the raylet passes its environment on to every job's workers).
+
+    Yields:
+        the cluster's address, for drivers that join it.
+    """
+    import ray
+
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_AUTH_MODE")}
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # kept for the module: joining drivers need it
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(SRC), str(TESTS), *([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])])
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
+    finally:
+        if saved["PYTHONPATH"] is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved["PYTHONPATH"]
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    if saved["RAY_AUTH_MODE"] is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = saved["RAY_AUTH_MODE"]
+
+
+@pytest.fixture(scope="module")
+def ray_lib(tmp_path_factory, small_video) -> Path:
+    """Two short videos, a 40 s one (cut into two units of whole segments) and a corrupt file."""
+    from conftest import SMALL_SPEC
+
+    from framedex.synth.render import render
+
+    lib = tmp_path_factory.mktemp("ray_lib")
+    shutil.copy(small_video, lib / "a.mp4")
+    render(dict(SMALL_SPEC, seed=3, scenes=SMALL_SPEC["scenes"][::-1]), lib / "b.mp4")
+    cfr(lib / "long.mp4", Fraction(25), 40.0)
+    (lib / "corrupt.mp4").write_bytes(b"this is not a video at all" * 100)
+    return lib
+
+
+def _index(db: Path, lib: Path, model: str, *extra: str) -> tuple[int, dict]:
+    res = CliRunner().invoke(app, ["index", str(lib), "--db", str(db), "--model", model,
+                                   "--json", *extra])
+    return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {})
+
+
+@pytest.fixture(scope="module")
+def local_index(tmp_path_factory, ray_lib, tiny_model) -> tuple[Path, dict]:
+    """The library indexed by the local engine: (store, ``--json`` report)."""
+    db = tmp_path_factory.mktemp("local") / "db"
+    code, report = _index(db, ray_lib, tiny_model)
+    assert code == 0
+    return db, report
+
+
+def assert_same_index(a: Store, b: Store) -> None:
+    """Same videos, grid, timestamps and segments; vectors within 1e-5."""
+    va = {v.video_id: v for v in a.list_videos()}
+    vb = {v.video_id: v for v in b.list_videos()}
+    assert set(va) == set(vb) and va
+    for vid, x in va.items():
+        y = vb[vid]
+        for f in ("path", "duration", "frame_rate", "num_frames", "width", "height",
+                  "start_sec", "is_vfr", "index_fps", "num_indexed", "decoder", "encoder"):
+            assert getattr(x, f) == getattr(y, f), (x.path, f)
+        fa, fb = a.read_frames(vid), b.read_frames(vid)
+        np.testing.assert_array_equal(fa.pos, fb.pos)
+        np.testing.assert_array_equal(fa.frame_idx, fb.frame_idx)
+        np.testing.assert_array_equal(fa.pts_sec, fb.pts_sec)
+        assert np.abs(fa.vectors - fb.vectors).max() <= 1e-5
+        sa, sb = a.read_segments(vid), b.read_segments(vid)
+        np.testing.assert_array_equal(sa.start_sec, sb.start_sec)
+        np.testing.assert_array_equal(sa.end_sec, sb.end_sec)
+        assert sa.kind == sb.kind
+        assert np.abs(sa.vectors - sb.vectors).max() <= 1e-5
+        where = f"video_id = '{vid}'"
+        for table, key in (("segments", "seg"), ("video_vectors", "generation")):
+            ra = a.tables.read(table, None, where).sort_by(key)
+            rb = b.tables.read(table, None, where).sort_by(key)
+            assert ra.num_rows == rb.num_rows > 0, table
+        for column in ("seg", "num_frames"):
+            assert (a.tables.read("segments", [column, "start_sec"], where).sort_by("start_sec")
+                    .column(column).to_pylist()
+                    == b.tables.read("segments", [column, "start_sec"], where)
+                    .sort_by("start_sec").column(column).to_pylist())
+
+
+def test_ray_engine_indexes_as_the_local_engine_and_a_rerun_is_a_no_op(
+        tmp_path, ray_cluster, ray_lib, tiny_model, local_index):
+    local_db, local_report = local_index
+    db = tmp_path / "db"
+    code, report = _index(db, ray_lib, tiny_model, "--engine", "ray", "--ray-address",
+                          ray_cluster)
+    assert code == 0
+    assert report == local_report  # same ids, paths, frame counts, durations and errors
+    assert {Path(o["path"]).name for o in report["indexed"]} == {"a.mp4", "b.mp4", "long.mp4"}
+    (bad,) = report["failed"]
+    assert Path(bad["path"]).name == "corrupt.mp4" and "cannot open video" in bad["error"]
+    store = Store(db)
+    assert_same_index(Store(local_db), store)
+
+    tables = ("frames", "segments", "videos", "video_vectors")
+    versions = {t: store.tables.version(t) for t in tables}
+    code, again = _index(db, ray_lib, tiny_model, "--engine", "ray")
+    assert code == 0 and again["indexed"] == [] and again["failed"] == report["failed"]
+    assert sorted(o["video_id"] for o in again["unchanged"]) == \
+        sorted(o["video_id"] for o in report["indexed"])
+    assert {t: Store(db).tables.version(t) for t in tables} == versions
+
+
+def _unreferenced(table: Path) -> set[str]:
+    """Data files of a Lance table that no version of it references (staged, never
+    committed; a compaction's superseded files stay referenced by the versions kept)."""
+    import lance
+
+    if not (table / "data").is_dir():
+        return set()
+    files = {p.name for p in (table / "data").iterdir()}
+    ds = lance.dataset(str(table))
+    used = {Path(f.path).name for v in ds.versions()
+            for frag in ds.checkout_version(v["version"]).get_fragments()
+            for f in frag.data_files()}
+    return files - used
+
+
+KILL_SCRIPT = """
+import sys
+from framedex.indexer.decode import register_decoder
+from framedex.indexer.engines import create_engine
+from framedex.indexer.pipeline import IndexOptions
+from framedex.store import LanceStore
+from slow_decoder import SlowDecoder
+
+address, db, model, lib = sys.argv[1:5]
+register_decoder("slow")(SlowDecoder)
+opts = IndexOptions(decoder="slow", unit_frames=6, batch_size=6, write_chunk=6)
+with create_engine("ray", opts, ray_address=address) as engine:
+    engine.prepare(LanceStore(db), model, "cpu", lambda: None)
+    print(engine.index([lib], metadata={}).to_json())
+"""
+
+
+def test_a_killed_driver_leaves_no_partial_video_and_a_rerun_completes(
+        tmp_path, ray_cluster, small_video, tiny_model):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(small_video, lib / "a.mp4")
+    cfr(lib / "slow.mp4", Fraction(25), 20.0)  # 20 grid frames, decoded at 4 frames/s
+    db = tmp_path / "db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, ray_cluster, str(db),
+                             tiny_model, str(lib)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        staged: set[str] = set()
+        while time.monotonic() < deadline and proc.poll() is None and not staged:
+            time.sleep(0.1)
+            if (db / "segments.lance" / "data").is_dir():
+                staged = _unreferenced(db / "segments.lance") and _unreferenced(
+                    db / "frames.lance")
+        assert staged, f"the driver never staged a fragment (exit code {proc.poll()})"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    _wait_until_quiet(db / "frames.lance" / "data")
+
+    store = Store(db)
+    assert "slow.mp4" not in {Path(v.path).name for v in store.list_videos()}
+    for v in store.list_videos():  # whatever is visible is whole
+        assert len(store.read_frames(v.video_id).pos) == v.num_indexed
+        assert len(store.read_segments(v.video_id).start_sec) > 0
+    orphans = _unreferenced(db / "frames.lance")
+    assert orphans, "the killed job's staged files should be left to optimize"
+    res = CliRunner().invoke(app, ["optimize", "--db", str(db), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["orphans_swept"] is True
+    assert not _unreferenced(db / "frames.lance") and not _unreferenced(db / "segments.lance")
+
+    report = Library(db, model=tiny_model).index([lib], engine="ray")
+    assert len(report.by_status("indexed")) + len(report.by_status("unchanged")) == 2
+    store = Store(db)
+    assert {Path(v.path).name: v.num_indexed for v in store.list_videos()} == \
+        {"a.mp4": 7, "slow.mp4": 20}
+    for v in store.list_videos():
+        np.testing.assert_array_equal(store.read_frames(v.video_id).pos,
+                                      np.arange(v.num_indexed))
+
+
+def _wait_until_quiet(folder: Path, settle: float = 1.0, limit: float = 20.0) -> None:
+    """Until no file has appeared in ``folder`` for ``settle`` seconds (the cluster stops a
+    dead driver's tasks within moments)."""
+    deadline = time.monotonic() + limit
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= settle:
+            return
+        time.sleep(0.1)
+
+
+def test_the_store_encoder_is_refused_as_locally(tmp_path, ray_cluster, small_video,
+                                                 tiny_model, other_tiny_model):
+    db = tmp_path / "db"
+    Library(db, model=tiny_model).index([small_video])
+    with pytest.raises(EncoderMismatchError) as local:
+        Library(db, model=other_tiny_model).index([small_video])
+    with pytest.raises(EncoderMismatchError) as ray_:
+        Library(db, model=other_tiny_model).index([small_video], engine="ray")
+    assert str(ray_.value) == str(local.value)
+
+
+def test_engine_options_are_checked_before_any_work(tmp_path, small_video):
+    lib = Library(tmp_path / "db", model="synthetic-shapes")
+    with pytest.raises(UnknownNameError, match=r"unknown index engine 'rey'.*local, ray"):
+        lib.index([small_video], engine="rey")
+    with pytest.raises(ConfigError, match=r"ray_address=.* applies to engine='ray' only"):
+        lib.index([small_video], ray_address="auto")
+    with pytest.raises(ConfigError, match=r"decoder='nvdec' is invalid: .*engine='ray'"):
+        lib.index([small_video], engine="ray", decoder="nvdec")
+    assert not (tmp_path / "db").exists()
+    res = CliRunner().invoke(app, ["index", str(small_video), "--db", str(tmp_path / "db"),
+                                   "--engine", "rey"])
+    assert res.exit_code != 0
+    assert [ln for ln in res.output.splitlines() if ln.strip()][-1].startswith(
+        "framedex: error: unknown index engine 'rey'")
+
+
+# ---- object storage: moto's S3 server on loopback --------------------------------------------
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server on a free loopback port (skips when ``moto_server`` is missing)."""
+    exe = shutil.which("moto_server")
+    if exe is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]'): the S3 "
+                    "stand-in for the object-store test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.skip("moto_server did not start")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_an_s3_store_is_written_from_the_workers(ray_cluster, s3_endpoint, ray_lib,
+                                                tiny_model, local_index):
+    """One ``storage_options`` mapping reaches LanceDB on the driver and the writers on the
+    workers (which have no AWS settings of their own)."""
+    urllib.request.urlopen(urllib.request.Request(f"{s3_endpoint}/framedex",
+                                                  method="PUT")).close()
+    options = {"aws_endpoint": s3_endpoint, "aws_access_key_id": "testing",
+               "aws_secret_access_key": "testing", "aws_region": "us-east-1",
+               "allow_http": "true"}
+    lib = Library("s3://framedex/lib", model=tiny_model, storage_options=options)
+    report = lib.index([ray_lib], engine="ray")
+    local_db, local_report = local_index
+    assert report.to_json() == local_report
+    assert_same_index(Store(local_db), Store("s3://framedex/lib", storage_options=options))
