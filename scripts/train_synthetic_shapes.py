@@ -15,14 +15,18 @@ Usage:
     .venv/bin/python scripts/train_synthetic_shapes.py --steps 20 --out /tmp/ss  # smoke run
 
 The shipped weights were trained as one custom stage per command, each starting from the
-previous command's saved model (--init), which is what the recipe does between stages:
+previous command's saved model (--init), which is what the recipe does between stages (stage 6
+started from the then-shipped files, which were stage 5's output):
     T=".venv/bin/python scripts/train_synthetic_shapes.py"
     $T --seed 0 --steps 600 --stop-after 401 --lr 2e-3 --group 1 --aux 0 --vit --out /tmp/s1
     $T --init /tmp/s1 --seed 1 --steps 350 --lr 2e-3 --group 4 --aux 27 --out /tmp/s2
     $T --init /tmp/s2 --seed 2 --steps 220 --lr 1e-3 --group 4 --aux 27 --out /tmp/s3
     $T --init /tmp/s3 --seed 4 --steps 400 --lr 2e-3 --group 4 --aux 27 --text-aux 10 \
         --fresh-text --out /tmp/s4
-    $T --init /tmp/s4 --seed 5 --steps 400 --lr 1e-3 --group 4 --aux 27 --text-aux 10
+    $T --init /tmp/s4 --seed 5 --steps 400 --lr 1e-3 --group 4 --aux 27 --text-aux 10 --out /tmp/s5
+    $T --init /tmp/s5 --seed 6 --steps 400 --lr 1e-3 --group 4 --aux 27 --text-aux 10 \
+        --bind 0.5 --out /tmp/s6
+    $T --init /tmp/s6 --seed 7 --steps 400 --lr 5e-4 --group 4 --aux 27 --text-aux 10 --bind 0.5
 """
 
 from __future__ import annotations
@@ -256,11 +260,21 @@ class Stage:
 # a new text tower, with a second probe on the text embedding (which pairs, shapes, colours
 # and background a caption names), so shape words must reach the text embedding.
 # Stage 5 continues both towers with a new seed and schedule.
+# After stage 5 zero-shot colour+shape was 97%, but colour and shape were bound loosely: "a
+# purple star" scored a purple triangle next to a yellow star about as high as a purple star
+# (binding AUC 0.80 in eval_synthetic_shapes.py; in the demo an orange circle + purple
+# triangle + yellow star scene outranked the purple-star needle at 1020 s). Shape groups
+# never contrast two frames that differ only in which colour sits on which shape. Stages 6
+# and 7 make half of the groups binding groups (same shapes and colours, colours moved
+# between shapes, captions naming whole objects) and keep every loss: binding AUC 0.93 after
+# stage 6, 0.96 after stage 7, with zero-shot colour+shape at 100%.
 RECIPE = (Stage(seed=0, steps=600, lr=2e-3, group=1, stop_after=401, vit=True),
           Stage(seed=1, steps=350, lr=2e-3, group=4, aux=27.0),
           Stage(seed=2, steps=220, lr=1e-3, group=4, aux=27.0),
           Stage(seed=4, steps=400, lr=2e-3, group=4, aux=27.0, text_aux=10.0, fresh_text=True),
-          Stage(seed=5, steps=400, lr=1e-3, group=4, aux=27.0, text_aux=10.0))
+          Stage(seed=5, steps=400, lr=1e-3, group=4, aux=27.0, text_aux=10.0),
+          Stage(seed=6, steps=400, lr=1e-3, group=4, aux=27.0, text_aux=10.0, bind=0.5),
+          Stage(seed=7, steps=400, lr=5e-4, group=4, aux=27.0, text_aux=10.0, bind=0.5))
 
 
 def run_stage(model, stage: Stage, preprocess, tokenizer, args) -> dict:
