@@ -24,8 +24,9 @@ Metrics:
                       indexed with framedex at 1 fps; `search "a purple star"` (rank of each
                       purple-star needle among the moments, and its best frame score against
                       the best binding-distractor scene's, e.g. the orange circle, purple
-                      triangle and yellow star at 1035-1045 s), and which of the BOLT and AKS
-                      8-frame selections for "when does the purple star appear?" show a needle
+                      triangle and yellow star at 1035-1045 s), the needle scenes' ranks among
+                      all scenes for the question "when does the purple star appear?", and
+                      which of the BOLT and AKS 8-frame selections for it show a needle
 
 Usage:
     .venv/bin/python scripts/eval_synthetic_shapes.py [--model DIR] [--json out.json]
@@ -216,6 +217,15 @@ def demo_case(model_dir: Path, tmp: Path) -> dict:
                                       for a, b in needles},
            "demo_top_distractor": f"{worst_d[0]:g}-{worst_d[1]:g}s {best[worst_d]:.3f} "
                                   f"(rank {first_rank(worst_d)})"}
+    # The question wraps the object in words the caption grammar never uses; where its needle
+    # scenes rank among all scenes (by their best frame) shows how much that costs.
+    q = frames.vectors @ lib.embed_text([DEMO_QUESTION])[0]
+    scene_best = sorted(((float(q[(frames.pts_sec >= s.start) & (frames.pts_sec < s.end)].max()),
+                          DEMO_OBJECT in s.objects) for s in truth.scenes
+                         if ((frames.pts_sec >= s.start) & (frames.pts_sec < s.end)).any()),
+                        reverse=True)
+    out["demo_question_needle_scene_ranks"] = [i + 1 for i, (_, hit) in enumerate(scene_best)
+                                               if hit]
     for sampler in ("bolt", "aks"):
         res = lib.select(str(video), DEMO_QUESTION, sampler=sampler, budget=8)
         hits = [t for t in res.timestamps if any(a <= t < b for a, b in needles)]
