@@ -683,6 +683,14 @@ def check_same_encoder(stored: Mapping[str, Any], asked: Mapping[str, Any], wher
 
         # The stored spec is the exact string the store was indexed with, so it loads again.
         spec = stored.get("spec") or name(stored).split(" (")[0]
+        if name(stored) == name(asked):  # same model and dim: only the weights differ
+            raise EncoderMismatchError(
+                f"the store {where} was built with {name(stored)} weights "
+                f"{stored.get('weights_digest')}, but this {name(asked).split(' (')[0]} has "
+                f"weights {asked.get('weights_digest')} (the model files changed since, e.g. "
+                "a retrained shipped model): re-index into another --db, or delete this store "
+                "and index again"
+            )
         raise EncoderMismatchError(
             f"the store {where} was built with {name(stored)}, not {name(asked)}: use "
             f"--model {spec} or another --db"
