@@ -95,8 +95,9 @@ def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int) -> lis
     # from the previous grid frame's keyframe
     gop = np.searchsorted(keys, grid, side="right")
     allowed = np.flatnonzero(np.diff(gop) > 0) + 1
-    parts, start = [], 0
-    for cut in allowed:
+    parts: list[np.ndarray] = []
+    start = 0
+    for cut in allowed.tolist():
         if cut - start >= unit_frames:
             parts.append(grid[start:cut])
             start = cut
@@ -390,8 +391,9 @@ class DecodePool:
         A worker's pipe at EOF means the worker is gone."""
         while not self._stop.is_set():
             with self._lock:
-                conns = {s.outbox: s for s in self.slots
-                         if s.kind == "process" and not s.outbox.closed}
+                conns: dict[Any, _Slot] = {s.outbox: s for s in self.slots
+                                           if s.kind == "process" and s.outbox is not None
+                                           and not s.outbox.closed}
             if not conns:
                 time.sleep(0.05)
                 continue
@@ -401,6 +403,7 @@ class DecodePool:
                 continue
             for conn in ready:
                 slot = conns[conn]
+                assert isinstance(conn, Connection)
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
@@ -411,7 +414,7 @@ class DecodePool:
                         self.events.put(("died", slot.wid, code))
                     continue
                 if msg[0] == "frames":
-                    self._put_frames(msg)
+                    self._put_frames(tuple(msg))
                 else:
                     self.events.put(msg)
 
@@ -486,6 +489,7 @@ class DecodePool:
         imgs: list[Any] = []
 
         def piece(last: bool) -> tuple:
+            images: Any
             if slot.kind == "nvdec":
                 import torch
 

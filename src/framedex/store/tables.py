@@ -145,8 +145,9 @@ class LanceTables:
 
                 self.location.create()
                 try:
+                    version: Any = storage_version  # one of Lance's format names
                     lance.write_dataset(schema.empty_table(), self.uri(name), mode="create",
-                                        data_storage_version=storage_version,
+                                        data_storage_version=version,
                                         storage_options=self.storage_options)
                 except (OSError, ValueError) as ex:  # created meanwhile by another process
                     if "exist" not in str(ex).lower():
