@@ -232,6 +232,7 @@ def build_context(
                   f"must have one score per frame ({len(emb)})")
     elif query_embedding is not None:
         check(emb is not None, "frame_embeddings", None, "are needed to score a query")
+        assert emb is not None
         q = np.asarray(query_embedding, dtype=np.float64).reshape(-1)
         check(q.shape[0] == emb.shape[1], "query_embedding", q.shape,
               f"must have the frames' dimension {emb.shape[1]}")
@@ -258,8 +259,9 @@ def build_context(
     else:
         check(isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
               "budget", budget, "must be an integer frame count or a TokenBudget")
-        check(budget >= 1, "budget", budget, "must be >= 1")
-        k = int(budget)
+        frames: Any = budget  # an integer, checked just above
+        check(frames >= 1, "budget", budget, "must be >= 1")
+        k = int(frames)
     return SelectContext(n=n, k=min(k, n), scores=scores, embeddings=emb, timestamps=ts,
                          token_budget=token_budget)
 
@@ -375,7 +377,9 @@ def _arg_docs(doc: str) -> dict[str, str]:
 
     lines = inspect.cleandoc(doc).splitlines()
     out: dict[str, str] = {}
-    in_args, names, text = False, [], []
+    in_args = False
+    names: list[str] = []
+    text: list[str] = []
 
     def flush() -> None:
         for n in names:
