@@ -194,19 +194,26 @@ def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
 @handle_errors
 def build_index(
     db: Db = DEFAULT_DB,
+    table: Annotated[str | None, typer.Option(
+        "--table", help="Table to index: segments (default) or frames.")] = None,
+    index_type: Annotated[str | None, typer.Option(
+        "--index-type", help="IVF_HNSW_SQ (default) or IVF_PQ.")] = None,
     partitions: Annotated[int | None, typer.Option("--partitions")] = None,
-    sub_vectors: Annotated[int | None, typer.Option("--sub-vectors")] = None,
+    sub_vectors: Annotated[int | None, typer.Option(
+        "--sub-vectors", help="PQ sub-vectors (IVF_PQ only).")] = None,
     as_json: Json = False,
 ) -> None:
-    """Build the ANN index (IVF-PQ) on frame vectors, for library search at scale."""
+    """Build the ANN index library search uses (IVF_HNSW_SQ on the 6-s segments by default)."""
     from framedex.store import Store
 
-    info = Store(db).build_index(partitions, sub_vectors)
+    info = Store(db).build_index(table=table, index_type=index_type, num_partitions=partitions,
+                                 num_sub_vectors=sub_vectors)
     if as_json:
         emit(info)
     else:
-        typer.echo(f"built {info['index_type']} over {info['rows']} frames "
-                   f"({info['num_partitions']} partitions, {info['num_sub_vectors']} sub-vectors)")
+        extra = f", {info['num_sub_vectors']} sub-vectors" if "num_sub_vectors" in info else ""
+        typer.echo(f"built {info['index_type']} on {info['table']} over {info['rows']} rows "
+                   f"({info['num_partitions']} partitions{extra}) in {info['seconds']} s")
 
 
 @app.command()
