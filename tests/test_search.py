@@ -14,8 +14,7 @@ import pytest
 
 from framedex.errors import ConfigError, EmptyLibraryError
 from framedex.indexer.encoder import BUILTIN_MODELS
-from framedex.query.search import SearchFilters, merge_hits
-from framedex.store.schema import VideoRecord
+from framedex.query.search import SearchFilters
 from framedex.synth import render
 from framedex.synth.captions import object_phrase
 
@@ -103,22 +102,6 @@ def test_neighbouring_frames_merge_into_one_moment(world):
     spans = truths[best.video_id].spans_with(shape="circle", color="red")
     assert best.num_hits >= 3 and best.end - best.start >= 3.0
     assert any(a - 1.0 <= best.start and best.end <= b + 1.0 for a, b in spans), (best, spans)
-
-
-def test_merge_hits_merges_grid_neighbours_and_clips_end():
-    video = VideoRecord(video_id="v", path="/v.mp4", duration=9.5, frame_rate=10.0,
-                        num_frames=95, width=8, height=8, start_sec=0.0, is_vfr=False,
-                        index_fps=1.0, num_indexed=10, decoder="pyav", encoder="x")
-    pos = np.array([9, 3, 4, 5, 8])
-    moments = merge_hits(video, pos, pos.astype(float), np.array([0.9, 0.2, 0.5, 0.3, 0.1]))
-    assert [(m.start, m.end) for m in moments] == [(3.0, 6.0), (8.0, 9.5)]  # 9 + 1 s > 9.5 s
-    assert [m.score for m in moments] == [0.5, 0.9]
-    assert [m.best_pts_sec for m in moments] == [4.0, 9.0]
-    # A strong frame next to weak ones starts its own moment.
-    split = merge_hits(video, pos, pos.astype(float), np.array([0.9, 0.2, 0.5, 0.3, 0.1]),
-                       strong=0.4)
-    assert [(m.start, m.end, m.score) for m in split] == [
-        (3.0, 4.0, 0.2), (4.0, 5.0, 0.5), (5.0, 6.0, 0.3), (8.0, 9.0, 0.1), (9.0, 9.5, 0.9)]
 
 
 def test_group_by_video_gives_one_entry_per_video_best_first(world):
