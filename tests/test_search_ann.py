@@ -134,3 +134,46 @@ def test_group_by_video_with_the_index(indexed):
     assert sorted(h.video_id for h in hits) == sorted(f"video{v}" for v in range(VIDEOS))
     for h in hits:
         assert h.score == h.moments[0].score
+
+
+def test_filters_apply_inside_the_index_search(indexed):
+    from framedex.query.search import SearchFilters
+
+    store, videos, queries, _ = indexed
+    keep = {"video1", "video3"}
+    res = search_moments(store, queries[2], limit=10,
+                         filters=SearchFilters(path_glob="/v/video[13].mp4"))
+    assert res.hits and {m.video_id for m in res.hits} <= keep
+    mean = store.search_tables().mean
+    subset = {v: x for v, x in videos.items() if v in keep}
+    got = [(m.video_id, m.start, m.num_hits, m.best_pts_sec, m.score) for m in res.hits]
+    assert got == exact_moments(subset, queries[2], float(mean @ queries[2]), 10)
+
+
+def test_videos_added_after_the_index_are_found(tmp_path):
+    """Rows appended after build_index are searched too (Lance scans them flat)."""
+    videos, queries = library(seed=1)
+    store = Store(tmp_path / "db")
+    store.ensure_encoder({"spec": "t", "model": "t", "pretrained": None, "weights_digest": None,
+                          "dim": D})
+
+    def add(vid: str, x: np.ndarray) -> None:
+        pos = np.arange(len(x))
+        store.add_frames(vid, pos, pos, pos.astype(float), x)
+        starts = np.arange(0, len(x), 6)
+        store.add_segments(vid, starts.astype(float), starts + 6.0, np.full(len(starts), 6),
+                           unit(np.add.reduceat(x.astype(np.float64), starts, axis=0)))
+        store.commit_video(VideoRecord(
+            video_id=vid, path=f"/v/{vid}.mp4", duration=float(len(x)), frame_rate=1.0,
+            num_frames=len(x), width=8, height=8, start_sec=0.0, is_vfr=False, index_fps=1.0,
+            num_indexed=len(x), decoder="pyav", encoder="t"))
+
+    for vid, x in list(videos.items())[:3]:
+        add(vid, x)
+    store.build_index()
+    late = np.repeat(queries[0][None], 12, axis=0)  # a 12-frame scene that is the query itself
+    add("late", np.concatenate([list(videos.values())[3][:30], late,
+                                list(videos.values())[3][:30]]))
+    best = search_moments(store, queries[0], limit=3).hits[0]
+    assert (best.video_id, best.start, best.end) == ("late", 30.0, 42.0)
+    assert best.score == pytest.approx(1.0, abs=1e-6)
