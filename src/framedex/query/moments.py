@@ -92,9 +92,10 @@ class _Video:
 
     def __init__(self, n: int, code: int):
         self.code = code
-        self.scores = np.full(n, -np.inf)
-        self.pts = np.zeros(n)
-        self.pos = np.zeros(n, dtype=np.int64)
+        # scores, pts and pos are only looked at where ``read`` is set
+        self.scores = np.empty(n)
+        self.pts = np.empty(n)
+        self.pos = np.empty(n, dtype=np.int64)
         self.read = np.zeros(n, dtype=bool)
         self.claimed = np.zeros(n, dtype=bool)
 

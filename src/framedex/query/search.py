@@ -5,13 +5,18 @@ How a query runs (``search_moments``):
 1. *Candidates*: the segments (6-s mean-pooled windows) nearest to the query, from the
    IVF_HNSW_SQ index ``framedex build-index`` builds on the segments table (or an exact scan of
    the segments when there is no index; a store indexed on frames uses that index instead).
-2. *Exact rescoring*: the frames of those segments are read and scored exactly (cosine, float64).
+2. *Exact rescoring*: the frames of those segments (and a few around them) are read, one
+   ``take``, and scored exactly (cosine in float32, as Lance's exact search).
 3. *Moments* (``framedex.query.moments``): the best unclaimed frame is a peak; its moment is
    the run of neighbouring frames scoring at least halfway between the peak and the query's
    background (its cosine with the library's mean frame); further frames are read only when a
    moment grows past what was read. Repeat until ``limit`` moments (or videos).
-4. Too few candidates for ``limit`` results (the next peak could sit in a segment not yet
-   fetched, i.e. scores below the worst fetched segment): fetch 4x more segments, go on.
+4. Too few candidates for ``limit`` results (the next peak scores below the worst fetched
+   segment, so an unfetched segment could hold a better one): fetch 4x more segments, go on.
+
+The bound in 4 is a heuristic: a segment's mean-pooled vector understates a short scene that
+straddles two 6-s windows, so such a scene's frames can beat segments ranked above it. That
+is why the first round already fetches 16 segments per result, not the ~3 a moment spans.
 
 Measured at 1M frame vectors on 2 CPU cores (``scripts/bench_search.py``, table in
 ``docs/search-benchmark.md``): see :data:`SEGMENTS_PER_RESULT`.
@@ -162,17 +167,23 @@ class SearchResult:
 
     Attributes:
         hits: the moments (or VideoHits), best first.
-        frames: every frame scored exactly: ``(video_ids, pos, scores)``.
         candidates: candidate rows fetched (segments or frames), over all rounds.
         rounds: candidate fetches made.
         source: ``"segments"``, ``"frames"`` (the index used) or ``"exact"``.
     """
 
     hits: list[Moment] | list[VideoHit]
-    frames: tuple[list[str], np.ndarray, np.ndarray]
     candidates: int
     rounds: int
     source: str
+    finder: MomentFinder | None = None
+
+    @property
+    def frames(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every frame scored exactly: ``(video_ids, pos, scores)`` (built on demand)."""
+        if self.finder is None:
+            return [], np.zeros(0, dtype=np.int64), np.zeros(0)
+        return self.finder.scored()
 
 
 def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: str = "moment",
@@ -225,8 +236,7 @@ def search_moments(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
     q = np.asarray(query, dtype=np.float32).reshape(-1)
     candidates = StoreCandidates(tables, q, limit, params, per_result)
     if not allowed:
-        return SearchResult([], ([], np.zeros(0, np.int64), np.zeros(0)), 0, 0,
-                            candidates.source)
+        return SearchResult([], 0, 0, candidates.source)
     where = None
     if filters.active and len(allowed) <= MAX_PREFILTER_IDS:
         where = "video_id IN (" + ", ".join(_sql_str(v) for v in sorted(allowed)) + ")"
@@ -251,8 +261,7 @@ def search_moments(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
     moments.sort(key=lambda m: (-m.score, m.video_id, m.start))
     hits: list[Moment] | list[VideoHit] = (
         moments[:limit] if group_by == "moment" else group_by_video(moments)[:limit])
-    return SearchResult(hits, finder.scored(), candidates.fetched, candidates.rounds,
-                        candidates.source)
+    return SearchResult(hits, candidates.fetched, candidates.rounds, candidates.source, finder)
 
 
 def _moment(raw: RawMoment, video: VideoRecord) -> Moment:
@@ -340,6 +349,7 @@ class StoreCandidates:
             k = min(k * FETCH_GROWTH, self.cap)
 
     def _windows(self, rows: Any, allowed: dict[str, VideoRecord]) -> list[tuple[str, int, int]]:
+        """Candidate rows -> ``(video_id, i0, i1)`` frame windows of the allowed videos."""
         vids = rows.column("video_id").to_pylist()
         keep = [i for i, v in enumerate(vids) if v in allowed]  # uncommitted or filtered out
         if self.table == "segments":

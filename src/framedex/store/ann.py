@@ -267,11 +267,16 @@ class FrameRows:
         if len(rows) == 0:
             return np.zeros((0, dim), dtype=np.float32)
         offsets = self.offsets[rows]
-        order = np.argsort(offsets, kind="stable")
-        table = ds.take(offsets[order], columns=["vector"])
-        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        ordered = bool((offsets[1:] > offsets[:-1]).all())  # the usual case: one video, in order
+        order = None if ordered else np.argsort(offsets, kind="stable")
+        table = ds.take(offsets if order is None else offsets[order], columns=["vector"])
+        column = table.column("vector")
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        flat = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        if order is None:
+            return flat
         vectors = np.empty((len(rows), dim), dtype=np.float32)
-        vectors[order] = flat.reshape(-1, dim)
+        vectors[order] = flat
         return vectors
 
 
