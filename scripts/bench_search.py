@@ -9,7 +9,7 @@ through the library-level search call and prints, per method:
 - moments: for the queries whose recall@10 is 1, how many return exactly the moments (video,
   start, end, score) the same moment rule gives on exact candidates;
 - p50/p95 latency of the whole call (``search_library``: store reads, ANN, exact rescoring,
-  moments), after 10 warm-up queries;
+  moments), after 10 warm-up queries, from the best of ``--passes`` (3) timed passes;
 - the index build time (``Store.build_index``: compaction, index, stats, scalar indexes).
 
 Methods (rows):
@@ -498,13 +498,23 @@ def run_method(ds: Dataset, method: Method, nq: int) -> dict[str, Any]:
             "read": float(np.mean(read))}
 
 
+#: Timed passes over the queries; latency is reported from the pass with the lowest p50 (on
+#: a shared machine other jobs inflate whole passes; on a quiet one pass 1 would do).
+PASSES = 3
+
+
 def timed(call, queries) -> list[float]:
-    lat = []
-    for q in queries:
-        t0 = time.perf_counter()
-        call(q)
-        lat.append((time.perf_counter() - t0) * 1000)
-    return lat
+    """Latencies (ms) of one call per query, from the best of :data:`PASSES` passes."""
+    best: list[float] | None = None
+    for _ in range(PASSES):
+        lat = []
+        for q in queries:
+            t0 = time.perf_counter()
+            call(q)
+            lat.append((time.perf_counter() - t0) * 1000)
+        if best is None or np.percentile(lat, 50) < np.percentile(best, 50):
+            best = lat
+    return best
 
 
 def api_overhead(ds: Dataset, nq: int) -> list[tuple[str, float, float]]:
@@ -561,6 +571,7 @@ def api_overhead(ds: Dataset, nq: int) -> list[tuple[str, float, float]]:
 
 
 def main() -> None:
+    global PASSES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
@@ -571,8 +582,11 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/framedex-bench-search"))
     ap.add_argument("--no-api", action="store_true", help="skip the pylance/lancedb table")
     ap.add_argument("--api-only", action="store_true", help="only the pylance/lancedb table")
+    ap.add_argument("--passes", type=int, default=PASSES,
+                    help="timed passes per method; the one with the lowest p50 is reported")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    PASSES = args.passes
 
     ds = load_dataset(args.cache, args.n, args.data, args.noise, args.queries)
     chosen = methods(args.n)

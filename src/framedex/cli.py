@@ -216,8 +216,10 @@ def build_index(
         emit(info)
     else:
         extra = f", {info['num_sub_vectors']} sub-vectors" if "num_sub_vectors" in info else ""
+        parts = info["num_partitions"]
         typer.echo(f"built {info['index_type']} on {info['table']} over {info['rows']} rows "
-                   f"({info['num_partitions']} partitions{extra}) in {info['seconds']} s")
+                   f"({parts} IVF partition{'' if parts == 1 else 's'}{extra}) "
+                   f"in {info['seconds']} s")
 
 
 @app.command()

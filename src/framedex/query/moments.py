@@ -12,9 +12,10 @@ whenever the ANN finds one frame of each moment):
 
 Why not merge the fetched hits, as the first version did: its moments depended on *which*
 frames the top-``limit*20`` fetch returned and on their median score, so an ANN that missed
-one frame at rank 150 changed the moments (18 of 100 queries differed at 99.45 % recall@200),
-and a scene whose frames' scores straddled that median split into slivers (7 of 10 results
-from one scene). Here a moment's extent depends only on its own frames' exact scores.
+one frame at rank 150 changed the moments (5 of 198 queries with IVF-PQ at 1M frames, see
+docs/search-benchmark.md), and a scene whose frames' scores straddled that median split into
+slivers (7 of a query's 10 results from one scene). Here a moment's extent depends only on its
+own frames' exact scores, so candidates need only hit one frame of each moment.
 
 Frames are read lazily, window by window (:class:`FrameScores`): the candidates' windows
 first, with a margin, and further blocks only when a moment grows past what was read. A block
