@@ -37,8 +37,8 @@ Data (``--data``, default ``topics``):
 Everything built is cached under ``--cache`` (vectors, exact truth, stores, one store copy per
 index, sharing the data files by hard links), so a second run only queries.
 
-A first run at 1M builds every index (about 40 minutes on 2 busy cores, most of it the two
-IVF-PQ trainings); later runs only query (about 10 minutes).
+A first run at 1M builds every index (about an hour on 2 busy cores, most of it the IVF-PQ and
+frames-HNSW builds); later runs only query (about 6 minutes).
 
 Usage::
 
