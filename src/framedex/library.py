@@ -585,16 +585,18 @@ class Library(CollectionsMixin):
             self.query_log.flush()
         return run_sql(self.store, query)
 
-    def build_index(self, *, index_type: str = "IVF_PQ", num_partitions: int | None = None,
-                    num_sub_vectors: int | None = None, force: bool = False) -> dict[str, Any]:
-        """Build the ANN index for library search.
+    def build_index(self, *, table: str | None = None, index_type: str | None = None,
+                    num_partitions: int | None = None, num_sub_vectors: int | None = None,
+                    force: bool = False) -> dict[str, Any]:
+        """Build the ANN index library search uses (default: IVF_HNSW_SQ on the 6-s segments,
+        see ``framedex.store.ann``).
 
         Below :data:`MIN_ANN_ROWS` frames an exact search is already fast and an index only
-        costs build time and recall, so it is refused unless ``force``.
+        costs build time, so it is refused unless ``force``.
 
         Raises:
             EmptyLibraryError: nothing indexed. ConfigError: too small (without ``force``) or
-            a bad index type.
+            a bad index setting.
         """
         if self.store.count_videos() == 0:
             raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
@@ -604,9 +606,11 @@ class Library(CollectionsMixin):
             raise ConfigError(
                 f"the library has {rows:,} frames: exact search over fewer than "
                 f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would only cost build "
-                "time and recall; index more videos first, or pass --force")
+                "time; index more videos first, or pass --force")
         t0 = time.perf_counter()
-        info = self.store.build_index(num_partitions, num_sub_vectors, index_type=index_type)
+        info = self.store.build_index(table=table, index_type=index_type,
+                                      num_partitions=num_partitions,
+                                      num_sub_vectors=num_sub_vectors)
         info["seconds"] = round(time.perf_counter() - t0, 3)
         return info
 
