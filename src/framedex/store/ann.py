@@ -35,11 +35,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 
 from framedex.errors import check
 
@@ -224,7 +224,7 @@ class FrameRows:
         table: ``video_id, generation, pos, pts_sec, frame_idx`` of every row, in dataset order.
     """
 
-    COLUMNS = ["video_id", "generation", "pos", "pts_sec", "frame_idx"]
+    COLUMNS: ClassVar[list[str]] = ["video_id", "generation", "pos", "pts_sec", "frame_idx"]
 
     def __init__(self, table: pa.Table):
         key = pa.compute.binary_join_element_wise(

@@ -16,11 +16,11 @@ Concurrent writers claim a content id before indexing it (``store/locks.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,7 @@ from framedex.errors import (
     StoreError,
     VideoNotFoundError,
 )
-from framedex.store import collections, multivector
-from framedex.store import ann
+from framedex.store import ann, collections, multivector
 from framedex.store.base import FrameArrays, SegmentArrays
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import Claim, StoreLocks
