@@ -18,8 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
+# The tests, then the type check (mypy, configured in pyproject.toml): one target, the one
+# .ci/run calls.
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m mypy
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''

@@ -1,10 +1,10 @@
 """Regenerate tests/goldens/samplers_official.json: seeded inputs -> sampler indices.
 
-The goldens pin AKS (defaults, K in {32, 64}), BOLT (dedupe=False, the official multiset) and
-ViLAMP (defaults) on small seeded inputs. Inputs are stored in the JSON itself (float64 round-
-trips exactly through JSON), so the test needs no generator code. tests/test_samplers_official.py
-checks each case against the shipped sampler AND an independent transcription of the official
-algorithm.
+The goldens pin AKS (defaults, K in {32, 64}), BOLT (dedupe=False, the official multiset, with
+K < N and K >= N) and ViLAMP (defaults) on small seeded inputs. Inputs are stored in the JSON
+itself (float64 round-trips exactly through JSON), so the test needs no generator code.
+tests/test_samplers_official.py checks each case against the shipped sampler AND an independent
+transcription of the official algorithm.
 
 Usage:
     python scripts/generate_goldens.py [--out tests/goldens/samplers_official.json]
@@ -43,8 +43,10 @@ def cases() -> list[dict]:
             scores[n // 3:n // 3 + 70] = 0.99
         out.append({"id": f"aks-n{n}-k{k}-s{seed}", "sampler": "aks", "params": {}, "k": k,
                     "scores": scores.tolist()})
+    # The last three have K >= N: the official multiset still has K draws (repeats included).
     for seed, (n, k, power) in enumerate([(300, 8, 3.0), (300, 32, 2.5), (50, 16, -1),
-                                          (1000, 64, 3.0)]):
+                                          (1000, 64, 3.0), (16, 16, 3.0), (10, 32, 2.5),
+                                          (5, 64, -1)]):
         rng = np.random.default_rng(2000 + seed)
         scores = 0.2 + 0.05 * rng.standard_normal(n)
         scores[rng.integers(0, n)] += 0.3

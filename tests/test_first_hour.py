@@ -95,7 +95,7 @@ def test_build_index_on_a_small_library_advises_instead_of_flooding(store):
     one_line(cli("build-index", "--db", str(db)), "exact search", "--force")
     run = cli("build-index", "--db", str(db), "--force", "--partitions", "2")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("built IVF_PQ over 30 frames")
+    assert run.stdout.startswith("built IVF_HNSW_SQ on segments over 5 rows")
     assert len(run.stderr.strip().splitlines()) <= 1, run.stderr  # no KMeans warnings
 
 

@@ -186,8 +186,9 @@ def test_aks_is_affine_invariant(scale: float) -> None:
 
 
 # ----------------------------------------------------------------------------- BOLT
+# K >= N included: official has no shortcut there and still draws K quantiles.
 BOLT_CASES = [(n, k, power, seed) for n in (3, 10, 64, 300, 2000) for k in (3, 4, 8, 32, 64)
-              for power in (3.0, 2.5, 1.0, -1) for seed in (0, 1) if k < n]
+              for power in (3.0, 2.5, 1.0, -1) for seed in (0, 1)]
 
 
 def bolt_scores(n: int, seed: int) -> np.ndarray:
@@ -202,6 +203,7 @@ def test_bolt_no_dedupe_equals_official_multiset(n: int, k: int, power: float, s
     s = bolt_scores(n, seed)
     expected = ref_bolt(s, k, power)
     got = create_sampler("bolt", power=power, dedupe=False).select_scores(s, k)
+    assert len(expected) == k  # official asserts K draws, also when K >= N
     assert got == expected  # same multiset, same order (non-decreasing), duplicates kept
 
 
@@ -211,8 +213,10 @@ def test_bolt_default_keeps_the_distinct_official_frames(n: int, k: int, power: 
     s = bolt_scores(n, seed)
     official = ref_bolt(s, k, power)
     ours = create_sampler("bolt", power=power).select_scores(s, k)
-    assert len(ours) == k and ours == sorted(set(ours))
+    assert len(ours) == min(k, n) and ours == sorted(set(ours))
     assert set(official) <= set(ours)
+    if k >= n:  # the contract: everything once, not official's repeats
+        assert ours == list(range(n))
 
 
 def test_bolt_dedupe_replaces_with_nearest_free_frame() -> None:
@@ -238,6 +242,22 @@ def test_bolt_official_quirks() -> None:
     assert int(np.argmin(s)) not in ref_bolt(s, 40)  # the minimum frame has p = 0
     # constant scores: official NaN -> all zeros; ours uniform
     assert create_sampler("bolt").select_scores(np.full(10, 0.3), 3) == [0, 5, 9]
+
+
+def test_bolt_no_dedupe_keeps_official_draws_when_k_at_least_n() -> None:
+    s = np.array([0.1, 0.5, 0.2, 0.9, 0.3])
+    for k in (5, 8, 64):
+        draws = create_sampler("bolt", dedupe=False).select_scores(s, k)
+        assert draws == ref_bolt(s, k) and len(draws) == k
+        assert len(set(draws)) < k  # repeats: frame 0 (the minimum, p = 0) is never drawn
+        assert 0 not in draws
+    # constant scores (official: NaN -> zeros): uniform positions, K of them
+    assert create_sampler("bolt", dedupe=False).select_scores(np.full(3, 0.2), 7) == [
+        0, 0, 1, 1, 1, 2, 2]
+    # a one-frame video: K copies of frame 0, as official (0/0 -> NaN -> searchsorted 0)
+    assert create_sampler("bolt", dedupe=False).select_scores(np.array([0.4]), 3) == [0, 0, 0]
+    # the default keeps the contract
+    assert create_sampler("bolt").select_scores(s, 8) == [0, 1, 2, 3, 4]
 
 
 def test_bolt_k1_is_clamped_in_range() -> None:

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from framedex.errors import ConfigError, EmptyLibraryError
-from framedex.query.search import SearchFilters, merge_hits
-from framedex.store.schema import VideoRecord
+from framedex.query.search import SearchFilters
 from framedex.synth import render
 from framedex.synth.captions import object_phrase
 
@@ -95,22 +94,6 @@ def test_neighbouring_frames_merge_into_one_moment(world):
     assert any(a - 1.0 <= best.start and best.end <= b + 1.0 for a, b in spans), (best, spans)
 
 
-def test_merge_hits_merges_grid_neighbours_and_clips_end():
-    video = VideoRecord(video_id="v", path="/v.mp4", duration=9.5, frame_rate=10.0,
-                        num_frames=95, width=8, height=8, start_sec=0.0, is_vfr=False,
-                        index_fps=1.0, num_indexed=10, decoder="pyav", encoder="x")
-    pos = np.array([9, 3, 4, 5, 8])
-    moments = merge_hits(video, pos, pos.astype(float), np.array([0.9, 0.2, 0.5, 0.3, 0.1]))
-    assert [(m.start, m.end) for m in moments] == [(3.0, 6.0), (8.0, 9.5)]  # 9 + 1 s > 9.5 s
-    assert [m.score for m in moments] == [0.5, 0.9]
-    assert [m.best_pts_sec for m in moments] == [4.0, 9.0]
-    # A strong frame next to weak ones starts its own moment.
-    split = merge_hits(video, pos, pos.astype(float), np.array([0.9, 0.2, 0.5, 0.3, 0.1]),
-                       strong=0.4)
-    assert [(m.start, m.end, m.score) for m in split] == [
-        (3.0, 4.0, 0.2), (4.0, 5.0, 0.5), (5.0, 6.0, 0.3), (8.0, 9.0, 0.1), (9.0, 9.5, 0.9)]
-
-
 def test_group_by_video_gives_one_entry_per_video_best_first(world):
     lib, truths, ids = world
     hits = lib.search("a purple star", limit=10, group_by="video")
@@ -156,14 +139,20 @@ def test_filters_on_duration_path_and_metadata(world):
 def test_uncommitted_frames_are_invisible(world):
     lib, _, ids = world
     query = lib.embed_text(["a purple star"])[0]
+    perfect = np.repeat(query[None], 5, 0)
+
+    def write(vid: str, gen: int, t0: float) -> None:  # frames and a segment, like the indexer
+        lib.store.add_frames(vid, gen, np.arange(5), np.arange(5) * 10,
+                             np.arange(t0, t0 + 5, dtype=float), perfect)
+        lib.store.add_segments(vid, gen, np.array([t0]), np.array([t0 + 6.0]), np.array([5]),
+                               query[None])
+
     # A crashed index run: frames that match the query perfectly, but no videos row.
-    lib.store.add_frames("crashed-video", 1, np.arange(5), np.arange(5) * 10,
-                         np.arange(5, dtype=float), np.repeat(query[None], 5, 0))
+    write("crashed-video", 1, 0.0)
     # And a re-index of a real video that has not been swapped in yet (another generation).
     victim = ids["long_a"]
     live = lib.store.get_video(victim).generation
-    lib.store.add_frames(victim, live + 1, np.arange(5), np.arange(5) * 10,
-                         np.arange(500, 505, dtype=float), np.repeat(query[None], 5, 0))
+    write(victim, live + 1, 500.0)
     try:
         hits = lib.search("a purple star", limit=50)
         assert hits and "crashed-video" not in {m.video_id for m in hits}

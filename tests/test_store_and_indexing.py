@@ -79,6 +79,18 @@ def test_other_encoder_is_refused(tmp_path, small_video, tiny_model, other_tiny_
         _indexer(db, other_tiny_model)
 
 
+def test_same_model_with_other_weights_is_refused_naming_the_weights():
+    from framedex.store.lance_store import check_same_encoder
+
+    old = {"spec": "synthetic-shapes", "model": "synthetic-shapes", "pretrained": None,
+           "weights_digest": "65b6c66c19b241af", "dim": 128}
+    new = dict(old, weights_digest="f31061bd9ef342a3")
+    check_same_encoder(old, dict(old), "db")  # the same identity passes
+    # "--model synthetic-shapes" would not help: the message must say the weights changed
+    with pytest.raises(EncoderMismatchError, match=r"65b6c66c19b241af.*f31061bd9ef342a3.*re-index"):
+        check_same_encoder(old, new, "db")
+
+
 def test_missing_path_is_reported(tmp_path, tiny_model):
     report = _indexer(tmp_path / "db", tiny_model).index_paths([tmp_path / "nope.mp4"])
     assert report.by_status("failed")[0].error.startswith("no such file")

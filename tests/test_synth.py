@@ -15,6 +15,7 @@ from framedex.synth import (
     haystack_spec,
     parse_spec,
     plan,
+    random_caption,
     random_spec,
     relevance,
     render,
@@ -168,3 +169,16 @@ def test_caption_relevance_grades():
     assert relevance(Query(items=(("star", None),)), *frame) == 0.5
     assert relevance(Query(background="gray", empty=True), *frame) == 0.0
     assert relevance(Query(background="gray", empty=True), "gray", []) == 1.0
+
+
+def test_bound_captions_name_whole_objects():
+    """Binding captions (training's binding groups) always name colour and shape together,
+    are true of the frame, and often name only some of the objects ("a purple star")."""
+    objs = [("star", "purple"), ("triangle", "yellow"), ("circle", "orange")]
+    seen_subset = False
+    for seed in range(200):
+        text, q = random_caption("gray", objs, np.random.default_rng(seed), bound=True)
+        assert q.items and all(s is not None and c is not None for s, c in q.items), text
+        assert relevance(q, "gray", objs) > 0
+        seen_subset |= len(q.items) < len(objs)
+    assert seen_subset

@@ -199,8 +199,12 @@ def file_name(path: str) -> str:
 def configure_logging(verbose: bool) -> None:
     """Libraries log errors on the root logger; the user gets our one-line message instead,
     unless they ask for the details."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.CRITICAL,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    level = logging.INFO if verbose else logging.CRITICAL
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # pylance sets its own logger to INFO ("Final create_index rust time"): filter at the
+    # handler too, so the root level holds for every library.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 def stderr_is_tty() -> bool:

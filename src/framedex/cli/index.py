@@ -148,22 +148,29 @@ def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
 @handle_errors
 def build_index(
     db: Db = DEFAULT_DB,
-    index_type: Annotated[str, typer.Option("--type", help="IVF_PQ or IVF_HNSW_SQ.")] = "IVF_PQ",
+    table: Annotated[str | None, typer.Option(
+        "--table", help="Table to index: segments (default) or frames.")] = None,
+    index_type: Annotated[str | None, typer.Option(
+        "--index-type", help="IVF_HNSW_SQ (default) or IVF_PQ.")] = None,
     partitions: Annotated[int | None, typer.Option("--partitions")] = None,
-    sub_vectors: Annotated[int | None, typer.Option("--sub-vectors")] = None,
+    sub_vectors: Annotated[int | None, typer.Option(
+        "--sub-vectors", help="PQ sub-vectors (IVF_PQ only).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Build it even for a small "
                                         "library.")] = False,
     as_json: Json = False,
 ) -> None:
-    """Build the ANN index on frame vectors, for library search at scale."""
-    lib = open_library(db)
-    info = lib.build_index(index_type=index_type, num_partitions=partitions,
+    """Build the ANN index library search uses (IVF_HNSW_SQ on the 6-s segments by default)."""
+    lib = open_library(db, log_queries=False)
+    info = lib.build_index(table=table, index_type=index_type, num_partitions=partitions,
                            num_sub_vectors=sub_vectors, force=force)
     if as_json:
         emit(info)
-    else:
-        typer.echo(f"built {info['index_type']} over {info['rows']} frames "
-                   f"({info['num_partitions']} partitions) in {info['seconds']:.1f}s")
+        return
+    extra = f", {info['num_sub_vectors']} sub-vectors" if "num_sub_vectors" in info else ""
+    parts = info["num_partitions"]
+    typer.echo(f"built {info['index_type']} on {info['table']} over {info['rows']} rows "
+               f"({parts} IVF partition{'' if parts == 1 else 's'}{extra}) in "
+               f"{info['seconds']:.1f} s")
 
 
 @app.command()

@@ -174,6 +174,7 @@ class IndexRun:
 
     def _start_video(self, prep: Prepared, claim: Claim, generation: int) -> None:
         assert prep.grid is not None and prep.info is not None and prep.decoder is not None
+        assert prep.keyframes is not None and prep.grid_pts is not None
         key = self._keys = self._keys + 1
         opts = self.opts
         writer = ChunkWriter(self.store, prep.video_id or "", generation, opts.segment_sec,
@@ -218,7 +219,7 @@ class IndexRun:
             # one unit (a short clip, an API upload): decode in a thread of this process
             workers = min(workers, max(1 if not nvdec else 0, first_units - nvdec))
             in_process = first_units == 1 and workers == 1
-        if workers and not importable(first.decoder):
+        if workers and first.decoder is not None and not importable(first.decoder):
             log.info("decoder %s cannot be imported by a worker process: decoding in threads",
                      first.decoder.__qualname__)
             in_process = True

@@ -85,8 +85,8 @@ def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int,
         grid: native frame indices of the index grid, ascending.
         keyframes: native indices of the keyframes, ascending.
         unit_frames: the target part length (parts are at least this long, except the last).
-        groups: a label per grid frame, ascending (e.g. its fixed segment); when given, cuts
-            are also kept between labels, so that no group is split between parts.
+        groups: a label per grid frame, ascending (e.g. its fixed segment); when given, a cut
+            must also lie between two labels, so that no group is split between parts.
 
     Returns:
         the parts, in order; their concatenation is ``grid``.
@@ -101,8 +101,9 @@ def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int,
     if groups is not None:
         changed &= np.diff(np.asarray(groups)) != 0
     allowed = np.flatnonzero(changed) + 1
-    parts, start = [], 0
-    for cut in allowed:
+    parts: list[np.ndarray] = []
+    start = 0
+    for cut in allowed.tolist():
         if cut - start >= unit_frames:
             parts.append(grid[start:cut])
             start = cut
@@ -396,8 +397,9 @@ class DecodePool:
         A worker's pipe at EOF means the worker is gone."""
         while not self._stop.is_set():
             with self._lock:
-                conns = {s.outbox: s for s in self.slots
-                         if s.kind == "process" and not s.outbox.closed}
+                conns: dict[Any, _Slot] = {s.outbox: s for s in self.slots
+                                           if s.kind == "process" and s.outbox is not None
+                                           and not s.outbox.closed}
             if not conns:
                 time.sleep(0.05)
                 continue
@@ -407,6 +409,7 @@ class DecodePool:
                 continue
             for conn in ready:
                 slot = conns[conn]
+                assert isinstance(conn, Connection)
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
@@ -417,7 +420,7 @@ class DecodePool:
                         self.events.put(("died", slot.wid, code))
                     continue
                 if msg[0] == "frames":
-                    self._put_frames(msg)
+                    self._put_frames(tuple(msg))
                 else:
                     self.events.put(msg)
 
@@ -492,6 +495,7 @@ class DecodePool:
         imgs: list[Any] = []
 
         def piece(last: bool) -> tuple:
+            images: Any
             if slot.kind == "nvdec":
                 import torch
 

@@ -108,7 +108,7 @@ def plot_selection(
     ax = top.add_subplot(1, 1, 1)
     _draw_curve(ax, ts, sc, pos, order, tr, boundaries)
     for k, i in enumerate(order[: len(thumbs)]):
-        cell = sheet.add_subplot(rows, cols, k + 1)  # type: ignore[union-attr]
+        cell = sheet.add_subplot(rows, cols, k + 1)
         cell.imshow(thumbs[i], interpolation="lanczos")
         cell.set_xticks([])
         cell.set_yticks([])
@@ -125,7 +125,7 @@ def plot_selection(
     return buf.getvalue()
 
 
-def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:  # type: ignore[no-untyped-def]
+def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:
     """The top panel: relevance line, boundaries, numbered chosen-frame markers."""
     for b in boundaries or ():
         ax.axvline(float(b), color="#999999", linestyle=":", linewidth=1.0, zorder=1)
@@ -158,7 +158,7 @@ def _draw_curve(ax, ts, sc, pos, order, tiers, boundaries) -> None:  # type: ign
     _legend(ax, tiers, sc is not None, bool(boundaries))
 
 
-def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:  # type: ignore[no-untyped-def]
+def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:
     from matplotlib.lines import Line2D
 
     handles = []

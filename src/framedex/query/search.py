@@ -1,14 +1,33 @@
 """Library search: a query (a text or an image embedding) -> ranked moments across every
 indexed video; several query parts -> ranked videos (:func:`search_parts`).
 
-One ANN (or exact, when no index is built) nearest-neighbour query over all frame vectors
-returns the best frames; neighbouring hits of the same video merge into one *moment*
-(``start`` = first hit's ``pts_sec``, ``end`` = last hit's ``pts_sec`` + one grid step, clipped
-to the duration; ``score`` = best hit's cosine). Results rank best first, by moment or grouped
-by video.
+How a query runs (``search_moments``):
 
-Only committed videos (a ``videos`` row exists) can appear: frames a crashed index run left
-behind are dropped here, whatever the frames table holds.
+1. *Candidates*: the segments (6-s mean-pooled windows) nearest to the query, from the
+   IVF_HNSW_SQ index ``framedex build-index`` builds on the segments table (or an exact scan of
+   the segments when there is no index; a store indexed on frames uses that index instead).
+2. *Exact rescoring*: the frames of those segments (and a few around them) are read, one
+   ``take``, and scored exactly (cosine in float32, as Lance's exact search).
+3. *Moments* (``framedex.query.moments``): the best unclaimed frame is a peak; its moment is
+   the run of neighbouring frames scoring at least halfway between the peak and the query's
+   background (its cosine with the library's mean frame); further frames are read only when a
+   moment grows past what was read. Repeat until ``limit`` moments (or videos).
+4. Too few candidates for ``limit`` results (the next peak scores below the worst fetched
+   segment, so an unfetched segment could hold a better one): fetch 4x more segments, go on.
+
+The bound in 4 is a heuristic: a segment's mean-pooled vector understates a short scene that
+straddles two 6-s windows, so such a scene's frames can beat segments ranked above it. That
+is why the first round already fetches 16 segments per result, not the ~3 a moment spans.
+
+Measured at 1M frame vectors on 2 busy CPU cores (``scripts/bench_search.py``, table in
+``docs/search-benchmark.md``): recall@10 1.000 against brute force, every recall-1 query's
+moments equal to the same rule on exact candidates (200/200), p50 6.7 ms / p95 9.6 ms, where
+the first version (IVF-PQ on frames, nprobes 32, refine 10, merge of 200 fetched hits) took
+40.7 ms. Fewer segments per result: 8 -> 191/200 exact, 4 -> 158/199 (a short scene across
+two windows is understated by both); the frames' own index as the candidate source: 18-30 ms.
+
+Only committed videos can appear, and only their live generation: rows a crashed index run
+left behind, or a re-index not yet swapped in, are dropped here, whatever the tables hold.
 
 A query of several parts (texts and/or images) ranks videos instead, with LanceDB's MaxSim
 over each video's segment vectors (the ``video_vectors`` multivector table): ``and`` by the sum
@@ -17,7 +36,6 @@ over the parts of each part's best segment, ``or`` by the best part (:func:`sear
 Example::
 
     hits = search_library(store, encoder.encode_text(["a red circle"])[0], limit=5)
-    videos = search_parts(store, encoder.encode_text(["a dog", "a pool"]), operator="and")
     hits[0].to_json()   # {"video_id": ..., "path": ..., "start": 12.0, "end": 15.0, "score": 0.31}
 """
 
@@ -25,14 +43,15 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from framedex.errors import EmptyLibraryError, check
+from framedex.query.moments import MomentFinder, RawMoment, frame_scores
+from framedex.store.ann import SearchParams, SearchTables, nearest_rows
 from framedex.store.schema import VideoRecord
 
 GROUP_BY = ("moment", "video")
@@ -42,13 +61,21 @@ OPERATORS = ("or", "and")
 #: Most parts in one query (Twelve Labs takes up to 10 images plus a text).
 MAX_PARTS = 11
 
-#: Frames fetched per wanted result before merging (many hits merge into one moment).
-OVERFETCH = 20
-#: ANN settings. scripts/bench_search.py (10k video-like vectors, the largest this 2-core box
-#: indexed in time) showed the exact re-rank is what matters: recall@10 0.57 without
-#: refine, 0.96-0.98 with refine_factor=10 at 4-32 probes. Not yet confirmed at 1M vectors.
-DEFAULT_NPROBES = 32
-DEFAULT_REFINE_FACTOR = 10
+#: Segments fetched per wanted result in the first round (a moment spans several segments).
+SEGMENTS_PER_RESULT = 16
+#: Frames fetched per wanted result when the store's index is on the frames table.
+FRAMES_PER_RESULT = 40
+#: Frames read beyond each candidate segment on both sides.
+SEGMENT_MARGIN = 4
+#: Frames read at a time when a moment grows past what was read.
+READ_BLOCK = 16
+#: Query settings per index type when the caller gives none. IVF_PQ: the first version's
+#: nprobes; IVF_HNSW_SQ: Lance's defaults (ef = k, one partition at 1M frames).
+DEFAULT_PARAMS = {"IVF_PQ": SearchParams(nprobes=32), "IVF_HNSW_SQ": SearchParams()}
+#: Each further round fetches this many times more candidates ...
+FETCH_GROWTH = 4
+#: ... up to this many per wanted result; then the candidates are taken as complete.
+MAX_CANDIDATES_PER_RESULT = 2048
 #: Above this many allowed videos, filters are applied after the ANN query, not inside it
 #: (a huge ``IN (...)`` list costs more than it saves).
 MAX_PREFILTER_IDS = 2000
@@ -143,8 +170,9 @@ class Moment:
     def to_json(self) -> dict[str, Any]:
         """``{"video_id", "path", "start", "end", "score"}`` (seconds, cosine), plus ``part``
         for the moments of a multi-part query."""
-        out = {"video_id": self.video_id, "path": self.path, "start": round(self.start, 3),
-               "end": round(self.end, 3), "score": round(self.score, 6)}
+        out: dict[str, Any] = {"video_id": self.video_id, "path": self.path,
+                               "start": round(self.start, 3), "end": round(self.end, 3),
+                               "score": round(self.score, 6)}
         if self.part is not None:
             out["part"] = self.part
         return out
@@ -167,54 +195,34 @@ class VideoHit:
                 "moments": [m.to_json() for m in self.moments]}
 
 
-def merge_hits(video: VideoRecord, pos: np.ndarray, pts_sec: np.ndarray, scores: np.ndarray,
-               max_gap: int = 1, strong: float = -np.inf,
-               frame_idx: np.ndarray | None = None) -> list[Moment]:
-    """Merge one video's matching frames into moments.
+@dataclass
+class SearchResult:
+    """What one search found, with what it read on the way (for benchmarks and logs).
 
-    Hits whose grid positions differ by at most ``max_gap`` (or whose times differ by at most
-    ~1 grid step, for variable-rate grids) join one moment, unless one scores at least
-    ``strong`` and the other does not: a matching scene must not melt into the weak frames
-    around it when the over-fetch reaches past it (a small library is fetched whole).
-
-    Args:
-        video: the video's record (path, duration, index_fps).
-        pos: grid positions of the hits.
-        pts_sec: their timestamps.
-        scores: their cosine similarities.
-        max_gap: largest position step that still merges.
-        strong: score that separates matching frames from background ones.
-        frame_idx: native frame indices of the hits (sets each moment's ``frame_idx``).
-
-    Returns:
-        Moments in time order.
+    Attributes:
+        hits: the moments (or VideoHits), best first.
+        candidates: candidate rows fetched (segments or frames), over all rounds.
+        rounds: candidate fetches made.
+        source: ``"segments"``, ``"frames"`` (the index used) or ``"exact"``.
     """
-    order = np.argsort(pos, kind="stable")
-    pos, pts_sec, scores = pos[order], pts_sec[order], scores[order]
-    native = frame_idx[order] if frame_idx is not None else None
-    is_strong = scores >= strong
-    step = 1.0 / video.index_fps if video.index_fps > 0 else 1.0
-    moments: list[Moment] = []
-    first = 0
-    for i in range(1, len(pos) + 1):
-        if i < len(pos) and is_strong[i] == is_strong[i - 1] and (
-                pos[i] - pos[i - 1] <= max_gap or pts_sec[i] - pts_sec[i - 1] <= 1.5 * step):
-            continue
-        run = slice(first, i)
-        best = first + int(np.argmax(scores[run]))
-        end = float(pts_sec[i - 1]) + step
-        if video.duration > 0:
-            end = min(end, max(float(video.duration), float(pts_sec[i - 1])))
-        moments.append(Moment(video.video_id, video.path, float(pts_sec[first]), end,
-                              float(scores[best]), float(pts_sec[best]), i - first,
-                              frame_idx=int(native[best]) if native is not None else None))
-        first = i
-    return moments
+
+    hits: list[Moment] | list[VideoHit]
+    candidates: int
+    rounds: int
+    source: str
+    finder: MomentFinder | None = None
+
+    @property
+    def frames(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every frame scored exactly: ``(video_ids, pos, scores)`` (built on demand)."""
+        if self.finder is None:
+            return [], np.zeros(0, dtype=np.int64), np.zeros(0)
+        return self.finder.scored()
 
 
 def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: str = "moment",
-                   filters: SearchFilters | None = None, nprobes: int | None = None,
-                   refine_factor: int | None = None) -> list[Moment] | list[VideoHit]:
+                   filters: SearchFilters | None = None,
+                   params: SearchParams | None = None) -> list[Moment] | list[VideoHit]:
     """Rank the moments of the library against a query embedding.
 
     Args:
@@ -223,8 +231,7 @@ def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
         limit: number of results (moments, or videos with ``group_by="video"``).
         group_by: ``"moment"`` or ``"video"``.
         filters: metadata filters (None: every committed video).
-        nprobes: IVF partitions to probe (ANN only; default :data:`DEFAULT_NPROBES`).
-        refine_factor: re-rank this many times ``limit`` candidates exactly (ANN only).
+        params: ANN query settings (None: the index's defaults).
 
     Returns:
         Moments (or VideoHits) best first; empty when no video passes the filters.
@@ -233,30 +240,66 @@ def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
         ConfigError: bad limit or group_by.
         EmptyLibraryError: nothing is indexed.
     """
+    return search_moments(store, query, limit=limit, group_by=group_by, filters=filters,
+                          params=params).hits
+
+
+def search_moments(store: Any, query: np.ndarray, *, limit: int = 10, group_by: str = "moment",
+                   filters: SearchFilters | None = None, params: SearchParams | None = None,
+                   per_result: int | None = None) -> SearchResult:
+    """:func:`search_library`, returning what was read as well.
+
+    Args:
+        per_result: candidates fetched per wanted result in the first round (None:
+            :data:`SEGMENTS_PER_RESULT` or :data:`FRAMES_PER_RESULT`).
+
+    See :func:`search_library` for the rest.
+    """
     check(isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1,
           "limit", limit, "must be an integer >= 1")
     check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
+    check(per_result is None or (isinstance(per_result, int) and per_result >= 1),
+          "per_result", per_result, "must be an integer >= 1")
     allowed, where = allowed_videos(store, filters)
+    tables = store.search_tables()
+    q = np.asarray(query, dtype=np.float32).reshape(-1)
+    candidates = StoreCandidates(tables, q, limit, params, per_result)
     if not allowed:
-        return []
-    ann = store.has_ann_index()
-    fetch = max(limit * OVERFETCH, 100)
-    while True:
-        rows = store.search_frames(
-            query, fetch, where=where,
-            nprobes=(nprobes or DEFAULT_NPROBES) if ann else None,
-            refine_factor=(refine_factor or DEFAULT_REFINE_FACTOR) if ann else None)
-        moments = _moments(rows, allowed)
-        wanted = len({m.video_id for m in moments}) if group_by == "video" else len(moments)
-        # Too few results after dropping uncommitted or filtered-out videos: fetch deeper,
-        # unless the store has no more rows to give.
-        if wanted >= limit or rows.num_rows < fetch or fetch >= 64 * limit * OVERFETCH:
+        return SearchResult([], 0, 0, candidates.source)
+    live = {vid: v.generation for vid, v in allowed.items()}
+    frames = StoreFrames(tables, q, live)
+    finder = MomentFinder(frames, baseline=float(tables.mean @ q), block=READ_BLOCK)
+    moments: list[Moment] = []
+    seen_videos: set[str] = set()
+
+    def done() -> bool:
+        return (len(seen_videos) if group_by == "video" else len(moments)) >= limit
+
+    for windows, bound in candidates.batches(allowed, where):
+        finder.add([w for w in windows if w[0] in allowed], margin=candidates.margin)
+        while not done():
+            raw = finder.next(bound)
+            if raw is None:
+                break
+            moments.append(_moment(raw, allowed[raw.video_id], frames.frame_idx(raw)))
+            seen_videos.add(raw.video_id)
+        if done():
             break
-        fetch *= 4
     moments.sort(key=lambda m: (-m.score, m.video_id, m.start))
-    if group_by == "moment":
-        return moments[:limit]
-    return group_by_video(moments)[:limit]
+    hits: list[Moment] | list[VideoHit] = (
+        moments[:limit] if group_by == "moment" else group_by_video(moments)[:limit])
+    return SearchResult(hits, candidates.fetched, candidates.rounds, candidates.source, finder)
+
+
+def _moment(raw: RawMoment, video: VideoRecord, frame_idx: int | None) -> Moment:
+    """Seconds from frame indices: ``end`` is the last frame's time plus one grid step,
+    clipped to the duration (a moment never ends past the video)."""
+    step = 1.0 / video.index_fps if video.index_fps > 0 else 1.0
+    end = raw.end_pts + step
+    if video.duration > 0:
+        end = min(end, max(float(video.duration), raw.end_pts))
+    return Moment(video.video_id, video.path, raw.start_pts, end, raw.score, raw.peak_pts,
+                  raw.hi - raw.lo + 1, frame_idx=frame_idx)
 
 
 def allowed_videos(store: Any, filters: SearchFilters | None
@@ -393,38 +436,102 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _moments(rows: Any, allowed: dict[str, VideoRecord]) -> list[Moment]:
-    """Drop hits of uncommitted / filtered videos, then merge each video's hits."""
-    if rows.num_rows == 0:
-        return []
-    vids = np.asarray(rows.column("video_id").to_pylist(), dtype=object)
-    gens = rows.column("generation").to_numpy()
-    # A hit counts only if its generation is the one its video's row names: rows of a killed
-    # run, or of a re-index not yet swapped in (or already swapped out), are invisible.
-    live = np.fromiter((allowed[v].generation == g if v in allowed else False
-                        for v, g in zip(vids.tolist(), gens.tolist(), strict=True)),
-                       dtype=bool, count=len(vids))
-    rows = rows.filter(pa.array(live))
-    if rows.num_rows == 0:
-        return []
-    vids = vids[live]
-    pos = rows.column("pos").to_numpy()
-    pts = rows.column("pts_sec").to_numpy()
-    native = rows.column("frame_idx").to_numpy()
-    scores = 1.0 - rows.column("_distance").to_numpy().astype(np.float64)  # cosine distance
-    # Halfway between the typical fetched frame and the best one: relative, so it needs no
-    # encoder-specific cosine threshold.
-    med = float(np.median(scores))
-    strong = med + 0.5 * (float(scores.max()) - med)
-    out: list[Moment] = []
-    for vid in dict.fromkeys(vids.tolist()):
-        video = allowed.get(vid)
-        if video is None:  # uncommitted (crashed run) or filtered out
-            continue
-        mask = vids == vid
-        out.extend(merge_hits(video, pos[mask], pts[mask], scores[mask], strong=strong,
-                              frame_idx=native[mask]))
-    return out
+class StoreFrames:
+    """:class:`~framedex.query.moments.FrameScores` over the store's frames table: one
+    ``take`` per read, scored exactly against ``query``."""
+
+    def __init__(self, tables: SearchTables, query: np.ndarray, live: dict[str, int]):
+        self.tables, self.query, self.live = tables, query, live
+        self.rows = tables.frame_rows
+
+    def _span(self, video_id: str) -> tuple[int, int] | None:
+        gen = self.live.get(video_id)
+        return None if gen is None else self.rows.span(video_id, gen)
+
+    def num_frames(self, video_id: str) -> int:
+        span = self._span(video_id)
+        return 0 if span is None else span[1] - span[0]
+
+    def frame_idx(self, raw: RawMoment) -> int | None:
+        """The native frame index of a moment's peak (for its thumbnail)."""
+        span = self._span(raw.video_id)
+        return None if span is None else int(self.rows.frame_idx[span[0] + raw.peak])
+
+    def read(self, windows: list[tuple[str, int, int]]
+             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        rows = []
+        for video_id, lo, hi in windows:
+            span = self._span(video_id)
+            assert span is not None  # windows come from FrameRows.between over live videos
+            rows.append(np.arange(lo, hi) + span[0])
+        flat = np.concatenate(rows)
+        scores = frame_scores(self.rows.take_vectors(self.tables.frames, flat,
+                                                     self.tables.dim), self.query)
+        out, at = [], 0
+        for r in rows:
+            out.append((self.rows.pos[r], self.rows.pts[r], scores[at:at + len(r)]))
+            at += len(r)
+        return out
+
+
+class StoreCandidates:
+    """Candidate windows from the store's vector index (or an exact scan without one).
+
+    Each round asks the index for ``k`` rows (``k`` grows by :data:`FETCH_GROWTH`); its
+    ``bound`` is the worst fetched row's cosine while the fetch was full (rows not fetched
+    score lower), and -inf once the index has no more rows or the cap is reached.
+    """
+
+    def __init__(self, tables: SearchTables, query: np.ndarray, limit: int,
+                 params: SearchParams | None, per_result: int | None):
+        self.tables, self.query = tables, query
+        self.params = params or DEFAULT_PARAMS.get(tables.index_type or "")
+        self.table = tables.index_table or ("segments" if tables.segments is not None
+                                            else "frames")
+        self.source = tables.index_table or "exact"
+        default = SEGMENTS_PER_RESULT if self.table == "segments" else FRAMES_PER_RESULT
+        self.k = limit * (per_result or default)
+        # frames read around each candidate: a segment's edges may belong to a moment that
+        # goes on; a frame candidate's neighbours are usually candidates themselves
+        self.margin = SEGMENT_MARGIN if self.table == "segments" else 1
+        self.cap = max(self.k, limit * MAX_CANDIDATES_PER_RESULT)
+        self.fetched = self.rounds = 0
+
+    def batches(self, allowed: dict[str, VideoRecord], where: str | None
+                ) -> Iterator[tuple[list[tuple[str, int, int]], float]]:
+        ds = self.tables.segments if self.table == "segments" else self.tables.frames
+        row_map = self.tables.row_map(self.table)
+        seen: set[int] = set()
+        k = self.k
+        while True:
+            addr, dist = nearest_rows(ds, self.query, k, params=self.params, where=where)
+            self.rounds += 1
+            self.fetched += len(addr)
+            fresh = np.array([a not in seen for a in addr.tolist()], dtype=bool)
+            seen.update(addr.tolist())
+            rows, _ = row_map.lookup(addr[fresh])
+            last = len(addr) < k or k >= self.cap
+            bound = -math.inf if last else 1.0 - float(dist.max())
+            yield self._windows(rows, allowed), bound
+            if last:
+                return
+            k = min(k * FETCH_GROWTH, self.cap)
+
+    def _windows(self, rows: Any, allowed: dict[str, VideoRecord]) -> list[tuple[str, int, int]]:
+        """Candidate rows -> ``(video_id, i0, i1)`` frame windows of the allowed videos' live
+        generations (rows of a crashed run or of an unswapped re-index are dropped)."""
+        vids = rows.column("video_id").to_pylist()
+        gens = rows.column("generation").to_pylist()
+        keep = [i for i, (v, g) in enumerate(zip(vids, gens, strict=True))
+                if v in allowed and allowed[v].generation == g]
+        if self.table == "segments":
+            t0 = rows.column("start_sec").to_numpy()[keep]
+            t1 = rows.column("end_sec").to_numpy()[keep]
+        else:
+            t0 = rows.column("pts_sec").to_numpy()[keep]
+            t1 = np.nextafter(t0, np.inf)
+        live = {v: allowed[v].generation for v in allowed}
+        return self.tables.frame_rows.between(live, [vids[i] for i in keep], t0, t1)
 
 
 def group_by_video(moments: list[Moment]) -> list[VideoHit]:

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from framedex.errors import (
     StoreError,
     VideoNotFoundError,
 )
-from framedex.store import collections, multivector
+from framedex.store import ann, collections, multivector
 from framedex.store.base import FrameArrays, SegmentArrays
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import Claim, StoreLocks
@@ -119,6 +120,8 @@ class LanceStore:
         # The videos table is small and read on every query: keep it in memory, keyed by the
         # Lance version it was read at (a version check costs ~10 µs, a read ~1 ms).
         self._videos_cache: tuple[int, dict[str, VideoRecord]] | None = None
+        # Row maps and stats library search derives from a table version (framedex.store.ann).
+        self._search_cache = ann.SearchCache()
 
     @property
     def storage_options(self) -> dict[str, str] | None:
@@ -340,11 +343,12 @@ class LanceStore:
                 nearest=nearest, filter=where, prefilter=bool(where))
 
     def has_ann_index(self) -> bool:
-        """True when the frames table has a vector index."""
-        ds = self.tables.snapshot("frames")
-        if ds is None:
-            return False
-        return "vector" in _indexed_columns(ds)
+        """True when the segments or the frames table has a vector index."""
+        for name in ann.INDEX_TABLES:
+            ds = self.tables.snapshot(name)
+            if ds is not None and ann.vector_index(ds) is not None:
+                return True
+        return False
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -575,38 +579,60 @@ class LanceStore:
 
     # -- indexes and maintenance ----------------------------------------------------------
 
-    def build_index(self, num_partitions: int | None = None, num_sub_vectors: int | None = None,
-                    index_type: str = "IVF_PQ") -> dict[str, Any]:
-        """Build (or rebuild) the ANN index on frame vectors and the scalar indexes.
+    def build_index(self, spec: ann.IndexSpec | None = None, *,
+                    num_partitions: int | None = None, num_sub_vectors: int | None = None,
+                    index_type: str | None = None, table: str | None = None) -> dict[str, Any]:
+        """Build (or rebuild) the ANN index library search uses, and the scalar indexes.
+
+        Compacts the frames and segments tables first (one fragment per append makes every
+        read touch many files), builds the vector index ``spec`` describes (default:
+        IVF_HNSW_SQ on the segments, see ``framedex.store.ann``), stores the mean frame
+        vector search uses as the query's background level, then the ``video_id`` BTREEs.
+
+        Args:
+            spec: the index; the keyword arguments override its fields (None: keep).
 
         Returns:
             what was built (for the CLI to print).
 
         Raises:
-            EmptyLibraryError: nothing to index. ConfigError: an unknown index type.
+            EmptyLibraryError: nothing is indexed. ConfigError: a bad index setting.
         """
-        table = self.tables.table("frames")
-        if table is None or table.count_rows() == 0:
+        overrides = {k: v for k, v in (("num_partitions", num_partitions),
+                                       ("num_sub_vectors", num_sub_vectors),
+                                       ("index_type", index_type), ("table", table))
+                     if v is not None}
+        spec = ann.IndexSpec(**{**(asdict(spec) if spec else {}), **overrides})
+        frames = self.tables.snapshot("frames")
+        if frames is None or frames.count_rows() == 0:
             raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
-        rows = table.count_rows()
-        # ~4K rows per partition (LanceDB guidance); sqrt(N) partitions made k-means training
-        # the bottleneck at 1M rows on a small machine.
-        parts = num_partitions or max(1, min(4096, rows // 4096))
-        subs = num_sub_vectors or max(1, self.dim // 8)
-        from lancedb.index import HnswSq, IvfPq
-
-        if index_type == "IVF_PQ":
-            config: Any = IvfPq(distance_type="cosine", num_partitions=parts,
-                                num_sub_vectors=subs)
-        elif index_type == "IVF_HNSW_SQ":
-            config = HnswSq(distance_type="cosine", num_partitions=parts)
-        else:
-            raise ConfigError(f"index_type={index_type!r} is invalid: use IVF_PQ or IVF_HNSW_SQ")
         with self.locks.maintenance(), self.writing(), store_io(self.location, "index"):
-            table.create_index("vector", config=config, replace=True)
+            for name in ("frames", "segments"):
+                ds = self.tables.writable(name)
+                if ds is not None and len(ds.get_fragments()) > 1:
+                    ds.optimize.compact_files()
+            target = self.tables.writable(spec.table)
+            if target is None or target.count_rows() == 0:
+                raise EmptyLibraryError(f"the store {self.uri} has no {spec.table}: "
+                                        "index videos first")
+            info = ann.build_vector_index(target, spec, self.dim)
+            frames_ds = self.tables.writable("frames")
+            assert frames_ds is not None
+            ann.store_frame_mean(frames_ds, self.dim)
         self.ensure_scalar_indexes()
-        return {"rows": rows, "index_type": index_type, "num_partitions": parts,
-                "num_sub_vectors": subs}
+        return info
+
+    def search_tables(self) -> ann.SearchTables:
+        """The datasets and row maps library search reads, at their newest versions.
+
+        Raises:
+            EmptyLibraryError: nothing is indexed.
+        """
+        frames = self.tables.snapshot("frames")
+        if frames is None:
+            raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
+        return ann.open_search_tables(frames, self.tables.snapshot("segments"), self.dim,
+                                      self._search_cache)
 
     def ensure_scalar_indexes(self) -> None:
         """BTREE index on ``video_id`` so one video's rows are one indexed read.
@@ -693,6 +719,14 @@ def check_same_encoder(stored: Mapping[str, Any], asked: Mapping[str, Any], wher
 
         # The stored spec is the exact string the store was indexed with, so it loads again.
         spec = stored.get("spec") or name(stored).split(" (")[0]
+        if name(stored) == name(asked):  # same model and dim: only the weights differ
+            raise EncoderMismatchError(
+                f"the store {where} was built with {name(stored)} weights "
+                f"{stored.get('weights_digest')}, but this {name(asked).split(' (')[0]} has "
+                f"weights {asked.get('weights_digest')} (the model files changed since, e.g. "
+                "a retrained shipped model): re-index into another --db, or delete this store "
+                "and index again"
+            )
         raise EncoderMismatchError(
             f"the store {where} was built with {name(stored)}, not {name(asked)}: use "
             f"--model {spec} or another --db"

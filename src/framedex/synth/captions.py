@@ -113,7 +113,7 @@ def _attribute_caption(obj: Obj, rng: np.random.Generator) -> tuple[str, Query]:
 
 
 def random_caption(background: str, objects: Sequence[Obj],
-                   rng: np.random.Generator) -> tuple[str, Query]:
+                   rng: np.random.Generator, *, bound: bool = False) -> tuple[str, Query]:
     """Draw one caption (and its meaning) that is true of the frame.
 
     Forms: full description with or without background, a subset of the objects (how users
@@ -123,6 +123,9 @@ def random_caption(background: str, objects: Sequence[Obj],
         background: the frame's background.
         objects: the frame's (shape, color) objects.
         rng: random generator (captions are seeded like everything else).
+        bound: only captions that name whole objects (colour and shape), with a subset of the
+            objects more often (60 % instead of 25 %): the captions that tell a purple star
+            from a purple triangle next to a yellow star.
 
     Returns:
         (caption text, its :class:`Query`).
@@ -131,9 +134,9 @@ def random_caption(background: str, objects: Sequence[Obj],
     if not objs:
         return _empty_caption(background, rng), Query(background=background, empty=True)
     u = rng.random()
-    if u < 0.15:
+    if u < 0.15 and not bound:
         return _attribute_caption(objs[rng.integers(len(objs))], rng)
-    if u < 0.40 and len(objs) > 1:
+    if (u < 0.60 if bound else u < 0.40) and len(objs) > 1:
         k = int(rng.integers(1, len(objs)))
         objs = [objs[i] for i in rng.choice(len(objs), size=k, replace=False)]
     else:

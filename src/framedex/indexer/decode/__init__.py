@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from framedex.errors import UnknownNameError
 from framedex.indexer.decode import decord as _decord  # noqa: F401 - registers "decord"
@@ -75,7 +76,8 @@ def open_video(path: str | os.PathLike, decoder: str = "auto", **options: object
         VideoOpenError: the file is missing, empty, not a video, has no video stream or no
             frames, has a corrupt/truncated header, or uses an unsupported codec.
     """
-    return get_decoder_class(resolve_decoder(decoder))(path, **options)
+    cls: Any = get_decoder_class(resolve_decoder(decoder))  # backends take their own options
+    return cls(path, **options)
 
 
 __all__ = [

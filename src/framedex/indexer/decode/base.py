@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -229,7 +229,8 @@ class VideoDecoder(ABC):
 
         The default reopens and rescans the file; PyAV reuses the packet table instead.
         """
-        return cls(path, **options)
+        backend: Any = cls  # concrete backends take their own options
+        return backend(path, **options)
 
     # ---- shared ---------------------------------------------------------------------------
     @property

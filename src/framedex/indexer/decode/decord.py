@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -188,7 +189,8 @@ def _probe_meta(path: str) -> tuple[float, str, str]:
     try:
         with av.open(path, metadata_errors="ignore") as c:
             vs = c.streams.video[0]
-            start = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
+            tb: Any = vs.time_base
+            start = float(vs.start_time * tb) if vs.start_time is not None else 0.0
             return start, vs.codec_context.codec.name, c.format.name
     except Exception:
         return 0.0, "unknown", ""

@@ -17,6 +17,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,15 @@ class PyAVDecoder(VideoDecoder):
             zero frames, or packets missing against the header (truncated file).
     """
 
+    # PyAV's stubs type these as optional or partial; they are set in _open and only
+    # cleared by close(), after which the decoder is not used.
+    _container: Any
+    _stream: Any
+    _tb: Any
+    _pts_int: np.ndarray
+    _key_idx: np.ndarray
+    _start: int
+
     @classmethod
     def is_available(cls) -> bool:
         """Whether ``av`` can be imported."""
@@ -101,7 +111,7 @@ class PyAVDecoder(VideoDecoder):
                 f"truncated header ({ex.strerror or ex})") from ex
         c = self._container
         if not c.streams.video:
-            kinds = sorted({s.type for s in c.streams}) or ["none"]
+            kinds: list[str] = sorted({str(s.type) for s in c.streams}) or ["none"]
             raise VideoOpenError(f"cannot open video {self.path!r}: no video stream "
                                  f"(streams found: {', '.join(kinds)})")
         self._stream = vs = c.streams.video[0]
@@ -130,7 +140,8 @@ class PyAVDecoder(VideoDecoder):
         if not isinstance(table, PacketTable):
             return cls(path, **options)  # type: ignore[arg-type]
         self = cls.__new__(cls)
-        self._open(path, int(options.get("threads", 0)))  # type: ignore[arg-type]
+        threads: Any = options.get("threads", 0)
+        self._open(path, int(threads))
         tb = self._tb
         if (tb.numerator, tb.denominator) != table.time_base:
             raise VideoOpenError(f"cannot open video {self.path!r}: the file changed while "

@@ -98,6 +98,9 @@ class Sampler(ABC):
     - relevance is the cosine ``frame_embeddings @ query_embedding``, computed in float64.
     - the result is positions into the N frames, ascending, distinct, in range, exactly
       ``min(K, N)`` of them by default; ``budget >= N`` returns all N; ``budget < 1`` raises.
+      The one exception is a sampler configured to return the official multiset of K draws
+      (:attr:`draws_multiset`, e.g. ``bolt`` with ``dedupe=False``): K positions, ascending,
+      repeats allowed, for any K, K >= N included.
     - same inputs and seed give the same output.
     """
 
@@ -107,6 +110,15 @@ class Sampler(ABC):
     query_aware: ClassVar[bool] = True
     #: True when the sampler needs frame-to-frame similarity (embeddings, not only scores).
     needs_embeddings: ClassVar[bool] = False
+
+    @property
+    def draws_multiset(self) -> bool:
+        """True when this configuration returns K draws with repeats, not distinct frames.
+
+        Such a sampler also sees ``budget >= N``: the "return all N" shortcut would differ
+        from the official output it reproduces, which still draws K times.
+        """
+        return False
 
     def select(
         self,
@@ -141,7 +153,7 @@ class Sampler(ABC):
             ConfigError: bad shapes, a budget < 1, or missing inputs the sampler needs.
         """
         ctx = build_context(self, frame_embeddings, query_embedding, budget, timestamps, scores)
-        if ctx.k >= ctx.n and ctx.token_budget is None:
+        if ctx.k >= ctx.n and ctx.token_budget is None and not self.draws_multiset:
             everything = list(range(ctx.n))
             return Selection(everything, _pick(ctx.scores, everything))
         sel = self._select(ctx)
@@ -186,6 +198,8 @@ class SelectContext:
         n: number of frames N.
         k: frame budget (for a TokenBudget: the most frames that fit at the cheapest tier),
             already clipped to N.
+        requested_k: the same budget before clipping to N (only a sampler that
+            :attr:`~Sampler.draws_multiset` may return more than N positions).
         scores: relevance (N,), float64, or None for query-free samplers with no query.
         embeddings: (N, D) float32 or float64 (storage precision kept) or None when only
             scores were given.
@@ -199,6 +213,10 @@ class SelectContext:
     embeddings: np.ndarray | None
     timestamps: np.ndarray
     token_budget: TokenBudget | None = None
+    requested_k: int = 0
+
+    def __post_init__(self) -> None:
+        self.requested_k = max(self.requested_k, self.k)
 
 
 def _pick(scores: np.ndarray | None, indices: list[int]) -> list[float] | None:
@@ -232,6 +250,7 @@ def build_context(
                   f"must have one score per frame ({len(emb)})")
     elif query_embedding is not None:
         check(emb is not None, "frame_embeddings", None, "are needed to score a query")
+        assert emb is not None
         q = np.asarray(query_embedding, dtype=np.float64).reshape(-1)
         check(q.shape[0] == emb.shape[1], "query_embedding", q.shape,
               f"must have the frames' dimension {emb.shape[1]}")
@@ -258,10 +277,11 @@ def build_context(
     else:
         check(isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
               "budget", budget, "must be an integer frame count or a TokenBudget")
-        check(budget >= 1, "budget", budget, "must be >= 1")
-        k = int(budget)
+        frames: Any = budget  # an integer, checked just above
+        check(frames >= 1, "budget", budget, "must be >= 1")
+        k = int(frames)
     return SelectContext(n=n, k=min(k, n), scores=scores, embeddings=emb, timestamps=ts,
-                         token_budget=token_budget)
+                         token_budget=token_budget, requested_k=k)
 
 
 _SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
@@ -375,7 +395,9 @@ def _arg_docs(doc: str) -> dict[str, str]:
 
     lines = inspect.cleandoc(doc).splitlines()
     out: dict[str, str] = {}
-    in_args, names, text = False, [], []
+    in_args = False
+    names: list[str] = []
+    text: list[str] = []
 
     def flush() -> None:
         for n in names:

@@ -18,11 +18,13 @@ Deviations from official:
   the left and on the right are equally far, the one with the higher probability p wins, then
   the earlier one. ``dedupe=False`` keeps the official multiset (duplicates included): the one
   allowed exception to distinct indices.
-- K >= N returns all N frames once (the framework contract), in both modes; official would
-  still draw K quantiles with repeats.
+- K >= N: ``dedupe=True`` returns all N frames once (the framework contract: exactly
+  min(K, N) distinct). ``dedupe=False`` returns the official K draws, repeats included, as for
+  K < N (official has no K >= N branch: it asserts ``len(frame_idxs) == num_frames``).
 - Indices are clamped to N-1 (official K=1 can return N when ``cdf[-1]`` rounds below 1).
 - Constant scores: official gives 0/0 = NaN and returns all zeros; ours returns uniform frames
-  (in both modes).
+  (in both modes; with ``dedupe=False`` and K > N, the K rounded ``linspace(0, N-1, K)``
+  positions, repeats included).
 - Extreme finite scores whose range overflows float64 are scaled by max|s| first
   (affine invariance).
 - Official features: CLIP ViT-L/14 at exactly 1 fps with the question text; ours: the cached
@@ -110,13 +112,23 @@ class BoltSampler(Sampler):
               "power", self.power, "must be a finite number > 0, or -1 for no sharpening")
         check(isinstance(self.dedupe, bool), "dedupe", self.dedupe, "must be True or False")
 
+    @property
+    def draws_multiset(self) -> bool:
+        """``dedupe=False`` returns the official K draws, even when K >= N."""
+        return not self.dedupe
+
     def _select(self, ctx: SelectContext) -> Selection:
         assert ctx.scores is not None
+        # The official multiset draws the requested K quantiles whatever N is.
+        k = ctx.k if self.dedupe else ctx.requested_k
         x = minmax(ctx.scores)
         if x is None:
-            return Selection(uniform_indices(ctx.n, ctx.k).tolist(),
-                             extras={"constant_scores": True})
-        idx, p = inverse_transform_indices(x, ctx.k, float(self.power))
+            if k > ctx.n:  # dedupe=False only: uniform positions, repeats included
+                uniform = np.floor(np.linspace(0.0, ctx.n - 1.0, k) + 0.5).astype(np.int64)
+            else:
+                uniform = uniform_indices(ctx.n, k)
+            return Selection(uniform.tolist(), extras={"constant_scores": True})
+        idx, p = inverse_transform_indices(x, k, float(self.power))
         if self.dedupe:
             out = dedupe_nearest(idx, p)
         else:

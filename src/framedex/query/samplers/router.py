@@ -18,8 +18,9 @@ maximum z of N_eff independent Gaussian scores (the extreme-value scale), so pur
 (r1 ~ 0) gives rho ~ 0.8-0.95 whatever N is, while a region that clearly stands out gives rho
 well above 1. N_eff matters for cached relevance, which is scene-structured (about one
 independent value per scene): with the raw N, real needles looked flat. Measured with
-``framedex eval --suite small`` (held-out split, K=8): router single-needle hit 50 -> 73 %,
-AdaRD-Key multi-needle full coverage 42 -> 50 %.
+``framedex eval --suite small`` (held-out split, K=8, with the synthetic-shapes model before its
+binding stages): router single-needle hit 50 -> 73 %, AdaRD-Key multi-needle full coverage
+42 -> 50 %.
 It is invariant to positive affine transforms of the scores (so it works on raw cosines, logits
 or probabilities alike) and needs no encoder-specific threshold. Constant scores give 0. When
 MAD is 0 but the max exceeds the median (a lone spike on a flat floor) it is +inf (peaked).

@@ -1,0 +1,391 @@
+"""ANN indexes and the row maps library search reads through (pylance datasets, no lancedb).
+
+Library search (``framedex.query.search``) asks three things of the store, all answered here
+from a :class:`lance.LanceDataset` opened at its newest version:
+
+1. *candidates*: the nearest segment (or frame) rows to the query, from the vector index when
+   one is built (:func:`nearest_rows`), as bare row ids and approximate distances.
+   Materialising columns through Lance costs more than the ANN search itself on a store of
+   many small fragments (measured 9 ms for 100 rows over 15 fragments against 1.1 ms for the
+   HNSW search), so the columns come from an in-memory :class:`RowMap` instead;
+2. *frames by time*: which frame rows of a video lie in ``[t0, t1)`` (:class:`FrameRows`), to
+   rescore them exactly;
+3. the frames' exact vectors (:meth:`FrameRows.take_vectors`), one batched ``take``.
+
+Row maps are built by one scan of a few scalar columns (1M frames: ~55 ms) and cached per
+table version by :class:`SearchCache`; a new version (an append, a compaction) rebuilds them.
+
+Index building (:func:`build_vector_index`, called by ``Store.build_index``): the decision
+and its numbers are in ``docs/search-benchmark.md`` (``scripts/bench_search.py``, 1M frames,
+2 busy cores). IVF_HNSW_SQ on the *segments* table (1M frames = 167k segments, one HNSW
+graph) built in 90 s where the first version's IVF-PQ on the frames took 695 s in the same
+run (IVF-PQ on the segments: 314 s; IVF_HNSW_SQ on the frames: 741 s; 4 partitions instead
+of 1: 277 s); library search over it: recall@10 1.000, p50 6.7 ms.
+
+Example::
+
+    ds = lance.dataset("framedex.db/segments.lance")
+    build_vector_index(ds, IndexSpec(table="segments"))
+    addr, dist = nearest_rows(ds, query, 80)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute
+
+from framedex.errors import check
+
+#: Vector index types Store.build_index accepts.
+INDEX_TYPES = ("IVF_HNSW_SQ", "IVF_PQ")
+#: Tables whose ``vector`` column can carry the ANN index library search uses.
+INDEX_TABLES = ("segments", "frames")
+#: Rows per IVF partition when ``num_partitions`` is not given. HNSW: one graph per ~1M
+#: rows (1M frames = 167k segments = one partition; more partitions only added k-means time).
+#: PQ: ~4K rows per partition (LanceDB's guidance).
+ROWS_PER_PARTITION = {"IVF_HNSW_SQ": 1_000_000, "IVF_PQ": 4096}
+#: Dataset config key holding the mean frame vector (see :func:`frame_mean`).
+FRAME_MEAN_KEY = "framedex.frame_mean"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How ``Store.build_index`` builds the vector index.
+
+    Args:
+        table: ``"segments"`` (default: library search ranks 6-s segments, then rescores their
+            frames exactly) or ``"frames"``.
+        index_type: ``"IVF_HNSW_SQ"`` (default) or ``"IVF_PQ"``.
+        num_partitions: IVF partitions; None: rows / :data:`ROWS_PER_PARTITION`, at least 1.
+        num_sub_vectors: PQ sub-vectors (IVF_PQ only); None: dim / 8.
+        m: HNSW edges per node (IVF_HNSW_SQ only); None: Lance's default (20).
+        ef_construction: HNSW build beam (IVF_HNSW_SQ only); None: Lance's default (150).
+    """
+
+    table: str = "segments"
+    index_type: str = "IVF_HNSW_SQ"
+    num_partitions: int | None = None
+    num_sub_vectors: int | None = None
+    m: int | None = None
+    ef_construction: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.table in INDEX_TABLES, "table", self.table,
+              f"must be one of {', '.join(INDEX_TABLES)}")
+        check(self.index_type in INDEX_TYPES, "index_type", self.index_type,
+              f"must be one of {', '.join(INDEX_TYPES)}")
+        for name in ("num_partitions", "num_sub_vectors", "m", "ef_construction"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                    and value >= 1), name, value, "must be an integer >= 1")
+        if self.index_type != "IVF_PQ":
+            check(self.num_sub_vectors is None, "num_sub_vectors", self.num_sub_vectors,
+                  "applies to IVF_PQ only")
+        if self.index_type != "IVF_HNSW_SQ":
+            for name in ("m", "ef_construction"):
+                check(getattr(self, name) is None, name, getattr(self, name),
+                      "applies to IVF_HNSW_SQ only")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time ANN settings (None: Lance's default for the index).
+
+    Args:
+        nprobes: IVF partitions to search.
+        ef: HNSW search beam (IVF_HNSW_SQ); Lance uses max(ef, k).
+        refine_factor: re-rank ``k * refine_factor`` candidates with full vectors.
+    """
+
+    nprobes: int | None = None
+    ef: int | None = None
+    refine_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("nprobes", "ef", "refine_factor"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                    and value >= 1), name, value, "must be an integer >= 1")
+
+
+def build_vector_index(ds: Any, spec: IndexSpec, dim: int) -> dict[str, Any]:
+    """Build (or replace) the cosine vector index on ``ds``'s ``vector`` column.
+
+    Args:
+        ds: the Lance dataset of ``spec.table``.
+        spec: what to build.
+        dim: the vector dimension (for the PQ default).
+
+    Returns:
+        ``{"table", "index_type", "rows", "num_partitions", ..., "seconds"}``.
+    """
+    rows = ds.count_rows()
+    parts = spec.num_partitions or max(1, rows // ROWS_PER_PARTITION[spec.index_type])
+    kwargs: dict[str, Any] = {"num_partitions": parts}
+    if spec.index_type == "IVF_PQ":
+        kwargs["num_sub_vectors"] = spec.num_sub_vectors or max(1, dim // 8)
+    else:
+        kwargs.update({k: v for k, v in (("m", spec.m), ("ef_construction",
+                                                          spec.ef_construction)) if v})
+    t0 = time.perf_counter()
+    ds.create_index("vector", index_type=spec.index_type, metric="cosine", replace=True,
+                    **kwargs)
+    return {"table": spec.table, "index_type": spec.index_type, "rows": rows, **kwargs,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def vector_index(ds: Any) -> str | None:
+    """The type of ``ds``'s vector index on ``vector`` (e.g. ``"IVF_HNSW_SQ"``), or None."""
+    for index in ds.describe_indices():
+        if list(index.field_names) == ["vector"] and index.index_type.startswith("IVF"):
+            return str(index.index_type)
+    return None
+
+
+def nearest_rows(ds: Any, query: np.ndarray, k: int, *, params: SearchParams | None = None,
+                 where: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``ds`` nearest to ``query`` by cosine, best first.
+
+    Uses the vector index when there is one (rows appended since it was built are searched
+    flat, as Lance does), else a flat (exact) scan.
+
+    Args:
+        ds: a Lance dataset with a ``vector`` column.
+        query: (D,) query vector.
+        k: number of rows.
+        params: ANN settings.
+        where: SQL filter applied before the search (e.g. ``video_id IN (...)``).
+
+    Returns:
+        (row ids as uint64, cosine distances as float32), best first.
+    """
+    nearest: dict[str, Any] = {"column": "vector", "q": np.asarray(query, dtype=np.float32),
+                               "k": int(k), "metric": "cosine"}
+    params = params or SearchParams()
+    for key, value in asdict(params).items():
+        if value is not None:
+            nearest[key] = value
+    if "ef" in nearest:
+        nearest["ef"] = max(nearest["ef"], int(k))  # Lance refuses ef < k
+    # Row ids come straight from the index; row addresses would cost a read of the table.
+    table = ds.to_table(nearest=nearest, columns=["_distance"], with_row_id=True,
+                        filter=where, prefilter=bool(where),
+                        disable_scoring_autoprojection=True)
+    return (table.column("_rowid").to_numpy(),
+            table.column("_distance").to_numpy().astype(np.float32, copy=False))
+
+
+class RowMap:
+    """Scalar columns of every row of one table version, looked up by row id.
+
+    Args:
+        table: the columns, with ``_rowid``, in any order.
+    """
+
+    def __init__(self, table: pa.Table):
+        addr = table.column("_rowid").to_numpy()
+        order = np.argsort(addr, kind="stable")
+        self.addr = addr[order]
+        self.table = table.take(pa.array(order)).drop_columns(["_rowid"])
+
+    @classmethod
+    def scan(cls, ds: Any, columns: list[str]) -> RowMap:
+        """One scan of ``columns`` (with row ids) of ``ds``."""
+        return cls(ds.to_table(columns=columns, with_row_id=True))
+
+    def lookup(self, addr: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """Rows for row ids ``addr`` (same order); ids not in the map are dropped.
+
+        Returns:
+            (the rows, the positions in ``addr`` they came from).
+        """
+        idx = np.searchsorted(self.addr, addr)
+        idx = np.minimum(idx, max(len(self.addr) - 1, 0))
+        found = np.flatnonzero((len(self.addr) > 0) & (self.addr[idx] == addr))
+        return self.table.take(pa.array(idx[found])), found
+
+
+class FrameRows:
+    """Where each video's frames sit in one version of the frames dataset, in time order.
+
+    Built from one scan of ``video_id, generation, pos, pts_sec, frame_idx`` in dataset order,
+    so a frame's index in that scan is its offset for :meth:`lance.LanceDataset.take` (which
+    counts live rows). Frames are grouped by (video, generation): a re-index writes its new
+    rows beside the live ones, and search reads only the generation the ``videos`` row names.
+
+    Args:
+        table: ``video_id, generation, pos, pts_sec, frame_idx`` of every row, in dataset order.
+    """
+
+    COLUMNS: ClassVar[list[str]] = ["video_id", "generation", "pos", "pts_sec", "frame_idx"]
+
+    def __init__(self, table: pa.Table):
+        key = pa.compute.binary_join_element_wise(
+            table.column("video_id"), pa.compute.cast(table.column("generation"), pa.string()),
+            "\x00").combine_chunks().dictionary_encode()
+        codes = key.indices.to_numpy(zero_copy_only=False)
+        pts = table.column("pts_sec").to_numpy()
+        order = np.lexsort((pts, codes))
+        self.offsets = order.astype(np.int64)
+        self.pts = pts[order].astype(np.float64)
+        self.pos = table.column("pos").to_numpy()[order]
+        self.frame_idx = table.column("frame_idx").to_numpy()[order]
+        sorted_codes = codes[order]
+        names = key.dictionary.to_pylist()
+        starts = np.searchsorted(sorted_codes, np.arange(len(names)), side="left")
+        stops = np.searchsorted(sorted_codes, np.arange(len(names)), side="right")
+        self._span: dict[tuple[str, int], tuple[int, int]] = {}
+        for name, a, b in zip(names, starts.tolist(), stops.tolist(), strict=True):
+            if b > a:
+                vid, gen = name.rsplit("\x00", 1)
+                self._span[(vid, int(gen))] = (a, b)
+
+    @classmethod
+    def scan(cls, ds: Any) -> FrameRows:
+        """One scan of the frames dataset's scalar columns."""
+        return cls(ds.to_table(columns=cls.COLUMNS))
+
+    def span(self, video_id: str, generation: int) -> tuple[int, int] | None:
+        """[start, stop) of the generation's frames in this map, or None if it has none."""
+        return self._span.get((video_id, generation))
+
+    def between(self, live: dict[str, int], video_ids: list[str], t0: np.ndarray,
+                t1: np.ndarray) -> list[tuple[str, int, int]]:
+        """For each ``(video_ids[i], t0[i], t1[i])``: ``(video_id, i0, i1)``, the live
+        generation's frames with ``t0 <= pts_sec < t1`` as video-relative indices
+        ``[i0, i1)``. Videos not in ``live`` (video id -> live generation), videos without
+        frames here and empty ranges are left out."""
+        out: list[tuple[str, int, int]] = []
+        rows: dict[str, list[int]] = {}
+        for i, vid in enumerate(video_ids):
+            rows.setdefault(vid, []).append(i)
+        for vid, idx in rows.items():
+            span = self._span.get((vid, live[vid])) if vid in live else None
+            if span is None:
+                continue
+            pts = self.pts[span[0]:span[1]]
+            a = np.searchsorted(pts, t0[idx], side="left").tolist()
+            b = np.searchsorted(pts, t1[idx], side="left").tolist()
+            out.extend((vid, i0, i1) for i0, i1 in zip(a, b, strict=True) if i1 > i0)
+        return out
+
+    def take_vectors(self, ds: Any, rows: np.ndarray, dim: int) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of map rows ``rows`` (any order), one ``take``."""
+        if len(rows) == 0:
+            return np.zeros((0, dim), dtype=np.float32)
+        offsets = self.offsets[rows]
+        ordered = bool((offsets[1:] > offsets[:-1]).all())  # the usual case: one video, in order
+        order = None if ordered else np.argsort(offsets, kind="stable")
+        table = ds.take(offsets if order is None else offsets[order], columns=["vector"])
+        column = table.column("vector")
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        flat = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        if order is None:
+            return flat
+        vectors = np.empty((len(rows), dim), dtype=np.float32)
+        vectors[order] = flat
+        return vectors
+
+
+class SearchCache:
+    """Per-store cache of objects derived from one version of a table (row maps, stats)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[int, Any]] = {}
+
+    def get(self, key: str, version: int, build: Callable[[], Any]) -> Any:
+        """The cached value for ``key`` at ``version``; ``build()`` it on a miss."""
+        item = self._items.get(key)
+        if item is None or item[0] != version:
+            item = (version, build())
+            self._items[key] = item
+        return item[1]
+
+
+@dataclass
+class SearchTables:
+    """What one library search reads: the datasets at one version, and their row maps.
+
+    Attributes:
+        frames: the frames dataset.
+        segments: the segments dataset, or None when the store has none.
+        frame_rows: where each video's frames are (:class:`FrameRows`).
+        index_table: ``"segments"`` or ``"frames"``: the table whose vector index search
+            uses (segments first), or None when neither has one (exact search).
+        index_type: that index's type (``"IVF_HNSW_SQ"``, ``"IVF_PQ"``), or None.
+        mean: the mean frame vector (float64).
+        dim: the vector dimension.
+    """
+
+    frames: Any
+    segments: Any
+    frame_rows: FrameRows
+    index_table: str | None
+    index_type: str | None
+    mean: np.ndarray
+    dim: int
+    cache: SearchCache
+
+    def row_map(self, table: str) -> RowMap:
+        """Row id -> ``video_id``, ``generation`` and times of ``table`` (segments:
+        ``start_sec``, ``end_sec``; frames: ``pts_sec``), cached per version."""
+        ds = self.segments if table == "segments" else self.frames
+        columns = ["video_id", "generation", "start_sec", "end_sec"] if table == "segments" \
+            else ["video_id", "generation", "pts_sec"]
+        return self.cache.get(f"{table}_rows", ds.version, lambda: RowMap.scan(ds, columns))
+
+
+def open_search_tables(frames: Any, segments: Any, dim: int,
+                       cache: SearchCache) -> SearchTables:
+    """Bundle the datasets with their cached row maps (rebuilt when a version changed)."""
+    index_table = index_type = None
+    for name, ds in (("segments", segments), ("frames", frames)):
+        index_type = vector_index(ds) if ds is not None else None
+        if index_type is not None:
+            index_table = name
+            break
+    frame_rows = cache.get("frame_rows", frames.version, lambda: FrameRows.scan(frames))
+    return SearchTables(frames, segments, frame_rows, index_table, index_type,
+                        frame_mean(frames, dim, cache), dim, cache)
+
+
+def frame_mean(ds: Any, dim: int, cache: SearchCache) -> np.ndarray:
+    """The mean frame vector (float64): search's background level for a query.
+
+    The one :func:`store_frame_mean` kept in the dataset config (``Store.build_index`` does),
+    else one scan of the vectors; either is cached per version.
+    """
+
+    def load() -> np.ndarray:
+        raw = ds.config().get(FRAME_MEAN_KEY)
+        if raw:
+            return np.asarray(json.loads(raw)["mean"], dtype=np.float64)
+        return scan_frame_mean(ds, dim)
+
+    return cache.get("frame_mean", ds.version, load)
+
+
+def scan_frame_mean(ds: Any, dim: int) -> np.ndarray:
+    """Mean of every vector of ``ds`` (float64), streamed in batches."""
+    total = np.zeros(dim, dtype=np.float64)
+    count = 0
+    for batch in ds.to_batches(columns=["vector"], batch_size=65_536):
+        flat = batch.column(0).flatten().to_numpy(zero_copy_only=False)
+        total += flat.reshape(-1, dim).astype(np.float64).sum(0)
+        count += batch.num_rows
+    return total / max(count, 1)
+
+
+def store_frame_mean(ds: Any, dim: int) -> np.ndarray:
+    """Compute the mean frame vector and keep it in the dataset config (a new version)."""
+    mean = scan_frame_mean(ds, dim)
+    ds.update_config({FRAME_MEAN_KEY: json.dumps({"rows": ds.count_rows(),
+                                                  "mean": [float(x) for x in mean]})})
+    return mean
