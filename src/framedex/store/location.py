@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,10 @@ class StoreLocation:
         made = [p for p in (self.path, *self.path.parents) if not p.exists()][::-1]
         with store_io_path(self.path, "create"):
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".framedex-write-test"
-            probe.touch()  # a folder that exists is not yet one we may write into
+            # a folder that exists is not yet one we may write into; one probe per process,
+            # or two writers starting together unlink each other's (ENOENT: a flaky failure)
+            probe = self.path / f".framedex-write-test-{os.getpid()}-{threading.get_ident()}"
+            probe.touch()
             probe.unlink()
         return made
 
