@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def ray_cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(SRC), str(TESTS), *([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])])
     try:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        with warnings.catch_warnings():  # this process imported Lance long before (the
+            warnings.filterwarnings("ignore", "lance is not fork-safe")  # engine never does)
+            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False)
     finally:
         if saved["PYTHONPATH"] is None:
             del os.environ["PYTHONPATH"]

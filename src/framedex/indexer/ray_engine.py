@@ -229,19 +229,25 @@ class RayRun:
     def run(self, files: list[Path]) -> list[IndexOutcome]:
         """Index ``files``; return their outcomes in the order of ``files``."""
         deferred: list[Prepared] = []
+        numbered = list(enumerate(files))
+        admitted: list[Admitted] = []  # claimed and begun, not yet handed to the pipeline
         try:
             with self.store.writing():  # no orphan sweep while our fragments may be staged
                 for start in range(0, len(files), GROUP_FILES):
-                    group = list(enumerate(files))[start:start + GROUP_FILES]
-                    admitted = [a for p in self._plan(group)
-                                if (a := self._admit(p, False, deferred)) is not None]
+                    for prep in self._plan(numbered[start:start + GROUP_FILES]):
+                        if (a := self._admit(prep, False, deferred)) is not None:
+                            admitted.append(a)
                     self._index(admitted)
-                if deferred:  # other writers held these; by now they are normally done
-                    self._index([a for p in deferred
-                                 if (a := self._admit(p, True, [])) is not None])
+                    admitted = []
+                for prep in deferred:  # other writers held these; now normally done
+                    if (a := self._admit(prep, True, [])) is not None:
+                        admitted.append(a)
+                self._index(admitted)
         except BaseException:
             for video in list(self.videos.values()):
                 self._fail(video, None)
+            for a in admitted:  # (released already if it reached the pipeline)
+                a.claim.release()
             raise
         self.outcomes.sort(key=lambda o: o[0])
         return [o for _, o in self.outcomes]
@@ -284,17 +290,29 @@ class RayRun:
         """Decode -> encode -> stage on the cluster; commit videos as they complete."""
         if not admitted:
             return
+        t0 = time.perf_counter()
+        ds = self._pipeline(*self._units(admitted))
+        try:
+            for batch in _batches(ds):
+                self._written(batch.to_pylist())
+        except Exception as ex:
+            raise _framedex_cause(ex) from None
+        for video in list(self.videos.values()):  # the job ended without some of its rows
+            self._fail(video, f"{video.prep.path}: {video.frames} of {video.expected} grid "
+                              "frames were decoded")
+        self.stats["pipeline_s"] += time.perf_counter() - t0
+
+    def _units(self, admitted: list[Admitted]) -> tuple[list[dict[str, Any]], dict, dict]:
+        """Cut each video into units of whole segments; what the decode and write tasks need
+        of each video. The videos are in flight from here on."""
         import ray
-        import ray.data
-        from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         from framedex.indexer import ray_stages as stages
         from framedex.indexer.batching import segment_keys, segments_end
         from framedex.indexer.planner import max_side
         from framedex.indexer.workers import split_grid
 
-        t0 = time.perf_counter()
-        opts, enc = self.opts, self.encoder
+        opts = self.opts
         units: list[dict[str, Any]] = []
         decode_plans: dict[int, stages.DecodePlan] = {}
         write_plans: dict[int, stages.WritePlan] = {}
@@ -305,15 +323,16 @@ class RayRun:
             key = self._keys = self._keys + 1
             keys = segment_keys(prep.grid_pts, opts.segment_sec)
             seg_keys = np.unique(keys)
-            ranks = np.searchsorted(seg_keys, keys)
+            ranks = np.searchsorted(seg_keys, keys)  # each frame's segment, by position
             parts = split_grid(prep.grid, prep.keyframes, opts.unit_frames, groups=keys)
             at = 0
-            for seq, part in enumerate(parts):
+            for part in parts:
                 span = slice(at, at + len(part))
-                units.append({"key": key, "seq": seq, "frame_idx": part, "pos0": at,
+                units.append({"key": key, "frame_idx": part, "pos0": at,
                               "pts_sec": prep.grid_pts[span], "seg": ranks[span]})
                 at += len(part)
-            side = max_side(prep.info, enc.image_size) if opts.resize_at_decode else None
+            side = max_side(prep.info, self.encoder.image_size) if opts.resize_at_decode \
+                else None
             decode_plans[key] = stages.DecodePlan(prep.source, prep.decoder,
                                                   ray.put(prep.table), side)
             write_plans[key] = stages.WritePlan(
@@ -321,12 +340,26 @@ class RayRun:
                 segments_end(seg_keys, opts.segment_sec, float(prep.info.duration)))
             self.videos[key] = _Video(key, prep, a.claim, a.generation, len(parts),
                                       len(prep.grid))
+        return units, decode_plans, write_plans
+
+    def _pipeline(self, units: list[dict[str, Any]], decode_plans: dict,
+                  write_plans: dict) -> Any:
+        """The Ray Data pipeline: decode tasks -> encoder actors -> write tasks (streaming).
+
+        Batch sizes are integers of segment windows: ``batch_size`` frames per encoder call,
+        ``write_chunk`` frames per staged fragment (about).
+        """
+        import ray.data
+        from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+        from framedex.indexer import ray_stages as stages
+
+        opts, enc = self.opts, self.encoder
         per_window = max(1, round(opts.segment_sec * opts.index_fps))
-        gpu = enc.device == "cuda"
         decode = functools.partial(stages.decode_unit, videos=decode_plans)
         write = functools.partial(stages.write_windows, store=self.ref, videos=write_plans,
                                   segment_sec=opts.segment_sec)
-        ds = (
+        return (
             ray.data.from_items(units, override_num_blocks=len(units))
             .flat_map(decode, num_cpus=1, compute=TaskPoolStrategy(size=opts.decode_workers))
             .map_batches(stages.EncodeActor, fn_constructor_kwargs={
@@ -334,19 +367,10 @@ class RayRun:
                              "batch_size": opts.batch_size, "uri": self.store.uri},
                          batch_size=max(1, opts.batch_size // per_window),
                          compute=ActorPoolStrategy(size=enc.actors), num_cpus=1,
-                         num_gpus=1 if gpu else 0, batch_format="numpy")
+                         num_gpus=1 if enc.device == "cuda" else 0, batch_format="numpy")
             .map_batches(write, batch_size=max(1, opts.write_chunk // per_window), num_cpus=1,
                          batch_format="numpy")
         )
-        try:
-            for batch in _batches(ds):
-                self._written(batch.to_pylist())
-        except Exception as ex:
-            raise _framedex_cause(ex) from None
-        for video in list(self.videos.values()):  # every unit ran: nothing can be missing
-            self._fail(video, f"{video.prep.path}: {video.frames} of {video.expected} grid "
-                              "frames were decoded")
-        self.stats["pipeline_s"] += time.perf_counter() - t0
 
     def _written(self, rows: list[dict[str, Any]]) -> None:
         """What the write tasks staged: count it, then commit the videos it completes."""
