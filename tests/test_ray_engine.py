@@ -281,7 +281,8 @@ def test_engine_options_are_checked_before_any_work(tmp_path, small_video):
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on a free loopback port (skips when ``moto_server`` is missing)."""
-    exe = shutil.which("moto_server")
+    beside_python = Path(sys.executable).parent / "moto_server"
+    exe = str(beside_python) if beside_python.exists() else shutil.which("moto_server")
     if exe is None:
         pytest.skip("moto_server is not installed (pip install 'moto[server]'): the S3 "
                     "stand-in for the object-store test")
