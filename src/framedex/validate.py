@@ -7,7 +7,8 @@ parameter, the value and the rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,31 @@ from framedex.query.samplers.base import (
 DEFAULT_BUDGET = 8
 #: Longest accepted question or search text.
 MAX_TEXT = 4000
+
+
+def parse_pairs(items: Iterable[str] | None, name: str) -> dict[str, Any]:
+    """``["k=v", ...]`` (``--param``, ``--meta``, the viewer's ``param=``/``meta=``) -> dict.
+    Values are JSON literals when they parse (8, 0.5, true), else strings; blank items are
+    skipped.
+
+    Raises:
+        ConfigError: an item without ``=`` or without a key.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{name}={item[:60]!r} is invalid: use KEY=VALUE")
+        try:
+            value = json.loads(raw)
+            if not isinstance(value, (str, int, float, bool)):
+                value = raw
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 def sampler_names() -> list[str]:

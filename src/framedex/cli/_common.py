@@ -154,27 +154,6 @@ def open_library(db: str, *, model: str | None = None, device: str = "auto",
     return lib
 
 
-def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, Any]:
-    """``["k=v", ...]`` -> dict; values are JSON literals when they parse (8, 0.5, true).
-
-    Raises:
-        ConfigError: a pair without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{option}={pair!r} is invalid: use KEY=VALUE")
-        try:
-            value = json.loads(raw)
-            if not isinstance(value, (str, int, float, bool)):
-                value = raw
-        except json.JSONDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
-
-
 def read_json_file(path: Path, option: str) -> Any:
     """A JSON file's content.
 

@@ -18,8 +18,8 @@ from framedex.cli._common import (
     emit,
     handle_errors,
     open_library,
-    parse_pairs,
 )
+from framedex.validate import parse_pairs
 
 
 @app.command("eval")

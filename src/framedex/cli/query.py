@@ -22,9 +22,9 @@ from framedex.cli._common import (
     note,
     open_library,
     out_console,
-    parse_pairs,
     print_table,
 )
+from framedex.validate import parse_pairs
 
 if TYPE_CHECKING:
     from framedex.library import Moment, VideoHit

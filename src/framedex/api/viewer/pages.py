@@ -20,6 +20,7 @@ from framedex.api.viewer.auth import (
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
 from framedex.errors import check
 from framedex.library import Moment, SearchFilters, VideoHit, VideoRecord
+from framedex.validate import parse_pairs
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
@@ -58,7 +59,7 @@ def _filters(q: Any) -> tuple[SearchFilters | None, dict[str, Any]]:
     filters = SearchFilters(min_duration=params.number(q, "min_duration"),
                             max_duration=params.number(q, "max_duration"),
                             path_glob=params.text(q, "path_glob"),
-                            metadata=params.pairs(q.getlist("meta"), "meta"))
+                            metadata=parse_pairs(q.getlist("meta"), "meta"))
     return (filters if filters.active else None), raw
 
 

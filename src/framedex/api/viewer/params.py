@@ -8,7 +8,6 @@ here; the rules (``budget >= 1``, a known sampler, a non-empty question) are the
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 from urllib.parse import urlencode
@@ -55,30 +54,6 @@ def number(q: QueryParams, name: str, *, minimum: float = 0.0) -> float | None:
     check(math.isfinite(value) and value >= minimum, name, raw[:40],
           f"must be a number >= {minimum:g}")
     return value
-
-
-def pairs(items: list[str], name: str) -> dict[str, Any]:
-    """``["k=v", ...]`` -> dict; values are JSON literals when they parse (8, 0.5, true), as
-    on the command line.
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        if not item.strip():
-            continue
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{name}={item[:60]!r} is invalid: use KEY=VALUE")
-        try:
-            value = json.loads(raw)
-            if not isinstance(value, (str, int, float, bool)):
-                value = raw
-        except json.JSONDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
 
 
 def names(q: QueryParams, name: str) -> list[str]:

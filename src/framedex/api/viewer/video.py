@@ -22,6 +22,7 @@ from framedex.api.viewer.pages import video_view
 from framedex.api.viewer.render import PageRoute, page
 from framedex.errors import ConfigError, check
 from framedex.library import Delivery, Library, SelectResult, VideoRecord, make_budget
+from framedex.validate import parse_pairs
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
@@ -47,7 +48,7 @@ class SelectQuery:
         self.sampler = params.text(q, "sampler")
         self.budget = params.integer(q, "budget")
         self.tokens = params.integer(q, "tokens")
-        self.params = params.pairs(q.getlist("param"), "param")
+        self.params = parse_pairs(q.getlist("param"), "param")
         if self.sampler is not None:
             library.sampler(self.sampler)  # an unknown name fails before any work
         make_budget(self.budget, self.tokens)  # the facade's rule, also without a question
