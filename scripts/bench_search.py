@@ -292,7 +292,7 @@ def legacy_build(store, num_partitions: int, num_sub_vectors: int) -> dict[str, 
     """The first version's Store.build_index: IVF-PQ on frames through lancedb, no compaction."""
     from lancedb.index import IvfPq
 
-    table = store._fresh("frames")
+    table = store.tables.table("frames")
     t0 = time.perf_counter()
     table.create_index("vector", config=IvfPq(distance_type="cosine",
                                               num_partitions=num_partitions,
@@ -412,7 +412,7 @@ def exact_moments(ds: Dataset, qi: int, baseline: float, videos: dict,
             raw = finder.next(bound)
             if raw is None:
                 break
-            out.append(_moment(raw, videos[raw.video_id]))
+            out.append(_moment(raw, videos[raw.video_id], None))  # the peak frame is not compared
     return sorted(out, key=lambda m: (-m.score, m.video_id, m.start))
 
 
@@ -523,14 +523,13 @@ def api_overhead(ds: Dataset, nq: int) -> list[tuple[str, float, float]]:
     API keeps one table handle and moves it to the newest version per query, as the store
     does (a fresh ``lance.dataset()`` per query reloads the index: ~370 ms at 1M frames)."""
     from framedex.query.search import SEGMENTS_PER_RESULT
-    from framedex.store import LanceStore as Store
 
     path, _ = build(ds, next(m for m in methods(len(ds.vecs)) if m.name == "segments-hnsw"))
     import lance
+    import lancedb
 
-    store = Store(path)
     k = LIMIT * SEGMENTS_PER_RESULT
-    table = store._fresh("segments")
+    table = lancedb.connect(str(path)).open_table("segments")
     handle = [lance.dataset(str(path / "segments.lance"))]
     queries = ds.queries[:nq]
     cols = ["video_id", "start_sec", "end_sec"]

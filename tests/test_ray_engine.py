@@ -322,3 +322,16 @@ def test_an_s3_store_is_written_from_the_workers(ray_cluster, s3_endpoint, ray_l
     local_db, local_report = local_index
     assert report.to_json() == local_report
     assert_same_index(Store(local_db), Store("s3://framedex/lib", storage_options=options))
+
+
+def test_a_long_tmpdir_does_not_break_the_local_cluster(monkeypatch, tmp_path):
+    """Ray's sockets live under $TMPDIR; a long one (a pytest tmp dir, a CI workspace) made
+    `--engine ray` fail with `AF_UNIX path length cannot exceed 107 bytes`."""
+    from framedex.indexer.ray_engine import local_ray_temp_dir
+
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / ("x" * 60)))
+    (tmp_path / ("x" * 60)).mkdir()
+    assert local_ray_temp_dir() == "/tmp/ray"
+    monkeypatch.setenv("TMPDIR", "/tmp")
+    assert local_ray_temp_dir() is None

@@ -66,7 +66,8 @@ def test_the_readme_serve_example_starts_a_server(tmp_path):
     videos.mkdir()
     # the README's paths, made local; the key is generated as the README does when openssl is
     # there (CI images may lack it: the same 32 hex characters then)
-    command = command.replace("/data/videos", str(videos)).replace("lib.db", str(tmp_path / "lib.db"))
+    command = command.replace("/data/videos", str(videos))
+    command = command.replace("lib.db", str(tmp_path / "lib.db"))
     if shutil.which("openssl") is None:
         command = command.replace("$(openssl rand -hex 16)", os.urandom(16).hex())
     port = free_port()

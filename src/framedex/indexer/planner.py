@@ -13,6 +13,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,3 +234,29 @@ def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str
         encoder=encoder_model, metadata=metadata, generation=generation,
         file_size=os.stat(prep.source).st_size,
     )
+
+
+def commit_finished(store: Store, claim: Claim, generation: int,
+                    build: Callable[[], VideoRecord], abort: Callable[[], None]
+                    ) -> VideoRecord | str:
+    """The writer's side of finishing a video (every engine's driver does this): build its
+    ``videos`` row, commit it (the one-commit swap that makes this generation the visible one),
+    retire the older generations and release the claim.
+
+    Returns:
+        The committed record; or, when building or committing raised a FramedexError, its
+        message, after ``abort`` dropped the generation and released the claim. Any other
+        exception also aborts, and propagates.
+    """
+    try:
+        record = build()
+        store.commit_video(record)  # the swap: one commit
+    except FramedexError as ex:
+        abort()
+        return str(ex)
+    except BaseException:
+        abort()
+        raise
+    store.retire_generations(record.video_id, keep=generation)
+    claim.release()
+    return record

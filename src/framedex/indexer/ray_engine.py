@@ -33,6 +33,7 @@ import functools
 import logging
 import os
 import pickle
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,22 @@ log = logging.getLogger(__name__)
 #: Files planned, claimed and indexed together: bounds the driver's memory (scans, open
 #: claims) for any library size; the cluster idles only at the tail of each group.
 GROUP_FILES = 256
+
+#: Linux's limit on a Unix socket path (``sun_path`` is 108 bytes with its NUL).
+MAX_SOCKET_PATH = 107
+#: What a local Ray cluster appends to its temp dir for its longest socket path.
+_RAY_SOCKET_TAIL = len("/session_2026-11-30_23-57-57_991652_4194304/sockets/plasma_store")
+
+
+def local_ray_temp_dir() -> str | None:
+    """A temp dir for a local Ray cluster when Ray's own (``$RAY_TMPDIR`` or ``$TMPDIR``, plus
+    ``/ray``) would make its socket paths longer than Linux allows (Ray then fails with
+    ``AF_UNIX path length cannot exceed 107 bytes``); None when Ray's own fits."""
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
+    if len(os.path.join(base, "ray")) + _RAY_SOCKET_TAIL <= MAX_SOCKET_PATH:
+        return None
+    log.info("Ray's temp dir under %s is too long for its sockets: using /tmp/ray", base)
+    return "/tmp/ray"
 
 
 @dataclass(frozen=True)
@@ -119,10 +136,10 @@ class RayEngine(IndexEngine):
         try:
             if address is None:
                 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-                ray.init(include_dashboard=False, **quiet)
+                ray.init(include_dashboard=False, _temp_dir=local_ray_temp_dir(), **quiet)
             else:
                 ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as ex:
+        except (ConnectionError, RuntimeError, ValueError, OSError) as ex:
             where = f"at {address}" if address else "on this machine"
             raise ConfigError(f"ray_address={address!r} is invalid: cannot start or join a "
                               f"Ray cluster {where} ({str(ex).splitlines()[0][:200]}); start "
@@ -419,27 +436,22 @@ class RayRun:
 
     def _commit_video(self, video: _Video) -> None:
         from framedex.indexer.pipeline import IndexOutcome
-        from framedex.indexer.planner import video_record
+        from framedex.indexer.planner import commit_finished, video_record
 
         prep = video.prep
         del self.videos[video.key]
-        try:
-            record = video_record(prep, video.generation, video.frames,
-                                  getattr(prep.decoder, "name", prep.info.decoder), self.opts,
-                                  self.encoder.identity["model"], self.metadata)
-            self.store.commit_video(record)  # the swap: one commit
-        except FramedexError as ex:
-            self._cleanup(video)
-            self._outcome(prep.order, IndexOutcome(prep.path, "failed", error=str(ex)))
+        done = commit_finished(
+            self.store, video.claim, video.generation,
+            lambda: video_record(prep, video.generation, video.frames,
+                                 getattr(prep.decoder, "name", prep.info.decoder), self.opts,
+                                 self.encoder.identity["model"], self.metadata),
+            abort=lambda: self._cleanup(video))
+        if isinstance(done, str):
+            self._outcome(prep.order, IndexOutcome(prep.path, "failed", error=done))
             return
-        except BaseException:
-            self._cleanup(video)
-            raise
-        self.store.retire_generations(record.video_id, keep=video.generation)
-        video.claim.release()
         self._outcome(prep.order, IndexOutcome(
-            prep.path, "indexed", record.video_id, record.num_frames, video.frames,
-            record.duration, seconds=time.perf_counter() - video.t0, units=video.units))
+            prep.path, "indexed", done.video_id, done.num_frames, video.frames,
+            done.duration, seconds=time.perf_counter() - video.t0, units=video.units))
 
     def _fail(self, video: _Video, message: str | None) -> None:
         """Drop a video (its staged files are never committed); ``None``: the job is failing,

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from framedex.errors import DecodeError, FramedexError
+from framedex.errors import DecodeError
 from framedex.indexer.batching import STOP, ChunkWriter, EncodeLoop, VideoAssembly
 from framedex.indexer.planner import (
     Admitted,
     Planner,
     Prepared,
     admit,
+    commit_finished,
     decode_cost,
     max_side,
     video_record,
@@ -56,6 +57,7 @@ from framedex.indexer.workers import (
 if TYPE_CHECKING:
     from framedex.indexer.pipeline import Indexer, IndexOutcome, ProgressFn
     from framedex.store.locks import Claim
+    from framedex.store.schema import VideoRecord
 
 log = logging.getLogger(__name__)
 
@@ -338,29 +340,26 @@ class IndexRun:
 
         prep, info = video.prep, video.prep.info
         del self.videos[video.key]
-        try:
+
+        def record() -> VideoRecord:
             num = video.assembly.writer.finish()
             if num != video.expected:
                 raise DecodeError(f"{prep.path}: {num} of {video.expected} grid frames were "
                                   "decoded")
-            record = video_record(prep, video.generation, num,
-                                  "+".join(sorted(video.backends)) or info.decoder, self.opts,
-                                  self.encoder.identity["model"], self.metadata)
-            self.store.commit_video(record)  # the swap: one commit
-        except FramedexError as ex:
-            self._cleanup(video)
-            self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed", error=str(ex)))
+            return video_record(prep, video.generation, num,
+                                "+".join(sorted(video.backends)) or info.decoder, self.opts,
+                                self.encoder.identity["model"], self.metadata)
+
+        done = commit_finished(self.store, video.claim, video.generation, record,
+                               abort=lambda: self._cleanup(video))
+        if isinstance(done, str):
+            self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed", error=done))
             return
-        except BaseException:
-            self._cleanup(video)
-            raise
-        self.store.retire_generations(record.video_id, keep=video.generation)
-        video.claim.release()
         if self.pool is not None:
             self.pool.forget(video.key)
         self._finish_outcome(prep.order, IndexOutcome(
-            prep.path, "indexed", record.video_id, record.num_frames, num, record.duration,
-            seconds=time.perf_counter() - prep.t0, units=video.assembly.units,
+            prep.path, "indexed", done.video_id, done.num_frames, done.num_indexed,
+            done.duration, seconds=time.perf_counter() - prep.t0, units=video.assembly.units,
             workers=len(video.workers)))
 
     def _fail(self, video: _Video, message: str) -> None:
