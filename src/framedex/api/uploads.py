@@ -227,18 +227,18 @@ def json_field(upload: Upload, name: str) -> Any:
         raise ConfigError(f"{name}={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
 
 
-async def read_json_body(request: Request) -> bytes:
-    """The request body, at most :data:`MAX_JSON_BYTES` (also when it is chunked).
+async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """The request body, at most ``max_bytes`` (also when it is chunked).
 
     Raises:
         PayloadTooLargeError: the body is larger (413).
     """
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLargeError(f"the JSON body is larger than {max_bytes} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_JSON_BYTES:
-            raise PayloadTooLargeError(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError(f"the JSON body is larger than {max_bytes} bytes")
     return bytes(body)

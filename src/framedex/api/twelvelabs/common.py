@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -21,14 +21,11 @@ from pydantic import BaseModel, ValidationError
 from framedex.api.jobs import Job, JobManager
 from framedex.api.settings import Settings
 from framedex.api.uploads import Upload
-from framedex.errors import PayloadTooLargeError
 from framedex.library import Library
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-#: Largest JSON body of a ``/v1.3`` request without media.
-MAX_JSON_BYTES = 1 << 20
 #: Default and largest ``page_limit`` of page-number lists (the SDK's documented maximum).
 DEFAULT_PAGE_LIMIT = 10
 MAX_PAGE_LIMIT = 50
@@ -71,19 +68,6 @@ def tl_jobs(jobs: JobManager, kind: str) -> list[Job]:
     """The jobs a ``/v1.3`` route of ``kind`` (``task``, ``indexed_asset``, ``embed``) made,
     newest first."""
     return [j for j in all_jobs(jobs) if j.params.get("tl") == kind]
-
-
-async def read_json(request: Request, max_bytes: int = MAX_JSON_BYTES) -> bytes:
-    """The request body, refused past ``max_bytes`` (413) as it streams in."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLargeError(f"the JSON body is larger than {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise PayloadTooLargeError(f"the JSON body is larger than {max_bytes} bytes")
-    return bytes(body)
 
 
 def parse_json(model: type[M], raw: bytes) -> M:

@@ -26,13 +26,13 @@ from framedex.api.twelvelabs.common import (
     PageLimit,
     paginate,
     parse_json,
-    read_json,
     rfc3339,
     submit_ingest,
     tl_jobs,
 )
 from framedex.api.twelvelabs.media import decode_base64, fetch_url
 from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, MediaSource
+from framedex.api.uploads import read_json_body
 from framedex.errors import ConfigError, FramedexError, NotFoundError
 from framedex.library import MAX_IMAGE_BYTES, Library
 
@@ -104,7 +104,7 @@ async def create_embeddings(request: Request, library: LibraryDep,
     """Embed a text (``input_type=text``), an image (``image``: base64, an asset or an
     allowed URL) or a text-only ``multi_input``."""
     limit = min(MAX_IMAGE_BYTES, settings.max_upload_bytes) * 4 // 3 + (64 << 10)
-    req = parse_json(EmbedRequest, await read_json(request, limit))
+    req = parse_json(EmbedRequest, await read_json_body(request, limit))
     req.require_supported()
     return await run_in_threadpool(_embed_sync, library, settings, req)
 
@@ -136,7 +136,7 @@ async def create_embedding_task(request: Request, library: LibraryDep, jobs: Job
     """Embed a video (``video.media_source``: an asset, base64, or an allowed URL); poll
     ``GET /embed-v2/tasks/{_id}`` until ``ready``."""
     req = parse_json(EmbedTaskRequest,
-                     await read_json(request, settings.max_upload_bytes * 4 // 3 + (64 << 10)))
+                     await read_json_body(request, settings.max_upload_bytes * 4 // 3 + (64 << 10)))
     video = req.require_supported()
     _check_dimension(library, req.embedding_dimension)
     segmentation, seconds = (video.segmentation.resolve() if video.segmentation

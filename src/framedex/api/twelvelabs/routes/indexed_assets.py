@@ -24,11 +24,11 @@ from framedex.api.twelvelabs.common import (
     all_jobs,
     paginate,
     parse_json,
-    read_json,
     rfc3339,
     submit_ingest,
 )
 from framedex.api.twelvelabs.schemas import IndexedAssetCreate, require_visual
+from framedex.api.uploads import read_json_body
 from framedex.errors import NotFoundError, UnsupportedError
 from framedex.library import Library, MemberRecord, VideoRecord
 
@@ -92,7 +92,7 @@ async def create_indexed_asset(index_id: str, request: Request, library: Library
                                jobs: JobsDep, settings: SettingsDep) -> dict[str, Any]:
     """Index an asset into the index (``{"asset_id", "user_metadata"?}``); poll
     ``GET .../indexed-assets/{_id}`` until ``ready``."""
-    req = parse_json(IndexedAssetCreate, await read_json(request))
+    req = parse_json(IndexedAssetCreate, await read_json_body(request))
     await run_in_threadpool(library.collection, index_id)  # 404 before any work
     asset = await run_in_threadpool(library.asset, req.asset_id)
     _, video_id = await submit_ingest(

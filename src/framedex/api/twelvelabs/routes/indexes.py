@@ -12,8 +12,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import LibraryDep
-from framedex.api.twelvelabs.common import Page, PageLimit, paginate, parse_json, read_json, rfc3339
+from framedex.api.twelvelabs.common import Page, PageLimit, paginate, parse_json, rfc3339
 from framedex.api.twelvelabs.schemas import IndexCreate, IndexUpdate
+from framedex.api.uploads import read_json_body
 from framedex.library import CollectionInfo
 
 router = APIRouter(prefix="/indexes", tags=["indexes"])
@@ -37,7 +38,7 @@ def index_public(info: CollectionInfo) -> dict[str, Any]:
 async def create_index(request: Request, library: LibraryDep) -> dict[str, Any]:
     """Create an index: ``{"index_name", "models": [{"model_name": "marengo3.0",
     "model_options": ["visual"]}]}``. ``audio`` and Pegasus models are 400 (unsupported)."""
-    req = parse_json(IndexCreate, await read_json(request))
+    req = parse_json(IndexCreate, await read_json_body(request))
     req.require_supported()
     models = [m.model_dump() for m in req.models]
     info = await run_in_threadpool(
@@ -69,7 +70,7 @@ def retrieve_index(index_id: str, library: LibraryDep) -> dict[str, Any]:
 @router.put("/{index_id}", status_code=204, openapi_extra=_UPDATE)
 async def update_index(index_id: str, request: Request, library: LibraryDep) -> Response:
     """Rename an index (its videos stay)."""
-    req = parse_json(IndexUpdate, await read_json(request))
+    req = parse_json(IndexUpdate, await read_json_body(request))
     await run_in_threadpool(library.rename_collection, index_id, req.index_name)
     return Response(status_code=204)
 
