@@ -173,3 +173,27 @@ def test_the_api_docs_work_offline(tmp_path):
         assert httpx.get(f"{srv.base}/docs/assets/../app.py").status_code == 404
         health = httpx.get(f"{srv.base}/health").json()
         assert health["encoder"]["synthetic"] is True and health["encoder"]["device"] == "cpu"
+
+
+def test_serve_with_a_model_that_cannot_load_is_one_line_and_leaves_nothing(tmp_path):
+    """It printed `serving ...`, then ~80 lines of lifespan traceback, and left DB.uploads/."""
+    weightless = tmp_path / "model"  # a config and no weights: found only when loading
+    weightless.mkdir()
+    shutil.copy(Path(framedex.__file__).parent / "indexer" / "models" / "synthetic-shapes" /
+                "open_clip_config.json", weightless)
+    db = tmp_path / "srv.db"
+    one_line(cli("serve", "--db", str(db), "--model", str(weightless), "--port", "0"),
+             str(weightless))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line(cli("serve", "--db", str(tmp_path / "db"), "--model", "synthetic-shapes",
+                     "--port", str(port)), f"127.0.0.1:{port} is already in use", "--port")
+    assert list(tmp_path.iterdir()) == []

@@ -251,6 +251,21 @@ def test_a_failed_first_index_leaves_no_store(tmp_path, folder):
     assert not db.exists()
 
 
+@pytest.mark.parametrize("what", ["missing", "not a video"])
+def test_a_first_index_that_indexes_nothing_leaves_no_store(tmp_path, tiny_model, what):
+    """`index nosuch.mp4` (or a text file named .mp4) into a new --db left an empty store,
+    and `videos` then said `no indexed video` with exit 0 instead of `no store at`."""
+    target = tmp_path / "clip.mp4"
+    if what == "not a video":
+        target.write_text("this is not a video")
+    db = tmp_path / "new.db"
+    run = _cli("index", str(target), "--db", str(db), "--model", tiny_model)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 1 and "failed" in err, err
+    assert not db.exists()
+    assert "no store at" in _one_line(_cli("videos", "--db", str(db)))
+
+
 def _freeze(path: Path) -> bool:
     """Make ``path`` read-only for this process (root ignores permission bits; chattr +i
     binds root too). False where neither works."""

@@ -18,10 +18,9 @@ once, here; the workers below trust their arguments. Each step happens once: one
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -237,7 +236,7 @@ class Library(CollectionsMixin):
             EncoderMismatchError: the store was built with another encoder.
         """
         from framedex.indexer.engines import create_engine
-        from framedex.indexer.pipeline import IndexOptions
+        from framedex.indexer.pipeline import IndexOptions, IndexReport, discover
 
         options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size,
                                decode_workers=decode_workers)
@@ -245,25 +244,27 @@ class Library(CollectionsMixin):
         meta = check_metadata(metadata)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
+        paths = list(paths)
+        if not any(Path(p).expanduser().exists() for p in paths):
+            # nothing to read: say so at once, without loading a model or making a store
+            return IndexReport(discover(paths)[1])
         with runner:  # the Ray engine starts or joins its cluster here, before Lance loads
-            with self._writable_store():
+            # The store must be writable before a model loads (a bad --db fails in a second),
+            # and a first run that indexes nothing leaves no empty store behind.
+            made = self.store.location.create()
+            try:
                 spec = self.model_spec
                 where = runner.prepare(self.store, spec, self.device, lambda: self.encoder)
                 if on_model is not None:
                     on_model(spec, where)
-            return runner.index(list(paths), metadata=meta, progress=progress,
-                                on_file=on_file)
-
-    @contextlib.contextmanager
-    def _writable_store(self) -> Iterator[None]:
-        """Make sure the store can be written before a model loads (a bad ``--db`` fails in a
-        second, not after the model), and leave no empty store behind if the block fails."""
-        made = self.store.location.create()
-        try:
-            yield
-        except BaseException:
-            self.store.location.remove_if_empty(made)
-            raise
+                report = runner.index(paths, metadata=meta, progress=progress,
+                                      on_file=on_file)
+            except BaseException:
+                self.store.discard_if_unused(made)
+                raise
+            if not report.by_status("indexed") and not report.by_status("unchanged"):
+                self.store.discard_if_unused(made)
+            return report
 
     def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
                             batch_size: int = 64, decode_workers: int | None = None,

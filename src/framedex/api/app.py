@@ -34,18 +34,27 @@ from framedex.library import Library
 log = logging.getLogger("framedex.api")
 
 
-def open_library(settings: Settings) -> Library:
+def open_library(settings: Settings, *, load_model: bool = False) -> Library:
     """The library the settings describe, with its store location and upload folder checked
-    (``framedex serve`` calls this before it listens, so a bad ``--db`` is one line).
+    (``framedex serve`` calls this before it listens, so a bad ``--db`` or a model that cannot
+    load is one line, and leaves no upload folder behind).
 
     Raises:
         ConfigError / StoreError: a bad store location or upload folder.
+        ModelLoadError: ``load_model`` and the model cannot be loaded.
     """
     library = Library(settings.db, model=settings.model, device=settings.device,
                       default_sampler=settings.default_sampler,
                       log_queries=settings.log_queries, cache_bytes=settings.cache_bytes)
+    if load_model:
+        load_encoders(library)
     settings.resolved_upload_dir_for(library.uri)
     return library
+
+
+def load_encoders(library: Library) -> None:
+    """Load the encoders once, before the first request (not on the first query)."""
+    library.encoder, library.encoder_info()
 
 
 class _Upkeep:
@@ -93,8 +102,7 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
         lib = library if library is not None else await run_in_threadpool(open_library,
                                                                           settings)
         uploads = settings.resolved_upload_dir_for(lib.uri)
-        # Load the encoders once, before the first request (not on the first query).
-        await run_in_threadpool(lambda: (lib.encoder, lib.encoder_info()))
+        await run_in_threadpool(load_encoders, lib)  # already loaded by `framedex serve`
         paths = PathView(settings.resolved_roots, uploads)
         manager = JobManager(lib, workers=settings.workers, upload_dir=uploads,
                              roots=settings.resolved_roots, public_path=paths.public)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from framedex.cli._common import DEFAULT_DB, Db, Device, Model, app, handle_errors, note
+from framedex.errors import ConfigError
 
 
 @app.command()
@@ -50,9 +53,41 @@ def serve(
         allow_roots=tuple(str(r) for r in allow_root or ()), max_upload_mb=max_upload_mb,
         workers=workers, upload_dir=str(upload_dir) if upload_dir else None,
         default_sampler=sampler, allow_urls=tuple(allow_url or ()))
-    library = open_library(settings)  # a bad --db or upload folder fails here, in one line
+    # A bad --db, upload folder or model, or a port in use, fails here in one line, before
+    # anything is served.
+    listening = bind(host, port)
+    library = open_library(settings, load_model=True)
     app_ = create_app(settings, library=library)
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
     note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs, the Twelve Labs "
          "API at /v1.3)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning"))
+    server.run(sockets=[listening])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (handed to uvicorn, so nothing can take the port in
+    between).
+
+    Raises:
+        ConfigError: the address is in use or cannot be bound.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as ex:
+        raise ConfigError(f"host={host!r} is invalid: {ex.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as ex:
+        sock.close()
+        if ex.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port={port} is invalid: {host}:{port} is already in use; "
+                              "stop what is serving there, or pick another --port") from None
+        raise ConfigError(f"host={host!r} is invalid: cannot listen on {host}:{port} "
+                          f"({ex.strerror})") from None
+    sock.set_inheritable(True)
+    return sock

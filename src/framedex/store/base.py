@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -113,6 +114,7 @@ class Store(Protocol):
 
     # -- writes -----------------------------------------------------------------------------
     def claim(self, video_id: str, *, wait: bool) -> Claim | None: ...
+    def discard_if_unused(self, made: list[Path]) -> bool: ...
     def writing(self) -> AbstractContextManager[None]: ...
     def begin_video(self, video_id: str) -> int: ...
     def add_frames(self, video_id: str, generation: int, pos: np.ndarray,

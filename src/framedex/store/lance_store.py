@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -113,8 +114,12 @@ class LanceStore:
                  storage_options: Mapping[str, str] | None = None):
         self.location = StoreLocation.parse(uri)
         self.uri = self.location.uri
-        self.tables = LanceTables(self.location, storage_options)
         self.locks = StoreLocks(self.location.path, self.uri)
+        self._open_handles(storage_options)
+
+    def _open_handles(self, storage_options: Mapping[str, str] | None) -> None:
+        """The table handles and the caches derived from them (all empty until used)."""
+        self.tables = LanceTables(self.location, storage_options)
         self._identity: dict[str, Any] | None = None
         self._migrated = False
         # The videos table is small and read on every query: keep it in memory, keyed by the
@@ -351,6 +356,27 @@ class LanceStore:
         return False
 
     # -- writes ---------------------------------------------------------------------------
+
+    def discard_if_unused(self, made: list[Path]) -> bool:
+        """Remove a store this run created (``made``: :meth:`StoreLocation.create`'s folders)
+        when it holds no video and no other writer is active: a first ``index`` that indexed
+        nothing (missing or broken files, a model that did not load) leaves no empty store
+        that later reads would take for an empty library.
+
+        Returns:
+            True when the store was removed.
+        """
+        path = self.location.path
+        if path is None or not made or path not in made:
+            return False
+        with self.locks.sweeper() as idle:
+            if not idle or (self.tables.snapshot("videos") is not None
+                            and self.count_videos() > 0):
+                return False
+            shutil.rmtree(path, ignore_errors=True)
+        self._open_handles(self.tables.storage_options)
+        self.location.remove_if_empty([p for p in made if p != path])  # its new parents
+        return True
 
     def claim(self, video_id: str, *, wait: bool) -> Claim | None:
         """Claim ``video_id`` for writing (see ``store/locks.py``); None when it is taken and
