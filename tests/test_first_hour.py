@@ -197,3 +197,18 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path):
         one_line(cli("serve", "--db", str(tmp_path / "db"), "--model", "synthetic-shapes",
                      "--port", str(port)), f"127.0.0.1:{port} is already in use", "--port")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_errors_name_the_options_and_come_before_the_work(store, tmp_path):
+    """They named internal fields (`text=[]`, `payload_format=`, `out_dir=`), and a bad
+    --plot was reported only after the selection had run."""
+    db, video, _ = store
+    one_line(cli("search", "--db", str(db)), "give what to look for", "--image")
+    one_line(cli("select", str(video), "when?", "--db", str(db), "--payload", "claude"),
+             "--payload='claude' is invalid", "openai, gemini")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    one_line(cli("select", str(video), "when?", "--db", str(db), "--frames-out",
+                 str(a_file / "sub")), "--frames-out=", "cannot write there")
+    one_line(cli("select", str(video), "when?", "--db", str(db), "--plot", "/proc/x.png"),
+             "--plot='/proc/x.png' is invalid")

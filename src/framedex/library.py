@@ -39,6 +39,7 @@ from framedex.query.delivery import (
     open_source,
 )
 from framedex.query.images import MAX_IMAGE_BYTES
+from framedex.query.payload import PAYLOAD_FORMATS
 from framedex.query.samplers.base import (
     SamplerInfo,
     create_sampler,
@@ -82,7 +83,8 @@ from framedex.validate import (
 if TYPE_CHECKING:
     from framedex.indexer.encoder import TextEncoder
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "AssetRecord",
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "PAYLOAD_FORMATS",
+           "AssetRecord",
            "CollectionInfo", "Delivery", "Library", "MemberRecord", "Moment", "RelevanceCurve",
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
            "VideoRecord", "decoder_names", "engine_names", "parse_metadata", "sampler_infos",

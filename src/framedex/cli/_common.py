@@ -12,6 +12,7 @@ import contextvars
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -152,6 +153,26 @@ def open_library(db: str, *, model: str | None = None, device: str = "auto",
     if opened is not None:  # the query log is written when the command ends, after its output
         opened.append(lib)
     return lib
+
+
+def check_writable(path: Path | None, option: str, *, folder: bool = False) -> None:
+    """Fail before any work when an output the user asked for cannot be written there
+    (``--plot /proc/x.png`` used to fail only after the selection had run).
+
+    Raises:
+        ConfigError: names the option, the path and the reason.
+    """
+    if path is None:
+        return
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".framedex-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as ex:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: cannot write there "
+                          f"({ex.strerror or ex})") from None
 
 
 def read_json_file(path: Path, option: str) -> Any:

@@ -16,6 +16,7 @@ from framedex.cli._common import (
     Json,
     Model,
     app,
+    check_writable,
     emit,
     file_name,
     handle_errors,
@@ -24,6 +25,7 @@ from framedex.cli._common import (
     out_console,
     print_table,
 )
+from framedex.errors import ConfigError
 from framedex.validate import parse_pairs
 
 if TYPE_CHECKING:
@@ -70,6 +72,9 @@ def search(
     """
     from framedex.library import SearchFilters
 
+    if text is None and image is None and not and_:
+        raise ConfigError("give what to look for: a text (framedex search \"a red car\"), "
+                          "or --image PATH")
     filters = SearchFilters(min_duration=min_duration, max_duration=max_duration,
                             path_glob=path, metadata=parse_pairs(meta, "--meta"))
     lib = open_library(db, model=model, device=device)
@@ -128,6 +133,14 @@ def select(
     as_json: Json = False,
 ) -> None:
     """Pick the frames of one video a video LLM should see for a question (cached embeddings)."""
+    from framedex.library import PAYLOAD_FORMATS
+
+    if payload is not None and payload not in PAYLOAD_FORMATS:
+        raise ConfigError(f"--payload={payload!r} is invalid: must be one of "
+                          f"{', '.join(PAYLOAD_FORMATS)}")
+    check_writable(frames_out, "--frames-out", folder=True)
+    check_writable(plot, "--plot")
+    check_writable(out, "--out")
     lib = open_library(db, model=model, device=device, sampler=sampler)
     result = lib.select(video, question, budget=budget, tokens=tokens,
                         params=parse_pairs(param, "--param"))
@@ -143,12 +156,12 @@ def select(
     if frames_out is not None:
         data["frames"] = [str(p) for p in delivery.write_frames(frames_out)]
     if plot is not None and delivery.plot_png is not None:
-        lib.write_file(plot, delivery.plot_png, "plot")
+        lib.write_file(plot, delivery.plot_png, "--plot")
         data["plot"] = str(plot)
     if payload is not None:
         body = json.dumps(delivery.payload)
         if out is not None:
-            lib.write_file(out, body.encode(), "out")
+            lib.write_file(out, body.encode(), "--out")
             data["payload"] = str(out)
         elif not as_json:
             typer.echo(body)  # the request body is the output

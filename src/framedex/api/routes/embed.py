@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,7 +13,6 @@ from framedex.api.deps import LibraryDep, SettingsDep
 from framedex.api.jobs import new_job_id
 from framedex.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse
 from framedex.api.uploads import read_json_body, receive_upload
-from framedex.errors import ConfigError
 
 router = APIRouter(prefix="/v1/embed", tags=["embed"])
 
@@ -41,7 +40,8 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
         try:
             await receive_upload(request, file_field="image", dest=dest,
                                  max_bytes=min(MAX_IMAGE_BYTES, settings.max_upload_bytes))
-            image = await run_in_threadpool(_read_image, dest)
+            # from the bytes: an error must not name the server's upload path
+            image = await run_in_threadpool(library.load_image, dest.read_bytes(), "image")
         finally:
             dest.unlink(missing_ok=True)
         vectors = await run_in_threadpool(library.embed_images, [image])
@@ -62,19 +62,3 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
                                  "with an image part")
     return EmbedResponse(kind=kind, dim=int(vectors.shape[1]), vectors=vectors.tolist(),
                          encoder=library.encoder_info())
-
-
-def _read_image(path: Any):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise ConfigError(f"image is invalid: {im.width}x{im.height} is over "
-                                  f"{MAX_IMAGE_PIXELS} pixels")
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as ex:
-        if isinstance(ex, ConfigError):
-            raise
-        raise ConfigError(f"image is invalid: not a readable image ({ex})") from None
