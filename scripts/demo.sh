@@ -31,8 +31,10 @@ CHECK="python3 scripts/demo_check.py"  # what the truth files say is there, hit 
 step "5. Search the whole library (needles in the long video: purple star at 300 s and 1020 s, orange triangle at 610 s)"
 framedex search "a purple star" --db "$DB" --limit 5
 framedex search "a purple star" --db "$DB" --limit 5 --json | $CHECK search star purple
-framedex search "an orange triangle" --db "$DB" --limit 3 --group-by video
+framedex search "an orange triangle" --db "$DB" --limit 3
 framedex search "an orange triangle" --db "$DB" --limit 3 --json | $CHECK search triangle orange
+echo "-- the same search, one row per video (its best moment, and how many more it has):"
+framedex search "an orange triangle" --db "$DB" --limit 3 --group-by video
 
 step "6. Pick 8 frames of the 20-minute video for a video LLM, with three samplers"
 for sampler in uniform bolt aks; do

@@ -59,7 +59,8 @@ def check_search(hits: list[dict], shape: str, color: str) -> int:
     want = expected(videos, shape, color)
     spans = ", ".join(f"{Path(p).name} {a:.0f}-{b:.0f} s" for p, ss in want.items()
                       for a, b in ss)
-    print(f"  expected: a {color} {shape} at {spans or 'nowhere'}")
+    article = "an" if color[0] in "aeiou" else "a"
+    print(f"  expected: {article} {color} {shape} at {spans or 'nowhere'}")
     found: set[tuple[str, float]] = set()
     for rank, h in enumerate(hits, 1):
         truth = truth_of(h["path"]) or {"scenes": []}
@@ -71,7 +72,12 @@ def check_search(hits: list[dict], shape: str, color: str) -> int:
               f"score {h['score']:.3f}: {'; '.join(describe(s) for s in scenes) or '?'}"
               f"  {'HIT' if hit else 'MISS'}")
     total = sum(len(ss) for ss in want.values())
-    print(f"  => {len(found)} of {total} expected moments in the top {len(hits)}")
+    others = sum(1 for h in hits if not any(
+        shows(s, shape, color)
+        for s in scenes_at(truth_of(h["path"]) or {"scenes": []}, h["start"], h["end"])))
+    print(f"  => {len(found)} of the {total} expected moments are in the top {len(hits)}"
+          + (f" ({others} other result{'s' if others != 1 else ''} without one: a MISS above)"
+             if others else ""))
     return 0
 
 
@@ -81,7 +87,8 @@ def check_select(sel: dict, shape: str, color: str) -> int:
     good = [t for t in sel["timestamps"]
             if any(shows(s, shape, color) for s in scenes_at(truth, t, t))]
     covered = [(a, b) for a, b in want if any(a <= t < b for t in good)]
-    print(f"  {len(good)} of {len(sel['timestamps'])} frames show a {color} {shape} "
+    article = "an" if color[0] in "aeiou" else "a"
+    print(f"  {len(good)} of {len(sel['timestamps'])} frames show {article} {color} {shape} "
           f"({', '.join(f'{t:.0f} s' for t in good) or 'none'}); needles covered: "
           + ", ".join(f"{a:.0f}-{b:.0f} s {'yes' if (a, b) in covered else 'NO'}"
                       for a, b in want))

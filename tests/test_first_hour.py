@@ -212,3 +212,13 @@ def test_cli_errors_name_the_options_and_come_before_the_work(store, tmp_path):
                  str(a_file / "sub")), "--frames-out=", "cannot write there")
     one_line(cli("select", str(video), "when?", "--db", str(db), "--plot", "/proc/x.png"),
              "--plot='/proc/x.png' is invalid")
+
+
+def test_a_video_by_the_file_name_that_videos_shows(store):
+    """`videos` shows `BIKES.MOV` in its file column; `select BIKES.MOV ...` said `no indexed
+    video` unless given the full path."""
+    db, video, vid = store
+    run = cli("select", video.name, "when is the purple star?", "--db", str(db), "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["video_id"] == vid
+    one_line(cli("select", "NOPE.MOV", "when?", "--db", str(db)), "no indexed video 'NOPE.MOV'")

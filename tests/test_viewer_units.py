@@ -93,3 +93,11 @@ def test_viewer_access_is_open_without_a_key_and_needs_the_cookie_with_one():
         with pytest.raises(LoginRequired):
             viewer_access(_request(key, cookies=bad))
     assert key not in session_token(key)  # the cookie never carries the key
+
+
+def test_frame_times_read_like_a_player_clock():
+    """Half-second frames were labelled 0:00, 0:02, 0:02, 0:04 (banker's rounding)."""
+    from framedex.api.viewer.curve import clock
+
+    assert [clock(t) for t in (0.5, 1.5, 2.5, 3.5)] == ["0:00", "0:01", "0:02", "0:03"]
+    assert clock(3725.0) == "1:02:05" and clock(-1) == "0:00"

@@ -120,10 +120,12 @@ def console() -> Console:
 
 
 def out_console() -> Console:
-    """A rich console on stdout, for human-readable results."""
+    """A rich console on stdout, for human-readable results. Into a pipe or a file it is as
+    wide as the content (rich would assume 80 columns and squeeze every table cell to `v…`)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100_000
+    return Console(highlight=False, soft_wrap=True, width=wide)
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

@@ -95,7 +95,8 @@ def search(
     rows = []
     for rank, h in enumerate(hits, start=1):
         j = h.to_json()
-        extra = f" (+{len(j['moments']) - 1} more)" if len(j.get("moments", [])) > 1 else ""
+        more = len(j.get("moments", [])) - 1
+        extra = f" (+{more} more moment{'s' if more != 1 else ''})" if more > 0 else ""
         rows.append((rank, f"{j['score']:.4f}", f"{j['start']:.1f}s", f"{j['end']:.1f}s",
                      j["video_id"], file_name(j["path"]) + extra))
     print_table(("#", "score", "start", "end", "video_id", "file"), rows)

@@ -261,11 +261,30 @@ class LanceStore:
                 raise VideoNotFoundError(
                     f"video id prefix {ref!r} is ambiguous: it matches "
                     f"{', '.join(v.video_id for v in matches[:5])}; give more characters")
+        if "/" not in ref and "\\" not in ref:  # a bare file name, as `videos` shows it
+            named = self._videos_named(ref, videos)
+            if len(named) == 1:
+                return named[0]
+            if len(named) > 1:
+                raise VideoNotFoundError(
+                    f"the file name {ref!r} is ambiguous: it matches "
+                    f"{', '.join(v.path for v in named[:5])}; give the path or the video id")
         short = f" (an id prefix needs at least {MIN_PREFIX} characters)" \
             if len(ref) < MIN_PREFIX else ""
         raise VideoNotFoundError(
             f"no indexed video {ref[:200]!r} in {self.uri}{short}: give a video_id, a unique "
             "id prefix or an indexed path (`framedex videos` lists them)")
+
+    def _videos_named(self, name: str, videos: dict[str, VideoRecord]) -> list[VideoRecord]:
+        """The videos with a recorded path (the indexed one or an alias) whose file name is
+        ``name``."""
+        ids = {v.video_id for v in videos.values() if os.path.basename(v.path) == name}
+        aliases = self.tables.read("video_paths", ["path", "video_id"], None, VIDEO_PATHS_SCHEMA)
+        for path, vid in zip(aliases.column("path").to_pylist(),
+                             aliases.column("video_id").to_pylist(), strict=True):
+            if vid in videos and os.path.basename(path) == name:
+                ids.add(vid)
+        return [videos[v] for v in sorted(ids)]
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ bucket's minimum and maximum, so a one-frame needle in a ten-hour video still sh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,8 +43,10 @@ class Lane:
 
 
 def clock(sec: float) -> str:
-    """``m:ss`` (or ``h:mm:ss``) for an axis label or a frame time."""
-    s = round(max(float(sec), 0.0))
+    """``m:ss`` (or ``h:mm:ss``) for an axis label or a frame time, as a player's clock
+    shows it: whole seconds elapsed (2.5 s is 0:02; rounding sent 0.5 to 0:00 and 1.5 to
+    0:02, banker's rounding)."""
+    s = math.floor(max(float(sec), 0.0) + 1e-6)
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
