@@ -93,6 +93,9 @@ def test_ingest_lists_videos_with_their_metadata(client, indexed):
     assert video["metadata"] == {"camera": "a"}
     assert (video["width"], video["height"]) == (64, 48)
     assert client.get(f"/v1/videos/{indexed['path']}").json()["num_indexed"] == 7
+    # an upload keeps the name it was sent with (after its job id): `videos` and the viewer
+    # show the user's file, not `4f1c....mp4`
+    assert video["path"] == f"uploads/{indexed['job']}-shapes.mp4"
 
 
 def test_search_returns_moments_inside_indexed_videos(client, indexed):

@@ -133,9 +133,7 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
             params = _upload_params(upload, settings)
             path = upload.path
             assert path is not None  # receive_upload raises when there is no file part
-            suffix = Path(upload.filename or "").suffix.lower()
-            if suffix and suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8:
-                path = path.rename(path.with_name(job_id + suffix))
+            path = path.rename(path.with_name(upload_name(job_id, upload.filename)))
             job = await run_in_threadpool(jobs.submit, "upload", str(path), params, job_id)
         except BaseException:
             for leftover in folder.glob(f"{job_id}*"):
@@ -156,6 +154,16 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
         raise HTTPException(415, "send multipart/form-data (a file upload) or application/json "
                                  '({"path": ...})')
     return job_public(job)
+
+
+def upload_name(job_id: str, filename: str | None) -> str:
+    """The stored name of an upload: the job id (unique), then the client's file name made
+    safe (letters, digits, ``.-_``; at most 80 characters), so the library and the viewer
+    show what the user uploaded: ``4f1c...-clip1.mp4``."""
+    base = Path((filename or "").replace("\\", "/")).name
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in ".-_" else "_" for c in base)
+    safe = safe[-80:]
+    return f"{job_id}-{safe}" if safe else job_id
 
 
 @router.get("", response_model=VideosPublic)
