@@ -35,6 +35,7 @@ import os
 import pickle
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,18 +377,28 @@ class RayRun:
         decode = functools.partial(stages.decode_unit, videos=decode_plans)
         write = functools.partial(stages.write_windows, store=self.ref, videos=write_plans,
                                   segment_sec=opts.segment_sec)
-        return (
-            ray.data.from_items(units, override_num_blocks=len(units))
-            .flat_map(decode, num_cpus=1, compute=TaskPoolStrategy(size=opts.decode_workers))
-            .map_batches(stages.EncodeActor, fn_constructor_kwargs={
-                             "spec": enc.spec, "identity": enc.identity, "device": enc.device,
-                             "batch_size": opts.batch_size, "uri": self.store.uri},
-                         batch_size=max(1, opts.batch_size // per_window),
-                         compute=ActorPoolStrategy(size=enc.actors), num_cpus=1,
-                         num_gpus=1 if enc.device == "cuda" else 0, batch_format="numpy")
-            .map_batches(write, batch_size=max(1, opts.write_chunk // per_window), num_cpus=1,
-                         batch_format="numpy")
-        )
+        with warnings.catch_warnings():
+            # max_restarts goes through Ray's generic remote args, deprecated in 2.60 with no
+            # named replacement yet (the [ray] extra pins 2.60; revisit before Ray 2.64)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
+            return (
+                ray.data.from_items(units, override_num_blocks=len(units))
+                .flat_map(decode, num_cpus=1, compute=TaskPoolStrategy(size=opts.decode_workers))
+                .map_batches(stages.EncodeActor, fn_constructor_kwargs={
+                                 "spec": enc.spec, "identity": enc.identity,
+                                 "device": enc.device, "batch_size": opts.batch_size,
+                                 "uri": self.store.uri},
+                             batch_size=max(1, opts.batch_size // per_window),
+                             compute=ActorPoolStrategy(size=enc.actors), num_cpus=1,
+                             num_gpus=1 if enc.device == "cuda" else 0, batch_format="numpy",
+                             # a dead encoder actor fails the job (committed videos stay, a
+                             # re-run does the rest) instead of restarting from constructor
+                             # arguments Ray may have dropped: Ray warns of exactly that on
+                             # every run otherwise
+                             max_restarts=0)
+                .map_batches(write, batch_size=max(1, opts.write_chunk // per_window),
+                             num_cpus=1, batch_format="numpy")
+            )
 
     def _written(self, rows: list[dict[str, Any]]) -> None:
         """What the write tasks staged: count it, then commit the videos it completes."""

@@ -13,6 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+# Lance 13 warns on every index statistics read (which optimize does) that centroids will
+# leave the statistics; framedex never reads them, so take the future default now, quietly.
+os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
+
 from framedex.store.base import FrameArrays as FrameArrays
 from framedex.store.base import SegmentArrays as SegmentArrays
 from framedex.store.base import Store as Store
