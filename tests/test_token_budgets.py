@@ -170,3 +170,18 @@ def test_untiered_samplers_report_tokens_at_the_cheapest_tier():
     assert len(sel.indices) == 1000 // 66
     assert sel.tiers == ["low"] * len(sel.indices)
     assert sel.tokens_used == 66 * len(sel.indices) <= 1000
+
+
+def test_a_short_video_spends_the_rest_of_the_budget_on_resolution():
+    """aks on a 10-frame clip with --tokens 4096 sent all 10 frames at the low tier (660
+    tokens): every frame fits, so the rest buys resolution, the most relevant frames first."""
+    frames, q = video(peaked=True)
+    short, rel = frames[:10], frames[:10] @ q
+    res = create_sampler("aks").select_result(short, q, TokenBudget(4096))
+    assert len(res.indices) == 10 and res.tiers == ["high"] * 10 and res.tokens_used == 2580
+    res = create_sampler("aks").select_result(short, q, TokenBudget(1000))
+    assert res.tokens_used <= 1000 and res.tokens_used > 1000 - 64
+    best = int(np.argmax(rel))
+    assert res.tiers[res.indices.index(best)] == "high"
+    assert sorted(res.tiers, key=["high", "mid", "low"].index) == \
+        [res.tiers[res.indices.index(int(i))] for i in np.argsort(-rel, kind="stable")]

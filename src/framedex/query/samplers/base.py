@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -162,6 +162,9 @@ class Sampler(ABC):
             # (that is how ``build_context`` turned the budget into K); report it so.
             tier = min(ctx.token_budget.tokens_per_tier, key=ctx.token_budget.cost)
             sel.tiers = sel.tiers or [tier] * len(sel.indices)
+            if len(sel.indices) >= ctx.n:  # every frame fits: spend the rest on resolution
+                relevance = _pick(ctx.scores, sel.indices) or [0.0] * len(sel.indices)
+                sel.tiers = upgrade_tiers(sel.tiers, relevance, ctx.token_budget)
             sel.tokens_used = sum(ctx.token_budget.cost(t) for t in sel.tiers)
         if sel.scores is None:
             sel.scores = _pick(ctx.scores, sel.indices)
@@ -282,6 +285,29 @@ def build_context(
         k = int(frames)
     return SelectContext(n=n, k=min(k, n), scores=scores, embeddings=emb, timestamps=ts,
                          token_budget=token_budget, requested_k=k)
+
+
+def upgrade_tiers(tiers: Sequence[str], scores: Sequence[float], budget: TokenBudget
+                  ) -> list[str]:
+    """Raise frames to better tiers, the most relevant first, with the tokens ``tiers`` leave
+    of ``budget``: a short video whose every frame fits at the cheapest tier should not send
+    all of them at 66 tokens when 4,096 were offered.
+
+    Each frame gets the best tier the rest of the budget pays for, in order of relevance
+    (ties: the earlier frame).
+    """
+    out = list(tiers)
+    left = budget.tokens - sum(budget.cost(t) for t in out)
+    better = sorted(budget.tokens_per_tier, key=budget.cost, reverse=True)  # dearest first
+    for i in sorted(range(len(out)), key=lambda j: (-float(scores[j]), j)):
+        for tier in better:
+            extra = budget.cost(tier) - budget.cost(out[i])
+            if extra <= 0:
+                break
+            if extra <= left:
+                out[i], left = tier, left - extra
+                break
+    return out
 
 
 _SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
