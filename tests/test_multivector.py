@@ -269,4 +269,4 @@ def test_cli_search_image_and_and(world):
     r = CliRunner().invoke(app, ["search", "--db", db, "--image", str(root / "nope.png")])
     assert r.exit_code != 0 and "--image" in r.stderr and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["search", "--db", db])
-    assert r.exit_code != 0 and "text or an image" in r.stderr
+    assert r.exit_code != 0 and "give what to look for" in r.stderr and "--image" in r.stderr
