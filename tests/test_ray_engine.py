@@ -213,6 +213,7 @@ def test_a_killed_driver_leaves_no_partial_video_and_a_rerun_completes(
     finally:
         proc.wait()
     _wait_until_quiet(db / "frames.lance" / "data")
+    _wait_until_quiet(db / "segments.lance" / "data")
 
     store = Store(db)
     assert "slow.mp4" not in {Path(v.path).name for v in store.list_videos()}
@@ -235,7 +236,7 @@ def test_a_killed_driver_leaves_no_partial_video_and_a_rerun_completes(
                                       np.arange(v.num_indexed))
 
 
-def _wait_until_quiet(folder: Path, settle: float = 1.0, limit: float = 20.0) -> None:
+def _wait_until_quiet(folder: Path, settle: float = 2.0, limit: float = 30.0) -> None:
     """Until no file has appeared in ``folder`` for ``settle`` seconds (the cluster stops a
     dead driver's tasks within moments)."""
     deadline = time.monotonic() + limit

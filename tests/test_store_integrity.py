@@ -152,6 +152,22 @@ def test_deleted_and_crashed_rows_are_swept_by_optimize(tmp_path, folder, tiny_m
     assert len(lib.store.read_frames(vid).pos) == 8
 
 
+def test_a_partial_data_file_of_a_killed_writer_is_swept_when_no_writer_is_active(
+        tmp_path, folder, tiny_model):
+    """Lance writes a data file under a `.tmp*` name, then renames it; a writer killed in
+    between left the file forever (its cleanup only knows finished data files)."""
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    lib.index([folder / "v2.mp4"])
+    partial = tmp_path / "db" / "frames.lance" / "data" / ".tmpAbC123"
+    partial.write_bytes(b"half a data file")
+    with lib.store.writing():  # another writer is active: nothing is deleted under it
+        assert lib.optimize()["orphans_swept"] is False
+    assert partial.exists()
+    assert lib.optimize()["orphans_swept"] is True
+    assert not partial.exists()
+    assert len(lib.store.read_frames(lib.videos()[0].video_id).pos) == 8
+
+
 def test_a_claimed_video_is_not_swept(tmp_path, folder, tiny_model):
     lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
     lib.index([folder / "v3.mp4"])

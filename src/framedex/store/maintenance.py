@@ -11,7 +11,8 @@ a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. `
 3. compacts small fragments, folds new rows into the indexes, and removes versions older than
    ``keep_versions`` (default 10 minutes: readers hold a version for milliseconds);
 4. with ``sweep_orphans`` and no writer active, also deletes data files no version refers to
-   (what a writer killed between writing and committing leaves behind).
+   (what a writer killed between writing and committing leaves behind), and the partial
+   ``.tmp*`` files of a writer killed in the middle of writing one.
 
 It runs after every index run, on a timer in the server, and as ``framedex optimize``.
 
@@ -86,10 +87,32 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
         orphans = sweep_orphans and no_writer
         for name in tables:
             _compact(store, name, keep_versions, delete_unverified=orphans)
+            if orphans:
+                _sweep_partial_files(store, name)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
             "log_rows_deleted": deleted, "dead_videos_swept": swept, "orphans_swept": orphans,
             "video_vectors_backfilled": backfilled,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _sweep_partial_files(store: LanceStore, name: str) -> int:
+    """Delete the ``.tmp*`` files a writer killed in the middle of a write left in a table's
+    ``data`` folder (Lance writes a data file under a temporary name, then renames it; its
+    cleanup only knows finished data files). Called only while no writer is active."""
+    if store.location.path is None:
+        return 0
+    data = store.location.path / f"{name}.lance" / "data"
+    removed = 0
+    if data.is_dir():
+        for f in data.glob(".tmp*"):
+            try:
+                f.unlink()
+                removed += 1
+            except OSError:
+                continue
+    if removed:
+        log.info("removed %d partial data file(s) of %s", removed, name)
+    return removed
 
 
 def _expire_log(store: LanceStore, retention: timedelta) -> int:
