@@ -5,16 +5,12 @@ alone, and a killed multi-worker run leaves no partial video."""
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from killing import kill_after_rows
 from videos import cfr
 
 from framedex.indexer.decode.base import register_decoder, unregister_decoder
@@ -148,22 +144,7 @@ Indexer(Store(sys.argv[1]), Slow(), IndexOptions(batch_size=1, write_chunk=1, de
 def test_killed_multi_worker_run_leaves_no_partial_video(tmp_path, parallel_library,
                                                          tiny_model):
     db = tmp_path / "db"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(db), tiny_model,
-                             str(parallel_library)])
-    try:
-        deadline = time.monotonic() + 120
-        written = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if (db / "frames.lance").exists():
-                ds = Store(db).tables.snapshot("frames")
-                written = ds.count_rows() if ds is not None else 0
-                if written >= 6:
-                    break
-        assert written >= 6, "the child never wrote rows"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_after_rows(KILL_SCRIPT, db, tiny_model, str(parallel_library), rows=6)
     store = Store(db)
     visible = store.list_videos()
     assert len(visible) < 4  # killed mid-run

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from killing import kill_after_rows
 
 from framedex.errors import EncoderMismatchError, VideoNotFoundError
 from framedex.indexer.encoder import load_encoder
@@ -142,22 +138,7 @@ Indexer(Store(sys.argv[1]), Slow(), IndexOptions(batch_size=1, write_chunk=1)).i
 
 def test_killed_index_run_leaves_no_partial_video(tmp_path, small_video, tiny_model):
     db = tmp_path / "db"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(db), tiny_model,
-                             str(small_video)])
-    try:
-        deadline = time.monotonic() + 120
-        written = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if (db / "frames.lance").exists():
-                ds = Store(db).tables.snapshot("frames")
-                written = ds.count_rows() if ds is not None else 0
-                if written >= 2:
-                    break
-        assert written >= 2, "the child never wrote rows"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_after_rows(KILL_SCRIPT, db, tiny_model, str(small_video), rows=2)
     store = Store(db)
     assert store.list_videos() == []
     report = Indexer(store, load_encoder(tiny_model, device="cpu")).index_paths([small_video])
