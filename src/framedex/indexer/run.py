@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 #: 1/4/8/16 sessions decode 51/178/252/299 grid frames/s of 720p25; 8 gets most of it).
 AUTO_NVDEC_SESSIONS = 8
 
+
 @dataclass
 class _Video:
     """A video in flight: claimed, begun in the store, cut into units."""

@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -173,6 +175,32 @@ def plan_cores(cores: int, workers: int | None, decode_s: float, encode_s: float
 
 # ---- the worker process --------------------------------------------------------------------
 
+class OpenDecoders:
+    """The decoders a worker keeps open: one per video it is decoding, reused by that video's
+    next units (no rescan), closed when the parent says ``forget`` or the worker stops."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, VideoDecoder] = {}
+
+    def get(self, unit: WorkUnit, table: Any,
+            open_decoder: Callable[[WorkUnit, Any], VideoDecoder]) -> VideoDecoder:
+        """The unit's video's decoder, ``open_decoder(unit, table)`` the first time."""
+        dec = self._open.get(unit.video)
+        if dec is None:
+            dec = self._open[unit.video] = open_decoder(unit, table)
+        return dec
+
+    def forget(self, video: int) -> None:
+        dec = self._open.pop(video, None)
+        if dec is not None:
+            dec.close()
+
+    def close(self) -> None:
+        for dec in self._open.values():
+            dec.close()
+        self._open.clear()
+
+
 #: What a worker process runs: the parent's import path first (so a third-party backend's
 #: module imports there too), then :func:`worker_main` on the two inherited descriptors.
 _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[4]); "
@@ -194,23 +222,18 @@ def worker_main(inbox_fd: int, outbox_fd: int, wid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     inbox = Connection(inbox_fd, writable=False)
     outbox = Connection(outbox_fd, readable=False)
-    open_videos: dict[int, VideoDecoder] = {}
+    decoders = OpenDecoders()
     try:
         while True:
             msg = inbox.recv()
             if msg[0] == "stop":
                 return
             if msg[0] == "forget":
-                dec = open_videos.pop(msg[1], None)
-                if dec is not None:
-                    dec.close()
+                decoders.forget(msg[1])
                 continue
             unit, table = msg[1], msg[2]
             try:
-                dec = open_videos.get(unit.video)
-                if dec is None:
-                    dec = unit.decoder.from_table(unit.source, table, threads=1)
-                    open_videos[unit.video] = dec
+                dec = decoders.get(unit, table, _open_in_process)
                 _send_unit(outbox, wid, unit, dec)
             except (BrokenPipeError, EOFError):
                 raise
@@ -222,8 +245,11 @@ def worker_main(inbox_fd: int, outbox_fd: int, wid: int) -> None:
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         return
     finally:
-        for dec in open_videos.values():
-            dec.close()
+        decoders.close()
+
+
+def _open_in_process(unit: WorkUnit, table: Any) -> VideoDecoder:
+    return unit.decoder.from_table(unit.source, table, threads=1)  # one core per worker
 
 
 def _send_unit(outbox: Connection, wid: int, unit: WorkUnit, dec: VideoDecoder) -> None:
@@ -452,23 +478,19 @@ class DecodePool:
                 torch.cuda.set_device(self._gpu_id)
                 stream = torch.cuda.Stream(self._gpu_id)
                 scope = torch.cuda.stream(stream)
-        open_videos: dict[int, VideoDecoder] = {}
+        decoders = OpenDecoders()
         with scope:
             while not self._stop.is_set():
                 msg = slot.inbox.get()
                 if msg is None or msg[0] == "stop":
                     break
                 if msg[0] == "forget":
-                    dec = open_videos.pop(msg[1], None)
-                    if dec is not None:
-                        dec.close()
+                    decoders.forget(msg[1])
                     continue
                 unit, table = msg[1], msg[2]
                 try:
-                    dec = open_videos.get(unit.video)
-                    if dec is None:
-                        dec = self._open_in_thread(slot, unit, table)
-                        open_videos[unit.video] = dec
+                    dec = decoders.get(unit, table,
+                                       functools.partial(self._open_in_thread, slot))
                     self._thread_unit(slot, unit, dec, stream)
                 except FramedexError as ex:
                     self.events.put(("error", slot.wid, unit.video, unit.seq, str(ex)))
@@ -476,8 +498,7 @@ class DecodePool:
                     self.events.put(("error", slot.wid, unit.video, unit.seq,
                                      f"decoding {unit.source!r} failed ({slot.kind}): "
                                      f"{type(ex).__name__}: {ex}"))
-        for dec in open_videos.values():
-            dec.close()
+        decoders.close()
 
     def _open_in_thread(self, slot: _Slot, unit: WorkUnit, table: Any) -> VideoDecoder:
         if slot.kind == "nvdec":
