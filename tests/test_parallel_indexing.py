@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from killing import kill_after_rows
+from killing import kill_after_rows, slow_index_script
 from videos import cfr
 
 from framedex.indexer.decode.base import register_decoder, unregister_decoder
@@ -125,26 +125,11 @@ def test_worker_crash_fails_its_file_not_the_run(tmp_path, small_video, tiny_mod
     assert [v.path for v in store.list_videos()] == [good.path]
 
 
-KILL_SCRIPT = """
-import sys, time
-from framedex.indexer.encoder import load_encoder
-from framedex.indexer.pipeline import IndexOptions, Indexer
-from framedex.store import LanceStore as Store
-enc = load_encoder(sys.argv[2], device="cpu")
-class Slow:
-    identity, image_size = enc.identity, enc.image_size
-    def encode_images(self, frames):
-        time.sleep(0.3)
-        return enc.encode_images(frames)
-Indexer(Store(sys.argv[1]), Slow(), IndexOptions(batch_size=1, write_chunk=1, decode_workers=2,
-        unit_frames=2)).index_paths([sys.argv[3]])
-"""
-
-
 def test_killed_multi_worker_run_leaves_no_partial_video(tmp_path, parallel_library,
                                                          tiny_model):
     db = tmp_path / "db"
-    kill_after_rows(KILL_SCRIPT, db, tiny_model, str(parallel_library), rows=6)
+    kill_after_rows(slow_index_script(decode_workers=2, unit_frames=2), db, tiny_model,
+                    str(parallel_library), rows=6)
     store = Store(db)
     visible = store.list_videos()
     assert len(visible) < 4  # killed mid-run

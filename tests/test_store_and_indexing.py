@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from killing import kill_after_rows
+from killing import kill_after_rows, slow_index_script
 
 from framedex.errors import EncoderMismatchError, VideoNotFoundError
 from framedex.indexer.encoder import load_encoder
@@ -120,25 +120,9 @@ def test_crash_mid_video_leaves_nothing_visible_and_rerun_completes(tmp_path, sm
     assert len(store.read_frames(vid).pos) == 7
 
 
-KILL_SCRIPT = """
-import sys, time
-from framedex.indexer.encoder import load_encoder
-from framedex.indexer.pipeline import IndexOptions, Indexer
-from framedex.store import LanceStore as Store
-enc = load_encoder(sys.argv[2], device="cpu")
-class Slow:
-    identity, image_size = enc.identity, enc.image_size
-    def encode_images(self, frames):
-        time.sleep(0.3)
-        return enc.encode_images(frames)
-Indexer(Store(sys.argv[1]), Slow(), IndexOptions(batch_size=1, write_chunk=1)).index_paths(
-    [sys.argv[3]])
-"""
-
-
 def test_killed_index_run_leaves_no_partial_video(tmp_path, small_video, tiny_model):
     db = tmp_path / "db"
-    kill_after_rows(KILL_SCRIPT, db, tiny_model, str(small_video), rows=2)
+    kill_after_rows(slow_index_script(), db, tiny_model, str(small_video), rows=2)
     store = Store(db)
     assert store.list_videos() == []
     report = Indexer(store, load_encoder(tiny_model, device="cpu")).index_paths([small_video])
