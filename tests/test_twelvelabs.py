@@ -424,6 +424,14 @@ def test_errors_have_both_shapes_and_validation_is_400(server, client):
     assert r.status_code == 400 and r.json()["error"]["code"] == "parameter_invalid"
     r = httpx.get(f"{server.base}/v1.3/no-such-thing", headers={"x-api-key": KEY})
     assert r.status_code == 404 and r.json()["code"] == "resource_not_exists"
+    # user_metadata that is not JSON, on every route that takes it: a 400 naming it
+    ix = client.indexes.create(index_name="metadata-check", models=MARENGO).id
+    for path, data in (("/v1.3/tasks", {"index_id": ix, "video_url": "http://x/v.mp4"}),
+                       ("/v1.3/assets", {"method": "url", "url": "http://x/v.mp4"})):
+        fields = {**data, "user_metadata": "{not json"}
+        r = httpx.post(f"{server.base}{path}", headers={"x-api-key": KEY},
+                       files=[(k, (None, v)) for k, v in fields.items()])  # multipart
+        assert r.status_code == 400 and "user_metadata" in r.json()["message"], (path, r.text)
 
 
 def test_a_deleted_video_leaves_its_index(client, server, media):

@@ -218,13 +218,33 @@ def json_field(upload: Upload, name: str) -> Any:
     Raises:
         ConfigError: not JSON.
     """
-    raw = upload.fields.get(name)
+    return json_text(upload.fields.get(name), name)
+
+
+def json_text(raw: str | None, name: str) -> Any:
+    """The JSON value of a text parameter ``name``, or None when it is absent or empty.
+
+    Raises:
+        ConfigError: not JSON (names the parameter).
+    """
     if raw is None or raw == "":
         return None
     try:
         return json.loads(raw)
     except json.JSONDecodeError as ex:
         raise ConfigError(f"{name}={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
+
+
+def json_object(raw: str | None, name: str) -> dict[str, Any] | None:
+    """Like :func:`json_text`, for a parameter that must hold a JSON object.
+
+    Raises:
+        ConfigError: not JSON, or not an object.
+    """
+    value = json_text(raw, name)
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{name} is invalid: must be a JSON object")
+    return value
 
 
 async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BYTES) -> bytes:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from framedex.api.jobs import new_job_id
 from framedex.api.twelvelabs.common import Page, PageLimit, media_dir, paginate, parse_form, rfc3339
 from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.schemas import AssetForm
-from framedex.api.uploads import receive_upload
+from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import AssetRecord
 
@@ -45,18 +44,6 @@ def asset_public(record: AssetRecord) -> dict[str, Any]:
             "size": record.size}
 
 
-def _metadata(raw: str | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"user_metadata={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
-    if not isinstance(value, dict):
-        raise ConfigError("user_metadata is invalid: must be a JSON object")
-    return value
-
-
 def _suffix(name: str | None) -> str:
     suffix = Path(name or "").suffix.lower()
     return suffix if suffix and suffix[1:].isalnum() and suffix.isascii() and len(suffix) <= 8 \
@@ -75,7 +62,7 @@ async def create_asset(request: Request, library: LibraryDep,
     try:  # a refused request never leaves its file behind
         form = parse_form(AssetForm, upload)
         form.require_supported()
-        metadata = _metadata(form.user_metadata)
+        metadata = json_object(form.user_metadata, "user_metadata")
         if form.method == "direct":
             if upload.path is None:
                 raise ConfigError("file is invalid: method='direct' needs a file part")

@@ -15,7 +15,6 @@ parts, see docs) and ``thumbnail_url`` (the best frame's JPEG from ``/v1``).
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import threading
@@ -35,7 +34,7 @@ from framedex.api.jobs import new_job_id
 from framedex.api.twelvelabs.common import parse_form, rfc3339
 from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.schemas import SearchForm
-from framedex.api.uploads import receive_upload
+from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, NotFoundError, UnsupportedError
 from framedex.library import MAX_IMAGE_BYTES, Library, Moment, SearchFilters, VideoHit
 
@@ -135,14 +134,9 @@ def parse_filter(raw: str | None) -> SearchFilters | None:
         ConfigError: not a JSON object, or a value of the wrong type.
         UnsupportedError: a system field framedex does not filter on.
     """
-    if not raw:
+    spec = json_object(raw, "filter")
+    if spec is None:
         return None
-    try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"filter={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
-    if not isinstance(spec, dict):
-        raise ConfigError("filter is invalid: must be a JSON object")
     ids: frozenset[str] | None = None
     low = high = None
     metadata: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from framedex.api.twelvelabs.common import (
 from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.routes.indexed_assets import system_metadata
 from framedex.api.twelvelabs.schemas import TaskForm
-from framedex.api.uploads import receive_upload
+from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, FramedexError
 from framedex.library import Library
 
@@ -79,9 +79,7 @@ async def create_task(request: Request, library: LibraryDep, jobs: JobsDep,
     try:  # a refused request never leaves its file behind
         form = parse_form(TaskForm, upload)
         await run_in_threadpool(library.collection, form.index_id)
-        metadata = json.loads(form.user_metadata) if form.user_metadata else None
-        if metadata is not None and not isinstance(metadata, dict):
-            raise ConfigError("user_metadata is invalid: must be a JSON object")
+        metadata = json_object(form.user_metadata, "user_metadata")
         if upload.path is not None:
             name = upload.filename or job_id
         elif form.video_url:
