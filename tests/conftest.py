@@ -81,3 +81,35 @@ def library(tmp_path, small_video) -> Path:
     (lib / "truncated.mp4").write_bytes(data[: len(data) // 3])
     (lib / "notes.txt").write_text("ignored: not a video extension")
     return lib
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """An S3 stand-in (moto, one request at a time, counting requests) on a loopback port for
+    the whole session (tests/s3_loopback.py); skips when moto is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
+        pytest.skip("moto is not installed (pip install 'moto[server]'): the S3 stand-in")
+    import s3_loopback
+
+    proc, endpoint = s3_loopback.start()
+    try:
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.fixture()
+def s3_store(s3_endpoint, request):
+    """A fresh ``s3://`` store URI in its own bucket, and its storage options."""
+    import re
+    import uuid
+
+    import s3_loopback
+
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + \
+        "-" + uuid.uuid4().hex[:6]
+    s3_loopback.make_bucket(s3_endpoint, bucket)
+    return f"s3://{bucket}/lib", s3_loopback.storage_options(s3_endpoint)

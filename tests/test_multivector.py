@@ -212,16 +212,20 @@ def test_vectors_row_follows_the_generation_and_the_delete(scratch):
 
 
 def test_uncommitted_vectors_are_invisible(scratch):
+    from framedex.store.base import SegmentArrays
     from framedex.store.multivector import write_video_vectors
 
     lib, ids, _ = scratch
     store = lib.store
     ghost = "f" * 20
     q = lib.embed_text(["a red circle", "a blue star"])
-    gen = store.begin_video(ghost)  # a run killed after writing its rows, before its commit
+    claim = store.claim(ghost, wait=False)
+    gen = store.begin_video(claim)  # a run that wrote its rows and never committed them
     store.add_segments(ghost, gen, np.array([0.0, 6.0]), np.array([6.0, 12.0]),
                        np.array([6, 6]), q)
-    write_video_vectors(store, ghost, gen)
+    write_video_vectors(store, ghost, gen, SegmentArrays(
+        ghost, np.array([0.0, 6.0]), np.array([6.0, 12.0]), ["fixed"] * 2, q))
+    claim.release()  # (a killed run's claim: see test_store_integrity for the expiry)
     assert (ghost, gen) in _vector_rows(lib)
     for op in ("and", "or"):
         hits = lib.search(["a red circle", "a blue star"], operator=op, group_by="video")

@@ -107,6 +107,28 @@ class StoreNotFoundError(StoreError, LookupError):
     code = "store_not_found"
 
 
+class BusyError(StoreError):
+    """Another writer holds what this operation needs (a video being indexed): try again
+    when it is done (HTTP 409)."""
+
+    code = "busy"
+
+
+class LeaseLostError(StoreError):
+    """A writer's claim expired while it stalled and another writer took over; its work is
+    dropped, nothing half-written is visible (HTTP 409)."""
+
+    code = "lease_lost"
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be read right now (deleted, replaced or unreachable under a running
+    server); the server answers 503 and recovers on its own when the store is back."""
+
+    http_status = 503
+    code = "store_unavailable"
+
+
 class EmptyLibraryError(NotFoundError):
     """A query was made against a store that has no indexed video (nothing to find)."""
 

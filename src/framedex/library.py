@@ -18,16 +18,25 @@ once, here; the workers below trust their arguments. Each step happens once: one
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
 
-from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
+from framedex.errors import (
+    ConfigError,
+    EmptyLibraryError,
+    FramedexError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    check,
+)
 from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import (
@@ -59,11 +68,16 @@ from framedex.query.select import RelevanceCurve, SelectResult, select_frames
 from framedex.store import (
     AssetRecord,
     FrameArrays,
+    Job,
+    JobFilter,
+    JobStore,
     MemberRecord,
     QueryLog,
     SegmentArrays,
     Store,
     VideoRecord,
+    is_missing_file,
+    lease_ttl_from_env,
     open_store,
 )
 from framedex.store.sql import query_stats, run_sql
@@ -83,12 +97,15 @@ from framedex.validate import (
 if TYPE_CHECKING:
     from framedex.indexer.encoder import TextEncoder
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "PAYLOAD_FORMATS",
            "AssetRecord",
-           "CollectionInfo", "Delivery", "Library", "MemberRecord", "Moment", "RelevanceCurve",
+           "CollectionInfo", "Delivery", "Job", "JobFilter", "JobStore", "Library",
+           "MemberRecord", "Moment", "RelevanceCurve",
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
-           "VideoRecord", "decoder_names", "engine_names", "parse_metadata", "sampler_infos",
-           "sampler_names"]
+           "VideoRecord", "decoder_names", "engine_names", "lease_ttl_from_env",
+           "parse_metadata", "sampler_infos", "sampler_names"]
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 92 %; the router,
@@ -101,6 +118,42 @@ MIN_ANN_ROWS = 50_000
 SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows coloured shapes "
                   "(circle, square, triangle, star in six colours); index real videos with a "
                   "real model (README: \"Index your own videos\")")
+
+
+def _recovering(method: F) -> F:
+    """A read that survives its store being replaced under a running process: when files of
+    a version it knew are gone (the store was deleted or rebuilt, e.g. ``make demo`` again
+    beside a running ``serve``), reopen the store and run it once more; if the store is still
+    unusable, :class:`~framedex.errors.StoreUnavailableError` (HTTP 503), and the next call
+    tries again."""
+
+    @functools.wraps(method)
+    def run(self: Library, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as ex:
+            if not _store_went_away(ex):
+                raise
+            self.store.reopen()
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as ex:
+            if not _store_went_away(ex) or isinstance(ex, StoreUnavailableError):
+                raise
+            self.store.reopen()
+            raise StoreUnavailableError(
+                f"the store at {self.store.uri} cannot be read right now (it was deleted or "
+                "is being replaced): it answers again once it is back") from ex
+
+    return cast(F, run)
+
+
+def _store_went_away(ex: BaseException) -> bool:
+    if isinstance(ex, StoreUnavailableError):
+        return True
+    if isinstance(ex, FramedexError) and not isinstance(ex, StoreError):
+        return False  # a domain answer (no such video...), not a vanished file
+    return is_missing_file(ex)
 
 
 class Library(CollectionsMixin):
@@ -116,7 +169,11 @@ class Library(CollectionsMixin):
         text_cache: number of query-text embeddings kept (0 turns it off).
         must_exist: raise :class:`~framedex.errors.StoreNotFoundError` when there is no store
             at ``db`` (read-only commands; a mistyped path must not look like an empty library).
-        storage_options: object-store settings passed to Lance.
+        storage_options: object-store settings passed to Lance and the store's leases.
+        lease_ttl: seconds a writer's claim lives without a heartbeat (None: 30 s): how
+            long a killed writer's claim blocks a video on object storage.
+        consistency_s: how stale reads may be, in seconds (None: 0 on a local disk, 1 s on
+            object storage): the staleness of an API replica.
 
     Raises:
         ConfigError / StoreError: a bad location or setting. UnknownNameError: an unknown
@@ -127,8 +184,10 @@ class Library(CollectionsMixin):
                  device: str = "auto", default_sampler: str | None = None,
                  log_queries: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  text_cache: int = DEFAULT_TEXT_CACHE, must_exist: bool = False,
-                 storage_options: Mapping[str, str] | None = None):
-        self.store: Store = open_store(db, storage_options=storage_options)
+                 storage_options: Mapping[str, str] | None = None,
+                 lease_ttl: float | None = None, consistency_s: float | None = None):
+        self.store: Store = open_store(db, storage_options=storage_options,
+                                       lease_ttl=lease_ttl, consistency_s=consistency_s)
         if must_exist:
             self.store.require()
         self.model = model
@@ -146,10 +205,17 @@ class Library(CollectionsMixin):
         """Where the store is."""
         return self.store.uri
 
+    @property
+    def jobs(self) -> JobStore:
+        """The HTTP API's ingest jobs, kept in the store (every replica sees them)."""
+        return self.store.jobs
+
     def close(self) -> None:
-        """Write the buffered query log (also done at interpreter exit)."""
+        """Write the buffered query log (also done at interpreter exit) and release the
+        leases this process holds on the store."""
         if self.query_log is not None:
             self.query_log.close()
+        self.store.close()
 
     def __enter__(self) -> Library:
         return self
@@ -302,6 +368,7 @@ class Library(CollectionsMixin):
         return indexer.index_file(path, metadata=check_metadata(metadata), progress=progress,
                                   read_from=read_from)
 
+    @_recovering
     def videos(self, limit: int | None = None, offset: int = 0) -> list[VideoRecord]:
         """Indexed videos, oldest first."""
         check(limit is None or (isinstance(limit, int) and limit >= 0), "limit", limit,
@@ -309,15 +376,18 @@ class Library(CollectionsMixin):
         check(isinstance(offset, int) and offset >= 0, "offset", offset, "must be >= 0")
         return self.store.list_videos(limit=limit, offset=offset)
 
+    @_recovering
     def videos_page(self, limit: int, offset: int = 0) -> tuple[list[VideoRecord], int]:
         """One page of videos and the total count, from one snapshot of the table."""
         everything = self.store.list_videos()
         return everything[offset: offset + limit], len(everything)
 
+    @_recovering
     def count_videos(self) -> int:
         """Number of indexed videos."""
         return self.store.count_videos()
 
+    @_recovering
     def video(self, ref: str) -> VideoRecord:
         """A video by id, unique id prefix (4+ characters) or any path it was indexed from.
 
@@ -330,6 +400,7 @@ class Library(CollectionsMixin):
         """Remove a video and its frames. Raises VideoNotFoundError if unknown."""
         self.store.delete_video(video_id)
 
+    @_recovering
     def embeddings(self, video: str) -> tuple[VideoRecord, FrameArrays, SegmentArrays]:
         """A video's record, frame embeddings and segment embeddings.
 
@@ -346,6 +417,7 @@ class Library(CollectionsMixin):
 
     # -- queries --------------------------------------------------------------------------
 
+    @_recovering
     def search(self, text: str | Sequence[str] | None = None, *,
                image: np.ndarray | Sequence[np.ndarray] | None = None,
                operator: str = "or", limit: int = 10, group_by: str = "moment",
@@ -434,6 +506,7 @@ class Library(CollectionsMixin):
             self.store.ensure_encoder(encoder.identity)
         return encoder
 
+    @_recovering
     def select(self, video: str, question: str, *, sampler: str | None = None,
                budget: int | None = None, tokens: int | None = None,
                params: Mapping[str, Any] | None = None) -> SelectResult:
@@ -493,6 +566,7 @@ class Library(CollectionsMixin):
         assert out.payload is not None
         return out.payload
 
+    @_recovering
     def frames(self, video: str, frame_idx: Sequence[int], *,
                tiers: Sequence[str | None] | None = None, max_side: int | None = None,
                width: int | None = None) -> list[np.ndarray]:
@@ -518,6 +592,7 @@ class Library(CollectionsMixin):
         return decode_frames(record.path, wanted, decoder=self._decoder_for(record),
                              tiers=tiers, max_side=max_side, width=width)
 
+    @_recovering
     def frame_jpeg(self, video: str, frame_idx: int, *, width: int | None = None,
                    quality: int = 90) -> bytes:
         """One indexed frame as JPEG bytes, at most ``width`` wide (never upscaled)."""
@@ -525,6 +600,7 @@ class Library(CollectionsMixin):
 
         return to_jpeg(self.frames(video, [frame_idx], width=width)[0], quality)
 
+    @_recovering
     def frame_at(self, video: str, t: float) -> int:
         """The native ``frame_idx`` of the indexed frame nearest to ``t`` seconds (for a
         thumbnail of a moment or a time; read through the frames cache).
@@ -541,6 +617,7 @@ class Library(CollectionsMixin):
             raise NotFoundError(f"video {record.video_id} has no indexed frame: re-index it")
         return int(frames.frame_idx[int(np.argmin(np.abs(frames.pts_sec - float(t))))])
 
+    @_recovering
     def open_source(self, video: str) -> SourceFile:
         """Open the source file of an indexed video for reading (a player's range requests);
         see :func:`framedex.query.delivery.open_source`. The caller closes ``.file``.
@@ -580,6 +657,7 @@ class Library(CollectionsMixin):
 
     # -- logs, SQL, health and upkeep -----------------------------------------------------
 
+    @_recovering
     def stats(self) -> list[dict[str, Any]]:
         """Count and p50/p95 latency of logged queries per (kind, sampler)."""
         if self.query_log is not None:
@@ -591,6 +669,7 @@ class Library(CollectionsMixin):
         return {"frames": self.frame_cache.stats().to_json(),
                 "text": self.text_cache.stats().to_json()}
 
+    @_recovering
     def sql(self, query: str) -> pa.Table:
         """DuckDB SQL over ``videos``, ``video_paths``, ``query_log`` and ``jobs``.
 
@@ -674,14 +753,6 @@ class Library(CollectionsMixin):
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk per table."""
         return self.store.disk_usage()
-
-    def job_rows(self) -> list[dict[str, Any]]:
-        """The rows of the ``jobs`` table (the HTTP API's ingest jobs)."""
-        return self.store.table_arrow("jobs").to_pylist()
-
-    def save_job_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Insert or replace ``jobs`` rows by ``job_id``."""
-        self.store.upsert("jobs", "job_id", rows)
 
 
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:

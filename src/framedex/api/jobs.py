@@ -1,15 +1,21 @@
-"""Ingest jobs: a queue, worker threads, and rows in the store's ``jobs`` table.
+"""Ingest jobs: worker threads that run the jobs of the store's ``jobs`` table.
 
-A job is persisted on every state change (queued -> running -> done | failed) and, every
-:data:`PROGRESS_EVERY_S` seconds, as progress moves, so ``GET /v1/jobs/{id}`` answers after a
-restart too. The video itself only becomes visible when the indexer commits its ``videos``
-row, so a job killed mid-way never shows a partial video.
+A job is a record in the store (``store/jobs.py``: written in batches, read by an index,
+expired), so every replica of the API on one store lists and answers for every job. Running
+one takes its ``job-<id>`` lease, so exactly one worker of one replica runs it, whichever
+replica accepted it. A job is run on a replica of the machine that accepted it (its file, an
+upload or a path under ``--allow-root``, is on that machine, and its identity was recorded
+there); other machines' replicas show it but do not run it.
 
-Recovery: when the server starts, jobs left ``queued`` or ``running`` by a previous process
-(crash, kill -9, shutdown during an ingest) are queued again; ``attempts`` counts the runs
-started, and a job that was interrupted :data:`MAX_ATTEMPTS` times is marked failed with the
-reason instead of being retried forever. Upload files no video or live job refers to (a crash
-mid-upload, a rejected request, a superseded re-index) are swept at start-up.
+The video itself only becomes visible when the indexer commits its ``videos`` row, so a job
+killed mid-way never shows a partial video.
+
+Recovery: a job whose runner died (its lease expired, or its process on this machine is gone)
+is run again by the next worker that looks; ``attempts`` counts the runs started, and a job
+that was interrupted :data:`MAX_ATTEMPTS` times is marked failed with the reason instead of
+being retried forever. Workers look for such jobs (and for jobs other replicas of this machine
+accepted) every :data:`POLL_S` seconds. Upload files no video or unfinished job refers to (a
+crash mid-upload, a rejected request, a superseded re-index) are swept at start-up.
 
 Safe ingest: the allow-root check at submission records the file's device and inode; the
 worker opens the file once, without following a final symlink, checks that it is still that
@@ -21,20 +27,19 @@ file the link points to.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import FramedexError, NotFoundError, PermissionDeniedError
+from framedex.library import Job, JobFilter
 
 if TYPE_CHECKING:
     from framedex.library import Library
@@ -43,52 +48,19 @@ log = logging.getLogger("framedex.api.jobs")
 
 #: Runs a job may start before an interrupted job is given up.
 MAX_ATTEMPTS = 3
-#: Seconds between two progress writes of the same job (each write is a Lance commit).
+#: Seconds between two progress reports of the same job (written in the next batch).
 PROGRESS_EVERY_S = 2.0
+#: Seconds between two looks for jobs this replica did not accept (or whose runner died).
+POLL_S = 1.0
 #: Upload files younger than this are never swept (another server process may be writing).
 SWEEP_MIN_AGE_S = 600.0
+#: This machine: jobs are run where their file is.
+HOST = socket.gethostname()
 
 _STOP = object()
 
-
-def now_utc() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-@dataclass
-class Job:
-    """One ingest job, as the ``jobs`` table stores it."""
-
-    job_id: str
-    source: str  # "upload" | "path"
-    path: str
-    params: dict[str, Any] = field(default_factory=dict)
-    status: str = "queued"  # queued | running | done | failed
-    progress: float = 0.0
-    video_id: str | None = None
-    error: str | None = None
-    attempts: int = 0
-    created_at: datetime = field(default_factory=now_utc)
-    updated_at: datetime = field(default_factory=now_utc)
-
-    def to_row(self) -> dict[str, Any]:
-        """The Arrow row."""
-        return {"job_id": self.job_id, "status": self.status, "source": self.source,
-                "path": self.path, "progress": float(self.progress), "video_id": self.video_id,
-                "error": self.error, "params": json.dumps(self.params, sort_keys=True),
-                "attempts": int(self.attempts), "created_at": self.created_at,
-                "updated_at": self.updated_at}
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Job:
-        """Build from a row of the ``jobs`` table."""
-        return cls(job_id=row["job_id"], source=row["source"] or "path", path=row["path"] or "",
-                   params=json.loads(row["params"] or "{}"), status=row["status"],
-                   progress=float(row["progress"] or 0.0), video_id=row["video_id"],
-                   error=row["error"], attempts=int(row["attempts"] or 0),
-                   created_at=row["created_at"] or now_utc(),
-                   updated_at=row["updated_at"] or now_utc())
+__all__ = ["HOST", "MAX_ATTEMPTS", "Job", "JobFilter", "JobManager", "file_identity",
+           "new_job_id"]
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, int]:
@@ -101,70 +73,81 @@ class JobManager:
     """Runs ingest jobs on ``workers`` threads against one library.
 
     Args:
-        library: the :class:`~framedex.library.Library`.
-        workers: threads (jobs running at once).
+        library: the :class:`~framedex.library.Library` (its ``jobs`` hold the records).
+        workers: threads (jobs running at once in this process).
         upload_dir: where uploaded files live; files of failed, rejected or superseded uploads
             are removed.
         roots: the allowed roots, re-checked when a path job's file is opened.
         public_path: how a server path is shown to clients (job errors mention the file).
+        poll_s: seconds between two looks for jobs accepted elsewhere or left by a dead runner.
     """
 
     def __init__(self, library: Library, workers: int = 1, upload_dir: Path | None = None,
                  roots: tuple[Path, ...] = (),
-                 public_path: Callable[[str], str] = lambda p: Path(p).name):
+                 public_path: Callable[[str], str] = lambda p: Path(p).name,
+                 poll_s: float = POLL_S):
         self.library = library
+        self.jobs = library.jobs
         self.upload_dir = upload_dir
         self.roots = roots
         self.public_path = public_path
+        self.poll_s = poll_s
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._jobs: dict[str, Job] = {}
+        self._waiting: set[str] = set()  # in this process's queue
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._work, name=f"framedex-job-{i}",
                                           daemon=True) for i in range(workers)]
+        self._poller = threading.Thread(target=self._poll, name="framedex-job-poll",
+                                        daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover unfinished jobs, sweep orphan uploads, then start the workers."""
+        """Fail jobs interrupted too often, sweep orphan uploads, then start the workers and
+        the poller."""
         self.recover()
         self.sweep_uploads()
         for t in self._threads:
             t.start()
+        self._poller.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the workers to exit. A job still running stays ``running`` in the store and is
-        recovered on the next start (an index run cannot be interrupted half-way)."""
+        run again by the next worker that finds its lease expired (an index run cannot be
+        interrupted half-way)."""
+        self._stop.set()
         for _ in self._threads:
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-
-    def _rows(self) -> list[dict[str, Any]]:
-        return self.library.job_rows()
+        for t in (*self._threads, self._poller):
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.monotonic()))
+        self.jobs.flush()
 
     def recover(self) -> list[Job]:
-        """Re-queue (or give up) the jobs left ``queued``/``running``. Returns them."""
-        rows = sorted(self._rows(), key=lambda r: r["created_at"])
-        recovered = []
-        for row in rows:
-            job = Job.from_row(row)
-            if job.status not in ("queued", "running"):
+        """Queue the unfinished jobs this machine may run (a worker runs each one nobody holds);
+        fail those interrupted :data:`MAX_ATTEMPTS` times. Returns them."""
+        found = []
+        for job in self.jobs.unfinished():
+            with self._lock:
+                waiting = job.job_id in self._waiting
+            if waiting or not self._ours(job):
                 continue
-            if job.attempts >= MAX_ATTEMPTS:
-                job.status = "failed"
-                job.error = (f"interrupted {job.attempts} times (the server stopped while this "
-                             "job was running); giving up: submit it again")
-                self._save(job)
-                self._cleanup_upload(job)
+            if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
+                lease = self.jobs.claim(job.job_id)
+                if lease is None:
+                    continue
+                with lease:
+                    job.status = "failed"
+                    job.error = (f"interrupted {job.attempts} times (the server stopped while "
+                                 "this job was running); giving up: submit it again")
+                    self.jobs.save(job, durable=True)
+                    self._cleanup_upload(job)
             else:
-                job.status, job.progress = "queued", 0.0
-                self._save(job)
-                self._queue.put(job.job_id)
-            recovered.append(job)
-        if recovered:
-            log.warning("recovered %d unfinished ingest job(s)", len(recovered))
-        return recovered
+                self._enqueue(job.job_id)
+            found.append(job)
+        return found
 
     def sweep_uploads(self) -> list[Path]:
         """Delete upload files no video and no unfinished job refers to (older than
@@ -172,7 +155,7 @@ class JobManager:
         if self.upload_dir is None or not self.upload_dir.is_dir():
             return []
         keep = {str(Path(v.path)) for v in self.library.videos()}
-        keep |= {r["path"] for r in self._rows() if r["status"] in ("queued", "running")}
+        keep |= {j.path for j in self.jobs.unfinished()}
         cutoff = time.time() - SWEEP_MIN_AGE_S
         swept = []
         for f in self.upload_dir.iterdir():
@@ -190,56 +173,83 @@ class JobManager:
 
     def submit(self, source: str, path: str, params: dict[str, Any],
                job_id: str | None = None) -> Job:
-        """Persist a new queued job and hand it to a worker."""
+        """Persist a new queued job (before answering) and hand it to a worker."""
         job = Job(job_id=job_id or new_job_id(), source=source, path=path,
-                  params={**params, **file_identity(path)})
-        self._save(job)
-        self._queue.put(job.job_id)
+                  params={**params, **file_identity(path), "host": HOST})
+        self.jobs.save(job, durable=True)
+        self._enqueue(job.job_id)
         return job
 
     def get(self, job_id: str) -> Job:
-        """The job with this id (from memory, else from the store).
+        """The job with this id, as this replica knows it newest.
 
         Raises:
             NotFoundError: no such job.
         """
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is not None:
-            return job
-        for row in self._rows():
-            if row["job_id"] == job_id:
-                return Job.from_row(row)
-        raise NotFoundError(f"no job {job_id[:64]!r}: job ids are returned by POST /v1/videos")
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id[:64]!r}: job ids are returned by "
+                                "POST /v1/videos")
+        return job
 
-    def list(self, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-        """Jobs, newest first, and the total count."""
-        rows = sorted(self._rows(), key=lambda r: r["created_at"], reverse=True)
-        with self._lock:
-            jobs = [self._jobs.get(r["job_id"]) or Job.from_row(r) for r in rows]
-        return jobs[offset: offset + limit], len(jobs)
+    def list(self, limit: int = 50, offset: int = 0, where: JobFilter | None = None
+             ) -> tuple[list[Job], int]:
+        """Jobs, newest first, and the total count (of those matching ``where``)."""
+        return self.jobs.page(limit, offset, where)
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _save(self, job: Job) -> None:
-        job.updated_at = now_utc()
+    def _ours(self, job: Job) -> bool:
+        """A job this machine can run: accepted here (or by a version that did not record
+        where)."""
+        return job.params.get("host", HOST) == HOST
+
+    def _enqueue(self, job_id: str) -> None:
         with self._lock:
-            self._jobs[job.job_id] = job
-        self.library.save_job_rows([job.to_row()])
+            if job_id in self._waiting:
+                return
+            self._waiting.add(job_id)
+        self._queue.put(job_id)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.recover()
+            except Exception:  # the store may be away for a moment; look again later
+                log.warning("could not look for ingest jobs", exc_info=True)
 
     def _work(self) -> None:
         while True:
             item = self._queue.get()
             if item is _STOP:
                 return
+            with self._lock:
+                self._waiting.discard(item)
             try:
-                self._run(self._jobs[item])
+                self._claim_and_run(item)
             except Exception:  # a worker must survive anything a job does
                 log.exception("ingest job %s crashed", item)
 
+    def _claim_and_run(self, job_id: str) -> None:
+        lease = self.jobs.claim(job_id)
+        if lease is None:  # another worker (of some replica) runs it
+            return
+        with lease:
+            job = self.jobs.get(job_id)
+            if job is None or job.status not in ("queued", "running"):
+                return  # done meanwhile, or expired
+            if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
+                job.status = "failed"
+                job.error = (f"interrupted {job.attempts} times (the server stopped while "
+                             "this job was running); giving up: submit it again")
+                self.jobs.save(job, durable=True)
+                self._cleanup_upload(job)
+                return
+            self._run(job)
+
     def _run(self, job: Job) -> None:
         job.status, job.attempts, job.progress, job.error = "running", job.attempts + 1, 0.0, None
-        self._save(job)
+        self.jobs.save(job, durable=True)
         last = [time.monotonic()]
 
         def progress(path: str, done: int, expected: int) -> None:
@@ -247,7 +257,7 @@ class JobManager:
             job.progress = min(0.99, done / max(1, expected))
             if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
                 last[0] = time.monotonic()
-                self._save(job)
+                self.jobs.save(job)
 
         outcome = None
         try:
@@ -268,14 +278,14 @@ class JobManager:
             job.status = "failed"
             if outcome is not None:
                 job.error = self._public_error(job, outcome.error or "indexing failed")
-        self._save(job)
+        self.jobs.save(job, durable=True)
         self._cleanup_upload(job)
 
     def _join_collection(self, job: Job, video_id: str | None) -> None:
         """Put the indexed video in the collection the job names (``params["collection"]``,
-        a Twelve Labs index) before the job is marked done (the in-memory job is what readers
-        see), so a client that sees the job done sees the membership too; a crash in between
-        re-runs the job, which then finds the video unchanged and adds it."""
+        a Twelve Labs index) before the job is marked done, so a client that sees the job done
+        sees the membership too; a crash in between re-runs the job, which then finds the
+        video unchanged and adds it."""
         collection = job.params.get("collection")
         if not collection or not video_id:
             return

@@ -147,10 +147,11 @@ def open_library(db: str, *, model: str | None = None, device: str = "auto",
                  sampler: str | None = None, must_exist: bool = True,
                  log_queries: bool = True) -> Library:
     """The library at ``db``. Read-only commands refuse a missing store (``must_exist``)."""
-    from framedex.library import Library
+    from framedex.library import Library, lease_ttl_from_env
 
     lib = Library(db, model=model, device=device, default_sampler=sampler,
-                  must_exist=must_exist, log_queries=log_queries)
+                  must_exist=must_exist, log_queries=log_queries,
+                  lease_ttl=lease_ttl_from_env())
     opened = _OPENED.get()
     if opened is not None:  # the query log is written when the command ends, after its output
         opened.append(lib)

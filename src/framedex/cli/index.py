@@ -84,6 +84,8 @@ def index(
         emit(report.to_json())
     else:
         _print_report(report)
+    for warning in report.warnings:  # upkeep after the commits: the videos are indexed
+        typer.echo(f"framedex: warning: {warning}", err=True)
     if not report.by_status("indexed") and not report.by_status("unchanged"):
         if not report.outcomes:
             typer.echo("framedex: error: no video files found in the given paths", err=True)
@@ -191,6 +193,8 @@ def optimize(
                         keep_versions=timedelta(minutes=keep_versions_minutes))
     if as_json:
         emit(info)
+    elif "skipped" in info:
+        typer.echo(f"nothing done: {info['skipped']} (it does the same work)")
     else:
         mb = 1 << 20
         typer.echo(f"{info['bytes_before'] / mb:.1f} MB -> {info['bytes_after'] / mb:.1f} MB in "

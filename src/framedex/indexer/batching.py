@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from framedex.store import Store
+from framedex.store.base import SegmentArrays
 
 #: Put on the frame queue to end the encode loop.
 STOP = ("stop",)
@@ -223,6 +224,8 @@ class ChunkWriter:
         self._pending_rows = 0
         self._seg_sum: dict[int, np.ndarray] = {}
         self._seg_n: dict[int, int] = {}
+        #: The segments :meth:`finish` wrote (None before, or when there were none).
+        self.segments: SegmentArrays | None = None
 
     def add(self, frame_idx: np.ndarray, pts_sec: np.ndarray, vectors: np.ndarray) -> None:
         """Frames in time order, with their vectors."""
@@ -253,7 +256,8 @@ class ChunkWriter:
         self._pending, self._pending_rows = [], 0
 
     def finish(self) -> int:
-        """Write what is pending and the segments; return the frame count."""
+        """Write what is pending and the segments; return the frame count (the segments
+        written are kept in :attr:`segments` for the video's ``video_vectors`` row)."""
         self._flush()
         if self._seg_sum:
             keys = np.array(sorted(self._seg_sum), dtype=np.int64)
@@ -263,6 +267,8 @@ class ChunkWriter:
                                                              self.duration))
             counts = np.array([self._seg_n[k] for k in keys], dtype=np.int32)
             self.store.add_segments(self.video_id, self.generation, starts, ends, counts, vecs)
+            self.segments = SegmentArrays(self.video_id, starts, ends, ["fixed"] * len(starts),
+                                          vecs)
         return self.count
 
 

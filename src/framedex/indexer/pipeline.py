@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from framedex.errors import check
+from framedex.errors import FramedexError, check
 from framedex.store import Store
 
 log = logging.getLogger(__name__)
@@ -133,18 +133,28 @@ class IndexOutcome:
 
 @dataclass
 class IndexReport:
-    """Outcomes of one index run, grouped as the CLI prints them."""
+    """Outcomes of one index run, grouped as the CLI prints them.
+
+    Attributes:
+        warnings: what went wrong after the videos were committed (the store's upkeep): the
+            videos are indexed and live; the upkeep runs again later.
+    """
 
     outcomes: list[IndexOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def by_status(self, status: str) -> list[IndexOutcome]:
         """Outcomes with this status."""
         return [o for o in self.outcomes if o.status == status]
 
-    def to_json(self) -> dict[str, list[dict[str, Any]]]:
-        """``{"indexed": [...], "unchanged": [...], "failed": [...]}``."""
-        return {s: [o.summary() for o in self.by_status(s)]
-                for s in ("indexed", "unchanged", "failed")}
+    def to_json(self) -> dict[str, Any]:
+        """``{"indexed": [...], "unchanged": [...], "failed": [...]}`` (and ``"warnings"``
+        when there are some)."""
+        out: dict[str, Any] = {s: [o.summary() for o in self.by_status(s)]
+                               for s in ("indexed", "unchanged", "failed")}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[IndexOutcome]]:
@@ -227,7 +237,8 @@ class Indexer:
         for outcome in missing:
             if on_file:
                 on_file(outcome)
-        report.outcomes.extend(self._run(files, metadata, progress, on_file, optimize=True))
+        report.outcomes.extend(self._run(files, metadata, progress, on_file))
+        report.warnings.extend(settle(self.store, report.outcomes))
         return report
 
     def index_file(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
@@ -251,8 +262,7 @@ class Indexer:
 
     def _run(self, files: list[Path], metadata: dict[str, Any] | None,
              progress: ProgressFn | None, on_file: Callable[[IndexOutcome], None] | None,
-             read_from: dict[str, str] | None = None, optimize: bool = False
-             ) -> list[IndexOutcome]:
+             read_from: dict[str, str] | None = None) -> list[IndexOutcome]:
         from framedex.indexer.run import IndexRun
 
         if not files:
@@ -261,15 +271,29 @@ class Indexer:
         with self.store.writing():
             outcomes = run.run(files)
         self.last_run = run.stats
-        if optimize:
-            settle(self.store, outcomes)
         return outcomes
 
 
-def settle(store: Store, outcomes: list[IndexOutcome]) -> None:
-    """After a run that indexed something (its writer lock released): build the scalar
-    indexes once, compact what the run appended, and delete the files nobody committed (a
-    killed run's leftovers, when no other writer is active)."""
-    if any(o.status == "indexed" for o in outcomes):
+def settle(store: Store, outcomes: list[IndexOutcome]) -> list[str]:
+    """After a run that indexed something (its writer lease released): build the scalar
+    indexes once, compact what the run appended, sweep what dead writers left, and delete the
+    files nobody committed (when no other writer is active).
+
+    The videos are committed and live by now, so a failure here (a full disk, an unreachable
+    object store) is a warning, never a failed run: the upkeep runs again after the next run,
+    on the server's timer, or with ``framedex optimize``.
+
+    Returns:
+        the warnings (one line each).
+    """
+    if not any(o.status == "indexed" for o in outcomes):
+        return []
+    try:
         store.ensure_scalar_indexes()
-        store.optimize(tables=("videos", "frames", "segments", "video_paths", "video_vectors"))
+        store.optimize(tables=("videos", "frames", "segments", "video_paths", "video_vectors"),
+                       deep=False)
+    except (FramedexError, OSError) as ex:
+        log.warning("store upkeep after indexing failed: %s", ex)
+        return [f"the videos are indexed, but the store's upkeep failed ({ex}); it runs "
+                "again after the next index run, or run `framedex optimize`"]
+    return []

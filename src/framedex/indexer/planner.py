@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from framedex.indexer.pipeline import IndexOptions, IndexOutcome
     from framedex.indexer.run import IndexRun
     from framedex.store import Store
+    from framedex.store.base import SegmentArrays
     from framedex.store.locks import Claim
     from framedex.store.schema import VideoRecord
 
@@ -168,11 +169,16 @@ def decode_cost(prep: Prepared, index_fps: float) -> float:
 
 @dataclass
 class Admitted:
-    """A planned file the run may index: claimed, and begun in the store."""
+    """A planned file the run may index: claimed, and begun in the store.
+
+    Attributes:
+        replaced: the live record this run's commit will replace (a re-index), else None.
+    """
 
     prep: Prepared
     claim: Claim
     generation: int
+    replaced: VideoRecord | None = None
 
 
 def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wait: bool
@@ -182,8 +188,8 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
 
     Returns:
         :class:`Admitted` (the caller releases the claim); an outcome (``failed``: it could
-        not be read or scanned; ``unchanged``: it is indexed at this rate, and this path is
-        recorded); or None when another writer holds its claim and ``wait`` is False.
+        not be read or scanned; ``unchanged``: it is indexed at this rate); or None when
+        another writer holds its claim and ``wait`` is False.
     """
     from framedex.indexer.pipeline import IndexOutcome
 
@@ -197,7 +203,8 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
     try:
         existing = store.get_video(vid)
         if existing is not None and existing.index_fps == opts.index_fps:
-            store.add_path(prep.path, vid)
+            if existing.path != prep.path:
+                store.add_path(prep.path, vid)  # this path finds it too
             claim.release()
             return IndexOutcome(prep.path, "unchanged", vid, existing.num_frames,
                                 existing.num_indexed, existing.duration)
@@ -206,14 +213,14 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
             if prep.error is not None:
                 claim.release()
                 return IndexOutcome(prep.path, "failed", error=prep.error)
-        generation = store.begin_video(vid)  # drops leftovers of a killed run
+        generation = store.begin_video(claim)  # drops what a dead writer of it left
     except FramedexError as ex:
         claim.release()
         return IndexOutcome(prep.path, "failed", error=str(ex))
     except BaseException:
         claim.release()
         raise
-    return Admitted(prep, claim, generation)
+    return Admitted(prep, claim, generation, existing)
 
 
 def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str,
@@ -236,27 +243,35 @@ def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str
     )
 
 
-def commit_finished(store: Store, claim: Claim, generation: int,
-                    build: Callable[[], VideoRecord], abort: Callable[[], None]
-                    ) -> VideoRecord | str:
+def commit_finished(store: Store, admitted: Admitted, build: Callable[[], VideoRecord],
+                    segments: Callable[[], SegmentArrays | None],
+                    abort: Callable[[], None]) -> VideoRecord | str:
     """The writer's side of finishing a video (every engine's driver does this): build its
-    ``videos`` row, commit it (the one-commit swap that makes this generation the visible one),
-    retire the older generations and release the claim.
+    ``videos`` row, check the claim is still held, commit (the one-commit swap that makes this
+    generation the visible one), retire the generation it replaced and release the claim.
+
+    Args:
+        admitted: the video, as :func:`admit` began it.
+        build: makes the ``videos`` row (may raise a FramedexError: a short read).
+        segments: the video's segments, in memory (for its ``video_vectors`` row).
+        abort: drops the generation and releases the claim.
 
     Returns:
-        The committed record; or, when building or committing raised a FramedexError, its
-        message, after ``abort`` dropped the generation and released the claim. Any other
-        exception also aborts, and propagates.
+        The committed record; or, when building or committing raised a FramedexError (a
+        claim lost while this writer stalled included), its message, after ``abort``. Any
+        other exception also aborts, and propagates.
     """
+    claim = admitted.claim
     try:
         record = build()
-        store.commit_video(record)  # the swap: one commit
+        claim.check()  # a writer that stalled past its lease must not commit over another
+        store.commit_video(record, segments(), admitted.replaced)  # the swap: one commit
     except FramedexError as ex:
         abort()
         return str(ex)
     except BaseException:
         abort()
         raise
-    store.retire_generations(record.video_id, keep=generation)
+    store.retire_generation(record.video_id, claim.replaces)
     claim.release()
     return record

@@ -207,7 +207,7 @@ class RayEngine(IndexEngine):
             run = RayRun(self._store, self._encoder, self.options, metadata, progress, on_file)
             report.outcomes.extend(run.run(files))
             self.stats.update(run.stats)
-            settle(self._store, report.outcomes)
+            report.warnings.extend(settle(self._store, report.outcomes))
         return report
 
 
@@ -216,9 +216,7 @@ class _Video:
     """A video in flight: claimed, begun, cut into units; its staged fragments so far."""
 
     key: int
-    prep: Prepared
-    claim: Claim
-    generation: int
+    admitted: Admitted
     units: int
     expected: int
     t0: float = field(default_factory=time.perf_counter)
@@ -226,6 +224,19 @@ class _Video:
     units_done: int = 0
     frames_frags: list[str] = field(default_factory=list)
     segments_frags: list[str] = field(default_factory=list)
+    segments: list[bytes] = field(default_factory=list)  # ray_stages.pack_segments
+
+    @property
+    def prep(self) -> Prepared:
+        return self.admitted.prep
+
+    @property
+    def claim(self) -> Claim:
+        return self.admitted.claim
+
+    @property
+    def generation(self) -> int:
+        return self.admitted.generation
 
 
 class RayRun:
@@ -356,8 +367,7 @@ class RayRun:
             write_plans[key] = stages.WritePlan(
                 prep.video_id or "", a.generation, seg_keys,
                 segments_end(seg_keys, opts.segment_sec, float(prep.info.duration)))
-            self.videos[key] = _Video(key, prep, a.claim, a.generation, len(parts),
-                                      len(prep.grid))
+            self.videos[key] = _Video(key, a, len(parts), len(prep.grid))
         return units, decode_plans, write_plans
 
     def _pipeline(self, units: list[dict[str, Any]], decode_plans: dict,
@@ -416,6 +426,7 @@ class RayRun:
             video.units_done += int(row["units"])
             video.frames_frags += json.loads(row["frames_frags"])
             video.segments_frags += json.loads(row["segments_frags"])
+            video.segments.append(row["segments"])
             if self.progress and row["frames"]:
                 self.progress(video.prep.path, video.frames, video.expected)
             if video.units_done == video.units:
@@ -448,14 +459,16 @@ class RayRun:
     def _commit_video(self, video: _Video) -> None:
         from framedex.indexer.pipeline import IndexOutcome
         from framedex.indexer.planner import commit_finished, video_record
+        from framedex.indexer.ray_stages import unpack_segments
 
         prep = video.prep
         del self.videos[video.key]
         done = commit_finished(
-            self.store, video.claim, video.generation,
+            self.store, video.admitted,
             lambda: video_record(prep, video.generation, video.frames,
                                  getattr(prep.decoder, "name", prep.info.decoder), self.opts,
                                  self.encoder.identity["model"], self.metadata),
+            lambda: unpack_segments(prep.video_id or "", video.segments),
             abort=lambda: self._cleanup(video))
         if isinstance(done, str):
             self._outcome(prep.order, IndexOutcome(prep.path, "failed", error=done))

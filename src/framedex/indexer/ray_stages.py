@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from framedex.indexer.decode.base import VideoDecoder
     from framedex.indexer.pipeline import IndexOptions
     from framedex.store import Store
+    from framedex.store.base import SegmentArrays
 
 _STORES: dict[tuple[str, str], Store] = {}
 _STORES_LOCK = threading.Lock()
@@ -244,7 +245,9 @@ def write_windows(batch: dict[str, np.ndarray], *, store: StoreRef,
 
     Returns:
         one row per video: ``key``, ``frames`` written, ``units`` finished, ``error`` (a
-        decoder's message), and the staged ``frames_frags`` / ``segments_frags`` (JSON lists).
+        decoder's message), the staged ``frames_frags`` / ``segments_frags`` (JSON lists),
+        and ``segments``: the pooled segments written (:func:`pack_segments`), from which the
+        driver builds the video's ``video_vectors`` row without reading them back.
     """
     import pyarrow as pa
 
@@ -254,12 +257,12 @@ def write_windows(batch: dict[str, np.ndarray], *, store: StoreRef,
     for i, key in enumerate(batch["key"]):
         rows_of.setdefault(int(key), []).append(i)
     out: dict[str, list[Any]] = {"key": [], "frames": [], "units": [], "error": [],
-                                 "frames_frags": [], "segments_frags": []}
+                                 "frames_frags": [], "segments_frags": [], "segments": []}
 
     def emit(key: int, frames: int, units: int, error: str, ff: list[str],
-             sf: list[str]) -> None:
+             sf: list[str], seg: bytes = b"") -> None:
         for name, value in zip(out, (key, frames, units, error, json.dumps(ff),
-                                     json.dumps(sf)), strict=True):
+                                     json.dumps(sf), seg), strict=True):
             out[name].append(value)
 
     for key, rows in rows_of.items():
@@ -281,5 +284,35 @@ def write_windows(batch: dict[str, np.ndarray], *, store: StoreRef,
                                               plan.seg_end)
         segments = st.stage_segments(plan.video_id, plan.generation, ranks, starts, ends,
                                      np.array([len(v) for v in vectors], np.int32), pooled)
-        emit(key, sum(len(v) for v in vectors), units, "", frames, segments)
+        emit(key, sum(len(v) for v in vectors), units, "", frames, segments,
+             pack_segments(ranks, starts, ends, pooled))
     return pa.table(out)
+
+
+def pack_segments(ranks: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                  vectors: np.ndarray) -> bytes:
+    """Segments as bytes for the trip to the driver (``.npz``)."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, ranks=np.asarray(ranks, np.int64), starts=np.asarray(starts, np.float64),
+             ends=np.asarray(ends, np.float64), vectors=np.asarray(vectors, np.float32))
+    return buf.getvalue()
+
+
+def unpack_segments(video_id: str, parts: list[bytes]) -> SegmentArrays | None:
+    """The video's segments from the write tasks' :func:`pack_segments`, in time order
+    (None when there are none)."""
+    import io
+
+    from framedex.store.base import SegmentArrays
+
+    loaded = [np.load(io.BytesIO(p)) for p in parts if p]
+    if not loaded:
+        return None
+    ranks = np.concatenate([z["ranks"] for z in loaded])
+    order = np.argsort(ranks, kind="stable")
+    starts = np.concatenate([z["starts"] for z in loaded])[order]
+    return SegmentArrays(video_id, starts, np.concatenate([z["ends"] for z in loaded])[order],
+                         ["fixed"] * len(starts),
+                         np.concatenate([z["vectors"] for z in loaded])[order])

@@ -14,7 +14,8 @@ encoder thread and the per-video reassembly.
 
 The write protocol of ``store/base.py`` is unchanged per video: claim, ``begin_video``, frames
 and segments under the new generation (invisible), ``commit_video`` last, then
-``retire_generations``; any failure before the commit calls ``abort_video``. A kill at any
+``retire_generation`` of the one it replaced; any failure before the commit calls
+``abort_video``. A kill at any
 moment leaves only committed videos visible, and a re-run redoes the rest.
 """
 
@@ -71,14 +72,24 @@ class _Video:
     """A video in flight: claimed, begun in the store, cut into units."""
 
     key: int
-    prep: Prepared
-    claim: Claim
-    generation: int
+    admitted: Admitted
     assembly: VideoAssembly
     units: deque[WorkUnit]
     expected: int
     backends: set[str] = field(default_factory=set)
     workers: set[int] = field(default_factory=set)
+
+    @property
+    def prep(self) -> Prepared:
+        return self.admitted.prep
+
+    @property
+    def claim(self) -> Claim:
+        return self.admitted.claim
+
+    @property
+    def generation(self) -> int:
+        return self.admitted.generation
 
 
 class IndexRun:
@@ -171,11 +182,12 @@ class IndexRun:
         if got is None:  # another writer is indexing this content right now
             deferred.append((prep.order, Path(prep.path)))
         elif isinstance(got, Admitted):
-            self._start_video(got.prep, got.claim, got.generation)
+            self._start_video(got)
         else:
             self._finish_outcome(prep.order, got)
 
-    def _start_video(self, prep: Prepared, claim: Claim, generation: int) -> None:
+    def _start_video(self, admitted: Admitted) -> None:
+        prep, generation = admitted.prep, admitted.generation
         assert prep.grid is not None and prep.info is not None and prep.decoder is not None
         assert prep.keyframes is not None and prep.grid_pts is not None
         key = self._keys = self._keys + 1
@@ -192,8 +204,8 @@ class IndexRun:
         source = portable_source(prep.source)
         units = deque(WorkUnit(key, i, source, prep.decoder, part, side)
                       for i, part in enumerate(parts))
-        video = _Video(key, prep, claim, generation, VideoAssembly(writer, len(parts), pts_of),
-                       units, len(prep.grid))
+        video = _Video(key, admitted, VideoAssembly(writer, len(parts), pts_of), units,
+                       len(prep.grid))
         self.videos[key] = video
         self.ready.extend(units)
         if self.pool is None:
@@ -351,7 +363,8 @@ class IndexRun:
                                 "+".join(sorted(video.backends)) or info.decoder, self.opts,
                                 self.encoder.identity["model"], self.metadata)
 
-        done = commit_finished(self.store, video.claim, video.generation, record,
+        done = commit_finished(self.store, video.admitted, record,
+                               lambda: video.assembly.writer.segments,
                                abort=lambda: self._cleanup(video))
         if isinstance(done, str):
             self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed", error=done))

@@ -26,13 +26,26 @@ from framedex.store.schema import AssetRecord as AssetRecord
 from framedex.store.schema import IndexRecord as IndexRecord
 from framedex.store.schema import MemberRecord as MemberRecord
 from framedex.store.schema import VideoRecord as VideoRecord
+from framedex.store.jobs import Job as Job
+from framedex.store.jobs import JobFilter as JobFilter
+from framedex.store.jobs import JobStore as JobStore
+from framedex.store.leases import lease_ttl_from_env as lease_ttl_from_env
+from framedex.store.tables import is_missing_file as is_missing_file
 
 
 def open_store(uri: str | os.PathLike, *,
-               storage_options: Mapping[str, str] | None = None) -> Store:
+               storage_options: Mapping[str, str] | None = None,
+               lease_ttl: float | None = None, consistency_s: float | None = None) -> Store:
     """Open the store at ``uri`` (a folder, created on the first write, or an object-store URI).
+
+    Args:
+        storage_options: object-store settings (credentials, endpoint, region).
+        lease_ttl: seconds a writer's claim lives without a heartbeat (None: 30 s).
+        consistency_s: how stale reads may be, in seconds (None: 0 locally, 1 s on object
+            storage).
 
     Raises:
         ConfigError / StoreError: an unusable location.
     """
-    return LanceStore(uri, storage_options=storage_options)
+    return LanceStore(uri, storage_options=storage_options, lease_ttl=lease_ttl,
+                      consistency_s=consistency_s)

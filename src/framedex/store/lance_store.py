@@ -15,6 +15,7 @@ Concurrent writers claim a content id before indexing it (``store/locks.py``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -23,12 +24,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from framedex.errors import (
+    BusyError,
     ConfigError,
     EmptyLibraryError,
     EncoderMismatchError,
@@ -42,6 +44,7 @@ from framedex.store.locks import Claim, StoreLocks
 from framedex.store.schema import (
     ASSETS_SCHEMA,
     ENCODER_KEY,
+    GENERATION_TABLES,
     INDEX_MEMBERS_SCHEMA,
     INDEXES_SCHEMA,
     JOBS_SCHEMA,
@@ -59,8 +62,12 @@ from framedex.store.schema import (
     now_utc,
     segment_rows,
     segments_schema,
+    sql_str,
 )
-from framedex.store.tables import LanceTables
+from framedex.store.tables import LanceTables, retry_conflicts
+
+if TYPE_CHECKING:
+    from framedex.store.jobs import JobStore
 
 #: Identity fields that must match for a query or an index run to use the store.
 IDENTITY_FIELDS = ("model", "pretrained", "weights_digest", "dim")
@@ -72,16 +79,11 @@ SMALL_TABLES: dict[str, pa.Schema] = {
     "index_members": INDEX_MEMBERS_SCHEMA, "assets": ASSETS_SCHEMA,
 }
 
-#: Tables holding rows per (video, generation): written before the commit, swept after it.
-GENERATION_TABLES = ("frames", "segments", multivector.TABLE)
+#: The key column each table is read by (a BTREE index on it).
+SCALAR_KEYS = {"frames": "video_id", "segments": "video_id", "jobs": "job_id"}
 
 #: Shortest id prefix accepted as a video reference (ids are 20 hex characters).
 MIN_PREFIX = 4
-
-
-def sql_str(value: str) -> str:
-    """``value`` as a quoted SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def column_vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -111,15 +113,19 @@ class LanceStore:
     """
 
     def __init__(self, uri: str | os.PathLike, *,
-                 storage_options: Mapping[str, str] | None = None):
+                 storage_options: Mapping[str, str] | None = None,
+                 lease_ttl: float | None = None, consistency_s: float | None = None):
         self.location = StoreLocation.parse(uri)
         self.uri = self.location.uri
-        self.locks = StoreLocks(self.location.path, self.uri)
+        self.locks = StoreLocks(self.location, storage_options, ttl=lease_ttl)
+        self._consistency_s = consistency_s
+        self._jobs: JobStore | None = None
         self._open_handles(storage_options)
 
     def _open_handles(self, storage_options: Mapping[str, str] | None) -> None:
         """The table handles and the caches derived from them (all empty until used)."""
-        self.tables = LanceTables(self.location, storage_options)
+        self.tables = LanceTables(self.location, storage_options,
+                                  consistency_s=self._consistency_s)
         self._identity: dict[str, Any] | None = None
         self._migrated = False
         # The videos table is small and read on every query: keep it in memory, keyed by the
@@ -397,24 +403,37 @@ class LanceStore:
         self.location.remove_if_empty([p for p in made if p != path])  # its new parents
         return True
 
-    def claim(self, video_id: str, *, wait: bool) -> Claim | None:
+    def claim(self, video_id: str, *, wait: bool, timeout: float | None = None
+              ) -> Claim | None:
         """Claim ``video_id`` for writing (see ``store/locks.py``); None when it is taken and
-        ``wait`` is False."""
-        return self.locks.claim(video_id, wait=wait)
+        ``wait`` is False (or ``timeout`` passed).
+
+        Reads after the claim see everything its previous holder committed (the next read of
+        each table looks up its newest version, whatever ``consistency_s`` is).
+        """
+        claim = self.locks.claim(video_id, wait=wait, timeout=timeout)
+        if claim is not None:
+            self.tables.refresh()
+        return claim
 
     def writing(self) -> AbstractContextManager[None]:
         """Context of a writer: orphan sweeps wait until no writer is inside one."""
         return self.locks.writer()
 
-    def begin_video(self, video_id: str) -> int:
-        """Start writing ``video_id`` (the caller holds its claim): drop the rows a killed run
-        left, and return the new generation to write under."""
-        live = self.get_video(video_id)
-        keep = f" AND generation != {int(live.generation)}" if live is not None else ""
-        where = f"video_id = {sql_str(video_id)}{keep}"
-        for name in GENERATION_TABLES:
-            self.tables.delete(name, where)
-        return new_generation()
+    def begin_video(self, claim: Claim) -> int:
+        """Start writing ``claim.video_id`` (the caller holds the claim): drop the rows a
+        writer that died holding this claim left (the generation its lease recorded, unless
+        that one is live), record the new generation in the claim, and return it.
+
+        Nothing is deleted for a video nobody left rows of: a delete that matches nothing
+        still commits a version (a paid request series on object storage).
+        """
+        live = self.get_video(claim.video_id)
+        live_gen = None if live is None else int(live.generation)
+        dead = claim.dead_generation
+        if dead is not None and dead != live_gen:
+            self.abort_video(claim.video_id, dead)
+        return claim.begin(new_generation(), replaces=live_gen)
 
     def add_frames(self, video_id: str, generation: int, pos: np.ndarray,
                    frame_idx: np.ndarray, pts_sec: np.ndarray, vectors: np.ndarray) -> None:
@@ -477,50 +496,90 @@ class LanceStore:
             raise StoreError(f"no staged writes to table {name!r}: use frames or segments")
         self.tables.commit_staged(name, fragments)
 
-    def commit_video(self, record: VideoRecord) -> None:
+    def commit_video(self, record: VideoRecord, segments: SegmentArrays | None = None,
+                     replaced: VideoRecord | None = None) -> None:
         """Write the ``videos`` row: from here on ``record.generation`` is the live index.
 
-        The generation's ``video_vectors`` row (its segments as one multivector) is written
-        just before, so it is visible exactly when the video is.
+        The generation's ``video_vectors`` row (its segments as one multivector, built from
+        ``segments`` in memory) is written just before, so it is visible exactly when the
+        video is. ``replaced``, the record this one supersedes, keeps its path findable when
+        the path changed (``video_paths`` holds the other paths a content was seen at).
         """
-        multivector.write_video_vectors(self, record.video_id, record.generation)
+        if segments is not None:
+            multivector.write_video_vectors(self, record.video_id, record.generation,
+                                            segments)
         row = pa.Table.from_pylist([record.to_row()], schema=VIDEOS_SCHEMA)
         self.tables.upsert("videos", "video_id", row, VIDEOS_SCHEMA)
-        self.add_path(record.path, record.video_id)
+        if replaced is not None and replaced.path != record.path:
+            self.add_path(replaced.path, record.video_id)
 
-    def retire_generations(self, video_id: str, keep: int) -> None:
-        """Delete ``video_id``'s rows of every generation but ``keep`` (after a swap)."""
-        where = f"video_id = {sql_str(video_id)} AND generation != {int(keep)}"
+    def retire_generation(self, video_id: str, generation: int | None) -> None:
+        """Delete the rows of ``generation``, superseded by a commit (None: nothing)."""
+        if generation is None:
+            return
+        where = f"video_id = {sql_str(video_id)} AND generation = {int(generation)}"
         for name in GENERATION_TABLES:
             self.tables.delete(name, where)
 
     def abort_video(self, video_id: str, generation: int) -> None:
         """Delete the rows a failed run wrote under ``generation``."""
-        where = f"video_id = {sql_str(video_id)} AND generation = {int(generation)}"
-        for name in GENERATION_TABLES:
-            self.tables.delete(name, where)
+        self.retire_generation(video_id, generation)
 
     def delete_video(self, video_id: str) -> None:
         """Remove a video: its ``videos`` row first (it vanishes at once), then its rows.
 
         Raises:
             VideoNotFoundError: no such video.
+            BusyError: another writer holds the video (it is being indexed): try again.
         """
         if self.get_video(video_id) is None:
             raise VideoNotFoundError(f"no indexed video {video_id[:200]!r} in {self.uri}")
-        claim = self.claim(video_id, wait=True)
-        assert claim is not None  # wait=True blocks until it is ours
+        claim = self.claim(video_id, wait=False)
+        if claim is None:
+            raise BusyError(f"video {video_id} is being indexed right now: delete it when "
+                            "that is done")
         with claim, self.writing():
+            if self.get_video(video_id) is None:  # deleted meanwhile by another process
+                return
             where = f"video_id = {sql_str(video_id)}"
             self.tables.delete("videos", where)
             for name in (*GENERATION_TABLES, "video_paths", "index_members"):
                 self.tables.delete(name, where)
 
     def add_path(self, path: str, video_id: str) -> None:
-        """Remember that ``path`` holds ``video_id``'s content (any such path finds it)."""
+        """Remember that ``path`` holds ``video_id``'s content (any such path finds it); no
+        commit when it is already recorded."""
+        known = self.tables.read("video_paths", ["video_id"], f"path = {sql_str(path)}",
+                                 VIDEO_PATHS_SCHEMA)
+        if known.column("video_id").to_pylist() == [video_id]:
+            return
         row = pa.Table.from_pylist([{"path": path, "video_id": video_id, "seen_at": now_utc()}],
                                    schema=VIDEO_PATHS_SCHEMA)
         self.tables.upsert("video_paths", "path", row, VIDEO_PATHS_SCHEMA)
+
+    @property
+    def jobs(self) -> JobStore:
+        """The ingest jobs kept in this store (``store/jobs.py``)."""
+        if self._jobs is None:
+            from framedex.store.jobs import JobStore
+
+            self._jobs = JobStore(self)
+        return self._jobs
+
+    def reopen(self) -> None:
+        """Drop every open handle and cache (the store was replaced under this process)."""
+        self.tables.reset()
+        self._identity = None
+        self._migrated = False
+        self._videos_cache = None
+        self._search_cache = ann.SearchCache()
+
+    def close(self) -> None:
+        """Write the job states that wait, and release the leases this process holds on the
+        store (claims, writer lease)."""
+        if self._jobs is not None:
+            self._jobs.close()
+        self.locks.close()
 
     # -- multivector search (video_vectors) ----------------------------------------------
 
@@ -679,25 +738,29 @@ class LanceStore:
         return ann.open_search_tables(frames, self.tables.snapshot("segments"), self.dim,
                                       self._search_cache)
 
-    def ensure_scalar_indexes(self) -> None:
-        """BTREE index on ``video_id`` so one video's rows are one indexed read.
+    def ensure_scalar_indexes(self, tables: Sequence[str] = ("frames", "segments")) -> None:
+        """BTREE indexes for one-key reads: ``video_id`` on frames and segments (all of one
+        video's rows), ``job_id`` on jobs.
 
         Built once; later appends are folded in by :meth:`optimize` (rows not yet indexed are
         still found, by a scan of the new fragments only).
         """
         from lancedb.index import BTree
 
-        for name in ("frames", "segments"):
+        for name in tables:
+            column = SCALAR_KEYS[name]
             ds = self.tables.snapshot(name)
-            if ds is None or ds.count_rows() == 0 or "video_id" in _indexed_columns(ds):
+            if ds is None or ds.count_rows() == 0 or column in _indexed_columns(ds):
                 continue
             with self.locks.maintenance():
+                self.tables.touched(name)
                 ds = self.tables.snapshot(name)  # another process may have built it meanwhile
-                if ds is None or "video_id" in _indexed_columns(ds):
+                if ds is None or column in _indexed_columns(ds):
                     continue
                 table = self.tables.table(name)
                 with store_io(self.location, "index"):
-                    table.create_index("video_id", config=BTree())
+                    retry_conflicts(functools.partial(table.create_index, column,
+                                                      config=BTree()), f"index {name}")
 
     def optimize(self, **options: Any) -> dict[str, Any]:
         """Compaction, index upkeep, retention, cleanup (``store.maintenance.optimize``)."""

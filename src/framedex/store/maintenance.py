@@ -4,9 +4,12 @@ Every Lance commit (an append, a job update, a flush of the query log) adds a ve
 version's manifest lists all fragments, and nothing is ever removed on its own. Without upkeep
 a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. ``optimize``:
 
-1. deletes query-log rows older than the retention (default 30 days);
-2. deletes rows of generations no ``videos`` row names (a killed or superseded index run),
-   but only for videos nobody is indexing right now (their claim is free), and writes the
+1. deletes query-log rows older than the retention (default 30 days), and finished ingest
+   jobs older than theirs (default 30 days);
+2. deletes the rows a writer that died left: the generation its expired claim recorded, unless
+   that one is live (``deep``: also every generation no ``videos`` row names, found by a scan
+   of the frames table, for rows older stores left without such a record), each under the
+   video's claim, so never the rows of a writer that is alive; and writes the
    ``video_vectors`` rows committed videos lack (stores indexed before that table existed);
 3. compacts small fragments, folds new rows into the indexes, and removes versions older than
    ``keep_versions`` (default 10 minutes: readers hold a version for milliseconds);
@@ -15,6 +18,9 @@ a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. `
    ``.tmp*`` files of a writer killed in the middle of writing one.
 
 It runs after every index run, on a timer in the server, and as ``framedex optimize``.
+One runs at a time per store (the ``maintenance`` lease): an optimize that finds another one
+running anywhere is a no-op (``skipped``), and compaction that loses a commit race to a
+writer retries (``store/tables.py``).
 
 Example::
 
@@ -28,8 +34,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import check
+from framedex.store.jobs import DEFAULT_JOB_RETENTION, expire_jobs
 from framedex.store.location import store_io
-from framedex.store.schema import now_utc
+from framedex.store.schema import GENERATION_TABLES, now_utc, sql_str
+from framedex.store.tables import retry_conflicts
 
 if TYPE_CHECKING:
     from framedex.store.lance_store import LanceStore
@@ -47,7 +55,8 @@ _TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
 
 def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
              keep_versions: timedelta | None = None, sweep_orphans: bool = True,
-             tables: tuple[str, ...] = _TABLES) -> dict[str, Any]:
+             tables: tuple[str, ...] = _TABLES, deep: bool = True,
+             job_retention: timedelta | None = None) -> dict[str, Any]:
     """Bound the store's disk use (see the module docstring).
 
     Args:
@@ -56,11 +65,15 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
         keep_versions: keep table versions this long (None: 10 minutes).
         sweep_orphans: also delete unreferenced data files when no writer is active.
         tables: the tables to compact.
+        deep: also scan the frames table for dead generations nobody's claim recorded.
+        job_retention: keep finished ingest jobs this long (None: 30 days).
 
     Returns:
-        ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``dead_videos_swept``,
+        ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``jobs_expired``,
+        ``dead_videos_swept``,
         ``orphans_swept`` (whether unreferenced files were deleted),
-        ``video_vectors_backfilled`` and ``seconds``.
+        ``video_vectors_backfilled`` and ``seconds``; or ``skipped`` (why) when another
+        optimize is running.
     """
     import time
 
@@ -68,21 +81,29 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
     keep_versions = DEFAULT_KEEP_VERSIONS if keep_versions is None else keep_versions
     check(log_retention >= timedelta(0), "log_retention", log_retention, "must be >= 0")
     check(keep_versions >= timedelta(0), "keep_versions", keep_versions, "must be >= 0")
+    job_retention = DEFAULT_JOB_RETENTION if job_retention is None else job_retention
+    check(job_retention >= timedelta(0), "job_retention", job_retention, "must be >= 0")
     t0 = time.perf_counter()
-    with store.locks.maintenance():
-        return _optimize(store, log_retention, keep_versions, sweep_orphans, tables, t0)
+    with store.locks.maintenance(wait=False) as held:
+        if not held:
+            return {"skipped": "another process is optimizing this store",
+                    "seconds": round(time.perf_counter() - t0, 3)}
+        return _optimize(store, log_retention, keep_versions, job_retention, sweep_orphans,
+                         tables, deep, t0)
 
 
 def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timedelta,
-              sweep_orphans: bool, tables: tuple[str, ...], t0: float) -> dict[str, Any]:
+              job_retention: timedelta, sweep_orphans: bool, tables: tuple[str, ...],
+              deep: bool, t0: float) -> dict[str, Any]:
     import time
 
     before = sum(store.disk_usage().values())
     deleted = _expire_log(store, log_retention)
-    swept = sweep_dead_generations(store)
+    expired = expire_jobs(store, job_retention) if "jobs" in tables else 0
+    swept = sweep_dead_generations(store, deep=deep)
     backfilled = store.backfill_video_vectors()
-    # Compaction and version cleanup are safe beside writers (Lance resolves the conflicts);
-    # deleting unreferenced files is not, so it needs the writer lock exclusively.
+    # Compaction and version cleanup are safe beside writers (a lost commit race is retried);
+    # deleting unreferenced files is not, so it needs the sweeper lease and no live writer.
     with store.locks.sweeper() as no_writer:
         orphans = sweep_orphans and no_writer
         for name in tables:
@@ -90,7 +111,8 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
             if orphans:
                 _sweep_partial_files(store, name)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
-            "log_rows_deleted": deleted, "dead_videos_swept": swept, "orphans_swept": orphans,
+            "log_rows_deleted": deleted, "jobs_expired": expired,
+            "dead_videos_swept": swept, "orphans_swept": orphans,
             "video_vectors_backfilled": backfilled,
             "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -116,39 +138,30 @@ def _sweep_partial_files(store: LanceStore, name: str) -> int:
 
 
 def _expire_log(store: LanceStore, retention: timedelta) -> int:
-    ds = store.tables.writable("query_log")
-    if ds is None:
-        return 0
     cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
-    where = f"ts < TIMESTAMP '{cutoff}'"
-    with store_io(store.location, "clean up"):
-        n = ds.count_rows(where)
-        if n:
-            ds.delete(where)
-    return int(n)
+    return store.tables.delete("query_log", f"ts < TIMESTAMP '{cutoff}'")
 
 
-def sweep_dead_generations(store: LanceStore) -> int:
+def sweep_dead_generations(store: LanceStore, *, deep: bool = False) -> int:
     """Delete rows of generations no ``videos`` row names, for videos nobody is writing.
+
+    The generations come from the claims dead writers left (each records the generation its
+    holder wrote); ``deep`` also scans the frames, segments and multivector tables for
+    (video, generation) pairs no ``videos`` row names. Each video is swept under its claim,
+    taken without waiting: a video a live writer holds is left alone.
 
     Returns:
         the number of videos whose dead rows were deleted.
     """
-    import numpy as np
-
-    live = {v.video_id: v.generation for v in store.list_videos()}
-    from framedex.store.lance_store import GENERATION_TABLES
-
-    dead: set[str] = set()
-    for name in GENERATION_TABLES:
-        data = store.tables.read(name, ["video_id", "generation"])
-        if data.num_rows == 0:
-            continue
-        # One row per (video, generation) first: millions of rows, a handful of pairs.
-        pairs = data.group_by(["video_id", "generation"]).aggregate([])
-        vids = pairs.column("video_id").to_pylist()
-        gens = np.asarray(pairs.column("generation").to_numpy(zero_copy_only=False))
-        dead.update(v for v, g in zip(vids, gens.tolist(), strict=True) if live.get(v) != g)
+    dead: dict[str, set[int] | None] = {}  # None: every generation but the live one
+    for vid, gen in store.locks.dead_claims():
+        dead.setdefault(vid, set())
+        if gen is not None and dead[vid] is not None:
+            dead[vid].add(gen)  # type: ignore[union-attr]
+    if deep:
+        live = {v.video_id: v.generation for v in store.list_videos()}
+        for vid in _unnamed_generations(store, live):
+            dead[vid] = None
     swept = 0
     for vid in sorted(dead):
         claim = store.claim(vid, wait=False)
@@ -156,18 +169,40 @@ def sweep_dead_generations(store: LanceStore) -> int:
             continue
         with claim, store.writing():
             record = store.get_video(vid)
-            if record is None:
-                from framedex.store.lance_store import sql_str
-
-                where = f"video_id = {sql_str(vid)}"
-                for name in GENERATION_TABLES:
-                    store.tables.delete(name, where)
+            live_gen = None if record is None else int(record.generation)
+            gens = dead[vid]
+            if claim.dead_generation is not None and gens is not None:
+                gens.add(claim.dead_generation)
+            if gens is None:
+                keep = "" if live_gen is None else f" AND generation != {live_gen}"
+                where = f"video_id = {sql_str(vid)}{keep}"
+                n = sum(store.tables.delete(name, where) for name in GENERATION_TABLES)
             else:
-                store.retire_generations(vid, keep=record.generation)
-        swept += 1
+                n = 0
+                for gen in sorted(g for g in gens if g != live_gen):
+                    where = f"video_id = {sql_str(vid)} AND generation = {int(gen)}"
+                    n += sum(store.tables.delete(name, where) for name in GENERATION_TABLES)
+        swept += bool(n)
     if swept:
         log.info("swept the dead rows of %d video(s)", swept)
     return swept
+
+
+def _unnamed_generations(store: LanceStore, live: dict[str, int]) -> set[str]:
+    """Videos with rows of a generation no ``videos`` row names (a full scan of the
+    generation columns: millions of rows, a handful of distinct pairs)."""
+    import numpy as np
+
+    out: set[str] = set()
+    for name in GENERATION_TABLES:
+        data = store.tables.read(name, ["video_id", "generation"])
+        if data.num_rows == 0:
+            continue
+        pairs = data.group_by(["video_id", "generation"]).aggregate([])
+        vids = pairs.column("video_id").to_pylist()
+        gens = np.asarray(pairs.column("generation").to_numpy(zero_copy_only=False))
+        out.update(v for v, g in zip(vids, gens.tolist(), strict=True) if live.get(v) != g)
+    return out
 
 
 def _compact(store: LanceStore, name: str, keep_versions: timedelta,
@@ -176,4 +211,6 @@ def _compact(store: LanceStore, name: str, keep_versions: timedelta,
     if table is None:
         return
     with store_io(store.location, "optimize"):
-        table.optimize(cleanup_older_than=keep_versions, delete_unverified=delete_unverified)
+        retry_conflicts(lambda: table.optimize(cleanup_older_than=keep_versions,
+                                               delete_unverified=delete_unverified),
+                        f"compact {name}")

@@ -6,8 +6,8 @@ multivector cosine search ranks rows by ``sum_p max_s cos(q_p, d_s)`` (its ``_di
 ``P - that sum``): a video ranks by the sum over the query parts of each part's best segment,
 which is what "videos that show all of these" asks.
 
-Visibility: ``commit_video`` writes the row from the generation's segments just before the
-``videos`` row that names the generation, so the row is invisible until that commit (readers
+Visibility: ``commit_video`` writes the row from the generation's segments (as the writer
+computed them, in memory) just before the ``videos`` row that names the generation, so the row is invisible until that commit (readers
 keep rows whose generation the ``videos`` row names) and never missing after it. Re-index,
 abort, retire and delete treat the table exactly like ``frames`` and ``segments``.
 """
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from framedex.store.base import SegmentArrays
 from framedex.store.location import store_io
 from framedex.store.schema import video_vectors_schema
 
@@ -36,10 +37,6 @@ STORAGE_VERSION = "legacy"
 COLUMNS = ["video_id", "generation", "start_sec", "end_sec", "vectors"]
 
 
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def ensure_table(store: LanceStore, dim: int) -> pa.Schema:
     """Create the table (in :data:`STORAGE_VERSION`) unless it exists; return its schema."""
     schema = video_vectors_schema(dim)
@@ -47,35 +44,45 @@ def ensure_table(store: LanceStore, dim: int) -> pa.Schema:
     return schema
 
 
-def write_video_vectors(store: LanceStore, video_id: str, generation: int) -> bool:
-    """Write ``video_id``'s row for ``generation`` from that generation's segments.
+def write_video_vectors(store: LanceStore, video_id: str, generation: int,
+                        segments: SegmentArrays) -> bool:
+    """Write ``video_id``'s row for ``generation`` from its segments (in memory: the
+    writer has just computed them, so nothing is read back).
 
     Returns:
-        False when the generation has no segments (nothing is written).
+        False when there are no segments (nothing is written).
     """
-    where = f"video_id = {_q(video_id)} AND generation = {int(generation)}"
-    data = store.tables.read("segments", ["start_sec", "end_sec", "vector"], where)
-    if data.num_rows == 0:
+    if len(segments.start_sec) == 0:
         return False
-    from framedex.store.lance_store import column_vectors
-
-    order = np.argsort(data.column("start_sec").to_numpy(), kind="stable")
+    order = np.argsort(np.asarray(segments.start_sec), kind="stable")
     dim = store.dim
-    vectors = column_vectors(data.column("vector"), dim)[order]
+    vectors = np.asarray(segments.vectors, np.float32).reshape(-1, dim)[order]
     inner = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
     multi = pa.ListArray.from_arrays(pa.array([0, len(vectors)], pa.int32()), inner)
     schema = ensure_table(store, dim)
     row = pa.table({
         "video_id": pa.array([video_id], pa.string()),
         "generation": pa.array([int(generation)], pa.int64()),
-        "start_sec": pa.array([data.column("start_sec").to_numpy()[order].tolist()],
+        "start_sec": pa.array([np.asarray(segments.start_sec, np.float64)[order].tolist()],
                               pa.list_(pa.float64())),
-        "end_sec": pa.array([data.column("end_sec").to_numpy()[order].tolist()],
+        "end_sec": pa.array([np.asarray(segments.end_sec, np.float64)[order].tolist()],
                             pa.list_(pa.float64())),
         "vectors": multi.cast(schema.field("vectors").type),
     }, schema=schema)
     store.tables.append(TABLE, row, schema)
     return True
+
+
+def stored_segments(store: LanceStore, video_id: str, generation: int) -> SegmentArrays:
+    """A generation's segments as stored (for rows written before this table existed)."""
+    from framedex.store.lance_store import column_vectors
+    from framedex.store.schema import sql_str
+
+    where = f"video_id = {sql_str(video_id)} AND generation = {int(generation)}"
+    data = store.tables.read("segments", ["kind", "start_sec", "end_sec", "vector"], where)
+    return SegmentArrays(video_id, data.column("start_sec").to_numpy(),
+                         data.column("end_sec").to_numpy(), data.column("kind").to_pylist(),
+                         column_vectors(data.column("vector"), store.dim))
 
 
 def search_video_vectors(store: LanceStore, queries: np.ndarray, limit: int,
@@ -129,6 +136,7 @@ def backfill_video_vectors(store: LanceStore) -> int:
             record = store.get_video(vid)
             if record is None or vid not in missing_video_vectors(store):
                 continue  # deleted, or written meanwhile
-            if write_video_vectors(store, vid, record.generation):
+            segments = stored_segments(store, vid, record.generation)
+            if write_video_vectors(store, vid, record.generation, segments):
                 done += 1
     return done

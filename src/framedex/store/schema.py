@@ -44,11 +44,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+#: Tables holding rows per (video, generation): written before the commit, swept after it.
+GENERATION_TABLES = ("frames", "segments", "video_vectors")
+
 ENCODER_KEY = b"framedex.encoder"
 SCHEMA_VERSION_KEY = b"framedex.schema_version"
 #: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``;
 #: ``cache_hit`` on query_log.
 SCHEMA_VERSION = "2"
+
+
+def sql_str(value: str) -> str:
+    """``value`` as a quoted SQL string literal (the one quoting rule for Lance filters)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from framedex.api.jobs import Job, JobManager
+from framedex.api.jobs import Job, JobFilter, JobManager
 from framedex.api.settings import Settings
 from framedex.api.uploads import Upload
 from framedex.library import Library
@@ -50,24 +50,32 @@ def rfc3339(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def page_info(total: int, page: int, page_limit: int) -> dict[str, Any]:
+    """The ``page_info`` of a listing of ``total`` items."""
+    return {"limit_per_page": page_limit, "page": page,
+            "total_page": max(1, math.ceil(total / page_limit)), "total_results": total}
+
+
 def paginate(items: Sequence[T], page: int, page_limit: int) -> tuple[list[T], dict[str, Any]]:
     """One page of ``items`` and its ``page_info``; past the last page the page is empty."""
     start = (page - 1) * page_limit
-    total = len(items)
-    info = {"limit_per_page": page_limit, "page": page,
-            "total_page": max(1, math.ceil(total / page_limit)), "total_results": total}
-    return list(items[start:start + page_limit]), info
+    return list(items[start:start + page_limit]), page_info(len(items), page, page_limit)
 
 
-def all_jobs(jobs: JobManager) -> list[Job]:
-    """Every ingest job, newest first."""
-    return jobs.list(limit=1 << 31, offset=0)[0]
+def job_page(jobs: JobManager, where: JobFilter, page: int, page_limit: int
+             ) -> tuple[list[Job], dict[str, Any]]:
+    """One page of the jobs ``where`` selects, newest first (read by the store's index, not
+    by listing every job), and its ``page_info``."""
+    found, total = jobs.list(page_limit, (page - 1) * page_limit, where)
+    return found, page_info(total, page, page_limit)
 
 
-def tl_jobs(jobs: JobManager, kind: str) -> list[Job]:
-    """The jobs a ``/v1.3`` route of ``kind`` (``task``, ``indexed_asset``, ``embed``) made,
-    newest first."""
-    return [j for j in all_jobs(jobs) if j.params.get("tl") == kind]
+def statuses_for(mapping: dict[str, str], wanted: Sequence[str] | None) -> tuple[str, ...]:
+    """The job states whose Twelve Labs status (``mapping``) is in ``wanted`` (all when None;
+    a state no job has when nothing maps)."""
+    if not wanted:
+        return ()
+    return tuple(s for s, tl in mapping.items() if tl in wanted) or ("none",)
 
 
 def parse_json(model: type[M], raw: bytes) -> M:

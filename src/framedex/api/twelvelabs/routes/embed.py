@@ -18,17 +18,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
-from framedex.api.jobs import Job, new_job_id
+from framedex.api.jobs import Job, JobFilter, new_job_id
 from framedex.api.settings import Settings
 from framedex.api.twelvelabs.common import (
     EMBED_STATUS,
     Page,
     PageLimit,
-    paginate,
+    job_page,
     parse_json,
     rfc3339,
+    statuses_for,
     submit_ingest,
-    tl_jobs,
 )
 from framedex.api.twelvelabs.media import decode_base64, fetch_url
 from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, MediaSource
@@ -219,10 +219,8 @@ def list_embedding_tasks(library: LibraryDep, jobs: JobsDep, page: Page = 1,
                          status: Annotated[str | None, Query(max_length=32)] = None
                          ) -> dict[str, Any]:
     """Embedding tasks, newest first (a page past the last has ``"data": []``)."""
-    found = tl_jobs(jobs, "embed")
-    if status:
-        found = [j for j in found if EMBED_STATUS[j.status] == status]
-    data, info = paginate(found, page, page_limit)
+    where = JobFilter.of(statuses_for(EMBED_STATUS, [status] if status else None), tl="embed")
+    data, info = job_page(jobs, where, page, page_limit)
     items = []
     for job in data:
         embed = job.params.get("embed") or {}

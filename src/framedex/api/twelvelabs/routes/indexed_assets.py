@@ -16,12 +16,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
-from framedex.api.jobs import Job, JobManager
+from framedex.api.jobs import Job, JobFilter, JobManager
 from framedex.api.twelvelabs.common import (
     INDEX_STATUS,
     Page,
     PageLimit,
-    all_jobs,
     paginate,
     parse_json,
     rfc3339,
@@ -47,9 +46,9 @@ def system_metadata(video: VideoRecord | None, filename: str | None) -> dict[str
     return out
 
 
-def index_jobs(jobs: JobManager, index_id: str) -> list[Job]:
-    """The jobs that index into ``index_id``, newest first."""
-    return [j for j in all_jobs(jobs) if j.params.get("collection") == index_id]
+def index_jobs(jobs: JobManager, index_id: str, content_id: str | None = None) -> list[Job]:
+    """The jobs that index into ``index_id`` (of one content, if given), newest first."""
+    return jobs.list(1 << 30, 0, JobFilter.of(collection=index_id, content_id=content_id))[0]
 
 
 def asset_state(member: tuple[MemberRecord, VideoRecord] | None, job: Job | None,
@@ -80,8 +79,7 @@ def find_asset(library: Library, jobs: JobManager, index_id: str, video_id: str
         NotFoundError: neither exists (never indexed here, or removed from the index).
     """
     member = library.collection_member(index_id, video_id)
-    job = next((j for j in index_jobs(jobs, index_id)
-                if j.params.get("content_id") == video_id), None)
+    job = next(iter(index_jobs(jobs, index_id, video_id)), None)
     if member is None and (job is None or job.status == "done"):
         raise NotFoundError(f"no indexed asset {video_id[:64]!r} in index {index_id[:64]!r}")
     return member, job

@@ -16,16 +16,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
-from framedex.api.jobs import Job, new_job_id
+from framedex.api.jobs import Job, JobFilter, new_job_id
 from framedex.api.twelvelabs.common import (
     INDEX_STATUS,
     Page,
     PageLimit,
-    paginate,
+    job_page,
     parse_form,
     rfc3339,
+    statuses_for,
     submit_ingest,
-    tl_jobs,
 )
 from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.routes.indexed_assets import system_metadata
@@ -111,12 +111,9 @@ def list_tasks(library: LibraryDep, jobs: JobsDep, page: Page = 1, page_limit: P
                status: Annotated[list[str] | None, Query(max_length=6)] = None
                ) -> dict[str, Any]:
     """Indexing tasks, newest first (a page past the last has ``"data": []``)."""
-    found = [j for j in tl_jobs(jobs, "task") + tl_jobs(jobs, "indexed_asset")
-             if index_id is None or j.params.get("collection") == index_id]
-    found.sort(key=lambda j: j.created_at, reverse=True)
-    if status:
-        found = [j for j in found if INDEX_STATUS[j.status] in status]
-    data, info = paginate(found, page, page_limit)
+    where = JobFilter.of(statuses_for(INDEX_STATUS, status), tl=("task", "indexed_asset"),
+                         collection=index_id)
+    data, info = job_page(jobs, where, page, page_limit)
     return {"data": [task_public(j, library) for j in data], "page_info": info}
 
 
