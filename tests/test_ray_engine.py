@@ -336,3 +336,27 @@ def test_a_long_tmpdir_does_not_break_the_local_cluster(monkeypatch, tmp_path):
     assert local_ray_temp_dir() == "/tmp/ray"
     monkeypatch.setenv("TMPDIR", "/tmp")
     assert local_ray_temp_dir() is None
+
+
+def test_a_ray_job_and_a_cli_writer_together(ray_cluster, ray_lib, tiny_model, tmp_path):
+    """A Ray job and a local `framedex index` on one store at once: every video once, each
+    live generation whole (the claims are leases in the store, whoever the writer is)."""
+    import subprocess
+    import sys
+
+    from test_store_at_scale import assert_whole
+
+    db = tmp_path / "db"
+    cli = subprocess.Popen([sys.executable, "-m", "framedex", "index", str(ray_lib), "--db",
+                            str(db), "--model", tiny_model, "--device", "cpu", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    report = Library(db, model=tiny_model).index([ray_lib], engine="ray",
+                                                 ray_address=ray_cluster).to_json()
+    out, err = cli.communicate(timeout=300)
+    assert cli.returncode == 0, err
+    other = json.loads(out)
+    indexed = [v["video_id"] for r in (report, other) for v in r["indexed"]]
+    assert len(indexed) == len(set(indexed)) == 3  # a, b and long, each by one writer
+    for r in (report, other):
+        assert len(r["indexed"]) + len(r["unchanged"]) == 3 and len(r["failed"]) == 1
+    assert_whole(Store(db), 3)

@@ -319,3 +319,32 @@ def test_a_read_only_store_is_one_line_and_reads_still_work(tmp_path, folder, ti
         assert "Traceback" not in err
     finally:
         _thaw(db)
+
+
+def test_a_read_only_store_refuses_delete_and_optimize_in_one_line(tmp_path, folder,
+                                                                   tiny_model):
+    """On a read-only store `DELETE /v1/videos/{id}` answered 500 (EROFS on its lock file) and
+    `framedex optimize` was an internal error (exit 2)."""
+    import httpx
+    from api_server import ThreadServer
+
+    from framedex.api.settings import Settings
+
+    db = tmp_path / "db"
+    lib = Library(db, model=tiny_model, device="cpu")
+    vid = lib.index([folder / "v0.mp4"]).by_status("indexed")[0].video_id
+    lib.close()
+    if not _freeze(db):
+        pytest.skip("cannot make a folder read-only here (root without chattr)")
+    try:
+        err = _one_line(_cli("optimize", "--db", str(db)))
+        assert "cannot" in err and str(db) in err and "read-only" in err, err
+        settings = Settings(db=str(db), model=tiny_model, device="cpu",
+                            upload_dir=str(tmp_path / "uploads"), optimize_every_s=0)
+        with ThreadServer(settings) as srv:
+            r = httpx.delete(f"{srv.base}/v1/videos/{vid}", timeout=30)
+            assert r.status_code == 409, r.text
+            assert "read-only" in r.json()["error"]["message"]
+            assert httpx.get(f"{srv.base}/v1/videos/{vid}", timeout=30).status_code == 200
+    finally:
+        _thaw(db)

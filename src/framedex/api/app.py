@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,7 +46,8 @@ def open_library(settings: Settings, *, load_model: bool = False) -> Library:
     """
     library = Library(settings.db, model=settings.model, device=settings.device,
                       default_sampler=settings.default_sampler,
-                      log_queries=settings.log_queries, cache_bytes=settings.cache_bytes)
+                      log_queries=settings.log_queries, cache_bytes=settings.cache_bytes,
+                      consistency_s=settings.staleness_s, lease_ttl=settings.lease_ttl_s)
     if load_model:
         load_encoders(library)
     settings.resolved_upload_dir_for(library.uri)
@@ -58,10 +60,12 @@ def load_encoders(library: Library) -> None:
 
 
 class _Upkeep:
-    """Runs ``library.optimize()`` every ``every_s`` seconds in a thread (disk stays bounded)."""
+    """Runs ``library.optimize()`` every ``every_s`` seconds in a thread (disk stays bounded);
+    with several replicas on one store, one of them does the work each time (the others'
+    runs are no-ops)."""
 
-    def __init__(self, library: Library, every_s: float):
-        self.library, self.every_s = library, every_s
+    def __init__(self, library: Library, every_s: float, job_retention: timedelta):
+        self.library, self.every_s, self.job_retention = library, every_s, job_retention
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="framedex-upkeep", daemon=True)
 
@@ -77,7 +81,7 @@ class _Upkeep:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                self.library.optimize()
+                self.library.optimize(job_retention=self.job_retention)
             except Exception:  # upkeep must never take the server down
                 log.exception("store upkeep failed")
 
@@ -107,7 +111,8 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
         manager = JobManager(lib, workers=settings.workers, upload_dir=uploads,
                              roots=settings.resolved_roots, public_path=paths.public)
         await run_in_threadpool(manager.start)
-        upkeep = _Upkeep(lib, settings.optimize_every_s)
+        upkeep = _Upkeep(lib, settings.optimize_every_s,
+                         timedelta(days=settings.job_retention_days))
         upkeep.start()
         app.state.library, app.state.jobs, app.state.paths = lib, manager, paths
         log.info("framedex API serving %s", lib.uri)

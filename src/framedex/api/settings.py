@@ -43,6 +43,11 @@ class Settings:
         cache_bytes: bound of the in-memory frames cache shared by all requests.
         allow_urls: URL prefixes the server may download media from (Twelve Labs
             ``method=url`` assets, ``video_url``, media URLs); empty means URLs are refused.
+        staleness_s: how old a replica's view of the store may be, in seconds (None: 0 on a
+            local disk, 1 s on object storage): a video indexed by another replica is
+            searchable here within this.
+        job_retention_days: finished ingest jobs are deleted by the upkeep after this long.
+        lease_ttl_s: seconds a writer's claim lives without a heartbeat (None: 30 s).
     """
 
     db: str = "framedex.db"
@@ -61,6 +66,9 @@ class Settings:
     optimize_every_s: float = 600.0
     cache_bytes: int = 256 << 20
     allow_urls: tuple[str, ...] = ()
+    staleness_s: float | None = None
+    job_retention_days: float = 30.0
+    lease_ttl_s: float | None = None
 
     @classmethod
     def from_cli(cls, *, max_upload_mb: float, **options: Any) -> Settings:
@@ -84,6 +92,12 @@ class Settings:
               "--api-key $(openssl rand -hex 16)")
         check(self.optimize_every_s >= 0, "optimize_every_s", self.optimize_every_s,
               "must be >= 0 (0: off)")
+        check(self.staleness_s is None or 0 <= self.staleness_s <= 3600, "staleness",
+              self.staleness_s, "must be from 0 to 3600 seconds")
+        check(0 <= self.job_retention_days <= 36500, "job_retention_days",
+              self.job_retention_days, "must be from 0 to 36500 days")
+        check(self.lease_ttl_s is None or 1 <= self.lease_ttl_s <= 86400, "lease_ttl",
+              self.lease_ttl_s, "must be from 1 to 86400 seconds")
         for prefix in self.allow_urls:
             check(isinstance(prefix, str) and prefix.startswith(("http://", "https://"))
                   and len(prefix.split("/", 3)) == 4 and prefix.split("/", 3)[2] != "",

@@ -37,6 +37,13 @@ def serve(
     sampler: Annotated[str | None, typer.Option(
         "--sampler", envvar="FRAMEDEX_SAMPLER",
         help="Default sampler of select requests that name none.")] = None,
+    staleness: Annotated[float | None, typer.Option(
+        "--staleness", help="Seconds a replica's view of the store may lag behind other "
+                            "writers (default: 0 on a local disk, 1 on object storage).",
+        show_default=False)] = None,
+    job_retention_days: Annotated[float, typer.Option(
+        "--job-retention-days", help="Delete finished ingest jobs after this many days.")
+        ] = 30.0,
     device: Device = "auto",
 ) -> None:
     """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
@@ -47,12 +54,14 @@ def serve(
 
     from framedex.api.app import create_app, open_library
     from framedex.api.settings import Settings
+    from framedex.library import lease_ttl_from_env
 
     settings = Settings.from_cli(
         db=db, model=model, device=device, host=host, port=port, api_key=api_key or None,
         allow_roots=tuple(str(r) for r in allow_root or ()), max_upload_mb=max_upload_mb,
         workers=workers, upload_dir=str(upload_dir) if upload_dir else None,
-        default_sampler=sampler, allow_urls=tuple(allow_url or ()))
+        default_sampler=sampler, allow_urls=tuple(allow_url or ()), staleness_s=staleness,
+        job_retention_days=job_retention_days, lease_ttl_s=lease_ttl_from_env())
     # A bad --db, upload folder or model, or a port in use, fails here in one line, before
     # anything is served.
     listening = bind(host, port)
