@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         out = {**listing(args.src.resolve(), args.jobs, args.reps, Path(tmp)),
                **burst(args.src.resolve(), args.burst, Path(tmp))}
     print(f"src {args.src}: {args.jobs:,} jobs, burst of {args.burst}")
-    print("| GET /v1/jobs?limit=50 | GET /v1/jobs/{id} | GET /v1.3/tasks | burst | jobs.lance after |")
+    print("| GET /v1/jobs?limit=50 | GET /v1/jobs/{id} | GET /v1.3/tasks | burst "
+          "| jobs.lance after |")
     print("|---:|---:|---:|---:|---:|")
     print(f"| {out['list_ms']:.0f} ms | {out['get_ms']:.0f} ms | {out['tasks_ms']:.0f} ms "
           f"| {out['burst_s']:.1f} s | {out['jobs_mb']:.1f} MB |")

@@ -155,9 +155,8 @@ def test_writers_and_the_sweeper_exclude_each_other(where):
     uri, options = where
     writer_side = StoreLocks(StoreLocation.parse(uri), options, ttl=5.0)
     sweeper_side = StoreLocks(StoreLocation.parse(uri), options, ttl=5.0)
-    with writer_side.writer():
-        with sweeper_side.sweeper() as idle:
-            assert idle is False  # a writer (of another process) is live
+    with writer_side.writer(), sweeper_side.sweeper() as idle:
+        assert idle is False  # a writer (of another process) is live
     with sweeper_side.sweeper() as idle:
         assert idle is True
         entered = threading.Event()

@@ -164,10 +164,8 @@ def test_two_replicas_with_two_workers_given_the_same_upload(db, folder, tiny_mo
     """Two `framedex serve --workers 2` on one store, the same upload sent twice to each: it
     is indexed once, every job ends done, and both replicas list it and every job."""
     where, env, open_store = db
-    if "://" in where:
-        extra = ["--upload-dir", str(tmp_path / "uploads")]  # a folder both replicas share
-    else:
-        extra = []
+    # on S3 the replicas need an upload folder both can read (locally it is DB.uploads)
+    extra = ["--upload-dir", str(tmp_path / "uploads")] if "://" in where else []
     a = _serve(where, tiny_model, "--workers", "2", *extra, env=env)
     b = _serve(where, tiny_model, "--workers", "2", *extra, env=env)
     try:

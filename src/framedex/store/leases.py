@@ -340,15 +340,14 @@ class Leases:
 
     # -- the local flock optimisation ------------------------------------------------------
 
-    def _flock(self, name: str) -> int | None | bool:
-        """Take ``name``'s flock without waiting: its fd, None when busy, True when the store
-        is not local (no flock there)."""
-        if self.location.path is None:
-            return True
+    def _flock(self, name: str) -> int | None:
+        """Take ``name``'s flock (a local store) without waiting: its fd, or None when a live
+        process holds it."""
         import fcntl
 
         from framedex.store.location import store_io_path
 
+        assert self.location.path is not None
         path = self.location.path / ".framedex" / "locks" / f"{name}.lock"
         with store_io_path(self.location.path, "write to"):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,21 +385,21 @@ class Leases:
             time.sleep(POLL_S)
 
     def _try_acquire(self, name: str, data: dict[str, Any]) -> Lease | None:
-        fd = self._flock(name)
-        if fd is None:
+        local = self.location.path is not None
+        fd = self._flock(name) if local else None
+        if local and fd is None:
             return None  # a live process of this host holds it
-        local = fd is not True
         try:
             lease = self._take(name, data, flock_free=local)
         except BaseException:
-            if local:
-                os.close(int(fd))
+            if fd is not None:
+                os.close(fd)
             raise
         if lease is None:
-            if local:
-                os.close(int(fd))
+            if fd is not None:
+                os.close(fd)
             return None
-        lease._fd = int(fd) if local else None
+        lease._fd = fd
         with self._mutex:
             self._held[id(lease)] = lease
         self._start_heartbeat()
@@ -410,11 +409,11 @@ class Leases:
         epochs = self._epochs(name)
         top = epochs[-1] if epochs else 0
         previous = self._read(name, top) if top else None
-        if previous is not None and previous.live():
-            # A record of this host whose flock we just took has no live holder (the kernel
-            # dropped the flock when it exited); anything else may still be working.
-            if not (flock_free and previous.host == _HOST):
-                return None
+        # A live record of this host whose flock we just took has no live holder (the kernel
+        # dropped the flock when it exited); anything else may still be working.
+        if previous is not None and previous.live() and not (flock_free
+                                                             and previous.host == _HOST):
+            return None
         now = time.time()
         record = LeaseRecord(name=name, epoch=top + 1, owner=self.owner, host=_HOST,
                              pid=os.getpid(), state="held", acquired_at=now,
@@ -456,7 +455,7 @@ class Leases:
         fd = self._flock(record.name)
         if fd is None:
             return True  # its flock is taken: the holder is alive
-        os.close(int(fd))
+        os.close(fd)
         return False  # nobody has the flock: the holder exited without releasing
 
     def holder(self, name: str) -> LeaseRecord | None:
