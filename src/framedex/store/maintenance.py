@@ -4,7 +4,8 @@ Every Lance commit (an append, a job update, a flush of the query log) adds a ve
 version's manifest lists all fragments, and nothing is ever removed on its own. Without upkeep
 a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. ``optimize``:
 
-1. deletes query-log rows older than the retention (default 30 days);
+1. deletes query-log rows older than the retention (default 30 days), and answers and their
+   ratings older than it or of video generations that are no longer live (``store.answers``);
 2. deletes rows of generations no ``videos`` row names (a killed or superseded index run),
    but only for videos nobody is indexing right now (their claim is free), and writes the
    ``video_vectors`` rows committed videos lack (stores indexed before that table existed);
@@ -42,7 +43,7 @@ DEFAULT_LOG_RETENTION = timedelta(days=30)
 DEFAULT_KEEP_VERSIONS = timedelta(minutes=10)
 
 _TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
-           "video_vectors", "indexes", "index_members", "assets")
+           "video_vectors", "indexes", "index_members", "assets", "answers", "answer_feedback")
 
 
 def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
@@ -58,8 +59,8 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
         tables: the tables to compact.
 
     Returns:
-        ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``dead_videos_swept``,
-        ``orphans_swept`` (whether unreferenced files were deleted),
+        ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``answers_deleted``,
+        ``dead_videos_swept``, ``orphans_swept`` (whether unreferenced files were deleted),
         ``video_vectors_backfilled`` and ``seconds``.
     """
     import time
@@ -79,6 +80,10 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
 
     before = sum(store.disk_usage().values())
     deleted = _expire_log(store, log_retention)
+    from framedex.store.answers import expire_answers
+
+    with store_io(store.location, "clean up"):
+        answers_deleted = expire_answers(store, log_retention)
     swept = sweep_dead_generations(store)
     backfilled = store.backfill_video_vectors()
     # Compaction and version cleanup are safe beside writers (Lance resolves the conflicts);
@@ -90,7 +95,8 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
             if orphans:
                 _sweep_partial_files(store, name)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
-            "log_rows_deleted": deleted, "dead_videos_swept": swept, "orphans_swept": orphans,
+            "log_rows_deleted": deleted, "answers_deleted": answers_deleted,
+            "dead_videos_swept": swept, "orphans_swept": orphans,
             "video_vectors_backfilled": backfilled,
             "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -183,6 +183,14 @@ class LanceTables:
         retries a commit that raced another append."""
         ds = self.writable(name, schema)
         assert ds is not None
+        missing = [f for f in data.schema if f.name not in ds.schema.names]
+        if missing:
+            # A table written by an older framedex lacks a newer nullable column (query_log's
+            # ``arm``): add it, all null, in one metadata-only commit, then append.
+            with store_io(self.location, "write to"):
+                ds.add_columns(missing)
+            ds = self.writable(name)
+            assert ds is not None
         with store_io(self.location, "write to"):
             ds.insert(data.cast(ds.schema) if data.schema != ds.schema else data)
 
