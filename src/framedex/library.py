@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from framedex.errors import ConfigError, EmptyLibraryError, NotFoundError, check
+from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
 from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import (
@@ -55,7 +56,7 @@ from framedex.query.search import (
     search_library,
     search_parts,
 )
-from framedex.query.select import RelevanceCurve, SelectResult, select_frames
+from framedex.query.select import RelevanceCurve, SelectResult, frames_in_span, select_frames
 from framedex.store import (
     AssetRecord,
     FrameArrays,
@@ -71,6 +72,7 @@ from framedex.validate import (
     DEFAULT_BUDGET,
     MAX_TEXT,
     check_metadata,
+    check_span,
     check_text,
     decoder_names,
     engine_names,
@@ -84,8 +86,8 @@ if TYPE_CHECKING:
     from framedex.indexer.encoder import TextEncoder
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "PAYLOAD_FORMATS",
-           "AssetRecord",
-           "CollectionInfo", "Delivery", "Library", "MemberRecord", "Moment", "RelevanceCurve",
+           "AskResult", "AskStream", "AssetRecord",
+           "CollectionInfo", "Rollout", "VLMEndpoint", "Delivery", "Library", "MemberRecord", "Moment", "RelevanceCurve",
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
            "VideoRecord", "decoder_names", "engine_names", "parse_metadata", "sampler_infos",
            "sampler_names"]
@@ -103,7 +105,7 @@ SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows colou
                   "real model (README: \"Index your own videos\")")
 
 
-class Library(CollectionsMixin):
+class Library(CollectionsMixin, AskMixin):
     """A framedex library on one store.
 
     Args:
@@ -117,17 +119,22 @@ class Library(CollectionsMixin):
         must_exist: raise :class:`~framedex.errors.StoreNotFoundError` when there is no store
             at ``db`` (read-only commands; a mistyped path must not look like an empty library).
         storage_options: object-store settings passed to Lance.
+        rollout: split requests that name no sampler between samplers, e.g.
+            ``"aks=0.9,bolt=0.1"`` (see :class:`Rollout`); None: the default sampler.
+        vlm: the video LLM ``ask`` calls when a call names none (:class:`VLMEndpoint`).
 
     Raises:
         ConfigError / StoreError: a bad location or setting. UnknownNameError: an unknown
-        default sampler.
+        default sampler, or an unknown sampler in the rollout.
     """
 
     def __init__(self, db: str | os.PathLike = "framedex.db", *, model: str | None = None,
                  device: str = "auto", default_sampler: str | None = None,
                  log_queries: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  text_cache: int = DEFAULT_TEXT_CACHE, must_exist: bool = False,
-                 storage_options: Mapping[str, str] | None = None):
+                 storage_options: Mapping[str, str] | None = None,
+                 rollout: str | Mapping[str, float] | Rollout | None = None,
+                 vlm: VLMEndpoint | None = None):
         self.store: Store = open_store(db, storage_options=storage_options)
         if must_exist:
             self.store.require()
@@ -138,8 +145,13 @@ class Library(CollectionsMixin):
         self.frame_cache = FrameCache(cache_bytes)
         self.text_cache = TextCache(text_cache)
         self.query_log = QueryLog(self.store) if log_queries else None
+        self.rollout = Rollout.parse(rollout) if rollout is not None else None
+        check(vlm is None or isinstance(vlm, VLMEndpoint), "vlm", vlm,
+              "must be a VLMEndpoint or None")
+        self.vlm = vlm
         self._encoder: Any = None
         self._text_encoder: TextEncoder | None = None
+        self._init_answers()
 
     @property
     def uri(self) -> str:
@@ -147,9 +159,10 @@ class Library(CollectionsMixin):
         return self.store.uri
 
     def close(self) -> None:
-        """Write the buffered query log (also done at interpreter exit)."""
+        """Write the buffered query log and answers (also done at interpreter exit)."""
         if self.query_log is not None:
             self.query_log.close()
+        self._close_answers()
 
     def __enter__(self) -> Library:
         return self
@@ -436,45 +449,80 @@ class Library(CollectionsMixin):
 
     def select(self, video: str, question: str, *, sampler: str | None = None,
                budget: int | None = None, tokens: int | None = None,
-               params: Mapping[str, Any] | None = None) -> SelectResult:
+               params: Mapping[str, Any] | None = None, start: float | None = None,
+               end: float | None = None, rollout_key: str | None = None) -> SelectResult:
         """Pick the frames of ``video`` a video LLM should see for ``question``.
 
         Args:
             video: id, unique id prefix or indexed path.
             question: the question (non-empty).
-            sampler: a registered sampler (None: the library's default sampler).
+            sampler: a registered sampler (None: the rollout's arm for ``rollout_key`` when
+                the library has a rollout, else the library's default sampler).
             budget: frames to choose (K >= 1); default 8 unless ``tokens`` is given.
             tokens: a VLM token budget instead of a frame count (not both).
             params: sampler parameters.
+            start: choose only among frames at or after this time (seconds).
+            end: choose only among frames before this time (seconds).
+            rollout_key: what the rollout assigns arms by (a user or session id); None: the
+                video's id and the question.
 
         Raises:
-            ConfigError: bad question/budget/tokens/params. UnknownNameError: unknown sampler.
-            VideoNotFoundError / EmptyLibraryError: no such indexed video.
+            ConfigError: bad question/budget/tokens/params/span. UnknownNameError: unknown
+            sampler. VideoNotFoundError / EmptyLibraryError: no such indexed video.
         """
         check_text("question", question)
         spend = make_budget(budget, tokens)
         params = dict(params or {})
-        chosen = create_sampler(sampler or self.default_sampler, **params)
+        check_span(start, end)
+        if sampler is not None:
+            create_sampler(sampler, **params)  # an unknown name fails before any read
         record = self.store.find_video(video)  # before loading a model for nothing
+        name, arm = self.pick_sampler(sampler, record.video_id, question, rollout_key)
+        return self._select_record(record, question, name, arm, spend, params, start, end)
+
+    def pick_sampler(self, sampler: str | None, video_id: str, question: str,
+                     rollout_key: str | None = None) -> tuple[str, str | None]:
+        """The sampler a request gets, and its rollout arm: the named sampler (no arm), else
+        the rollout's arm for the key (default: the video and the question), else the
+        default sampler (no arm)."""
+        if sampler is not None:
+            return sampler, None
+        if self.rollout is not None:
+            arm = self.rollout.assign(rollout_key if rollout_key is not None
+                                      else f"{video_id}\0{question}")
+            return arm, arm
+        return self.default_sampler, None
+
+    def _select_record(self, record: VideoRecord, question: str, name: str, arm: str | None,
+                       spend: Any, params: dict[str, Any], start: float | None,
+                       end: float | None) -> SelectResult:
+        """Select on a found video with a chosen sampler (arguments already validated), and
+        log it with its arm."""
+        chosen = create_sampler(name, **params)
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
         query = self.text_cache.get_or_encode(question, encoder.encode_text)
         frames, hit = self._frames(record)
+        if start is not None or end is not None:
+            frames = frames_in_span(frames, record, start, end)
         result = select_frames(frames, record, query, chosen, spend, question=question,
                                params=params, started=t0)
+        result.arm = arm
         if self.query_log is not None:
             self.query_log.record(kind="select", query=question, sampler=result.sampler,
                                   budget=result.budget, tokens=result.tokens,
                                   video_id=result.video_id, latency_ms=result.latency_ms,
                                   result_size=len(result.indices), params=result.params,
-                                  cache_hit=hit)
+                                  cache_hit=hit, arm=arm)
         return result
 
     def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
                 max_side: int | None = None, width: int | None = None,
-                payload_format: str = "openai", quality: int = DEFAULT_QUALITY) -> Delivery:
+                payload_format: str = "openai", quality: int = DEFAULT_QUALITY,
+                payload_options: Mapping[str, Any] | None = None) -> Delivery:
         """Decode the chosen frames at their tiers with the video's own decoder, and build
-        JPEGs, a chat payload (``openai``/``gemini``), the cost line and the plot.
+        JPEGs, a chat payload (``openai``/``gemini``; ``payload_options`` adds ``model``,
+        ``system``, ``max_tokens``), the cost line and the plot.
 
         Raises:
             ConfigError: bad include/format/sizes. VideoOpenError: the source file is gone or
@@ -484,7 +532,7 @@ class Library(CollectionsMixin):
             raise ConfigError("result is invalid: pass a SelectResult from Library.select")
         return deliver(result, decoder=self._decoder_for(result.record), include=include,
                        max_side=max_side, width=width, payload_format=payload_format,
-                       quality=quality)
+                       quality=quality, payload_options=payload_options)
 
     def payload(self, result: SelectResult, fmt: str = "openai", *,
                 max_side: int | None = None) -> dict[str, Any]:
@@ -581,7 +629,8 @@ class Library(CollectionsMixin):
     # -- logs, SQL, health and upkeep -----------------------------------------------------
 
     def stats(self) -> list[dict[str, Any]]:
-        """Count and p50/p95 latency of logged queries per (kind, sampler)."""
+        """Count and p50/p95 latency of logged queries per (kind, sampler); ``arm_stats``
+        compares rollout arms."""
         if self.query_log is not None:
             self.query_log.flush()
         return query_stats(self.store)
