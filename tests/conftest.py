@@ -81,3 +81,24 @@ def library(tmp_path, small_video) -> Path:
     (lib / "truncated.mp4").write_bytes(data[: len(data) // 3])
     (lib / "notes.txt").write_text("ignored: not a video extension")
     return lib
+
+
+@pytest.fixture(scope="session")
+def answerer():
+    """The shipped answering model (framedex.eval.answerer) on loopback, for the ask tests."""
+    from framedex.eval.answerer import AnswererServer
+
+    with AnswererServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def qa_video(tmp_path_factory) -> Path:
+    """An 80 s video whose truth answers the ask tests' questions (tests/asking.py)."""
+    from asking import QA_SPEC
+
+    from framedex.synth.render import render
+
+    out = tmp_path_factory.mktemp("qa") / "qa.mp4"
+    render(QA_SPEC, out)
+    return out

@@ -641,13 +641,15 @@ class Library(CollectionsMixin, AskMixin):
                 "text": self.text_cache.stats().to_json()}
 
     def sql(self, query: str) -> pa.Table:
-        """DuckDB SQL over ``videos``, ``video_paths``, ``query_log`` and ``jobs``.
+        """DuckDB SQL over ``videos``, ``video_paths``, ``query_log``, ``jobs``, ``answers`` and
+        ``answer_feedback``.
 
         Raises:
             ConfigError: empty or invalid SQL.
         """
         if self.query_log is not None:
             self.query_log.flush()
+        self._flush_answers()
         return run_sql(self.store, query)
 
     def build_index(self, *, table: str | None = None, index_type: str | None = None,
@@ -718,6 +720,7 @@ class Library(CollectionsMixin, AskMixin):
         """Bound the store's disk use (compaction, retention, old versions, dead rows)."""
         if self.query_log is not None:
             self.query_log.flush()
+        self._flush_answers()
         return self.store.optimize(**options)
 
     def disk_usage(self) -> dict[str, int]:

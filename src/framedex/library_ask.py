@@ -116,6 +116,11 @@ class AskMixin:
         if self._answer_log is not None:
             self._answer_log.close()
 
+    def _flush_answers(self) -> None:
+        """Write buffered answers now (before SQL, stats or upkeep read the table)."""
+        if self._answer_log is not None:
+            self._answer_log.flush()
+
     # -- asking -----------------------------------------------------------------------------
 
     def ask(self, video: str, question: str, *, vlm: VLMEndpoint | None = None,
@@ -291,8 +296,7 @@ class AskMixin:
         :func:`framedex.store.sql.arm_stats`)."""
         from framedex.store.sql import arm_stats
 
-        if self._answer_log is not None:
-            self._answer_log.flush()
+        self._flush_answers()
         query_log = getattr(self, "query_log", None)
         if query_log is not None:
             query_log.flush()

@@ -392,6 +392,9 @@ class Answerer:
 
         self.reader, self.model_name = reader, model_name
         self._tokenizer = ClipTokenizer()
+        self._calls_lock = threading.Lock()
+        #: Chat completions answered (what a cache hit must not add to).
+        self.calls = 0
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text))
@@ -406,6 +409,8 @@ class Answerer:
         Raises:
             RequestError: a request this model refuses.
         """
+        with self._calls_lock:
+            self.calls += 1
         model = body.get("model")
         if model != self.model_name:
             raise RequestError(f"The model {model!r} does not exist (this server serves "
@@ -478,7 +483,7 @@ def create_answerer_app(answerer: Answerer) -> Any:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": answerer.model_name}
+        return {"status": "ok", "model": answerer.model_name, "calls": answerer.calls}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:

@@ -141,7 +141,8 @@ def wilson(k: int, n: int) -> tuple[float, float] | None:
     denom = 1 + _Z ** 2 / n
     centre = (p + _Z ** 2 / (2 * n)) / denom
     half = _Z * ((p * (1 - p) / n + _Z ** 2 / (4 * n * n)) ** 0.5) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at k = 0 (k = n) the bound is exactly 0 (1); the formula leaves rounding dust there
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float] | None:
