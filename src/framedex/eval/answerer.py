@@ -19,12 +19,12 @@ are sent, so a low-resolution tier reads worse, as it would for a real model.
 
 **Reasoning**, over the frames in time order (:func:`answer_question`):
 
-- "What colour is the star?": the colour of the best-scoring star seen;
+- "What colour is the star?": the colour of the star with the highest prompt score;
 - "What shape appears after the red circle?": the best object of the first frame after the
   last frame showing the red circle that shows something else (also "before");
-- "How many times does the purple star appear?": runs of frames showing it; two sightings
-  belong to one appearance when no frame between them lacks it and they are at most
-  :data:`SAME_APPEARANCE_S` seconds apart (no scene of the synthetic world is longer);
+- "How many times does the purple star appear?": runs of frames where it is the most
+  prominent object; two sightings belong to one appearance when no frame between them lacks it
+  and they are at most :data:`SAME_APPEARANCE_S` seconds apart (no synthetic scene is longer);
 - "Which came first, the A or the B?", "When is there a A?", "Is there a A?", "What shapes /
   colours appear in this video?"; anything else gets a description of what it saw.
 
@@ -106,14 +106,20 @@ _TIME_LABEL = re.compile(r"\bat (\d+(?:\.\d+)?)\s*s\b")
 @dataclass
 class Reading:
     """What the model saw in one frame: when (seconds, or its position when unlabelled),
-    whether it is empty, and its objects, best first."""
+    whether it is empty, its objects, best first, and their prompt scores."""
 
     t: float
     empty: bool
     objects: list[Obj] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
 
     def shows(self, obj: Obj) -> bool:
+        """``obj`` is among what the frame shows."""
         return obj in self.objects
+
+    def features(self, obj: Obj) -> bool:
+        """``obj`` is the frame's most prominent object (a sighting sure enough to count)."""
+        return bool(self.objects) and self.objects[0] == obj
 
 
 class ShapesReader:
@@ -148,9 +154,10 @@ class ShapesReader:
             if float(empty) >= best:
                 out.append(Reading(float(t), True))
                 continue
-            order = np.argsort(-scores, kind="stable")
-            seen = [self.objects[int(j)] for j in order if scores[j] >= best - OBJECT_MARGIN]
-            out.append(Reading(float(t), False, seen))
+            order = [int(j) for j in np.argsort(-scores, kind="stable")
+                     if scores[j] >= best - OBJECT_MARGIN]
+            out.append(Reading(float(t), False, [self.objects[j] for j in order],
+                               [float(scores[j]) for j in order]))
         return out
 
 
@@ -208,13 +215,12 @@ def answer_question(question: str, frames: Sequence[Reading]) -> str:
 
 
 def _colour_of(shape: str, frames: Sequence[Reading]) -> str:
-    """The colour of the clearest sighting of ``shape``: a frame's best object beats one
-    seen beside a better object; then the earliest."""
-    best: tuple[int, str] | None = None
+    """The colour of the clearest sighting of ``shape`` (its highest prompt score)."""
+    best: tuple[float, str] | None = None
     for r in frames:
-        for rank, (s, c) in enumerate(r.objects):
-            if s == shape and (best is None or rank < best[0]):
-                best = (rank, c)
+        for (s, c), score in zip(r.objects, r.scores, strict=True):
+            if s == shape and (best is None or score > best[0]):
+                best = (score, c)
     return best[1] if best is not None else f"I do not see a {shape} in these frames."
 
 
@@ -232,10 +238,12 @@ def _next_to(anchor: Obj, frames: Sequence[Reading], *, after: bool) -> str:
 
 
 def count_appearances(obj: Obj, frames: Sequence[Reading]) -> int:
-    """Appearances of ``obj`` in time-ordered ``frames`` (see :data:`SAME_APPEARANCE_S`)."""
+    """Appearances of ``obj`` in time-ordered ``frames``: sightings where it is the most
+    prominent object (an object only listed beside a better one is too often a binding
+    mistake to count), grouped as :data:`SAME_APPEARANCE_S` says."""
     count, last = 0, None
     for r in frames:
-        if not r.shows(obj):
+        if not r.features(obj):
             last = None
             continue
         if last is None or r.t - last > SAME_APPEARANCE_S:
