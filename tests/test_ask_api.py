@@ -11,7 +11,6 @@ import functools
 import http.server
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,6 +75,11 @@ def asset(tl, qa_video) -> dict[str, Any]:
         created = tl.assets.create(method="direct", file=fh)
     first = tl.analyze(video={"type": "asset_id", "asset_id": created.id}, prompt=COLOUR_Q)
     return {"id": created.id, "first": first}
+
+
+def test_health_names_the_model_and_the_rollout(server):
+    health = httpx.get(f"{server['base']}/health").json()
+    assert health["vlm_model"] == MODEL and health["rollout"] == "aks=0.5,bolt=0.5"
 
 
 def test_analyze_indexes_the_asset_first_and_answers(tl, asset, answerer):
@@ -233,7 +237,7 @@ def test_cli_ask_feedback_and_stats(server, asset, answerer, monkeypatch):
     assert res.stdout.strip() == "2"
     assert "uniform: 32 frames" in res.stderr and "sk-cli-secret" not in res.output
     answer_id = res.stderr.rsplit("answer ", 1)[1].split()[0]
-    res = runner.invoke(app, args + ["--json"])
+    res = runner.invoke(app, [*args, "--json"])
     data = json.loads(res.stdout)
     assert data["cached"] and data["source_id"] == answer_id and data["answer"] == "2"
     res = runner.invoke(app, ["feedback", answer_id, "good", "--db", db])

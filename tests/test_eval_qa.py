@@ -33,7 +33,7 @@ def test_qa_videos_have_one_answer_per_question():
         assert count_q.answer == str(len(runs))
         starts = [g[0][0] for g in runs]
         ends = [g[-1][1] for g in runs]
-        assert all(b - a > 30 for a, b in zip(ends, starts[1:]))  # separate appearances
+        assert all(b - a > 30 for a, b in zip(ends, starts[1:], strict=False))  # apart
     assert counts == {"1", "2", "3"}
     with pytest.raises(LookupError, match="small"):
         get_qa_suite("smal")

@@ -54,6 +54,10 @@ class Health(BaseModel):
     store: StoreInfo
     cache: dict[str, Any] = Field(description="Hit rates of the frames and text caches.")
     notes: list[str] = Field(default_factory=list)
+    vlm_model: str | None = Field(None, description="The model `ask` and `/v1.3/analyze` "
+                                                    "call (null: none configured).")
+    rollout: str | None = Field(None, description="The sampler rollout, e.g. "
+                                                  "aks=0.9,bolt=0.1.")
 
 
 # -- videos and jobs ------------------------------------------------------------------------

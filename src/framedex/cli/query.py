@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -278,13 +279,16 @@ def _print_arms(data: dict[str, Any], as_json: bool, db: str) -> None:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.0f} %"
 
+    def points(ci: Sequence[float] | None, sign: str = "") -> str:
+        return "" if ci is None else f" [{100 * ci[0]:{sign}.0f}, {100 * ci[1]:{sign}.0f}]"
+
     rows = []
     for a in arms:
         good = "-" if a["good_rate"] is None else (
-            f"{pct(a['good_rate'])}{_interval(a['good_rate_ci'], '{:.0%}')} of {a['ratings']}")
+            f"{pct(a['good_rate'])}{points(a['good_rate_ci'])} of {a['ratings']}")
         diff = "ref" if a["arm"] == data["reference"] else (
             "-" if a["good_rate_diff"] is None else
-            f"{100 * a['good_rate_diff']:+.0f} pt{_interval(a['good_rate_diff_ci'], '{:+.0%}')}")
+            f"{100 * a['good_rate_diff']:+.0f} pt{points(a['good_rate_diff_ci'], '+')}")
         model = "-" if a["model_p50_ms"] is None else \
             f"{a['model_p50_ms']:.0f}{_interval(a['model_p50_ci'], '{:.0f}')}"
         total = "-" if a["latency_p50_ms"] is None else \
@@ -295,6 +299,7 @@ def _print_arms(data: dict[str, Any], as_json: bool, db: str) -> None:
                      diff, a["selects"]))
     print_table(("arm", "asks", "cached", "model p50 ms", "ask p50 ms", "tokens/call",
                  "good", "vs ref", "selects"), rows)
+    sys.stdout.flush()  # the notes below go to stderr, after the table
     if data.get("rollout"):
         typer.echo(f"rollout: {data['rollout']}", err=True)
     typer.echo("95 % intervals: " + "; ".join(f"{k}: {v}" for k, v in

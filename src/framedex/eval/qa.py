@@ -29,6 +29,7 @@ triangle."``, ``"twice"``). Every ask sends :data:`QA_SYSTEM` as the system mess
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -156,7 +157,7 @@ def build_qa_case(suite: QASuite, index: int, duration: float) -> QACase:
     units = ["colour", "anchor"] + ["count"] * n_count
     while True:  # count scenes never in neighbouring slots: more than 30 s apart
         order = [units[int(j)] for j in rng.permutation(len(units))]
-        if all(not (a == b == "count") for a, b in zip(order, order[1:])):
+        if all(not (a == b == "count") for a, b in itertools.pairwise(order)):
             break
     slot = duration / len(order)
     needles: list[dict[str, Any]] = []
@@ -357,9 +358,10 @@ def run_qa(cfg: QAConfig, progress: Progress | None = None) -> QAResult:
                     float(sum(c.duration for c in cases)))
 
 
-def _budgets(cfg: QAConfig) -> list[tuple[str, dict[str, int]]]:
-    return ([(f"K={k}", {"budget": int(k)}) for k in cfg.frame_budgets]
-            + [(f"T={t}", {"tokens": int(t)}) for t in cfg.token_budgets])
+def _budgets(cfg: QAConfig) -> list[tuple[str, int | None, int | None]]:
+    """(label, frames, tokens) of each budget of the table."""
+    return ([(f"K={k}", int(k), None) for k in cfg.frame_budgets]
+            + [(f"T={t}", None, int(t)) for t in cfg.token_budgets])
 
 
 def _ask_all(library: Library, endpoint: VLMEndpoint, cases: Sequence[QACase],
@@ -375,18 +377,18 @@ def _ask_all(library: Library, endpoint: VLMEndpoint, cases: Sequence[QACase],
                      f"{len(budgets)} budgets with {name}")
         for case, video_id in zip(cases, ids, strict=True):
             for q in case.questions:
-                for label, spend in budgets:
+                for label, frames, tokens in budgets:
                     res = library.ask(video_id, q.question, vlm=endpoint, sampler=name,
-                                      system=QA_SYSTEM, cache=cfg.cache, **spend)
+                                      budget=frames, tokens=tokens, system=QA_SYSTEM,
+                                      cache=cfg.cache)
                     given = extract_answer(q.task, res.answer)
                     score = score_selection(np.asarray(res.timestamps), q.groups)
-                    kind = TokenBudget(spend["tokens"]) if "tokens" in spend \
-                        else spend["budget"]
+                    kind: Any = TokenBudget(tokens) if tokens is not None else frames
                     rows.append({
                         "video": case.name, "duration": case.duration, "qid": q.qid,
                         "task": q.task, "question": q.question, "truth": q.answer,
                         "sampler": name, "budget": label,
-                        "budget_kind": "tokens" if "tokens" in spend else "frames",
+                        "budget_kind": "tokens" if tokens is not None else "frames",
                         "answer": res.answer, "extracted": given,
                         "correct": given == q.answer, "frames": len(res.timestamps),
                         "selection_tokens": selection_tokens(len(res.timestamps), kind, None,
@@ -482,7 +484,23 @@ def write_qa_report(result: QAResult, out: Path) -> dict[str, str]:
     return {k: str(v) for k, v in files.items()}
 
 
-__all__ = ["QA_FRAME_BUDGETS", "QA_SUITES", "QA_SYSTEM", "QA_TOKEN_BUDGETS", "QAConfig",
-           "QACase", "QAQuestion", "QAResult", "QASuite", "build_qa_case", "build_qa_suite",
-           "extract_answer", "get_qa_suite", "qa_markdown", "qa_questions", "run_qa",
-           "summarize_qa", "write_qa_report"]
+__all__ = [
+    "QA_FRAME_BUDGETS",
+    "QA_SUITES",
+    "QA_SYSTEM",
+    "QA_TOKEN_BUDGETS",
+    "QACase",
+    "QAConfig",
+    "QAQuestion",
+    "QAResult",
+    "QASuite",
+    "build_qa_case",
+    "build_qa_suite",
+    "extract_answer",
+    "get_qa_suite",
+    "qa_markdown",
+    "qa_questions",
+    "run_qa",
+    "summarize_qa",
+    "write_qa_report",
+]

@@ -287,8 +287,8 @@ def _endpoint_error(endpoint: VLMEndpoint, ex: BaseException) -> ModelEndpointEr
                                   f"{tries}; raise --vlm-timeout or check the server")
     if isinstance(ex, openai.APIConnectionError):
         cause = ex.__cause__ or ex
-        return ModelEndpointError(f"cannot reach {where}{tries}: "
-                                  f"{' '.join(str(cause).split())[:_QUOTE] or type(cause).__name__}")
+        why = " ".join(str(cause).split())[:_QUOTE] or type(cause).__name__
+        return ModelEndpointError(f"cannot reach {where}{tries}: {why}")
     if isinstance(ex, openai.APIStatusError):
         status = ex.status_code
         detail = " ".join(str(getattr(ex, "message", "") or "").split())[:_QUOTE]

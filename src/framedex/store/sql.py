@@ -178,7 +178,7 @@ def median_ci(values: Any) -> tuple[float, float] | None:
                 break
             j += 1
     else:
-        j = int(math.floor(n / 2 - _Z * math.sqrt(n) / 2))
+        j = math.floor(n / 2 - _Z * math.sqrt(n) / 2)
     j = max(j, 1)
     return float(x[j - 1]), float(x[n - j])
 

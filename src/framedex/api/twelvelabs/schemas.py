@@ -403,11 +403,11 @@ class AnalyzeRequest(BaseModel):
                               "...} (or type url / base64_string)")
         if self.prompt is None or not self.prompt.strip():
             raise ConfigError("prompt is invalid: give the question or instruction, as text")
-        if self.response_format is not None:
-            if self.response_format.type != "json_schema" \
-                    or not isinstance(self.response_format.json_schema, dict):
-                raise ConfigError("response_format is invalid: give {\"type\": \"json_schema\", "
-                                  "\"json_schema\": {a JSON schema}}")
+        if self.response_format is not None and (
+                self.response_format.type != "json_schema"
+                or not isinstance(self.response_format.json_schema, dict)):
+            raise ConfigError("response_format is invalid: give {\"type\": \"json_schema\", "
+                              "\"json_schema\": {a JSON schema}}")
         if self.start_time is not None and self.end_time is not None \
                 and self.end_time - self.start_time < 1:
             raise ConfigError(f"end_time={self.end_time!r} is invalid: the window must be at "
