@@ -14,7 +14,8 @@ answer after its flush (at most a second later; until then they call the model o
 
 Bounded like the query log: ``optimize`` deletes answers and ratings older than the retention
 (30 days), and the answers of video generations that are no longer live, so a re-index (a new
-generation: every key of the video changes) or a delete also frees their rows. Ratings go to
+generation: every key of the video changes) or a delete also frees their rows; from
+:data:`INDEX_FROM_ROWS` answers on it keeps a BTREE index on ``cache_key``. Ratings go to
 ``answer_feedback`` at once (one small commit: they are rare and must not be lost).
 
 Example::
@@ -46,6 +47,9 @@ RECENT_ANSWERS = 4096
 RATINGS = ("good", "bad")
 #: Longest feedback comment.
 MAX_COMMENT = 2000
+#: From this many answers on, ``optimize`` keeps a BTREE index on ``cache_key`` (a lookup in
+#: 100,000 answers: ~18 ms as a scan, 2-8 ms with the index; measured on the 2 dev cores).
+INDEX_FROM_ROWS = 10_000
 
 
 def _quote(value: str) -> str:
@@ -165,7 +169,24 @@ def expire_answers(store: LanceStore, retention: timedelta) -> int:
         if live.get(vid) != gen:
             ds.delete(f"video_id = {_quote(vid)} AND generation = {int(gen)}")
             deleted += int(n)
+    _index_keys(store)
     return deleted
 
 
-__all__ = ["MAX_COMMENT", "RATINGS", "AnswerLog", "expire_answers"]
+def _index_keys(store: LanceStore) -> None:
+    """A BTREE index on ``cache_key`` once the table is large enough to need one (later rows
+    are folded in by the compaction ``optimize`` runs next; until then they are scanned)."""
+    ds = store.tables.snapshot("answers")
+    if ds is None or ds.count_rows() < INDEX_FROM_ROWS:
+        return
+    try:
+        if any("cache_key" in (i.field_names or []) for i in ds.describe_indices()):
+            return
+    except (OSError, RuntimeError, ValueError):  # an index being built concurrently
+        return
+    from lancedb.index import BTree
+
+    store.tables.table("answers").create_index("cache_key", config=BTree())
+
+
+__all__ = ["INDEX_FROM_ROWS", "MAX_COMMENT", "RATINGS", "AnswerLog", "expire_answers"]
