@@ -159,6 +159,10 @@ def test_a_failing_model_is_a_502_naming_the_endpoint(tl, v1, asset, answerer):
                    model_name="no-such-model")
     assert err.value.status_code == 502 and err.value.body["code"] == "model_endpoint_error"
     assert answerer.url in err.value.body["message"]
+    with pytest.raises(ApiError) as err:  # streamed: the failure comes before the stream
+        list(tl.analyze_stream(video={"type": "asset_id", "asset_id": asset["id"]},
+                               prompt=COLOUR_Q, model_name="no-such-model"))
+    assert err.value.status_code == 502 and answerer.url in err.value.body["message"]
     video_id = asset["first"].framedex["video_id"]
     r = v1.post(f"/v1/videos/{video_id}/ask", json={"question": COLOUR_Q,
                                                       "model": "no-such-model"})
