@@ -298,3 +298,26 @@ def test_a_good_reply_stores_no_key(lib, bad, monkeypatch):
     with pytest.raises(ModelEndpointError, match=r"cannot reach the video LLM at "
                                                  r"http://127\.0\.0\.1:9/v1"):
         lib.ask("qa.mp4", COLOUR_Q, vlm=unreachable, sampler="topk", budget=2, cache=False)
+
+
+def test_an_older_query_log_gets_the_arm_column(tmp_path):
+    import pyarrow as pa
+
+    from framedex.store import QueryLog, open_store
+    from framedex.store.schema import QUERY_LOG_SCHEMA, now_utc
+    from framedex.store.sql import arm_stats
+
+    store = open_store(tmp_path / "old.db")
+    old = pa.schema([f for f in QUERY_LOG_SCHEMA if f.name != "arm"])
+    row = {"ts": now_utc(), "kind": "select", "sampler": "aks", "budget": 8, "tokens": None,
+           "video_id": "v", "query": "q", "latency_ms": 1.0, "result_size": 8, "params": "{}",
+           "cache_hit": True}
+    store.tables.append("query_log", pa.Table.from_pylist([row], schema=old), old)
+    assert arm_stats(store)["arms"] == []  # a table without the column is read as no arms
+    qlog = QueryLog(store)
+    qlog.record(kind="select", query="q", latency_ms=2.0, result_size=8, sampler="bolt",
+                arm="bolt")
+    qlog.close()
+    rows = store.table_arrow("query_log").to_pylist()
+    assert [r.get("arm") for r in rows] == [None, "bolt"]
+    assert [a["arm"] for a in arm_stats(store)["arms"]] == ["bolt"]
