@@ -113,3 +113,24 @@ def s3_store(s3_endpoint, request):
         "-" + uuid.uuid4().hex[:6]
     s3_loopback.make_bucket(s3_endpoint, bucket)
     return f"s3://{bucket}/lib", s3_loopback.storage_options(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def answerer():
+    """The shipped answering model (framedex.eval.answerer) on loopback, for the ask tests."""
+    from framedex.eval.answerer import AnswererServer
+
+    with AnswererServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def qa_video(tmp_path_factory) -> Path:
+    """An 80 s video whose truth answers the ask tests' questions (tests/asking.py)."""
+    from asking import QA_SPEC
+
+    from framedex.synth.render import render
+
+    out = tmp_path_factory.mktemp("qa") / "qa.mp4"
+    render(QA_SPEC, out)
+    return out

@@ -5,7 +5,8 @@ with known needles (assets + indexed assets, and the legacy ``tasks.create``), w
 ready, search by text and by image (the top hit lies in the needle's span), ``and`` across
 parts (the video with both needles first), page through results and lists, embed a text and an
 image, run a video embedding task whose clips tile the video, and get clear 4xx answers for
-what framedex does not offer (``analyze``, audio, a wrong key). The ``/v1`` image and
+what framedex does not offer (``analyze`` without a video LLM, analyze tasks, audio, a wrong
+key). The ``/v1`` image and
 multi-part search and a schemathesis run over ``/v1.3`` close the module.
 """
 
@@ -366,16 +367,18 @@ def test_video_embedding_task_clips_tile_the_video(client, world, media):
 # -- what framedex does not offer, and errors -----------------------------------------------------
 
 
-def test_analyze_is_a_clear_4xx(client, world):
+def test_analyze_without_a_video_llm_is_a_clear_4xx(client, world):
+    # analyze works with --vlm-url (tests/test_ask_api.py); this server has no video LLM
     with pytest.raises(ApiError) as err:
         client.analyze(video={"type": "asset_id", "asset_id": world["assets"]["both"]},
                        prompt="what happens?")
-    assert 400 <= err.value.status_code < 500
-    assert err.value.body["code"] == "unsupported" and "Pegasus" in err.value.body["message"]
+    assert err.value.status_code == 400
+    assert err.value.body["code"] == "unsupported" and "--vlm-url" in err.value.body["message"]
 
 
 @pytest.mark.parametrize("method, path, word", [
-    ("POST", "/v1.3/analyze/tasks", "Pegasus"),
+    ("POST", "/v1.3/analyze/tasks", "POST /v1.3/analyze"),
+    ("GET", "/v1.3/analyze/batches", "analyze"),
     ("POST", "/v1.3/entity-collections", "entity"),
     ("POST", "/v1.3/assets/multipart-uploads", "presigned"),
     ("GET", "/v1.3/assets/abc/transcription", "transcri"),

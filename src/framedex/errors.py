@@ -164,6 +164,23 @@ class UnsupportedError(FramedexError, NotImplementedError):
     code = "unsupported"
 
 
+class NotReadyError(FramedexError, RuntimeError):
+    """What a request needs is still being made (a video still indexing); try again later
+    (HTTP 409). The message says what to wait for."""
+
+    http_status = 409
+    code = "not_ready"
+
+
+class ModelEndpointError(FramedexError, RuntimeError):
+    """The video LLM endpoint an ``ask`` calls failed: unreachable, too slow, an HTTP error
+    after the retries, or a reply that is not a chat completion. The message names the
+    endpoint (never its key); the API answers 502."""
+
+    http_status = 502
+    code = "model_endpoint_error"
+
+
 def check(condition: object, name: str, value: object, rule: str) -> None:
     """Raise :class:`ConfigError` naming ``name``, ``value`` and ``rule`` unless ``condition``.
 

@@ -37,6 +37,7 @@ from framedex.errors import (
     StoreUnavailableError,
     check,
 )
+from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
 from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import (
@@ -64,7 +65,7 @@ from framedex.query.search import (
     search_library,
     search_parts,
 )
-from framedex.query.select import RelevanceCurve, SelectResult, select_frames
+from framedex.query.select import RelevanceCurve, SelectResult, frames_in_span, select_frames
 from framedex.store import (
     AssetRecord,
     FrameArrays,
@@ -85,6 +86,7 @@ from framedex.validate import (
     DEFAULT_BUDGET,
     MAX_TEXT,
     check_metadata,
+    check_span,
     check_text,
     decoder_names,
     engine_names,
@@ -100,9 +102,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "PAYLOAD_FORMATS",
-           "AssetRecord",
+           "AskResult", "AskStream", "AssetRecord",
            "CollectionInfo", "Delivery", "Job", "JobFilter", "JobStore", "Library",
-           "MemberRecord", "Moment", "RelevanceCurve",
+           "MemberRecord", "Moment", "RelevanceCurve", "Rollout", "VLMEndpoint",
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
            "VideoRecord", "decoder_names", "engine_names", "lease_ttl_from_env",
            "parse_metadata", "sampler_infos", "sampler_names"]
@@ -156,7 +158,7 @@ def _store_went_away(ex: BaseException) -> bool:
     return is_missing_file(ex)
 
 
-class Library(CollectionsMixin):
+class Library(CollectionsMixin, AskMixin):
     """A framedex library on one store.
 
     Args:
@@ -174,10 +176,13 @@ class Library(CollectionsMixin):
             long a killed writer's claim blocks a video on object storage.
         consistency_s: how stale reads may be, in seconds (None: 0 on a local disk, 1 s on
             object storage): the staleness of an API replica.
+        rollout: split requests that name no sampler between samplers, e.g.
+            ``"aks=0.9,bolt=0.1"`` (see :class:`Rollout`); None: the default sampler.
+        vlm: the video LLM ``ask`` calls when a call names none (:class:`VLMEndpoint`).
 
     Raises:
         ConfigError / StoreError: a bad location or setting. UnknownNameError: an unknown
-        default sampler.
+        default sampler, or an unknown sampler in the rollout.
     """
 
     def __init__(self, db: str | os.PathLike = "framedex.db", *, model: str | None = None,
@@ -185,7 +190,9 @@ class Library(CollectionsMixin):
                  log_queries: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  text_cache: int = DEFAULT_TEXT_CACHE, must_exist: bool = False,
                  storage_options: Mapping[str, str] | None = None,
-                 lease_ttl: float | None = None, consistency_s: float | None = None):
+                 lease_ttl: float | None = None, consistency_s: float | None = None,
+                 rollout: str | Mapping[str, float] | Rollout | None = None,
+                 vlm: VLMEndpoint | None = None):
         self.store: Store = open_store(db, storage_options=storage_options,
                                        lease_ttl=lease_ttl, consistency_s=consistency_s)
         if must_exist:
@@ -197,8 +204,13 @@ class Library(CollectionsMixin):
         self.frame_cache = FrameCache(cache_bytes)
         self.text_cache = TextCache(text_cache)
         self.query_log = QueryLog(self.store) if log_queries else None
+        self.rollout = Rollout.parse(rollout) if rollout is not None else None
+        check(vlm is None or isinstance(vlm, VLMEndpoint), "vlm", vlm,
+              "must be a VLMEndpoint or None")
+        self.vlm = vlm
         self._encoder: Any = None
         self._text_encoder: TextEncoder | None = None
+        self._init_answers()
 
     @property
     def uri(self) -> str:
@@ -211,10 +223,11 @@ class Library(CollectionsMixin):
         return self.store.jobs
 
     def close(self) -> None:
-        """Write the buffered query log (also done at interpreter exit) and release the
-        leases this process holds on the store."""
+        """Write the buffered query log and answers (also done at interpreter exit) and
+        release the leases this process holds on the store."""
         if self.query_log is not None:
             self.query_log.close()
+        self._close_answers()
         self.store.close()
 
     def __enter__(self) -> Library:
@@ -509,45 +522,80 @@ class Library(CollectionsMixin):
     @_recovering
     def select(self, video: str, question: str, *, sampler: str | None = None,
                budget: int | None = None, tokens: int | None = None,
-               params: Mapping[str, Any] | None = None) -> SelectResult:
+               params: Mapping[str, Any] | None = None, start: float | None = None,
+               end: float | None = None, rollout_key: str | None = None) -> SelectResult:
         """Pick the frames of ``video`` a video LLM should see for ``question``.
 
         Args:
             video: id, unique id prefix or indexed path.
             question: the question (non-empty).
-            sampler: a registered sampler (None: the library's default sampler).
+            sampler: a registered sampler (None: the rollout's arm for ``rollout_key`` when
+                the library has a rollout, else the library's default sampler).
             budget: frames to choose (K >= 1); default 8 unless ``tokens`` is given.
             tokens: a VLM token budget instead of a frame count (not both).
             params: sampler parameters.
+            start: choose only among frames at or after this time (seconds).
+            end: choose only among frames before this time (seconds).
+            rollout_key: what the rollout assigns arms by (a user or session id); None: the
+                video's id and the question.
 
         Raises:
-            ConfigError: bad question/budget/tokens/params. UnknownNameError: unknown sampler.
-            VideoNotFoundError / EmptyLibraryError: no such indexed video.
+            ConfigError: bad question/budget/tokens/params/span. UnknownNameError: unknown
+            sampler. VideoNotFoundError / EmptyLibraryError: no such indexed video.
         """
         check_text("question", question)
         spend = make_budget(budget, tokens)
         params = dict(params or {})
-        chosen = create_sampler(sampler or self.default_sampler, **params)
+        check_span(start, end)
+        if sampler is not None:
+            create_sampler(sampler, **params)  # an unknown name fails before any read
         record = self.store.find_video(video)  # before loading a model for nothing
+        name, arm = self.pick_sampler(sampler, record.video_id, question, rollout_key)
+        return self._select_record(record, question, name, arm, spend, params, start, end)
+
+    def pick_sampler(self, sampler: str | None, video_id: str, question: str,
+                     rollout_key: str | None = None) -> tuple[str, str | None]:
+        """The sampler a request gets, and its rollout arm: the named sampler (no arm), else
+        the rollout's arm for the key (default: the video and the question), else the
+        default sampler (no arm)."""
+        if sampler is not None:
+            return sampler, None
+        if self.rollout is not None:
+            arm = self.rollout.assign(rollout_key if rollout_key is not None
+                                      else f"{video_id}\0{question}")
+            return arm, arm
+        return self.default_sampler, None
+
+    def _select_record(self, record: VideoRecord, question: str, name: str, arm: str | None,
+                       spend: Any, params: dict[str, Any], start: float | None,
+                       end: float | None) -> SelectResult:
+        """Select on a found video with a chosen sampler (arguments already validated), and
+        log it with its arm."""
+        chosen = create_sampler(name, **params)
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
         query = self.text_cache.get_or_encode(question, encoder.encode_text)
         frames, hit = self._frames(record)
+        if start is not None or end is not None:
+            frames = frames_in_span(frames, record, start, end)
         result = select_frames(frames, record, query, chosen, spend, question=question,
                                params=params, started=t0)
+        result.arm = arm
         if self.query_log is not None:
             self.query_log.record(kind="select", query=question, sampler=result.sampler,
                                   budget=result.budget, tokens=result.tokens,
                                   video_id=result.video_id, latency_ms=result.latency_ms,
                                   result_size=len(result.indices), params=result.params,
-                                  cache_hit=hit)
+                                  cache_hit=hit, arm=arm)
         return result
 
     def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
                 max_side: int | None = None, width: int | None = None,
-                payload_format: str = "openai", quality: int = DEFAULT_QUALITY) -> Delivery:
+                payload_format: str = "openai", quality: int = DEFAULT_QUALITY,
+                payload_options: Mapping[str, Any] | None = None) -> Delivery:
         """Decode the chosen frames at their tiers with the video's own decoder, and build
-        JPEGs, a chat payload (``openai``/``gemini``), the cost line and the plot.
+        JPEGs, a chat payload (``openai``/``gemini``; ``payload_options`` adds ``model``,
+        ``system``, ``max_tokens``), the cost line and the plot.
 
         Raises:
             ConfigError: bad include/format/sizes. VideoOpenError: the source file is gone or
@@ -557,7 +605,7 @@ class Library(CollectionsMixin):
             raise ConfigError("result is invalid: pass a SelectResult from Library.select")
         return deliver(result, decoder=self._decoder_for(result.record), include=include,
                        max_side=max_side, width=width, payload_format=payload_format,
-                       quality=quality)
+                       quality=quality, payload_options=payload_options)
 
     def payload(self, result: SelectResult, fmt: str = "openai", *,
                 max_side: int | None = None) -> dict[str, Any]:
@@ -659,7 +707,8 @@ class Library(CollectionsMixin):
 
     @_recovering
     def stats(self) -> list[dict[str, Any]]:
-        """Count and p50/p95 latency of logged queries per (kind, sampler)."""
+        """Count and p50/p95 latency of logged queries per (kind, sampler); ``arm_stats``
+        compares rollout arms."""
         if self.query_log is not None:
             self.query_log.flush()
         return query_stats(self.store)
@@ -671,13 +720,15 @@ class Library(CollectionsMixin):
 
     @_recovering
     def sql(self, query: str) -> pa.Table:
-        """DuckDB SQL over ``videos``, ``video_paths``, ``query_log`` and ``jobs``.
+        """DuckDB SQL over ``videos``, ``video_paths``, ``query_log``, ``jobs``, ``answers`` and
+        ``answer_feedback``.
 
         Raises:
             ConfigError: empty or invalid SQL.
         """
         if self.query_log is not None:
             self.query_log.flush()
+        self._flush_answers()
         return run_sql(self.store, query)
 
     def build_index(self, *, table: str | None = None, index_type: str | None = None,
@@ -748,6 +799,7 @@ class Library(CollectionsMixin):
         """Bound the store's disk use (compaction, retention, old versions, dead rows)."""
         if self.query_log is not None:
             self.query_log.flush()
+        self._flush_answers()
         return self.store.optimize(**options)
 
     def disk_usage(self) -> dict[str, int]:

@@ -111,6 +111,20 @@ def check_text(name: str, text: object) -> None:
           f"must be at most {MAX_TEXT} characters, without NUL bytes")
 
 
+def check_span(start: float | None, end: float | None) -> None:
+    """Validate a time span of a request (seconds, ``end`` after ``start``).
+
+    Raises:
+        ConfigError: a negative or non-finite time, or ``end <= start``.
+    """
+    for name, value in (("start", start), ("end", end)):
+        check(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                and bool(np.isfinite(float(value))) and value >= 0),
+              name, value, "must be seconds >= 0")
+    if start is not None and end is not None:
+        check(end > start, "end", end, f"must be after start={start:g}")
+
+
 def make_budget(budget: int | None, tokens: int | None) -> Budget:
     """A frame count or a :class:`TokenBudget` from a request's ``budget`` xor ``tokens``.
 

@@ -28,9 +28,9 @@ from framedex.api.deps import require_api_key
 from framedex.api.errors import install_error_handlers
 from framedex.api.jobs import JobManager
 from framedex.api.paths import PathView
-from framedex.api.routes import embed, health, jobs, search, select, videos
+from framedex.api.routes import ask, embed, health, jobs, search, select, videos
 from framedex.api.settings import Settings
-from framedex.library import Library
+from framedex.library import Library, VLMEndpoint
 
 log = logging.getLogger("framedex.api")
 
@@ -44,10 +44,16 @@ def open_library(settings: Settings, *, load_model: bool = False) -> Library:
         ConfigError / StoreError: a bad store location or upload folder.
         ModelLoadError: ``load_model`` and the model cannot be loaded.
     """
+    vlm = None
+    if settings.vlm_url is not None and settings.vlm_model is not None:
+        vlm = VLMEndpoint.create(settings.vlm_url, settings.vlm_model,
+                                 api_key_env=settings.vlm_api_key_env,
+                                 timeout_s=settings.vlm_timeout_s, retries=settings.vlm_retries)
     library = Library(settings.db, model=settings.model, device=settings.device,
                       default_sampler=settings.default_sampler,
                       log_queries=settings.log_queries, cache_bytes=settings.cache_bytes,
-                      consistency_s=settings.staleness_s, lease_ttl=settings.lease_ttl_s)
+                      consistency_s=settings.staleness_s, lease_ttl=settings.lease_ttl_s,
+                      rollout=settings.rollout, vlm=vlm)
     if load_model:
         load_encoders(library)
     settings.resolved_upload_dir_for(library.uri)
@@ -136,7 +142,7 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
     install_error_handlers(app)
     app.include_router(health.router)
     protected = APIRouter(dependencies=[Depends(require_api_key)])
-    for module in (videos, jobs, search, select, embed):
+    for module in (videos, jobs, search, select, ask, embed):
         protected.include_router(module.router)
     app.include_router(protected)
     from framedex.api.routes import docs

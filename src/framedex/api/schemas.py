@@ -54,6 +54,10 @@ class Health(BaseModel):
     store: StoreInfo
     cache: dict[str, Any] = Field(description="Hit rates of the frames and text caches.")
     notes: list[str] = Field(default_factory=list)
+    vlm_model: str | None = Field(None, description="The model `ask` and `/v1.3/analyze` "
+                                                    "call (null: none configured).")
+    rollout: str | None = Field(None, description="The sampler rollout, e.g. "
+                                                  "aks=0.9,bolt=0.1.")
 
 
 # -- videos and jobs ------------------------------------------------------------------------
@@ -238,6 +242,101 @@ class SelectResponse(BaseModel):
     frame_sizes: list[list[int]] | None = None
     payload: dict[str, Any] | None = None
     plot: str | None = None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "not": {"required": ["budget", "tokens"]},
+        "description": "Select frames for the question, send them to the server's video LLM "
+                       "(an OpenAI-compatible endpoint, `framedex serve --vlm-url`), and "
+                       "return its answer; the same ask again returns the stored answer."})
+    question: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+    sampler: str | None = Field(None, description="A registered sampler; default: the "
+                                                  "server's rollout arm for `rollout_key`, "
+                                                  "else its default sampler.")
+    budget: int | None = Field(None, ge=1, le=10000, description="Frames to send (default 8).")
+    tokens: int | None = Field(None, ge=66, le=10_000_000,
+                               description="A token budget instead of a frame count.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Sampler parameters.")
+    start: float | None = Field(None, ge=0, description="Select frames at or after this "
+                                                        "second of the video.")
+    end: float | None = Field(None, gt=0, description="Select frames before this second.")
+    model: str | None = Field(None, min_length=1, max_length=256,
+                              description="Another model name at the server's endpoint.")
+    max_tokens: int | None = Field(None, ge=1, description="Longest answer, in tokens.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    response_format: dict[str, Any] | None = Field(
+        None, description="An OpenAI response_format: {\"type\": \"json_object\"} or "
+                          "{\"type\": \"json_schema\", \"json_schema\": {\"name\", "
+                          "\"schema\"}}.")
+    system: str | None = Field(None, min_length=1, max_length=4000,
+                               description="A system message.")
+    frame_max_side: int | None = Field(None, ge=16, le=4096,
+                                       description="Cap on the longer side of the frames sent.")
+    rollout_key: str | None = Field(None, min_length=1, max_length=256,
+                                    description="Who asks (a user or session id): the rollout "
+                                                "keeps one key on one arm. Default: the video "
+                                                "and the question.")
+    cache: bool = Field(True, description="Return a stored answer of the same ask (false: ask "
+                                          "the model again).")
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v: str | None) -> str | None:
+        return _check_sampler(v)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> AskRequest:
+        if self.budget is not None and self.tokens is not None:
+            raise ValueError("give budget (frames) or tokens, not both")
+        return self
+
+
+class AskUsage(BaseModel):
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+
+class AskLatency(BaseModel):
+    select: float = Field(description="The sampler, ms.")
+    deliver: float = Field(description="Decoding and encoding the frames, ms.")
+    model: float = Field(description="The video LLM's call, ms.")
+    total: float = Field(description="The whole ask, ms.")
+
+
+class AskResponse(BaseModel):
+    answer_id: str = Field(description="For POST /v1/answers/{answer_id}/feedback.")
+    answer: str
+    video_id: str
+    question: str
+    sampler: str
+    arm: str | None = Field(description="The rollout arm that chose the sampler.")
+    model: str
+    endpoint: str
+    cached: bool = Field(description="Served from the answers cache, without a model call.")
+    source_id: str | None = Field(description="The stored answer a cached one reuses.")
+    budget: int | None
+    tokens: int | None
+    timestamps: list[float] = Field(description="The frames the model saw, seconds.")
+    frame_idx: list[int]
+    tiers: list[str] | None
+    finish_reason: str | None
+    usage: AskUsage
+    latency_ms: AskLatency
+    cache_key: str
+
+
+class FeedbackRequest(BaseModel):
+    model_config = _STRICT
+    rating: Literal["good", "bad"]
+    comment: str | None = Field(None, description="Why (at most 2000 characters).")
+
+
+class FeedbackResponse(BaseModel):
+    answer_id: str
+    rating: Literal["good", "bad"]
+    comment: str | None
 
 
 class SamplersPublic(BaseModel):

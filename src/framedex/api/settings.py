@@ -48,6 +48,15 @@ class Settings:
             searchable here within this.
         job_retention_days: finished ingest jobs are deleted by the upkeep after this long.
         lease_ttl_s: seconds a writer's claim lives without a heartbeat (None: 30 s).
+        vlm_url: base URL of the OpenAI-compatible video LLM ``ask`` and ``/v1.3/analyze``
+            call (None: asking is refused with a 400 that says how to configure it).
+        vlm_model: the model name at that endpoint.
+        vlm_api_key_env: the environment variable holding the endpoint's key (None:
+            ``$FRAMEDEX_VLM_API_KEY``).
+        vlm_timeout_s: seconds one model call may wait to connect and for each read (None:
+            the ``VLMEndpoint`` default).
+        vlm_retries: retries of a failed model call (None: the default).
+        rollout: sampler rollout of requests that name no sampler (``aks=0.9,bolt=0.1``).
     """
 
     db: str = "framedex.db"
@@ -69,6 +78,12 @@ class Settings:
     staleness_s: float | None = None
     job_retention_days: float = 30.0
     lease_ttl_s: float | None = None
+    vlm_url: str | None = None
+    vlm_model: str | None = None
+    vlm_api_key_env: str | None = None
+    vlm_timeout_s: float | None = None
+    vlm_retries: int | None = None
+    rollout: str | None = None
 
     @classmethod
     def from_cli(cls, *, max_upload_mb: float, **options: Any) -> Settings:
@@ -103,6 +118,8 @@ class Settings:
                   and len(prefix.split("/", 3)) == 4 and prefix.split("/", 3)[2] != "",
                   "allow_url", prefix, "must be an http(s) URL prefix with a host and a path, "
                   "e.g. https://media.example.com/videos/")
+        check((self.vlm_url is None) == (self.vlm_model is None), "vlm_model",
+              self.vlm_model, "give --vlm-url and --vlm-model together")
         for root in self.allow_roots:
             check(Path(root).expanduser().is_dir(), "allow_root", root,
                   "must be an existing folder")

@@ -4,8 +4,8 @@ Every subcommand takes ``--db`` (the store) and ``--json`` (machine-readable out
 User mistakes and bad input end with one line on stderr and a non-zero exit, never a
 traceback; progress goes to stderr so ``--json`` output stays clean. Commands live in
 ``index.py`` (index, videos, build-index, optimize, synth), ``query.py`` (search, select,
-samplers, stats, sql), ``serve.py`` and ``eval.py`` (eval, export-selections); importing them
-registers them on :data:`app`.
+samplers, stats, sql), ``ask.py`` (ask, feedback), ``serve.py`` (serve, serve-vlm) and
+``eval.py`` (eval, export-selections); importing them registers them on :data:`app`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from framedex.cli import eval as _eval  # noqa: F401  (registers the commands)
+from framedex.cli import ask as _ask  # noqa: F401  (registers the commands)
+from framedex.cli import eval as _eval  # noqa: F401
 from framedex.cli import index as _index  # noqa: F401
 from framedex.cli import query as _query  # noqa: F401
 from framedex.cli import serve as _serve  # noqa: F401

@@ -46,6 +46,21 @@ Model = Annotated[str | None, typer.Option(
                     "or synthetic-shapes. Default: the store's encoder, else "
                     "ViT-B-32:laion2b_s34b_b79k.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu), cpu, cuda, mps.")]
+VlmUrl = Annotated[str | None, typer.Option(
+    "--vlm-url", envvar="FRAMEDEX_VLM_URL",
+    help="Base URL of an OpenAI-compatible video LLM (vLLM http://host:8000/v1, Ollama "
+         "http://localhost:11434/v1, https://api.openai.com/v1).")]
+VlmModel = Annotated[str | None, typer.Option(
+    "--vlm-model", envvar="FRAMEDEX_VLM_MODEL", help="The model name at --vlm-url.")]
+VlmKeyEnv = Annotated[str | None, typer.Option(
+    "--vlm-api-key-env", help="Environment variable holding the endpoint's key (never "
+                              "printed or stored). Default: FRAMEDEX_VLM_API_KEY.")]
+VlmTimeout = Annotated[float | None, typer.Option(
+    "--vlm-timeout", help="Seconds one model call waits to connect and for each read "
+                          "(default 60).")]
+VlmRetries = Annotated[int | None, typer.Option(
+    "--vlm-retries", help="Retries after a connection error, timeout, 408/409/429 or 5xx "
+                          "(default 2).")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -145,17 +160,38 @@ def note(message: str) -> None:
 
 def open_library(db: str, *, model: str | None = None, device: str = "auto",
                  sampler: str | None = None, must_exist: bool = True,
-                 log_queries: bool = True) -> Library:
+                 log_queries: bool = True, rollout: str | None = None) -> Library:
     """The library at ``db``. Read-only commands refuse a missing store (``must_exist``)."""
     from framedex.library import Library, lease_ttl_from_env
 
     lib = Library(db, model=model, device=device, default_sampler=sampler,
-                  must_exist=must_exist, log_queries=log_queries,
+                  must_exist=must_exist, log_queries=log_queries, rollout=rollout,
                   lease_ttl=lease_ttl_from_env())
     opened = _OPENED.get()
     if opened is not None:  # the query log is written when the command ends, after its output
         opened.append(lib)
     return lib
+
+
+def vlm_endpoint(url: str | None, model: str | None, key_env: str | None = None,
+                 timeout: float | None = None, retries: int | None = None, *,
+                 required: bool = True) -> Any:
+    """The ``VLMEndpoint`` the ``--vlm-*`` options name (None when neither is given and it is
+    not ``required``; options left out take ``VLMEndpoint``'s defaults).
+
+    Raises:
+        ConfigError: one of --vlm-url / --vlm-model without the other, or a bad value.
+    """
+    from framedex.library import VLMEndpoint
+
+    if url is None and model is None and not required:
+        return None
+    if url is None or model is None:
+        missing = "--vlm-url" if url is None else "--vlm-model"
+        raise ConfigError(f"{missing} is missing: give the video LLM's --vlm-url URL and "
+                          "--vlm-model NAME (or $FRAMEDEX_VLM_URL and $FRAMEDEX_VLM_MODEL)")
+    return VLMEndpoint.create(url, model, api_key_env=key_env, timeout_s=timeout,
+                              retries=retries)
 
 
 def check_writable(path: Path | None, option: str, *, folder: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,11 +14,18 @@ from framedex.cli._common import (
     Device,
     Json,
     Model,
+    VlmKeyEnv,
+    VlmModel,
+    VlmRetries,
+    VlmTimeout,
+    VlmUrl,
     app,
     emit,
     handle_errors,
     open_library,
+    vlm_endpoint,
 )
+from framedex.errors import ConfigError
 from framedex.validate import parse_pairs
 
 
@@ -37,14 +44,37 @@ def eval_(
     model: Annotated[str, typer.Option("--model", help="Encoder spec.")] = "synthetic-shapes",
     no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Skip the hold-out sweep.")]
     = False,
+    qa: Annotated[bool, typer.Option(
+        "--qa", help="End-to-end QA instead: ask questions through `ask` (the shipped "
+                     "answering model on loopback, or --vlm-url) and score the answers; "
+                     "suites small, full, tiny.")] = False,
+    budgets: Annotated[str | None, typer.Option(
+        "--budgets", help="--qa: comma-separated frame budgets (default 8,16,32).")] = None,
+    token_budgets: Annotated[str | None, typer.Option(
+        "--token-budgets", help="--qa: comma-separated token budgets (default 1024,2048; "
+                                "'' for none).")] = None,
+    vlm_url: VlmUrl = None,
+    vlm_model: VlmModel = None,
+    vlm_api_key_env: VlmKeyEnv = None,
+    vlm_timeout: VlmTimeout = None,
+    vlm_retries: VlmRetries = None,
+    use_cache: Annotated[bool, typer.Option(
+        "--cache", help="--qa: take stored answers of asks already made (default: every ask "
+                        "calls the model).")] = False,
     device: Device = "auto",
     as_json: Json = False,
 ) -> None:
-    """Benchmark every sampler on synthetic videos with known truth (quality vs cost)."""
+    """Benchmark every sampler on synthetic videos with known truth (quality vs cost); with
+    --qa, the accuracy of a video LLM's answers per sampler and budget."""
+    names = [s.strip() for s in samplers.split(",") if s.strip()] if samplers else None
+    if qa:
+        _eval_qa(suite, out, names, db, model, budgets, token_budgets,
+                 vlm_endpoint(vlm_url, vlm_model, vlm_api_key_env, vlm_timeout, vlm_retries,
+                              required=False), use_cache, device, as_json)
+        return
     from framedex.eval.report import write_report
     from framedex.eval.runner import EvalConfig, run_eval
 
-    names = [s.strip() for s in samplers.split(",") if s.strip()] if samplers else None
     cfg = EvalConfig(suite=suite, out=out, db=db, model=model, samplers=names,
                      sweep=not no_sweep, device=device)
     result = run_eval(cfg, progress=lambda msg: typer.echo(msg, err=True))
@@ -62,6 +92,47 @@ def eval_(
         if c["changed"]:
             typer.echo(f"sweep: {name} {c['default']} -> {c['params']} "
                        f"(objective {c['default_objective']:.3f} -> {c['objective']:.3f})")
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}={text!r} is invalid: use comma-separated integers, "
+                          "e.g. 8,16,32") from None
+
+
+def _eval_qa(suite: str, out: Path, names: list[str] | None, db: str | None, model: str,
+             budgets: str | None, token_budgets: str | None, vlm: Any, use_cache: bool,
+             device: str, as_json: bool) -> None:
+    from framedex.eval.qa import (
+        QA_FRAME_BUDGETS,
+        QA_TOKEN_BUDGETS,
+        QAConfig,
+        run_qa,
+        write_qa_report,
+    )
+
+    frames = _int_list(budgets, "--budgets")
+    tokens = _int_list(token_budgets, "--token-budgets")
+    cfg = QAConfig(suite=suite, out=out, db=db, model=model, samplers=names,
+                   frame_budgets=QA_FRAME_BUDGETS if frames is None else frames,
+                   token_budgets=QA_TOKEN_BUDGETS if tokens is None else tokens, vlm=vlm,
+                   cache=use_cache, device=device)
+    result = run_qa(cfg, progress=lambda msg: typer.echo(msg, err=True))
+    files = write_qa_report(result, cfg.out)
+    if as_json:
+        emit({"videos": result.num_videos, "questions": result.num_questions,
+              "asks": len(result.rows), "model": result.model, "endpoint": result.endpoint,
+              "timings_s": {k: round(v, 2) for k, v in result.timings.items()},
+              "files": files})
+        return
+    typer.echo(Path(files["markdown"]).read_text().split("\n\n", 2)[1])
+    typer.echo(f"{len(result.rows)} asks ({result.num_questions} questions) in "
+               f"{result.timings.get('total_s', 0):.0f}s; wrote {files['markdown']}, "
+               f"{files['results']}")
 
 
 @app.command("export-selections")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -231,9 +232,22 @@ def samplers(
 
 @app.command()
 @handle_errors
-def stats(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
-    """Logged queries: count and p50/p95 latency per (kind, sampler)."""
+def stats(
+    db: Db = DEFAULT_DB,
+    by: Annotated[str, typer.Option(
+        "--by", help="sampler: logged queries per (kind, sampler); arm: the rollout's arms "
+                     "compared on latency, tokens and good ratings, with 95 % intervals.")]
+    = "sampler",
+    as_json: Json = False,
+) -> None:
+    """Logged queries: count and p50/p95 latency per (kind, sampler); --by arm compares the
+    rollout's arms."""
+    if by not in ("sampler", "arm"):
+        raise ConfigError(f"--by={by!r} is invalid: must be sampler or arm")
     lib = open_library(db, log_queries=False)
+    if by == "arm":
+        _print_arms(lib.arm_stats(), as_json, db)
+        return
     rows = lib.stats()
     if as_json:
         emit({"queries": rows, "disk_bytes": lib.disk_usage()})
@@ -248,15 +262,60 @@ def stats(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
                  for r in rows))
 
 
+def _interval(ci: Sequence[float] | None, fmt: str) -> str:
+    return "" if ci is None else f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _print_arms(data: dict[str, Any], as_json: bool, db: str) -> None:
+    if as_json:
+        emit(data)
+        return
+    arms = data["arms"]
+    if not arms:
+        typer.echo(f"no ask or select logged with a rollout arm in {db} (use --rollout, or "
+                   "framedex serve --rollout)")
+        return
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.0f} %"
+
+    def points(ci: Sequence[float] | None, sign: str = "") -> str:
+        return "" if ci is None else f" [{100 * ci[0]:{sign}.0f}, {100 * ci[1]:{sign}.0f}]"
+
+    rows = []
+    for a in arms:
+        good = "-" if a["good_rate"] is None else (
+            f"{pct(a['good_rate'])}{points(a['good_rate_ci'])} of {a['ratings']}")
+        diff = "ref" if a["arm"] == data["reference"] else (
+            "-" if a["good_rate_diff"] is None else
+            f"{100 * a['good_rate_diff']:+.0f} pt{points(a['good_rate_diff_ci'], '+')}")
+        model = "-" if a["model_p50_ms"] is None else \
+            f"{a['model_p50_ms']:.0f}{_interval(a['model_p50_ci'], '{:.0f}')}"
+        total = "-" if a["latency_p50_ms"] is None else \
+            f"{a['latency_p50_ms']:.0f}{_interval(a['latency_p50_ci'], '{:.0f}')}"
+        spent = "-" if a["tokens_mean"] is None else \
+            f"{a['tokens_mean']:,.0f}{_interval(a['tokens_ci'], '{:,.0f}')}"
+        rows.append((a["arm"], a["asks"], pct(a["cache_hit_rate"]), model, total, spent, good,
+                     diff, a["selects"]))
+    print_table(("arm", "asks", "cached", "model p50 ms", "ask p50 ms", "tokens/call",
+                 "good", "vs ref", "selects"), rows)
+    sys.stdout.flush()  # the notes below go to stderr, after the table
+    if data.get("rollout"):
+        typer.echo(f"rollout: {data['rollout']}", err=True)
+    typer.echo("95 % intervals: " + "; ".join(f"{k}: {v}" for k, v in
+                                              data["intervals"].items()), err=True)
+
+
 @app.command()
 @handle_errors
 def sql(
-    query: Annotated[str, typer.Argument(help="DuckDB SQL over videos, video_paths, query_log "
-                                         "and jobs.")],
+    query: Annotated[str, typer.Argument(help="DuckDB SQL over videos, video_paths, query_log, "
+                                         "jobs, answers and answer_feedback.")],
     db: Db = DEFAULT_DB,
     as_json: Json = False,
 ) -> None:
-    """Run SQL (DuckDB) over the videos, video_paths, query_log and jobs tables."""
+    """Run SQL (DuckDB) over the videos, video_paths, query_log, jobs, answers and
+    answer_feedback tables."""
     table = open_library(db, log_queries=False).sql(query)
     rows = table.to_pylist()
     if as_json:

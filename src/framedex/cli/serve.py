@@ -9,7 +9,21 @@ from typing import Annotated
 
 import typer
 
-from framedex.cli._common import DEFAULT_DB, Db, Device, Model, app, handle_errors, note
+from framedex.cli._common import (
+    DEFAULT_DB,
+    Db,
+    Device,
+    Model,
+    VlmKeyEnv,
+    VlmModel,
+    VlmRetries,
+    VlmTimeout,
+    VlmUrl,
+    app,
+    handle_errors,
+    note,
+    vlm_endpoint,
+)
 from framedex.errors import ConfigError
 
 
@@ -44,10 +58,20 @@ def serve(
     job_retention_days: Annotated[float, typer.Option(
         "--job-retention-days", help="Delete finished ingest jobs after this many days.")
         ] = 30.0,
+    rollout: Annotated[str | None, typer.Option(
+        "--rollout", envvar="FRAMEDEX_ROLLOUT",
+        help="Split requests that name no sampler between samplers by a request key: "
+             "aks=0.9,bolt=0.1.")] = None,
+    vlm_url: VlmUrl = None,
+    vlm_model: VlmModel = None,
+    vlm_api_key_env: VlmKeyEnv = None,
+    vlm_timeout: VlmTimeout = None,
+    vlm_retries: VlmRetries = None,
     device: Device = "auto",
 ) -> None:
-    """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
-    (at /); API docs at /docs."""
+    """Serve the HTTP API (ingest jobs, search, select, ask, frames, embeddings) and the web
+    viewer (at /); API docs at /docs. With --vlm-url and --vlm-model, /v1/videos/{id}/ask and
+    the Twelve Labs /v1.3/analyze ask that video LLM."""
     import logging
 
     import uvicorn
@@ -61,7 +85,11 @@ def serve(
         allow_roots=tuple(str(r) for r in allow_root or ()), max_upload_mb=max_upload_mb,
         workers=workers, upload_dir=str(upload_dir) if upload_dir else None,
         default_sampler=sampler, allow_urls=tuple(allow_url or ()), staleness_s=staleness,
-        job_retention_days=job_retention_days, lease_ttl_s=lease_ttl_from_env())
+        job_retention_days=job_retention_days, lease_ttl_s=lease_ttl_from_env(),
+        rollout=rollout, vlm_url=vlm_url, vlm_model=vlm_model, vlm_api_key_env=vlm_api_key_env,
+        vlm_timeout_s=vlm_timeout, vlm_retries=vlm_retries)
+    vlm_endpoint(vlm_url, vlm_model, vlm_api_key_env, vlm_timeout, vlm_retries,
+                 required=False)  # a bad --vlm-* option fails here, in one line
     # A bad --db, upload folder or model, or a port in use, fails here in one line, before
     # anything is served.
     listening = bind(host, port)
@@ -70,6 +98,39 @@ def serve(
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
     note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs, the Twelve Labs "
          "API at /v1.3)")
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning"))
+    server.run(sockets=[listening])
+
+
+@app.command("serve-vlm")
+@handle_errors
+def serve_vlm(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8001,
+    model: Annotated[str, typer.Option(
+        "--model", help="The open_clip model it sees with.")] = "synthetic-shapes",
+    device: Device = "cpu",
+) -> None:
+    """Serve the small video LLM of the synthetic world: an OpenAI-compatible chat endpoint
+    (POST /v1/chat/completions, model framedex-shapes-vlm) that answers questions about
+    coloured shapes only from the images it is sent (the shipped model, zero-shot per frame).
+    For trying `framedex ask` and `eval --qa` offline; it knows nothing else."""
+    import logging
+
+    import uvicorn
+
+    from framedex.eval.answerer import (
+        ANSWERER_MODEL,
+        Answerer,
+        ShapesReader,
+        create_answerer_app,
+    )
+
+    listening = bind(host, port)
+    app_ = create_answerer_app(Answerer(ShapesReader(model, device)))
+    logging.getLogger("framedex").setLevel(logging.WARNING)
+    note(f"serving the video LLM {ANSWERER_MODEL} on http://{host}:{port}/v1 (framedex ask "
+         f"VIDEO QUESTION --vlm-url http://{host}:{port}/v1 --vlm-model {ANSWERER_MODEL})")
     server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="warning"))
     server.run(sockets=[listening])
 

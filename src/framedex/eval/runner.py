@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -117,7 +117,18 @@ class EvalResult:
     video_seconds: float = 0.0
 
 
-def render_cases(cases: Sequence[VideoCase], folder: Path,
+class Renderable(Protocol):
+    """What :func:`render_cases` needs of a case (a suite video or a QA video)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    @property
+    def duration(self) -> float: ...
+
+
+def render_cases(cases: Sequence[Renderable], folder: Path,
                  progress: Progress | None = None) -> list[Path]:
     """Render each case to ``folder/NAME.mp4`` unless the same spec was rendered there."""
     from framedex.synth import render

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -101,7 +101,8 @@ def check_include(include: Iterable[str]) -> tuple[str, ...]:
 
 def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("frames",),
             max_side: int | None = None, width: int | None = None,
-            payload_format: str = "openai", quality: int = DEFAULT_QUALITY) -> Delivery:
+            payload_format: str = "openai", quality: int = DEFAULT_QUALITY,
+            payload_options: Mapping[str, Any] | None = None) -> Delivery:
     """Decode only the chosen frames, at their tiers, and build what ``include`` asks for.
 
     Args:
@@ -112,6 +113,8 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
         width: cap on the width of every frame.
         payload_format: ``openai`` (also vLLM) or ``gemini``.
         quality: JPEG quality.
+        payload_options: more arguments of the payload builder (``model``, ``system``,
+            ``max_tokens`` for openai; ``system`` for gemini), e.g. what ``ask`` sends.
 
     Returns:
         The :class:`Delivery` (always with the cost line).
@@ -139,7 +142,8 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
     if "payload" in include:
         out.payload_format = payload_format
         out.payload = build_payload(payload_format, out.jpegs, result.timestamps,
-                                    result.question, tiers=result.tiers, duration_sec=duration)
+                                    result.question, tiers=result.tiers, duration_sec=duration,
+                                    **dict(payload_options or {}))
     if "plot" in include and result.curve is not None:
         from framedex.query.plot import plot_selection
 

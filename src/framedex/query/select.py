@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from framedex.errors import ConfigError
 from framedex.query.samplers import Budget, Sampler, TokenBudget
 from framedex.store.base import FrameArrays
 from framedex.store.schema import VideoRecord
@@ -89,6 +90,8 @@ class SelectResult:
     params: dict[str, Any] = field(default_factory=dict)
     num_frames: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The rollout arm that chose the sampler (None: the request named it, or no rollout).
+    arm: str | None = None
     curve: RelevanceCurve | None = field(default=None, repr=False)
     record: VideoRecord | None = field(default=None, repr=False)
 
@@ -103,7 +106,7 @@ class SelectResult:
             "tiers": self.tiers, "tokens_used": self.tokens_used, "decision": self.decision,
             "reason": self.reason, "latency_ms": round(self.latency_ms, 3),
             "params": self.params, "num_frames": self.num_frames,
-            "extras": _jsonable(self.extras),
+            "extras": _jsonable(self.extras), "arm": self.arm,
         }
 
 
@@ -117,6 +120,24 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def frames_in_span(frames: FrameArrays, record: VideoRecord, start: float | None,
+                   end: float | None) -> FrameArrays:
+    """The indexed frames with ``start <= pts_sec < end``.
+
+    Raises:
+        ConfigError: no indexed frame lies in the span.
+    """
+    lo = -np.inf if start is None else float(start)
+    hi = np.inf if end is None else float(end)
+    keep = (frames.pts_sec >= lo) & (frames.pts_sec < hi)
+    if not keep.any():
+        raise ConfigError(f"start={start!r}, end={end!r} is invalid: no indexed frame of video "
+                          f"{record.video_id} lies in that span (it is {record.duration:.1f} s "
+                          f"long, indexed at {record.index_fps:g} fps)")
+    return FrameArrays(frames.video_id, frames.pos[keep], frames.frame_idx[keep],
+                       frames.pts_sec[keep], frames.vectors[keep])
 
 
 def relevance(frames: FrameArrays, query: np.ndarray) -> np.ndarray:

@@ -42,6 +42,8 @@ from framedex.store.base import FrameArrays, SegmentArrays
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import Claim, StoreLocks
 from framedex.store.schema import (
+    ANSWER_FEEDBACK_SCHEMA,
+    ANSWERS_SCHEMA,
     ASSETS_SCHEMA,
     ENCODER_KEY,
     GENERATION_TABLES,
@@ -77,6 +79,7 @@ SMALL_TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS_SCHEMA, "jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA,
     "video_paths": VIDEO_PATHS_SCHEMA, "indexes": INDEXES_SCHEMA,
     "index_members": INDEX_MEMBERS_SCHEMA, "assets": ASSETS_SCHEMA,
+    "answers": ANSWERS_SCHEMA, "answer_feedback": ANSWER_FEEDBACK_SCHEMA,
 }
 
 #: The key column each table is read by (a BTREE index on it).
@@ -668,9 +671,23 @@ class LanceStore:
         return SMALL_TABLES[name].empty_table() if ds is None else ds
 
     def append(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Append rows to the ``jobs`` or ``query_log`` table (created on first use)."""
-        schema = {"jobs": JOBS_SCHEMA, "query_log": QUERY_LOG_SCHEMA}[name]
+        """Append rows to a small table (``jobs``, ``query_log``, ``answers``...; created on
+        first use)."""
+        schema = SMALL_TABLES[name]
         self.tables.append(name, pa.Table.from_pylist(rows, schema=schema), schema)
+
+    def table_where(self, name: str, where: str,
+                    columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of a small table that match a Lance SQL filter (empty when the table does
+        not exist yet).
+
+        Raises:
+            StoreError: unknown table name.
+        """
+        if name not in SMALL_TABLES:
+            raise StoreError(f"no table {name!r}: use one of {', '.join(sorted(SMALL_TABLES))}")
+        return self.tables.read(name, list(columns) if columns else None, where=where,
+                                schema=SMALL_TABLES[name])
 
     def upsert(self, name: str, key: str, rows: list[dict[str, Any]]) -> None:
         """Insert or replace rows of a small table by ``key`` (used for jobs)."""

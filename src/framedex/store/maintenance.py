@@ -4,8 +4,9 @@ Every Lance commit (an append, a job update, a flush of the query log) adds a ve
 version's manifest lists all fragments, and nothing is ever removed on its own. Without upkeep
 a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. ``optimize``:
 
-1. deletes query-log rows older than the retention (default 30 days), and finished ingest
-   jobs older than theirs (default 30 days);
+1. deletes query-log rows older than the retention (default 30 days), answers and their
+   ratings older than it or of video generations that are no longer live
+   (``store.answers``), and finished ingest jobs older than their retention (30 days);
 2. deletes the rows a writer that died left: the generation its expired claim recorded, unless
    that one is live (``deep``: also every generation no ``videos`` row names, found by a scan
    of the frames table, for rows older stores left without such a record), each under the
@@ -50,7 +51,7 @@ DEFAULT_LOG_RETENTION = timedelta(days=30)
 DEFAULT_KEEP_VERSIONS = timedelta(minutes=10)
 
 _TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
-           "video_vectors", "indexes", "index_members", "assets")
+           "video_vectors", "indexes", "index_members", "assets", "answers", "answer_feedback")
 
 
 def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
@@ -69,11 +70,10 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
         job_retention: keep finished ingest jobs this long (None: 30 days).
 
     Returns:
-        ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``jobs_expired``,
-        ``dead_videos_swept``,
-        ``orphans_swept`` (whether unreferenced files were deleted),
-        ``video_vectors_backfilled`` and ``seconds``; or ``skipped`` (why) when another
-        optimize is running.
+        ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``answers_deleted``,
+        ``jobs_expired``, ``dead_videos_swept``, ``orphans_swept`` (whether unreferenced
+        files were deleted), ``video_vectors_backfilled`` and ``seconds``; or ``skipped``
+        (why) when another optimize is running.
     """
     import time
 
@@ -99,6 +99,10 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
 
     before = sum(store.disk_usage().values())
     deleted = _expire_log(store, log_retention)
+    from framedex.store.answers import expire_answers
+
+    with store_io(store.location, "clean up"):
+        answers_deleted = expire_answers(store, log_retention)
     expired = expire_jobs(store, job_retention) if "jobs" in tables else 0
     swept = sweep_dead_generations(store, deep=deep)
     backfilled = store.backfill_video_vectors()
@@ -111,7 +115,8 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
             if orphans:
                 _sweep_partial_files(store, name)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
-            "log_rows_deleted": deleted, "jobs_expired": expired,
+            "log_rows_deleted": deleted, "answers_deleted": answers_deleted,
+            "jobs_expired": expired,
             "dead_videos_swept": swept, "orphans_swept": orphans,
             "video_vectors_backfilled": backfilled,
             "seconds": round(time.perf_counter() - t0, 3)}

@@ -48,6 +48,9 @@ class QueryLog:
         flush_seconds: flush at least this often while rows wait.
     """
 
+    #: The table the rows go to (a subclass writes another small table the same way).
+    table = "query_log"
+
     def __init__(self, store: Store, *, flush_rows: int = DEFAULT_FLUSH_ROWS,
                  flush_seconds: float = DEFAULT_FLUSH_SECONDS):
         check(flush_rows >= 1, "flush_rows", flush_rows, "must be >= 1")
@@ -66,15 +69,19 @@ class QueryLog:
     def record(self, *, kind: str, query: str, latency_ms: float, result_size: int,
                sampler: str | None = None, budget: int | None = None,
                tokens: int | None = None, video_id: str | None = None,
-               params: dict[str, Any] | None = None, cache_hit: bool | None = None) -> None:
-        """Buffer one row (no I/O here)."""
-        row = {
+               params: dict[str, Any] | None = None, cache_hit: bool | None = None,
+               arm: str | None = None) -> None:
+        """Buffer one row (no I/O here). ``arm``: the rollout arm that chose the sampler."""
+        self._buffer({
             "ts": now_utc(), "kind": kind, "sampler": sampler, "budget": budget,
             "tokens": tokens, "video_id": video_id, "query": query,
             "latency_ms": float(latency_ms), "result_size": int(result_size),
             "params": json.dumps(params or {}, sort_keys=True, default=str),
-            "cache_hit": cache_hit,
-        }
+            "cache_hit": cache_hit, "arm": arm,
+        })
+
+    def _buffer(self, row: dict[str, Any]) -> None:
+        """Queue one row of :attr:`table` for the next flush."""
         with self._lock:
             if self._closed:
                 return
@@ -106,10 +113,10 @@ class QueryLog:
             if not rows:
                 return 0
             try:
-                self.store.append("query_log", rows)
+                self.store.append(self.table, rows)
             except (FramedexError, OSError, RuntimeError, ValueError) as ex:
                 self.failed += len(rows)
-                log.warning("could not write %d query-log row(s): %s", len(rows), ex)
+                log.warning("could not write %d %s row(s): %s", len(rows), self.table, ex)
                 return 0
             self.written += len(rows)
             return len(rows)

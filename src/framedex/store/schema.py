@@ -12,7 +12,10 @@ Tables (one LanceDB database, a local folder by default):
 - ``segments``: fixed windows (6 s by default, Twelve Labs' default) with a mean-pooled,
   re-normalised ``vector``.
 - ``video_paths``: every path a content id was seen at (so any of them finds the video).
-- ``jobs`` and ``query_log``: ingest jobs of the HTTP API, and one row per search/select.
+- ``jobs`` and ``query_log``: ingest jobs of the HTTP API, and one row per search/select
+  (with the rollout ``arm`` that chose its sampler, if any).
+- ``answers`` and ``answer_feedback``: one row per ``ask`` (a video LLM's answer, or the
+  cached answer it reused) and the good/bad ratings users gave answers (``store.answers``).
 - ``video_vectors``: one row per video generation holding the video's segment vectors as a
   LanceDB *multivector* column (with their ``start_sec``/``end_sec``), for MaxSim
   late-interaction search over multi-part queries ("videos that show all of these"). Written
@@ -195,6 +198,57 @@ QUERY_LOG_SCHEMA = pa.schema(
         ("result_size", pa.int32()),
         ("params", pa.string()),
         ("cache_hit", pa.bool_()),
+        # The rollout arm that chose the sampler (None: the request named it, or no rollout).
+        # Added after schema version 2: an older table gets it on its next append.
+        ("arm", pa.string()),
+    ]
+)
+
+#: One row per ``ask``: the model's answer (``cached`` false: the cache entry later asks with
+#: the same ``cache_key`` reuse) or an answer served from the cache (``cached`` true,
+#: ``source_id`` the row it came from). Timestamps and frame numbers are the frames the model
+#: saw; tokens are what this ask spent (0 for a cached one); times are milliseconds (select:
+#: the sampler; deliver: decoding and encoding the frames; model: the endpoint's call);
+#: ``options`` is the JSON of the request options in the key (sampler params, span,
+#: max_tokens, temperature, format, system).
+ANSWERS_SCHEMA = pa.schema(
+    [
+        ("answer_id", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("cache_key", pa.string()),
+        ("cached", pa.bool_()),
+        ("source_id", pa.string()),
+        ("video_id", pa.string()),
+        ("generation", pa.int64()),
+        ("question", pa.string()),
+        ("sampler", pa.string()),
+        ("arm", pa.string()),
+        ("budget", pa.int32()),
+        ("tokens", pa.int32()),
+        ("model", pa.string()),
+        ("endpoint", pa.string()),
+        ("answer", pa.string()),
+        ("finish_reason", pa.string()),
+        ("timestamps", pa.list_(pa.float64())),
+        ("frame_idx", pa.list_(pa.int64())),
+        ("tiers", pa.list_(pa.string())),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("select_ms", pa.float64()),
+        ("deliver_ms", pa.float64()),
+        ("model_ms", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("options", pa.string()),
+    ]
+)
+
+#: A user's rating of an answer (``good`` or ``bad``); the newest rating of an answer counts.
+ANSWER_FEEDBACK_SCHEMA = pa.schema(
+    [
+        ("answer_id", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("rating", pa.string()),
+        ("comment", pa.string()),
     ]
 )
 

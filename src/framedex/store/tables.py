@@ -316,7 +316,15 @@ class LanceTables:
 
     def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
         """Append rows (creating the table on first use). Concurrent appends all land: Lance
-        rebases an append onto whatever committed meanwhile."""
+        rebases an append onto whatever committed meanwhile.
+
+        A table written by an older framedex that lacks a newer nullable column (query_log's
+        ``arm``) gets it, all null, in one metadata-only commit first."""
+        ds = self.writable(name, schema)
+        assert ds is not None
+        missing = [f for f in data.schema if f.name not in ds.schema.names]
+        if missing:
+            self._write(name, "add columns to", lambda w: w.add_columns(missing))
         self._write(name, "append to", lambda ds: ds.insert(_cast(data, ds)), schema)
 
     def stage(self, name: str, data: pa.Table) -> list[str]:

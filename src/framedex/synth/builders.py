@@ -58,7 +58,8 @@ def random_spec(duration: float, *, seed: int = 0, fps: float = DEFAULT_FPS,
 def haystack_spec(duration: float, needles: Sequence[dict[str, Any]], *, seed: int = 0,
                   fps: float = DEFAULT_FPS, size: Sequence[int] = DEFAULT_SIZE,
                   filler_duration: tuple[float, float] = (4.0, 12.0),
-                  unique_needles: bool = True, **encoding: Any) -> dict[str, Any]:
+                  unique_needles: bool = True,
+                  exclude: Sequence[tuple[str, str]] = (), **encoding: Any) -> dict[str, Any]:
     """A long video of random filler scenes with a few "needle" scenes at given times.
 
     Each needle is a scene dict plus ``"time"`` (its start in seconds), e.g.
@@ -75,6 +76,8 @@ def haystack_spec(duration: float, needles: Sequence[dict[str, Any]], *, seed: i
         size: [width, height].
         filler_duration: (min, max) filler scene length in seconds.
         unique_needles: keep needle objects out of the filler.
+        exclude: more (shape, color) pairs to keep out of the filler (e.g. every colour of a
+            shape, so that "what colour is the star?" has one answer).
         **encoding: optional spec fields (codec, crf, gop, preset, motion).
 
     Returns:
@@ -89,9 +92,9 @@ def haystack_spec(duration: float, needles: Sequence[dict[str, Any]], *, seed: i
           "must be (min, max) with 0 < min <= max")
     rng = np.random.default_rng([seed, 7919])
     ordered = sorted(needles, key=lambda n: n.get("time", -1))
-    exclude = set()
+    banned = {(str(s), str(c)) for s, c in exclude}
     if unique_needles:
-        exclude = {(o["shape"], o["color"]) for n in ordered for o in n.get("objects", [])
+        banned |= {(o["shape"], o["color"]) for n in ordered for o in n.get("objects", [])
                    if isinstance(o, dict) and "shape" in o and "color" in o}
     scenes: list[dict[str, Any]] = []
     t = 0.0
@@ -102,10 +105,10 @@ def haystack_spec(duration: float, needles: Sequence[dict[str, Any]], *, seed: i
               f"must be a number >= {t:g} (needles must not overlap)")
         check(isinstance(dur, (int, float)) and dur > 0 and start + dur <= duration + 1e-9,
               f"needles[{i}].duration", dur, f"must be > 0 and end by duration={duration:g}")
-        t = _fill(scenes, rng, t, float(start), lo, hi, exclude)
+        t = _fill(scenes, rng, t, float(start), lo, hi, banned)
         scenes.append({k: v for k, v in nd.items() if k != "time"})
         t += float(dur)
-    _fill(scenes, rng, t, float(duration), lo, hi, exclude)
+    _fill(scenes, rng, t, float(duration), lo, hi, banned)
     spec = {"fps": fps, "size": list(size), "seed": seed, "scenes": scenes, **encoding}
     parse_spec(spec)
     return spec

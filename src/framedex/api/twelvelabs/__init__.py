@@ -12,6 +12,7 @@ runner; what they add is translation between Twelve Labs' wire format and framed
 
 One router per resource: ``indexes`` (collections of videos), ``assets``,
 ``indexed_assets``, ``tasks`` (legacy indexing), ``search``, ``embed`` (v2, sync and tasks),
+``analyze`` (Pegasus' call, answered by the server's own video LLM through ``Library.ask``),
 and ``unsupported`` (what a visual-only, self-hosted server does not offer: a 400 that names
 it). docs/twelvelabs.md lists what is supported.
 """
@@ -36,6 +37,7 @@ def twelvelabs_app(parent: FastAPI) -> FastAPI:
         the sub-application to mount at :data:`PREFIX`.
     """
     from framedex.api.twelvelabs.routes import (
+        analyze,
         assets,
         embed,
         indexed_assets,
@@ -48,7 +50,7 @@ def twelvelabs_app(parent: FastAPI) -> FastAPI:
     app = FastAPI(
         title="framedex: Twelve Labs API v1.3",
         version="1.3",
-        description="The Twelve Labs Embed and Search API on a self-hosted framedex "
+        description="The Twelve Labs Embed, Search and Analyze API on a self-hosted framedex "
                     "(`TwelveLabs(api_key=KEY, base_url=\"http://host:8000/v1.3\")`). Errors "
                     "are `{\"code\", \"message\", \"error\": {\"code\", \"message\"}}`.",
         docs_url=None, redoc_url=None,  # the parent's /docs works offline; this one would not
@@ -57,7 +59,8 @@ def twelvelabs_app(parent: FastAPI) -> FastAPI:
     search.install_pages(app)
     install_tl_error_handlers(app)
     protected = APIRouter(dependencies=[Depends(require_api_key)])
-    for module in (indexes, indexed_assets, assets, tasks, search, embed, unsupported):
+    for module in (indexes, indexed_assets, assets, tasks, search, embed, analyze,
+                   unsupported):
         protected.include_router(module.router)
     protected.include_router(indexed_assets.videos_router)  # the legacy indexes.videos view
     app.include_router(protected)

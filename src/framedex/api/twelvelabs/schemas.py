@@ -33,9 +33,10 @@ def require_marengo(name: str, field: str = "model_name") -> None:
         UnsupportedError: a Pegasus (generative) model. ConfigError: an unknown model.
     """
     if name.lower().startswith("pegasus"):
-        raise UnsupportedError(f"{field}={name!r} is not supported: framedex embeds and "
-                               "searches; Pegasus (analyze, generate, summarize) needs a video "
-                               "language model, which this server does not run")
+        raise UnsupportedError(f"{field}={name!r} is not supported: framedex indexes with its "
+                               "own encoder; to ask questions about a video, use "
+                               "POST /v1.3/analyze, which sends the chosen frames to the "
+                               "video LLM this server is configured with (--vlm-url)")
     if name not in MARENGO:
         raise ConfigError(f"{field}={name!r} is invalid: use one of {', '.join(MARENGO)} "
                           "(both name this server's own encoder)")
@@ -340,3 +341,82 @@ class EmbedTaskRequest(BaseModel):
             raise ConfigError(f"video.end_sec={video.end_sec} is invalid: must be > "
                               f"start_sec={video.start_sec}")
         return video
+
+
+# -- analyze --------------------------------------------------------------------------------
+
+
+class AnalyzeVideo(BaseModel):
+    """``video``: exactly the source its ``type`` names."""
+
+    model_config = _LAX
+    type: Literal["asset_id", "url", "base64_string"]
+    asset_id: Id | None = None
+    url: str | None = Field(None, min_length=1, max_length=4096)
+    base64_string: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _source(self) -> AnalyzeVideo:
+        if getattr(self, self.type) is None:
+            raise ValueError(f"type {self.type} needs the field {self.type}")
+        return self
+
+
+class AnalyzeFormat(BaseModel):
+    model_config = _LAX
+    type: str = Field(min_length=1, max_length=32)
+    json_schema: dict[str, Any] | None = None
+
+
+class AnalyzeRequest(BaseModel):
+    """What ``client.analyze`` / ``client.analyze_stream`` send (``stream`` defaults to true,
+    as on Twelve Labs' API)."""
+
+    model_config = _LAX
+    model_name: str | None = Field(None, min_length=1, max_length=256)
+    video: AnalyzeVideo | None = None
+    image: list[Any] | None = None
+    prompt: str | None = Field(None, max_length=4000)
+    prompt_v2: Any = None
+    temperature: float | None = None
+    response_format: AnalyzeFormat | None = None
+    max_tokens: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    stream: bool = True
+
+    def require_supported(self) -> AnalyzeVideo:
+        """The video to analyze.
+
+        Raises:
+            UnsupportedError: images or ``prompt_v2``. ConfigError: no video, no prompt, a
+            response format other than ``json_schema``, a window shorter than 1 s.
+        """
+        if self.image is not None:
+            raise UnsupportedError("image is not supported: framedex analyzes indexed videos "
+                                   "(send images to your video LLM directly)")
+        if self.prompt_v2 is not None:
+            raise UnsupportedError("prompt_v2 is not supported: reference images in prompts "
+                                   "are not offered; use prompt")
+        if self.video is None:
+            raise ConfigError("video is invalid: give {\"type\": \"asset_id\", \"asset_id\": "
+                              "...} (or type url / base64_string)")
+        if self.prompt is None or not self.prompt.strip():
+            raise ConfigError("prompt is invalid: give the question or instruction, as text")
+        if self.response_format is not None and (
+                self.response_format.type != "json_schema"
+                or not isinstance(self.response_format.json_schema, dict)):
+            raise ConfigError("response_format is invalid: give {\"type\": \"json_schema\", "
+                              "\"json_schema\": {a JSON schema}}")
+        if self.start_time is not None and self.end_time is not None \
+                and self.end_time - self.start_time < 1:
+            raise ConfigError(f"end_time={self.end_time!r} is invalid: the window must be at "
+                              "least 1 second")
+        return self.video
+
+    def openai_format(self) -> dict[str, Any] | None:
+        """``response_format`` as the OpenAI chat API takes it."""
+        if self.response_format is None or self.response_format.json_schema is None:
+            return None
+        return {"type": "json_schema",
+                "json_schema": {"name": "response", "schema": self.response_format.json_schema}}

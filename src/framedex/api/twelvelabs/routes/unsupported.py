@@ -16,13 +16,14 @@ _ALL = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 #: (path prefix, what it is and what to do instead), checked in order.
 UNSUPPORTED: tuple[tuple[str, str], ...] = (
-    ("analyze", "Pegasus video analysis (analyze, analyze tasks and batches) needs a video "
-                "language model; framedex selects the frames to send one: use "
-                "POST /v1/videos/{video_id}/select with include=payload"),
-    ("generate", "Pegasus text generation is not offered: use POST /v1/videos/{id}/select "
-                 "and your own video LLM"),
-    ("summarize", "Pegasus summaries are not offered: use POST /v1/videos/{id}/select and "
-                  "your own video LLM"),
+    ("analyze/tasks", "asynchronous analysis tasks are not offered: use POST /v1.3/analyze "
+                      "(answered at once, or streamed), which asks this server's video LLM"),
+    ("analyze/batches", "analysis batches are not offered: call POST /v1.3/analyze per "
+                        "video"),
+    ("generate", "Pegasus text generation is not offered: use POST /v1.3/analyze with a "
+                 "prompt"),
+    ("summarize", "Pegasus summaries are not offered: use POST /v1.3/analyze with a prompt "
+                  "that asks for a summary"),
     ("gist", "Pegasus gists are not offered"),
     ("responses", "the Responses API (a generative model) is not offered"),
     ("entity-collections", "entity collections (face and person search) are not offered"),
