@@ -207,6 +207,49 @@ def test_search_validation(client, video_id):
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 
 
+def _resolve(doc: dict, pointer: str) -> object:
+    """The node a local ``$ref`` (``#/a/b``) names in ``doc``; KeyError when it names none."""
+    node: object = doc
+    for part in pointer.removeprefix("#/").split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+    return node
+
+
+def _refs(node: object, at: str = "#"):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield at, v
+            else:
+                yield from _refs(v, f"{at}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{at}/{i}")
+
+
+def test_every_ref_in_both_openapi_documents_resolves():
+    """A reference that points nowhere made schema fuzzers skip the request bodies that used
+    it (``#/$defs/Filters`` on /v1/search, and the nested models of three /v1.3 bodies)."""
+    from framedex.api.twelvelabs import twelvelabs_app
+
+    app = create_app(Settings())
+    for name, doc in (("/v1", app.openapi()), ("/v1.3", twelvelabs_app(app).openapi())):
+        refs = list(_refs(doc))
+        assert refs, name
+        broken = []
+        for where, ref in refs:
+            try:
+                assert ref.startswith("#/")
+                _resolve(doc, ref)
+            except (AssertionError, KeyError, IndexError, TypeError, ValueError):
+                broken.append(f"{where}: {ref}")
+        assert not broken, f"{name}: {broken}"
+    bodies = app.openapi()["paths"]["/v1/search"]["post"]["requestBody"]["content"]
+    filters = bodies["application/json"]["schema"]["properties"]["filters"]
+    assert "min_duration" in str(filters)  # the nested model is in the body itself
+
+
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
           derandomize=True)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from framedex.api.deps import LibraryDep, PathsDep, SettingsDep
 from framedex.api.jobs import new_job_id
 from framedex.api.paths import PathView
-from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse
+from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, body_schema
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import SearchFilters
@@ -34,7 +34,7 @@ _FORM = {"type": "object", "required": ["image"], "properties": {
     "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
 }}
 _BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": SearchRequest.model_json_schema()},
+    "application/json": {"schema": body_schema(SearchRequest)},
     "multipart/form-data": {"schema": _FORM},
 }}}
 

@@ -31,6 +31,7 @@ from framedex.api.twelvelabs.common import (
     tl_jobs,
 )
 from framedex.api.twelvelabs.media import decode_base64, fetch_url
+from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, MediaSource
 from framedex.api.uploads import read_json_body
 from framedex.errors import ConfigError, FramedexError, NotFoundError
@@ -39,9 +40,9 @@ from framedex.library import MAX_IMAGE_BYTES, Library
 router = APIRouter(prefix="/embed-v2", tags=["embed"])
 
 _SYNC = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": EmbedRequest.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(EmbedRequest)}}}}
 _TASK = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": EmbedTaskRequest.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(EmbedTaskRequest)}}}}
 
 
 def _encoder(library: Library, model_name: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from framedex.api.twelvelabs.common import (
     rfc3339,
     submit_ingest,
 )
+from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.schemas import IndexedAssetCreate, require_visual
 from framedex.api.uploads import read_json_body
 from framedex.errors import NotFoundError, UnsupportedError
@@ -35,7 +36,7 @@ from framedex.library import Library, MemberRecord, VideoRecord
 router = APIRouter(prefix="/indexes/{index_id}/indexed-assets", tags=["indexed-assets"])
 
 _CREATE = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": IndexedAssetCreate.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(IndexedAssetCreate)}}}}
 
 
 def system_metadata(video: VideoRecord | None, filename: str | None) -> dict[str, Any]:
