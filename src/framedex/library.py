@@ -247,7 +247,7 @@ class Library(CollectionsMixin):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         paths = list(paths)
-        if not any(Path(p).expanduser().exists() for p in paths):
+        if not any(_exists(p) for p in paths):
             # nothing to read: say so at once, without loading a model or making a store
             return IndexReport(discover(paths)[1])
         with runner:  # the Ray engine starts or joins its cluster here, before Lance loads
@@ -682,6 +682,15 @@ class Library(CollectionsMixin):
     def save_job_rows(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace ``jobs`` rows by ``job_id``."""
         self.store.upsert("jobs", "job_id", rows)
+
+
+def _exists(path: str | os.PathLike) -> bool:
+    """Whether a path to index exists; False, not an error, for a ``~user`` nobody is or a
+    name the file system cannot hold (``discover`` then reports why, one line per path)."""
+    try:
+        return os.path.exists(Path(path).expanduser())
+    except (RuntimeError, ValueError):
+        return False
 
 
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:

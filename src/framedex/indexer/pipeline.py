@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
@@ -157,14 +158,22 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Index
     missing: list[IndexOutcome] = []
     seen: set[Path] = set()
     for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
-        elif p.is_file():
-            found = [p]
-        else:
-            missing.append(IndexOutcome(str(raw), "failed", error=f"no such file or folder: {raw}"))
+        try:
+            p = Path(raw).expanduser()
+            if p.is_dir():
+                found = sorted(f for f in p.rglob("*")
+                               if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            elif p.is_file():
+                found = [p]
+            else:
+                raise FileNotFoundError(errno.ENOENT, "no such file or folder")
+        except (OSError, RuntimeError) as ex:
+            # RuntimeError: ``~name`` of a user this machine does not know (pathlib's
+            # expanduser); OSError: a name longer than the file system allows, a folder that
+            # cannot be read. Each is this path's failure; the other paths go on.
+            reason = "no such user" if isinstance(ex, RuntimeError) else \
+                (getattr(ex, "strerror", None) or str(ex)).lower()
+            missing.append(IndexOutcome(str(raw), "failed", error=f"{reason}: {raw}"))
             continue
         for f in found:
             r = f.resolve()
