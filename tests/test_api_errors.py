@@ -192,6 +192,41 @@ def test_malformed_json_is_400(client, video_id):
         assert error_of(r, 400)["code"] == "malformed_json", url
 
 
+#: JSON nested 10,000 levels (50 KB), as the attack sent it in every JSON text field.
+DEEP_JSON = '{"a":' * 10_000 + "1" + "}" * 10_000
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "green").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_deeply_nested_json_is_400_on_every_route_that_parses_json(client, layout, video_id):
+    """It raised RecursionError (a 500) in the ingest's ``metadata`` field; JSON bodies nested
+    as deep are malformed JSON too."""
+    before = _uploads(layout)
+    with open(layout["root"] / "ok.mp4", "rb") as fh:
+        data = fh.read()
+    r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"metadata": DEEP_JSON})
+    err = error_of(r, 400)
+    assert err["code"] == "malformed_json" and "metadata" in err["message"]
+    assert "nests 10000 levels" in err["message"]
+    r = client.post("/v1/search", files={"image": ("q.png", _png())},
+                    data={"filters": DEEP_JSON})
+    assert error_of(r, 400)["code"] == "malformed_json"
+    assert _uploads(layout) == before
+    deep_body = '{"text": "x", "filters": ' + DEEP_JSON + "}"
+    for url in ("/v1/search", "/v1/videos", "/v1/embed", f"/v1/videos/{video_id}/select"):
+        r = client.post(url, content=deep_body.encode(),
+                        headers={"content-type": "application/json"})
+        assert error_of(r, 400)["code"] == "malformed_json", url
+
+
 def test_search_validation(client, video_id):
     err = error_of(client.post("/v1/search", json={"text": "x", "group_by": "scene"}), 422)
     assert err["detail"][0]["field"] == "body.group_by"
@@ -289,7 +324,7 @@ def test_a_rejected_upload_leaves_no_file(client, layout):
     r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"fps": "abc"})
     assert error_of(r, 422)["detail"][0]["field"] == "body.fps"
     r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"metadata": "{oops"})
-    error_of(r, 422)
+    assert error_of(r, 400)["code"] == "malformed_json"
     assert _uploads(layout) == before
 
 

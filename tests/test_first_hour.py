@@ -256,3 +256,20 @@ def test_an_empty_weights_file_is_one_line_on_index_and_serve(tmp_path):
         one_line(cli(*args, "--db", str(db), "--model", str(folder)),
                  f"cannot load model {str(folder)!r}", "EOFError", "empty or truncated")
         assert not db.exists()
+
+
+def test_deeply_nested_json_is_one_line(store, tmp_path):
+    """`--metadata '{"a":{"a":...'` 10,000 deep (50 KB) was `internal error: RecursionError`,
+    exit 2; `--meta k=[[[...` too."""
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+    db, video, _ = store
+    one_line(cli("index", str(video), "--db", str(db), "--metadata", deep),
+             "metadata is invalid", "nests 10000 levels")
+    spec = tmp_path / "spec.json"
+    spec.write_text(deep)
+    one_line(cli("synth", str(spec), str(tmp_path / "x.mp4")), "spec=", "nests 10000 levels")
+    assert not (tmp_path / "x.mp4").exists()
+    # a --meta value that is an array or object is compared as text, never parsed
+    run = cli("search", "a purple star", "--db", str(db), "--meta", "k=" + "[" * 10_000,
+              "--json")
+    assert run.returncode == 0 and json.loads(run.stdout) == [], run.stderr[:300]

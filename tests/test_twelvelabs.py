@@ -428,10 +428,20 @@ def test_errors_have_both_shapes_and_validation_is_400(server, client):
     ix = client.indexes.create(index_name="metadata-check", models=MARENGO).id
     for path, data in (("/v1.3/tasks", {"index_id": ix, "video_url": "http://x/v.mp4"}),
                        ("/v1.3/assets", {"method": "url", "url": "http://x/v.mp4"})):
-        fields = {**data, "user_metadata": "{not json"}
-        r = httpx.post(f"{server.base}{path}", headers={"x-api-key": KEY},
-                       files=[(k, (None, v)) for k, v in fields.items()])  # multipart
-        assert r.status_code == 400 and "user_metadata" in r.json()["message"], (path, r.text)
+        for bad in ("{not json", DEEP_JSON):
+            fields = {**data, "user_metadata": bad}
+            r = httpx.post(f"{server.base}{path}", headers={"x-api-key": KEY},
+                           files=[(k, (None, v)) for k, v in fields.items()])  # multipart
+            assert r.status_code == 400 and "user_metadata" in r.json()["message"], \
+                (path, r.text[:300])
+            assert r.json()["code"] == "parameter_invalid"
+    # a search filter nested 10,000 deep (50 KB) raised RecursionError: a 500
+    r = httpx.post(f"{server.base}/v1.3/search", headers={"x-api-key": KEY},
+                   files=[(k, (None, v)) for k, v in (
+                       ("index_id", ix), ("query_text", "a red circle"),
+                       ("search_options", "visual"), ("filter", DEEP_JSON))])
+    assert r.status_code == 400 and r.json()["code"] == "parameter_invalid", r.text[:300]
+    assert "filter" in r.json()["message"] and "nests 10000 levels" in r.json()["message"]
 
 
 def test_a_deleted_video_leaves_its_index(client, server, media):
@@ -470,6 +480,10 @@ def test_v1_search_by_image_and_and(server, media):
     assert sorted((m["start"], m["end"]) for m in top["moments"]) == [RED_SPAN, BLUE_SPAN]
     bad = httpx.post(f"{server.base}/v1/search", headers=headers, json={"limit": 2})
     assert bad.status_code == 422
+
+
+#: JSON text nested 10,000 levels (50 KB), as the attack sent it in every JSON text field.
+DEEP_JSON = '{"a":' * 10_000 + "1" + "}" * 10_000
 
 
 # -- fuzzing: schemathesis over the /v1.3 routes: never a 5xx ------------------------------------

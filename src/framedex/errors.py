@@ -28,6 +28,14 @@ class ConfigError(FramedexError, ValueError):
     code = "invalid_parameter"
 
 
+class MalformedJSONError(ConfigError):
+    """JSON text a parameter carries cannot be parsed, or nests deeper than the limit (HTTP
+    400, like a malformed JSON body)."""
+
+    http_status = 400
+    code = "malformed_json"
+
+
 class NotFoundError(FramedexError, LookupError):
     """Something named by the caller (video, job, sampler, model...) does not exist."""
 
