@@ -141,6 +141,8 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
 
     app.mount(PREFIX, twelvelabs_app(app))  # the Twelve Labs SDK's API, same library and key
     from framedex.api.viewer import viewer_router
+    from framedex.api.viewer.auth import ViewerSessions
 
+    app.state.viewer_sessions = ViewerSessions()  # signed-in browsers, shared by every thread
     app.include_router(viewer_router())  # the web viewer's pages (its own sign-in)
     return app
