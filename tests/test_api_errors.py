@@ -409,3 +409,87 @@ def test_a_file_swapped_for_a_symlink_after_submission_is_not_indexed(tmp_path, 
     done = manager.get(job.job_id)
     assert done.status == "failed" and "replaced" in done.error
     assert lib.videos() == []
+
+
+def test_a_folder_swapped_for_a_link_at_the_open_cannot_serve_a_file_outside(
+        tmp_path, tiny_model, layout, monkeypatch):
+    """The attack of issue 27, made deterministic with a hook at the worker's open: submit
+    ``ROOT/r/x.mp4``; the moment the worker has opened it, ``mv ROOT/r ROOT/r_old; ln -s
+    /outside/secret ROOT/r``. The job ended ``done`` with ``/outside/secret/x.mp4`` stored
+    (the name resolved after the open), and the source route and the frames then served the
+    outside file, whose size matched. Now the path stored is where the opened file really is,
+    and every later open checks the file's identity, so later swaps are refused too."""
+    from framedex import Library
+    from framedex.api.jobs import JobManager
+    from framedex.errors import VideoOpenError
+
+    root, secret_dir = (tmp_path / "root").resolve(), (tmp_path / "outside" / "secret").resolve()
+    (root / "r").mkdir(parents=True)
+    secret_dir.mkdir(parents=True)
+    clip = root / "r" / "x.mp4"
+    shutil.copy(layout["root"] / "ok.mp4", clip)
+    data = clip.read_bytes()
+    secret = data[:-16] + b"SECRET-OUTSIDE!!"  # another file of the same size
+    (secret_dir / "x.mp4").write_bytes(secret)
+
+    real_open, swapped = os.open, []
+
+    def open_then_swap(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if str(path) == str(clip) and not swapped:  # the worker's open of the submitted file
+            os.rename(root / "r", root / "r_old")
+            os.symlink(secret_dir, root / "r")
+            swapped.append(path)
+        return fd
+
+    lib = Library(tmp_path / "db", model=model_spec(tiny_model), device="cpu")
+    manager = JobManager(lib, workers=1, roots=(root,))
+    monkeypatch.setattr(os, "open", open_then_swap)
+    manager.start()
+    try:
+        job = manager.submit("path", str(clip), {"fps": 1.0})  # checked at submission: inside
+        deadline = time.monotonic() + 60
+        while manager.get(job.job_id).status in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        manager.stop()
+    assert swapped, "the hook never saw the worker's open"
+    done = manager.get(job.job_id)
+    assert done.status == "done", done.error
+    kept = root / "r_old" / "x.mp4"
+    record = lib.video(done.video_id)
+    assert record.path == str(kept)  # where the opened file is: under the root
+    assert (record.file_size, record.file_ino) == (len(data), kept.stat().st_ino)
+
+    def served() -> bytes:
+        src = lib.open_source(done.video_id)  # what /viewer/source/{id} streams
+        try:
+            return src.file.read()
+        finally:
+            src.file.close()
+
+    frame = int(lib.embeddings(done.video_id)[1].frame_idx[0])
+    assert served() == data and lib.frame_jpeg(done.video_id, frame)[:2] == b"\xff\xd8"
+
+    # later: the recorded folder swapped for a link to the outside folder
+    os.rename(root / "r_old", root / "r_moved")
+    os.symlink(secret_dir, root / "r_old")
+    for read in (served, lambda: lib.frame_jpeg(done.video_id, frame)):
+        with pytest.raises(VideoOpenError, match="changed since it was indexed"):
+            read()
+    os.unlink(root / "r_old")
+    os.rename(root / "r_moved", root / "r_old")
+    assert served() == data
+    # the same inode rewritten in place with other bytes of the same size (a new mtime)
+    st = kept.stat()
+    with open(kept, "r+b") as fh:
+        fh.write(secret)
+    os.utime(kept, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(VideoOpenError, match="changed since it was indexed"):
+        served()
+    # the file at the recorded path replaced by a hard link to the outside file
+    kept.unlink()
+    os.link(secret_dir / "x.mp4", kept)
+    with pytest.raises(VideoOpenError, match="changed since it was indexed"):
+        served()

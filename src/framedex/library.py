@@ -34,9 +34,9 @@ from framedex.query.delivery import (
     DEFAULT_QUALITY,
     Delivery,
     SourceFile,
-    check_source,
     deliver,
     open_source,
+    verified_source,
 )
 from framedex.query.images import MAX_IMAGE_BYTES
 from framedex.query.payload import PAYLOAD_FORMATS
@@ -514,9 +514,9 @@ class Library(CollectionsMixin):
                                 "can be read")
         if not wanted:
             return []
-        check_source(record)
-        return decode_frames(record.path, wanted, decoder=self._decoder_for(record),
-                             tiers=tiers, max_side=max_side, width=width)
+        with verified_source(record) as source:
+            return decode_frames(source, wanted, decoder=self._decoder_for(record),
+                                 tiers=tiers, max_side=max_side, width=width)
 
     def frame_jpeg(self, video: str, frame_idx: int, *, width: int | None = None,
                    quality: int = 90) -> bytes:

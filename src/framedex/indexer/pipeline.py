@@ -245,7 +245,8 @@ class Indexer:
         """Index one file. Never raises for a bad file: the outcome says ``failed`` and why.
 
         Args:
-            path: the video file (recorded in the store, resolved).
+            path: the video file (recorded in the store, resolved; with ``read_from``,
+                recorded as given, made absolute: the caller's verified real path).
             metadata: user metadata stored with the video.
             progress: called as frames are embedded.
             read_from: read the bytes from here instead (e.g. ``/proc/self/fd/N`` of a file
@@ -253,8 +254,9 @@ class Indexer:
         """
         f = Path(path).expanduser()
         sources = None
-        if read_from is not None:  # keyed both ways: a deferred file comes back resolved
-            sources = {str(f): str(read_from), str(f.resolve()): str(read_from)}
+        if read_from is not None:  # never resolved again: see planner.prepare
+            f = Path(os.path.abspath(f))
+            sources = {str(f): str(read_from)}
         (outcome,) = self._run([f], metadata, progress, None, sources)
         return outcome
 

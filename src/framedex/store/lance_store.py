@@ -183,16 +183,16 @@ class LanceStore:
         return int(identity["dim"])
 
     def _migrate(self, frames: pa.Schema) -> None:
-        """Upgrade a store written by framedex 0.1 (no generations) in place, once."""
+        """Upgrade a store written with an older schema version in place, once."""
         if self._migrated:
             return
         self._migrated = True
         version = (frames.metadata or {}).get(SCHEMA_VERSION_KEY, b"1").decode()
         if version == SCHEMA_VERSION and "generation" in frames.names:
             return
-        from framedex.store.migrate import migrate_v1
+        from framedex.store.migrate import upgrade
 
-        migrate_v1(self)
+        upgrade(self, version)
 
     # -- videos ---------------------------------------------------------------------------
 
