@@ -132,26 +132,43 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
                                           result.tiers))
     if not include or not result.indices:
         return out
+    every = "frames" in include or "payload" in include
+    plot = "plot" in include and result.curve is not None
+    # A plot alone decodes only the frames its contact sheet shows (at most MAX_SHEET, however
+    # large the budget); frames and payloads need every chosen frame.
+    sheet = _sheet(result) if plot else []
+    wanted = list(range(len(result.indices))) if every else sheet
+    tiers = result.tiers
     with verified_source(record) as source:
-        images = decode_frames(source, result.frame_idx, decoder=decoder, max_side=max_side,
-                               width=width, tiers=result.tiers)
-    out.jpegs = [to_jpeg(im, quality) for im in images]
-    out.sizes = [(int(im.shape[1]), int(im.shape[0])) for im in images]
+        images = decode_frames(source, [result.frame_idx[i] for i in wanted], decoder=decoder,
+                               max_side=max_side, width=width,
+                               tiers=None if tiers is None else [tiers[i] for i in wanted])
+    if every:
+        out.jpegs = [to_jpeg(im, quality) for im in images]
+        out.sizes = [(int(im.shape[1]), int(im.shape[0])) for im in images]
     if "payload" in include:
         out.payload_format = payload_format
         out.payload = build_payload(payload_format, out.jpegs, result.timestamps,
                                     result.question, tiers=result.tiers, duration_sec=duration)
-    if "plot" in include and result.curve is not None:
+    if plot:
         from framedex.query.plot import plot_selection
 
+        assert result.curve is not None
         out.plot_png = plot_selection(
             timestamps=result.curve.pts_sec, scores=result.curve.scores,
             chosen_positions=result.indices, chosen_timestamps=result.timestamps,
-            thumbnails=images, tiers=result.tiers, title=f"{result.sampler}: {result.question}",
+            thumbnails=[images[i] for i in sheet] if every else images, sheet=sheet,
+            tiers=result.tiers, title=f"{result.sampler}: {result.question}",
             dpi=72 if width or max_side else 110)
     if "frames" not in include:
         out.jpegs, out.sizes = [], []
     return out
+
+
+def _sheet(result: SelectResult) -> list[int]:
+    from framedex.query.plot import sheet_members
+
+    return sheet_members(result.timestamps)
 
 
 @dataclass
