@@ -19,6 +19,7 @@ once, here; the workers below trust their arguments. Each step happens once: one
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ from framedex.query.delivery import (
     open_source,
     verified_source,
 )
-from framedex.query.images import MAX_IMAGE_BYTES
+from framedex.query.images import MAX_IMAGE_BYTES, MAX_IMAGE_DECODES
 from framedex.query.payload import PAYLOAD_FORMATS
 from framedex.query.samplers.base import (
     SamplerInfo,
@@ -140,6 +141,7 @@ class Library(CollectionsMixin):
         self.query_log = QueryLog(self.store) if log_queries else None
         self._encoder: Any = None
         self._text_encoder: TextEncoder | None = None
+        self._image_decodes = threading.BoundedSemaphore(MAX_IMAGE_DECODES)
 
     @property
     def uri(self) -> str:
@@ -563,6 +565,57 @@ class Library(CollectionsMixin):
         for t in items:
             check_text("text", t)
         return self._query_encoder().encode_text(items)
+
+    def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> np.ndarray:
+        """Decode a query image (bytes or a path) into RGB, with the limits every face shares
+        (:meth:`load_images`).
+
+        Raises:
+            ConfigError: unreadable, too large or too small.
+        """
+        return self.load_images([source], name)[0]
+
+    def load_images(self, sources: Sequence[bytes | str | os.PathLike],
+                    name: str | Sequence[str] = "image") -> list[np.ndarray]:
+        """Decode the query images of one request into RGB arrays at the model's input size.
+
+        Every header is read first, so a request over the per-request pixel limit is refused
+        before any pixel is decoded; then each image is decoded straight to the encoder's
+        input size (the shorter side), at most ``MAX_IMAGE_DECODES`` at once for this library,
+        so image queries take bounded memory whatever the traffic.
+
+        Args:
+            sources: the images (bytes or paths).
+            name: the parameter they came in (for errors), or one name per image.
+
+        Raises:
+            ConfigError: an image unreadable, too large or too small, or too many pixels in all.
+        """
+        from framedex.query.images import QueryImage, check_request_pixels
+
+        names = [name] * len(sources) if isinstance(name, str) else list(name)
+        check(len(names) == len(sources), "name", len(names), "must name every image")
+        opened: list[QueryImage] = []
+        try:
+            for source, label in zip(sources, names, strict=True):
+                opened.append(QueryImage(source, label))
+            check_request_pixels(opened)
+            side = self._query_image_side()
+            out = []
+            for image in opened:
+                with self._image_decodes:
+                    out.append(image.decode(side))
+            return out
+        finally:
+            for image in opened:
+                image.close()
+
+    def _query_image_side(self) -> int:
+        """The image tower's input size (the shorter side a query image is decoded to): from
+        the store's encoder, else the model's files (no image tower is loaded for it)."""
+        identity = self.store.encoder_identity() or self.text_encoder.identity
+        size = (identity.get("preprocess") or {}).get("size", 224)
+        return int(max(size) if isinstance(size, (list, tuple)) else size)
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, D) L2-normalised embeddings of RGB uint8 images (H, W, 3)."""

@@ -297,13 +297,3 @@ class CollectionsMixin:
         return video_embeddings(frames.pts_sec, frames.vectors, record.duration,
                                 segmentation=segmentation, seconds=seconds, scopes=scopes,
                                 start_sec=start_sec, end_sec=end_sec)
-
-    def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> np.ndarray:
-        """Decode a query image (bytes or a path) into RGB, with the limits every face shares.
-
-        Raises:
-            ConfigError: unreadable, too large or too small.
-        """
-        from framedex.query.images import read_image
-
-        return read_image(source, name)

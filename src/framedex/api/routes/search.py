@@ -17,12 +17,9 @@ from framedex.api.paths import PathView
 from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, body_schema
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
-from framedex.library import SearchFilters
+from framedex.library import MAX_IMAGE_BYTES, SearchFilters
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
-
-#: Largest uploaded query image.
-MAX_IMAGE_BYTES = 32 << 20
 
 _FORM = {"type": "object", "required": ["image"], "properties": {
     "image": {"type": "string", "format": "binary"},
