@@ -18,6 +18,7 @@ once, here; the workers below trust their arguments. Each step happens once: one
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -90,6 +91,8 @@ __all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
            "VideoRecord", "decoder_names", "engine_names", "parse_metadata", "sampler_infos",
            "sampler_names"]
+
+log = logging.getLogger(__name__)
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 92 %; the router,
@@ -217,6 +220,7 @@ class Library(CollectionsMixin):
               progress: Callable[[str, int, int], None] | None = None,
               on_file: Callable[[Any], None] | None = None,
               on_model: Callable[[str, str], None] | None = None,
+              on_note: Callable[[str], None] | None = None,
               decode_workers: int | None = None, engine: str = "local",
               ray_address: str | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
@@ -226,6 +230,8 @@ class Library(CollectionsMixin):
 
         Args:
             on_model: called once with the model spec and device when the encoder is loaded.
+            on_note: called with each warning about the run (e.g. a Ray cluster without
+                authentication); None logs them.
             decode_workers: decode processes feeding one encoder (None: auto, the usable
                 cores less what a CPU encoder needs); the index does not depend on it.
             engine: ``local`` (this machine) or ``ray`` (a Ray cluster; ``list_engines()``).
@@ -253,6 +259,8 @@ class Library(CollectionsMixin):
             # nothing to read: say so at once, without loading a model or making a store
             return IndexReport(discover(paths)[1])
         with runner:  # the Ray engine starts or joins its cluster here, before Lance loads
+            for line in runner.notes:
+                (on_note or log.warning)(line)
             # The store must be writable before a model loads (a bad --db fails in a second),
             # and a first run that indexes nothing leaves no empty store behind.
             made = self.store.location.create()
