@@ -15,6 +15,7 @@ import base64
 import functools
 import http.server
 import itertools
+import os
 import threading
 import time
 from pathlib import Path
@@ -197,6 +198,100 @@ def test_url_assets_only_under_an_allowed_prefix(client, media_url, world):
     with pytest.raises(ApiError) as err:
         client.assets.create(method="multipart", filename="x.mp4")
     assert err.value.status_code == 400 and err.value.body["code"] == "unsupported"
+
+
+def test_assets_are_deleted_expired_and_swept(client, server, media, tmp_path):
+    """`DELETE /v1.3/assets/{id}` answered 405, assets were kept for good and the media folder
+    was never swept: 20 uploads left 20 MB, and a killed server's partial upload stayed until
+    the next restart (issue 27)."""
+    import dataclasses
+    from datetime import timedelta
+
+    from framedex.synth import render
+
+    state = server.server.config.app.state
+    library, upkeep = state.library, state.upkeep
+    folder = state.settings.media_dir_for(library.uri)
+    uploads = state.settings.resolved_upload_dir_for(library.uri)
+
+    def upload(path: Path):
+        with open(path, "rb") as fh:
+            return client.assets.create(method="direct", file=fh)
+
+    # a plain asset: gone, with its file
+    plain = upload(media / "blue.mp4")
+    plain_file = Path(library.asset(plain.id).path)
+    assert plain_file.parent == folder and plain_file.exists()
+    client.assets.delete(plain.id)
+    with pytest.raises(ApiError) as err:
+        client.assets.retrieve(plain.id)
+    assert err.value.status_code == 404 and not plain_file.exists()
+    with pytest.raises(ApiError) as err:
+        client.assets.delete(plain.id)
+    assert err.value.status_code == 404
+
+    # an asset a video was indexed from: 409, then force; the video keeps its source
+    clip = tmp_path / "yellow.mp4"
+    render({"fps": 5, "size": [64, 64], "seed": 77, "scenes": [
+        {"duration": 6.0, "background": "gray",
+         "objects": [{"shape": "square", "color": "yellow"}]}]}, clip)
+    used = upload(clip)
+    ix = client.indexes.create(index_name="asset-deletion", models=MARENGO).id
+    vid = client.indexes.indexed_assets.create(ix, asset_id=used.id).id
+    wait_for(lambda: client.indexes.indexed_assets.retrieve(ix, vid),
+             lambda a: a.status in ("ready", "failed"))
+    source = Path(library.video(vid).path)
+    with pytest.raises(ApiError) as err:
+        client.assets.delete(used.id)
+    assert err.value.status_code == 409 and err.value.body["code"] == "resource_in_use"
+    assert "force" in err.value.body["message"]
+    client.assets.delete(used.id, force=True)
+    with pytest.raises(ApiError):
+        client.assets.retrieve(used.id)
+    frame = httpx.get(f"{server.base}/v1/videos/{vid}/frames/0.jpg", headers={"x-api-key": KEY})
+    assert frame.status_code == 200 and source.exists()
+
+    # retention: an asset created 31 days ago goes at the next upkeep run (the default
+    # --asset-retention-days is 30), the assets of the indexes stay
+    old = upload(media / "red.mp4")
+    record = library.asset(old.id)
+    library.store.save_asset(dataclasses.replace(
+        record, created_at=record.created_at - timedelta(days=31)))
+    kept_before = {a.asset_id for a in library.assets()} - {old.id}
+    # a killed server's partial uploads (no record, not written for an hour), a fresh one
+    hour_ago = time.time() - 3600
+    partials = [folder / "0123456789abcdef", uploads / "0123456789abcdef-clip.mp4"]
+    for p in partials:
+        p.write_bytes(b"\0" * 1000)
+        os.utime(p, (hour_ago, hour_ago))
+    fresh = folder / "fedcba9876543210"
+    fresh.write_bytes(b"\0" * 1000)
+    done = upkeep.run_once(optimize=False)
+    assert done["assets_expired"] == 1 and done["uploads_swept"] >= 1
+    assert not any(p.exists() for p in partials) and fresh.exists()  # young: may be written
+    with pytest.raises(ApiError):
+        client.assets.retrieve(old.id)
+    assert {a.asset_id for a in library.assets()} == kept_before
+    # without the age rule, the media folder keeps exactly what an asset or a video uses
+    age, upkeep.min_age_s = upkeep.min_age_s, 0
+    try:
+        upkeep.run_once(optimize=False)
+    finally:
+        upkeep.min_age_s = age
+    wanted = {a.path for a in library.assets()} | {
+        v.path for v in library.videos() if Path(v.path).parent == folder}
+    assert {str(p) for p in folder.iterdir()} == wanted and str(source) in wanted
+
+
+def test_the_assets_list_pages_newest_first(client, server):
+    every = httpx.get(f"{server.base}/v1.3/assets", params={"page_limit": 50},
+                      headers={"x-api-key": KEY}).json()
+    total = every["page_info"]["total_results"]
+    assert total >= 3 and len(every["data"]) == min(total, 50)
+    created = [a["created_at"] for a in every["data"]]
+    assert created == sorted(created, reverse=True)
+    paged = [a.id for a in client.assets.list(page_limit=2)]  # the SDK pages to the end
+    assert paged == [a["_id"] for a in every["data"]]
 
 
 # -- search -------------------------------------------------------------------------------------

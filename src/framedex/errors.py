@@ -121,6 +121,14 @@ class EmptyLibraryError(NotFoundError):
     code = "empty_library"
 
 
+class InUseError(FramedexError):
+    """What a delete names is still used (an asset a video was indexed from, a file a job is
+    reading); the message says how to delete it anyway (HTTP 409)."""
+
+    http_status = 409
+    code = "resource_in_use"
+
+
 class PermissionDeniedError(FramedexError, PermissionError):
     """A path outside the configured roots, or a missing or wrong API key."""
 

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,6 +28,7 @@ from framedex.api.jobs import JobManager
 from framedex.api.paths import PathView
 from framedex.api.routes import embed, health, jobs, search, select, videos
 from framedex.api.settings import Settings
+from framedex.api.upkeep import Upkeep
 from framedex.library import Library
 
 log = logging.getLogger("framedex.api")
@@ -57,31 +57,6 @@ def load_encoders(library: Library) -> None:
     library.encoder, library.encoder_info()
 
 
-class _Upkeep:
-    """Runs ``library.optimize()`` every ``every_s`` seconds in a thread (disk stays bounded)."""
-
-    def __init__(self, library: Library, every_s: float):
-        self.library, self.every_s = library, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="framedex-upkeep", daemon=True)
-
-    def start(self) -> None:
-        if self.every_s > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.library.optimize()
-            except Exception:  # upkeep must never take the server down
-                log.exception("store upkeep failed")
-
-
 def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI:
     """Build the HTTP app.
 
@@ -107,9 +82,11 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
         manager = JobManager(lib, workers=settings.workers, upload_dir=uploads,
                              roots=settings.resolved_roots, public_path=paths.public)
         await run_in_threadpool(manager.start)
-        upkeep = _Upkeep(lib, settings.optimize_every_s)
+        upkeep = Upkeep(lib, manager, settings.media_dir_for(lib.uri),
+                        settings.optimize_every_s, settings.asset_retention)
         upkeep.start()
         app.state.library, app.state.jobs, app.state.paths = lib, manager, paths
+        app.state.upkeep = upkeep
         log.info("framedex API serving %s", lib.uri)
         try:
             yield

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from framedex.api.settings import DEFAULT_ASSET_RETENTION_DAYS
 from framedex.cli._common import DEFAULT_DB, Db, Device, Model, app, handle_errors, note
 from framedex.errors import ConfigError
 
@@ -37,6 +38,11 @@ def serve(
     sampler: Annotated[str | None, typer.Option(
         "--sampler", envvar="FRAMEDEX_SAMPLER",
         help="Default sampler of select requests that name none.")] = None,
+    asset_retention_days: Annotated[float, typer.Option(
+        "--asset-retention-days",
+        help="Delete Twelve Labs assets (/v1.3/assets) older than this; a video indexed from "
+             "one keeps its source file. 0: keep them for good.")
+    ] = DEFAULT_ASSET_RETENTION_DAYS,
     device: Device = "auto",
 ) -> None:
     """Serve the HTTP API (ingest jobs, search, select, frames, embeddings) and the web viewer
@@ -52,7 +58,8 @@ def serve(
         db=db, model=model, device=device, host=host, port=port, api_key=api_key or None,
         allow_roots=tuple(str(r) for r in allow_root or ()), max_upload_mb=max_upload_mb,
         workers=workers, upload_dir=str(upload_dir) if upload_dir else None,
-        default_sampler=sampler, allow_urls=tuple(allow_url or ()))
+        default_sampler=sampler, allow_urls=tuple(allow_url or ()),
+        asset_retention_days=asset_retention_days)
     # A bad --db, upload folder or model, or a port in use, fails here in one line, before
     # anything is served.
     listening = bind(host, port)

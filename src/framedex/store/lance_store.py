@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -578,9 +579,13 @@ class LanceStore:
         """The asset with this id, or None."""
         return collections.get_asset(self, asset_id)
 
-    def list_assets(self) -> list[AssetRecord]:
-        """Every asset, oldest first."""
-        return collections.list_assets(self)
+    def list_assets(self, created_before: datetime | None = None) -> list[AssetRecord]:
+        """Every asset (or those created before ``created_before``), oldest first."""
+        return collections.list_assets(self, created_before)
+
+    def page_assets(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]:
+        """One page of assets, newest first, and how many there are."""
+        return collections.page_assets(self, limit, offset)
 
     def delete_asset(self, asset_id: str) -> None:
         """Remove an asset's row (the caller removes its file)."""

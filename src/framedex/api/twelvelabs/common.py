@@ -53,10 +53,7 @@ def rfc3339(value: datetime | None) -> str | None:
 def paginate(items: Sequence[T], page: int, page_limit: int) -> tuple[list[T], dict[str, Any]]:
     """One page of ``items`` and its ``page_info``; past the last page the page is empty."""
     start = (page - 1) * page_limit
-    total = len(items)
-    info = {"limit_per_page": page_limit, "page": page,
-            "total_page": max(1, math.ceil(total / page_limit)), "total_results": total}
-    return list(items[start:start + page_limit]), info
+    return list(items[start:start + page_limit]), page_info(len(items), page, page_limit)
 
 
 def all_jobs(jobs: JobManager) -> list[Job]:
@@ -114,8 +111,16 @@ async def submit_ingest(library: Library, jobs: JobManager, settings: Settings, 
 
 
 def media_dir(settings: Settings, library: Library) -> Path:
-    """Where ``/v1.3`` keeps assets (a subfolder of the upload folder, so the upload sweep,
-    which only looks at the folder's own files, never removes them)."""
-    folder = settings.resolved_upload_dir_for(library.uri) / "assets"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Where ``/v1.3`` keeps assets (:meth:`Settings.media_dir_for`)."""
+    return settings.media_dir_for(library.uri)
+
+
+def live_paths(jobs: JobManager) -> set[str]:
+    """The files unfinished ingest jobs will read (a delete or a sweep must keep them)."""
+    return {j.path for j in all_jobs(jobs) if j.status in ("queued", "running")}
+
+
+def page_info(total: int, page: int, page_limit: int) -> dict[str, Any]:
+    """The ``page_info`` of a page-number list of ``total`` items."""
+    return {"limit_per_page": page_limit, "page": page,
+            "total_page": max(1, math.ceil(total / page_limit)), "total_results": total}
