@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
         manager = JobManager(lib, workers=settings.workers, upload_dir=uploads,
                              roots=settings.resolved_roots, public_path=paths.public)
         await run_in_threadpool(manager.start)
-        upkeep = Upkeep(lib, manager, settings.media_dir_for(lib.uri),
+        upkeep = Upkeep(lib, manager, settings.media_dir_for(lib.uri, create=False),
                         settings.optimize_every_s, settings.asset_retention)
         upkeep.start()
         app.state.library, app.state.jobs, app.state.paths = lib, manager, paths

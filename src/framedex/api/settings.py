@@ -112,11 +112,13 @@ class Settings:
         days = self.asset_retention_days
         return timedelta(days=days) if days > 0 else None
 
-    def media_dir_for(self, store_uri: str) -> Path:
-        """Where ``/v1.3`` keeps assets (created): ``assets/`` in the upload folder, so the
-        upload folder's own sweep, which looks at that folder's files only, leaves them to
-        the media sweep (``api/upkeep.py``)."""
+    def media_dir_for(self, store_uri: str, *, create: bool = True) -> Path:
+        """Where ``/v1.3`` keeps assets (created unless ``create`` is False): ``assets/`` in
+        the upload folder, so the upload folder's own sweep, which looks at that folder's
+        files only, leaves them to the media sweep (``api/upkeep.py``)."""
         folder = self.resolved_upload_dir_for(store_uri) / "assets"
+        if not create:
+            return folder
         try:
             folder.mkdir(exist_ok=True)
         except OSError as ex:
