@@ -62,16 +62,23 @@ def _status_mb(pid: int, key: str) -> float:
         return next(int(ln.split()[1]) for ln in fh if ln.startswith(key)) / 1024
 
 
-def measured(pid: int, send) -> tuple[list[int], float, float]:
+def measured(pid: int, send) -> tuple[list[int | str], float, float]:
     """Run ``send()`` (returns status codes); (statuses, seconds, MB the server's peak RSS
-    rose above its RSS before)."""
+    rose above its RSS before). A request the server dropped counts as its error's name."""
     with open(f"/proc/{pid}/clear_refs", "w") as fh:
         fh.write("5")  # VmHWM := VmRSS
     before = _status_mb(pid, "VmRSS")
     t0 = time.perf_counter()
-    statuses = send()
+    try:
+        statuses: list[int | str] = list(send())
+    except httpx.HTTPError as ex:
+        statuses = [type(ex).__name__]
     seconds = time.perf_counter() - t0
-    return statuses, seconds, _status_mb(pid, "VmHWM") - before
+    try:
+        added = _status_mb(pid, "VmHWM") - before
+    except (OSError, StopIteration):  # the server is gone
+        added = float("nan")
+    return statuses, seconds, added
 
 
 def build(tmp: Path, args: argparse.Namespace) -> tuple[Path, str, str]:
@@ -153,6 +160,10 @@ def run(args: argparse.Namespace, db: Path, vid: str, index_id: str) -> list[tup
                         ("search_options", "visual"), ("filter", deep))]).status_code),
             ]
             for name, send in nested:
+                if proc.poll() is not None:
+                    rows.append((f"{name}, JSON nested {args.depth:,} deep",
+                                 ["server exited"], 0.0, float("nan")))
+                    continue
                 rows.append((f"{name}, JSON nested {args.depth:,} deep",
                              *measured(proc.pid, lambda s=send: [s()])))
     finally:

@@ -537,6 +537,11 @@ def test_errors_have_both_shapes_and_validation_is_400(server, client):
                        ("search_options", "visual"), ("filter", DEEP_JSON))])
     assert r.status_code == 400 and r.json()["code"] == "parameter_invalid", r.text[:300]
     assert "filter" in r.json()["message"] and "nests 10000 levels" in r.json()["message"]
+    for path in ("/v1.3/indexes", "/v1.3/embed-v2", "/v1.3/embed-v2/tasks",
+                 f"/v1.3/indexes/{ix}/indexed-assets"):  # JSON bodies nested as deep
+        r = httpx.post(f"{server.base}{path}", content=('{"x": ' + DEEP_JSON + "}").encode(),
+                       headers={"x-api-key": KEY, "content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["code"] == "parameter_invalid", (path, r.text)
 
 
 def test_a_deleted_video_leaves_its_index(client, server, media):
