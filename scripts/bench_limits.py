@@ -135,9 +135,10 @@ def run(args: argparse.Namespace, db: Path, vid: str, index_id: str) -> list[tup
                                                                        select(budget))))
             mp = args.png_side ** 2 / 1e6
             for n in sorted({args.pngs, 3}):
+                send = search(n)
                 rows.append((f"/v1.3/search, {n} PNGs of {args.png_side}² ({mp:.1f} MP, "
                              f"{len(png) // 1024} KB each)",
-                             *measured(proc.pid, lambda f=search(n): [f()])))
+                             *measured(proc.pid, lambda s=send: [s()])))
             with ThreadPoolExecutor(args.concurrent) as pool:
                 many = search(3)
                 rows.append((f"/v1.3/search, {args.concurrent} requests of 3 such PNGs at "

@@ -26,8 +26,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from framedex.errors import ConfigError, InUseError, NotFoundError, VideoNotFoundError, check
 from framedex.query.segments import VideoEmbedding, video_embeddings
 from framedex.store import AssetRecord, IndexRecord, MemberRecord, VideoRecord

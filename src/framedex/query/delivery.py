@@ -237,7 +237,7 @@ def open_checked(record: VideoRecord) -> int:
             os.path.realpath(record.path)
         recorded = (record.file_dev, record.file_ino, record.file_size, record.file_mtime_ns)
         now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        same = all(want is None or want == got for want, got in zip(recorded, now))
+        same = all(want is None or want == got for want, got in zip(recorded, now, strict=True))
         if real != record.path or not same:
             raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
                                  f"indexed ({record.path}); re-index it")

@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
 from framedex.api.jobs import Job, new_job_id
+from framedex.api.schemas import body_schema
 from framedex.api.settings import Settings
 from framedex.api.twelvelabs.common import (
     EMBED_STATUS,
@@ -31,7 +32,6 @@ from framedex.api.twelvelabs.common import (
     tl_jobs,
 )
 from framedex.api.twelvelabs.media import decode_base64, fetch_url
-from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, MediaSource
 from framedex.api.uploads import read_json_body
 from framedex.errors import ConfigError, FramedexError, NotFoundError

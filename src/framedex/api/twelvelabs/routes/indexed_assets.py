@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
 from framedex.api.jobs import Job, JobManager
+from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.common import (
     INDEX_STATUS,
     Page,
@@ -27,7 +28,6 @@ from framedex.api.twelvelabs.common import (
     rfc3339,
     submit_ingest,
 )
-from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.schemas import IndexedAssetCreate, require_visual
 from framedex.api.uploads import read_json_body
 from framedex.errors import NotFoundError, UnsupportedError

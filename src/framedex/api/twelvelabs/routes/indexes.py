@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import LibraryDep
-from framedex.api.twelvelabs.common import Page, PageLimit, paginate, parse_json, rfc3339
 from framedex.api.schemas import body_schema
+from framedex.api.twelvelabs.common import Page, PageLimit, paginate, parse_json, rfc3339
 from framedex.api.twelvelabs.schemas import IndexCreate, IndexUpdate
 from framedex.api.uploads import read_json_body
 from framedex.library import CollectionInfo
