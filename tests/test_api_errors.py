@@ -192,6 +192,41 @@ def test_malformed_json_is_400(client, video_id):
         assert error_of(r, 400)["code"] == "malformed_json", url
 
 
+#: JSON nested 10,000 levels (50 KB), as the attack sent it in every JSON text field.
+DEEP_JSON = '{"a":' * 10_000 + "1" + "}" * 10_000
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "green").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_deeply_nested_json_is_400_on_every_route_that_parses_json(client, layout, video_id):
+    """It raised RecursionError (a 500) in the ingest's ``metadata`` field; JSON bodies nested
+    as deep are malformed JSON too."""
+    before = _uploads(layout)
+    with open(layout["root"] / "ok.mp4", "rb") as fh:
+        data = fh.read()
+    r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"metadata": DEEP_JSON})
+    err = error_of(r, 400)
+    assert err["code"] == "malformed_json" and "metadata" in err["message"]
+    assert "nests 10000 levels" in err["message"]
+    r = client.post("/v1/search", files={"image": ("q.png", _png())},
+                    data={"filters": DEEP_JSON})
+    assert error_of(r, 400)["code"] == "malformed_json"
+    assert _uploads(layout) == before
+    deep_body = '{"text": "x", "filters": ' + DEEP_JSON + "}"
+    for url in ("/v1/search", "/v1/videos", "/v1/embed", f"/v1/videos/{video_id}/select"):
+        r = client.post(url, content=deep_body.encode(),
+                        headers={"content-type": "application/json"})
+        assert error_of(r, 400)["code"] == "malformed_json", url
+
+
 def test_search_validation(client, video_id):
     err = error_of(client.post("/v1/search", json={"text": "x", "group_by": "scene"}), 422)
     assert err["detail"][0]["field"] == "body.group_by"
@@ -205,6 +240,79 @@ def test_search_validation(client, video_id):
 # -- fuzzing: schemathesis against the app's own OpenAPI document -----------------------------
 
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+
+
+def _resolve(doc: dict, pointer: str) -> object:
+    """The node a local ``$ref`` (``#/a/b``) names in ``doc``; KeyError when it names none."""
+    node: object = doc
+    for part in pointer.removeprefix("#/").split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+    return node
+
+
+def _refs(node: object, at: str = "#"):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield at, v
+            else:
+                yield from _refs(v, f"{at}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{at}/{i}")
+
+
+def test_every_ref_in_both_openapi_documents_resolves():
+    """A reference that points nowhere made schema fuzzers skip the request bodies that used
+    it (``#/$defs/Filters`` on /v1/search, and the nested models of three /v1.3 bodies)."""
+    from framedex.api.twelvelabs import twelvelabs_app
+
+    app = create_app(Settings())
+    for name, doc in (("/v1", app.openapi()), ("/v1.3", twelvelabs_app(app).openapi())):
+        refs = list(_refs(doc))
+        assert refs, name
+        broken = []
+        for where, ref in refs:
+            try:
+                assert ref.startswith("#/")
+                _resolve(doc, ref)
+            except (AssertionError, KeyError, IndexError, TypeError, ValueError):
+                broken.append(f"{where}: {ref}")
+        assert not broken, f"{name}: {broken}"
+    bodies = app.openapi()["paths"]["/v1/search"]["post"]["requestBody"]["content"]
+    filters = bodies["application/json"]["schema"]["properties"]["filters"]
+    assert "min_duration" in str(filters)  # the nested model is in the body itself
+
+
+def test_the_fuzzers_generate_every_declared_request_body():
+    """With the broken references schemathesis sent /v1/search only as multipart, and the
+    /v1.3 embed, embed-task and index bodies not at all (cases without a body): the JSON
+    bodies were never fuzzed. Now every declared media type of every body is generated."""
+    from hypothesis import given
+
+    from framedex.api.twelvelabs import twelvelabs_app
+
+    app = create_app(Settings())
+    for doc in (app.openapi(), twelvelabs_app(app).openapi()):
+        fuzzed = schemathesis.openapi.from_dict(doc)
+        for path, methods in doc["paths"].items():
+            for method, spec in methods.items():
+                declared = set((spec.get("requestBody") or {}).get("content", {}))
+                if not declared:
+                    continue
+                seen: set[str | None] = set()
+                draw = given(fuzzed[path][method.upper()].as_strategy())(_recorder(seen))
+                settings(max_examples=12, deadline=None, derandomize=True,
+                         suppress_health_check=list(HealthCheck))(draw)()
+                assert seen == declared, (method, path, seen, declared)
+
+
+def _recorder(seen: set):
+    def record(case) -> None:
+        seen.add(case.media_type)
+
+    return record
 
 
 @schema.parametrize()
@@ -246,7 +354,7 @@ def test_a_rejected_upload_leaves_no_file(client, layout):
     r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"fps": "abc"})
     assert error_of(r, 422)["detail"][0]["field"] == "body.fps"
     r = client.post("/v1/videos", files={"file": ("ok.mp4", data)}, data={"metadata": "{oops"})
-    error_of(r, 422)
+    assert error_of(r, 400)["code"] == "malformed_json"
     assert _uploads(layout) == before
 
 
@@ -331,3 +439,87 @@ def test_a_file_swapped_for_a_symlink_after_submission_is_not_indexed(tmp_path, 
     done = manager.get(job.job_id)
     assert done.status == "failed" and "replaced" in done.error
     assert lib.videos() == []
+
+
+def test_a_folder_swapped_for_a_link_at_the_open_cannot_serve_a_file_outside(
+        tmp_path, tiny_model, layout, monkeypatch):
+    """The attack of issue 27, made deterministic with a hook at the worker's open: submit
+    ``ROOT/r/x.mp4``; the moment the worker has opened it, ``mv ROOT/r ROOT/r_old; ln -s
+    /outside/secret ROOT/r``. The job ended ``done`` with ``/outside/secret/x.mp4`` stored
+    (the name resolved after the open), and the source route and the frames then served the
+    outside file, whose size matched. Now the path stored is where the opened file really is,
+    and every later open checks the file's identity, so later swaps are refused too."""
+    from framedex import Library
+    from framedex.api.jobs import JobManager
+    from framedex.errors import VideoOpenError
+
+    root, secret_dir = (tmp_path / "root").resolve(), (tmp_path / "outside" / "secret").resolve()
+    (root / "r").mkdir(parents=True)
+    secret_dir.mkdir(parents=True)
+    clip = root / "r" / "x.mp4"
+    shutil.copy(layout["root"] / "ok.mp4", clip)
+    data = clip.read_bytes()
+    secret = data[:-16] + b"SECRET-OUTSIDE!!"  # another file of the same size
+    (secret_dir / "x.mp4").write_bytes(secret)
+
+    real_open, swapped = os.open, []
+
+    def open_then_swap(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if str(path) == str(clip) and not swapped:  # the worker's open of the submitted file
+            os.rename(root / "r", root / "r_old")
+            os.symlink(secret_dir, root / "r")
+            swapped.append(path)
+        return fd
+
+    lib = Library(tmp_path / "db", model=model_spec(tiny_model), device="cpu")
+    manager = JobManager(lib, workers=1, roots=(root,))
+    monkeypatch.setattr(os, "open", open_then_swap)
+    manager.start()
+    try:
+        job = manager.submit("path", str(clip), {"fps": 1.0})  # checked at submission: inside
+        deadline = time.monotonic() + 60
+        while manager.get(job.job_id).status in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        manager.stop()
+    assert swapped, "the hook never saw the worker's open"
+    done = manager.get(job.job_id)
+    assert done.status == "done", done.error
+    kept = root / "r_old" / "x.mp4"
+    record = lib.video(done.video_id)
+    assert record.path == str(kept)  # where the opened file is: under the root
+    assert (record.file_size, record.file_ino) == (len(data), kept.stat().st_ino)
+
+    def served() -> bytes:
+        src = lib.open_source(done.video_id)  # what /viewer/source/{id} streams
+        try:
+            return src.file.read()
+        finally:
+            src.file.close()
+
+    frame = int(lib.embeddings(done.video_id)[1].frame_idx[0])
+    assert served() == data and lib.frame_jpeg(done.video_id, frame)[:2] == b"\xff\xd8"
+
+    # later: the recorded folder swapped for a link to the outside folder
+    os.rename(root / "r_old", root / "r_moved")
+    os.symlink(secret_dir, root / "r_old")
+    for read in (served, lambda: lib.frame_jpeg(done.video_id, frame)):
+        with pytest.raises(VideoOpenError, match="changed since it was indexed"):
+            read()
+    os.unlink(root / "r_old")
+    os.rename(root / "r_moved", root / "r_old")
+    assert served() == data
+    # the same inode rewritten in place with other bytes of the same size (a new mtime)
+    st = kept.stat()
+    with open(kept, "r+b") as fh:
+        fh.write(secret)
+    os.utime(kept, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(VideoOpenError, match="changed since it was indexed"):
+        served()
+    # the file at the recorded path replaced by a hard link to the outside file
+    kept.unlink()
+    os.link(secret_dir / "x.mp4", kept)
+    with pytest.raises(VideoOpenError, match="changed since it was indexed"):
+        served()

@@ -32,6 +32,8 @@ RUNS = {
                   "--repeats", "1"],
     "bench_api": ["--requests", "8", "--frames", "300", "--samplers", "aks",
                   "--ingest-seconds", "4"],
+    "bench_limits": ["--plot-frames", "120", "--budgets", "100", "--png-side", "600",
+                     "--pngs", "3", "--concurrent", "2", "--depth", "100"],
 }
 
 

@@ -222,3 +222,54 @@ def test_a_video_by_the_file_name_that_videos_shows(store):
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["video_id"] == vid
     one_line(cli("select", "NOPE.MOV", "when?", "--db", str(db)), "no indexed video 'NOPE.MOV'")
+
+
+def test_impossible_paths_are_reported_not_internal_errors(tmp_path):
+    """Each of these was `framedex: internal error: ...` with exit 2 (issue 27): a path longer
+    than the file system allows, a `~user` nobody is, and `synth` to such a name."""
+    long_name = str(tmp_path / ("a" * 4000 + ".mp4"))
+    for path, reason in ((long_name, "file name too long"),
+                         ("~nosuchuser-framedex/x.mp4", "no such user")):
+        run = cli("index", path, "--db", str(tmp_path / "db"))
+        assert run.returncode == 1, (path[:40], run.stderr)
+        assert "internal error" not in run.stderr
+        (line,) = [ln for ln in run.stderr.splitlines() if ln.strip()]
+        assert line.startswith("failed") and reason in line, line[:200]
+        assert "0 indexed, 0 unchanged, 1 failed" in run.stdout
+    assert not (tmp_path / "db").exists()
+    spec = Path(__file__).resolve().parents[1] / "examples" / "specs" / "clip1.json"
+    one_line(cli("synth", str(spec), long_name), "cannot write", "File name too long")
+
+
+def test_an_empty_weights_file_is_one_line_on_index_and_serve(tmp_path):
+    """An empty `open_clip_pytorch_model.bin` (an interrupted copy) made the load error's own
+    message an IndexError: `internal error`, exit 2, on index and serve."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(Path(framedex.__file__).parent / "indexer" / "models" / "synthetic-shapes" /
+                "open_clip_config.json", folder)
+    (folder / "open_clip_pytorch_model.bin").write_bytes(b"")
+    video = tmp_path / "v.mp4"
+    render(haystack_spec(2.0, [], seed=1, fps=5, size=[32, 32]), video)
+    for args in (("index", str(video)), ("serve", "--port", "0")):
+        db = tmp_path / f"{args[0]}.db"
+        one_line(cli(*args, "--db", str(db), "--model", str(folder)),
+                 f"cannot load model {str(folder)!r}", "EOFError", "empty or truncated")
+        assert not db.exists()
+
+
+def test_deeply_nested_json_is_one_line(store, tmp_path):
+    """`--metadata '{"a":{"a":...'` 10,000 deep (50 KB) was `internal error: RecursionError`,
+    exit 2; `--meta k=[[[...` too."""
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+    db, video, _ = store
+    one_line(cli("index", str(video), "--db", str(db), "--metadata", deep),
+             "metadata is invalid", "nests 10000 levels")
+    spec = tmp_path / "spec.json"
+    spec.write_text(deep)
+    one_line(cli("synth", str(spec), str(tmp_path / "x.mp4")), "spec=", "nests 10000 levels")
+    assert not (tmp_path / "x.mp4").exists()
+    # a --meta value that is an array or object is compared as text, never parsed
+    run = cli("search", "a purple star", "--db", str(db), "--meta", "k=" + "[" * 10_000,
+              "--json")
+    assert run.returncode == 0 and json.loads(run.stdout) == [], run.stderr[:300]

@@ -119,6 +119,28 @@ def test_query_validation(world):
         lib.load_image(b"not an image")
 
 
+def test_query_images_are_decoded_at_the_model_input_size(world):
+    """A query image is decoded straight to the image tower's input size (its shorter side),
+    never enlarged; JPEG through the decoder's own scaling, palette PNGs in colour."""
+    import io
+
+    from PIL import Image
+
+    lib, _, _ = world
+    side = lib._query_image_side()
+    photo = Image.new("RGB", (4000, 3000), (250, 120, 10))
+    jpeg, png, tiny = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    photo.save(jpeg, format="JPEG")
+    photo.convert("P", palette=Image.Palette.ADAPTIVE).save(png, format="PNG")
+    Image.new("RGB", (40, 20), (0, 0, 255)).save(tiny, format="PNG")
+    big, pal, small = lib.load_images([jpeg.getvalue(), png.getvalue(), tiny.getvalue()])
+    assert big.shape == pal.shape == (side, round(4000 * side / 3000), 3)
+    assert abs(int(big[0, 0, 0]) - 250) < 8 and abs(int(pal[0, 0, 1]) - 120) < 8
+    assert small.shape == (20, 40, 3)  # smaller than the input size: as it is
+    with pytest.raises(ConfigError, match="pixels per request"):
+        lib.load_images([jpeg.getvalue()] * 11)  # 11 x 12 MP: over the request's pixels
+
+
 def test_collections_keep_videos_when_deleted_or_renamed(world):
     lib, ids, _ = world
     c = lib.create_collection("needles", models=[{"model_name": "marengo3.0",

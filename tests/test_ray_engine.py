@@ -43,34 +43,38 @@ SRC = Path(framedex.__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local 2-CPU cluster for the module; its workers import this checkout's framedex and
-    the tests' helper modules (the raylet passes its environment on to every job's workers).
+    """A local 2-CPU cluster for the module, private as the engine's own (token
+    authentication, loopback only); its workers import this checkout's framedex and the tests'
+    helper modules (the raylet passes its environment on to every job's workers).
 
     Yields:
-        the cluster's address, for drivers that join it.
+        the cluster's address, for drivers that join it (the token stays in this process's
+        environment for the module: a joining driver inherits it).
     """
     import ray
 
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_AUTH_MODE")}
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # kept for the module: joining drivers need it
+    from framedex.indexer.ray_engine import LOOPBACK, private_cluster
+
+    saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(SRC), str(TESTS), *([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])])
+        [str(SRC), str(TESTS), *([saved] if saved else [])])
+    restore = private_cluster()
     try:
         with warnings.catch_warnings():  # this process imported Lance long before (the
             warnings.filterwarnings("ignore", "lance is not fork-safe")  # engine never does)
             ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=False)
+                     log_to_driver=False, _node_ip_address=LOOPBACK)
+    except BaseException:
+        restore()
+        raise
     finally:
-        if saved["PYTHONPATH"] is None:
+        if saved is None:
             del os.environ["PYTHONPATH"]
         else:
-            os.environ["PYTHONPATH"] = saved["PYTHONPATH"]
+            os.environ["PYTHONPATH"] = saved
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-    if saved["RAY_AUTH_MODE"] is None:
-        os.environ.pop("RAY_AUTH_MODE", None)
-    else:
-        os.environ["RAY_AUTH_MODE"] = saved["RAY_AUTH_MODE"]
+    restore()
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +364,139 @@ def test_a_ray_job_and_a_cli_writer_together(ray_cluster, ray_lib, tiny_model, t
     for r in (report, other):
         assert len(r["indexed"]) + len(r["unchanged"]) == 3 and len(r["failed"]) == 1
     assert_whole(Store(db), 3)
+# ---- security: a private cluster keeps token authentication and loopback ---------------------
+
+def listening_addresses(root_pid: int) -> list[tuple[str, int, str]]:
+    """(address, port, process name) of every TCP socket listening in ``root_pid`` or any of
+    its descendants, from /proc (what ``ss -ltnp`` shows)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+                parent[int(entry)] = int(stat[stat.rfind(")") + 2:].split()[1])
+            except OSError:
+                continue
+    tree, grew = {root_pid}, True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    owner = {}
+    for pid in tree:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    owner[link[8:-1]] = pid
+        except OSError:
+            continue
+    found = []
+    for family, table in ((socket.AF_INET, "/proc/net/tcp"), (socket.AF_INET6, "/proc/net/tcp6")):
+        with open(table) as fh:
+            next(fh)
+            for line in fh:
+                cols = line.split()
+                if cols[3] != "0A" or cols[9] not in owner:  # 0A: LISTEN
+                    continue
+                hexaddr, hexport = cols[1].split(":")
+                raw = bytes.fromhex(hexaddr)
+                raw = raw[::-1] if family == socket.AF_INET else b"".join(
+                    raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                pid = owner[cols[9]]
+                with open(f"/proc/{pid}/comm") as fh2:
+                    name = fh2.read().strip()
+                found.append((socket.inet_ntop(family, raw), int(hexport, 16), name))
+    return found
+
+
+def _loopback(address: str) -> bool:
+    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1") or \
+        address.startswith("::ffff:127.")
+
+
+#: Starts the engine's own private cluster (``framedex index --engine ray`` without an
+#: address) in a fresh process, then reports what listens and whether Ray's GCS answers a
+#: client without the token, with a wrong one, and with the job's.
+PRIVATE = r"""
+import json, os, subprocess, sys
+from framedex.indexer.engines import create_engine
+from framedex.indexer.pipeline import IndexOptions
+from test_ray_engine import listening_addresses
+
+probe = ("import ray._raylet as r; c = r.GcsClient(address=%r); "
+         "print(c.internal_kv_get(b'x', namespace=None, timeout=10))")
+with create_engine("ray", IndexOptions()) as engine:
+    import ray
+    address = ray.get_runtime_context().gcs_address
+    out = {"address": address, "listening": listening_addresses(os.getpid()),
+           "notes": engine.notes, "token_mode": os.environ.get("RAY_AUTH_MODE")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    for name, extra in (("none", {"RAY_AUTH_MODE": "disabled"}),
+                        ("wrong", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}),
+                        ("token", {"RAY_AUTH_MODE": "token",
+                                   "RAY_AUTH_TOKEN": os.environ["RAY_AUTH_TOKEN"]})):
+        run = subprocess.run([sys.executable, "-c", probe % address], env={**clean, **extra},
+                             capture_output=True, text=True, timeout=120)
+        out[name] = [run.returncode, run.stderr.strip().splitlines()[-1:]]
+print(json.dumps({**out, "after": os.environ.get("RAY_AUTH_MODE")}))
+"""
+
+
+def test_a_private_cluster_listens_on_loopback_and_refuses_clients_without_the_token(tmp_path):
+    """`framedex index --engine ray` started its cluster with RAY_AUTH_MODE=disabled, the GCS
+    and the raylets listening on every interface: anyone who could reach the machine could
+    run code on it while the job ran (issue 27)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]),
+           "HOME": str(tmp_path)}
+    env.pop("RAY_AUTH_MODE", None)
+    env.pop("RAY_AUTH_TOKEN", None)
+    env.pop("RAY_ADDRESS", None)
+    run = subprocess.run([sys.executable, "-c", PRIVATE], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["address"].startswith("127.0.0.1:")
+    names = {name for _, _, name in out["listening"]}
+    assert {"gcs_server", "raylet"} <= names, out["listening"]
+    outside = [x for x in out["listening"] if not _loopback(x[0])]
+    assert not outside, f"listening beyond loopback: {outside}"
+    assert out["token_mode"] == "token" and out["notes"] == []
+    for refused in ("none", "wrong"):
+        code, last = out[refused]
+        assert code != 0 and "AuthenticationError" in "".join(last), (refused, last)
+    assert out["token"][0] == 0, out["token"]  # the job's own token is accepted
+    assert out["after"] is None  # the process's settings are restored after the job
+    assert not (tmp_path / ".ray" / "auth_token").exists()  # the token never touched disk
+
+
+def test_the_tests_cluster_is_loopback_only_too(ray_cluster):
+    listening = listening_addresses(os.getpid())
+    assert {"gcs_server", "raylet"} <= {name for _, _, name in listening}
+    assert all(_loopback(address) for address, _, _ in listening), listening
+    assert ray_cluster.startswith("127.0.0.1:")
+
+
+def test_joining_a_cluster_without_authentication_warns_in_one_line(monkeypatch, tmp_path):
+    """A cluster given with --ray-address is the operator's to secure; a job that joins one
+    without token authentication says so, once."""
+    import ray
+
+    from framedex.indexer import ray_engine
+    from framedex.indexer.engines import create_engine
+    from framedex.indexer.pipeline import IndexOptions
+
+    joined: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: joined.append(kw))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    for auth, notes in ((False, 1), (True, 0)):
+        monkeypatch.setattr(ray_engine, "token_auth_on", lambda a=auth: a)
+        with create_engine("ray", IndexOptions(), ray_address="10.1.2.3:6379") as engine:
+            assert engine.notes == ([ray_engine.NO_AUTH_NOTE.format(address="10.1.2.3:6379")]
+                                    * notes)
+    assert [kw["address"] for kw in joined] == ["10.1.2.3:6379"] * 2
+    assert "no token authentication" in ray_engine.NO_AUTH_NOTE

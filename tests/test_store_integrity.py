@@ -348,3 +348,35 @@ def test_a_read_only_store_refuses_delete_and_optimize_in_one_line(tmp_path, fol
             assert httpx.get(f"{srv.base}/v1/videos/{vid}", timeout=30).status_code == 200
     finally:
         _thaw(db)
+def test_a_schema_2_store_is_upgraded_and_its_old_videos_still_served(tmp_path, folder,
+                                                                       tiny_model):
+    """Schema 3 records each source's identity (device, inode, mtime); a store written before
+    gets the columns on first open, its videos keep being served (checked by path and size),
+    and what is indexed from then on carries the identity."""
+    import lance
+
+    from framedex.store.schema import SCHEMA_VERSION_KEY
+
+    db = tmp_path / "db"
+    lib = Library(db, model=tiny_model, device="cpu")
+    lib.index([folder / "v0.mp4"])
+    (old_id,) = [v.video_id for v in lib.videos()]
+    videos = lance.dataset(str(db / "videos.lance"))
+    videos.drop_columns(["file_dev", "file_ino", "file_mtime_ns"])  # as schema 2 wrote it
+    lance.dataset(str(db / "frames.lance")).update_schema_metadata(
+        {SCHEMA_VERSION_KEY.decode(): "2"})
+
+    lib = Library(db, model=tiny_model, device="cpu")
+    lib.index([folder / "v1.mp4"])
+    assert {"file_dev", "file_ino", "file_mtime_ns"} <= set(
+        lance.dataset(str(db / "videos.lance")).schema.names)
+    meta = lance.dataset(str(db / "frames.lance")).schema.metadata
+    assert meta[SCHEMA_VERSION_KEY] == b"3"
+    records = {v.video_id: v for v in Library(db, model=tiny_model).videos()}
+    old = records.pop(old_id)
+    (new,) = records.values()
+    assert old.file_ino is None and old.file_size == (folder / "v0.mp4").stat().st_size
+    assert new.file_ino == (folder / "v1.mp4").stat().st_ino
+    for vid in (old_id, new.video_id):
+        frame = int(lib.embeddings(vid)[1].frame_idx[0])
+        assert lib.frame_jpeg(vid, frame)[:2] == b"\xff\xd8"

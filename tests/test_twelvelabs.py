@@ -16,6 +16,7 @@ import base64
 import functools
 import http.server
 import itertools
+import os
 import threading
 import time
 from pathlib import Path
@@ -198,6 +199,100 @@ def test_url_assets_only_under_an_allowed_prefix(client, media_url, world):
     with pytest.raises(ApiError) as err:
         client.assets.create(method="multipart", filename="x.mp4")
     assert err.value.status_code == 400 and err.value.body["code"] == "unsupported"
+
+
+def test_assets_are_deleted_expired_and_swept(client, server, media, tmp_path):
+    """`DELETE /v1.3/assets/{id}` answered 405, assets were kept for good and the media folder
+    was never swept: 20 uploads left 20 MB, and a killed server's partial upload stayed until
+    the next restart (issue 27)."""
+    import dataclasses
+    from datetime import timedelta
+
+    from framedex.synth import render
+
+    state = server.server.config.app.state
+    library, upkeep = state.library, state.upkeep
+    folder = state.settings.media_dir_for(library.uri)
+    uploads = state.settings.resolved_upload_dir_for(library.uri)
+
+    def upload(path: Path):
+        with open(path, "rb") as fh:
+            return client.assets.create(method="direct", file=fh)
+
+    # a plain asset: gone, with its file
+    plain = upload(media / "blue.mp4")
+    plain_file = Path(library.asset(plain.id).path)
+    assert plain_file.parent == folder and plain_file.exists()
+    client.assets.delete(plain.id)
+    with pytest.raises(ApiError) as err:
+        client.assets.retrieve(plain.id)
+    assert err.value.status_code == 404 and not plain_file.exists()
+    with pytest.raises(ApiError) as err:
+        client.assets.delete(plain.id)
+    assert err.value.status_code == 404
+
+    # an asset a video was indexed from: 409, then force; the video keeps its source
+    clip = tmp_path / "yellow.mp4"
+    render({"fps": 5, "size": [64, 64], "seed": 77, "scenes": [
+        {"duration": 6.0, "background": "gray",
+         "objects": [{"shape": "square", "color": "yellow"}]}]}, clip)
+    used = upload(clip)
+    ix = client.indexes.create(index_name="asset-deletion", models=MARENGO).id
+    vid = client.indexes.indexed_assets.create(ix, asset_id=used.id).id
+    wait_for(lambda: client.indexes.indexed_assets.retrieve(ix, vid),
+             lambda a: a.status in ("ready", "failed"))
+    source = Path(library.video(vid).path)
+    with pytest.raises(ApiError) as err:
+        client.assets.delete(used.id)
+    assert err.value.status_code == 409 and err.value.body["code"] == "resource_in_use"
+    assert "force" in err.value.body["message"]
+    client.assets.delete(used.id, force=True)
+    with pytest.raises(ApiError):
+        client.assets.retrieve(used.id)
+    frame = httpx.get(f"{server.base}/v1/videos/{vid}/frames/0.jpg", headers={"x-api-key": KEY})
+    assert frame.status_code == 200 and source.exists()
+
+    # retention: an asset created 31 days ago goes at the next upkeep run (the default
+    # --asset-retention-days is 30), the assets of the indexes stay
+    old = upload(media / "red.mp4")
+    record = library.asset(old.id)
+    library.store.save_asset(dataclasses.replace(
+        record, created_at=record.created_at - timedelta(days=31)))
+    kept_before = {a.asset_id for a in library.assets()} - {old.id}
+    # a killed server's partial uploads (no record, not written for an hour), a fresh one
+    hour_ago = time.time() - 3600
+    partials = [folder / "0123456789abcdef", uploads / "0123456789abcdef-clip.mp4"]
+    for p in partials:
+        p.write_bytes(b"\0" * 1000)
+        os.utime(p, (hour_ago, hour_ago))
+    fresh = folder / "fedcba9876543210"
+    fresh.write_bytes(b"\0" * 1000)
+    done = upkeep.run_once(optimize=False)
+    assert done["assets_expired"] == 1 and done["uploads_swept"] >= 1
+    assert not any(p.exists() for p in partials) and fresh.exists()  # young: may be written
+    with pytest.raises(ApiError):
+        client.assets.retrieve(old.id)
+    assert {a.asset_id for a in library.assets()} == kept_before
+    # without the age rule, the media folder keeps exactly what an asset or a video uses
+    age, upkeep.min_age_s = upkeep.min_age_s, 0
+    try:
+        upkeep.run_once(optimize=False)
+    finally:
+        upkeep.min_age_s = age
+    wanted = {a.path for a in library.assets()} | {
+        v.path for v in library.videos() if Path(v.path).parent == folder}
+    assert {str(p) for p in folder.iterdir()} == wanted and str(source) in wanted
+
+
+def test_the_assets_list_pages_newest_first(client, server):
+    every = httpx.get(f"{server.base}/v1.3/assets", params={"page_limit": 50},
+                      headers={"x-api-key": KEY}).json()
+    total = every["page_info"]["total_results"]
+    assert total >= 3 and len(every["data"]) == min(total, 50)
+    created = [a["created_at"] for a in every["data"]]
+    assert created == sorted(created, reverse=True)
+    paged = [a.id for a in client.assets.list(page_limit=2)]  # the SDK pages to the end
+    assert paged == [a["_id"] for a in every["data"]]
 
 
 # -- search -------------------------------------------------------------------------------------
@@ -431,10 +526,25 @@ def test_errors_have_both_shapes_and_validation_is_400(server, client):
     ix = client.indexes.create(index_name="metadata-check", models=MARENGO).id
     for path, data in (("/v1.3/tasks", {"index_id": ix, "video_url": "http://x/v.mp4"}),
                        ("/v1.3/assets", {"method": "url", "url": "http://x/v.mp4"})):
-        fields = {**data, "user_metadata": "{not json"}
-        r = httpx.post(f"{server.base}{path}", headers={"x-api-key": KEY},
-                       files=[(k, (None, v)) for k, v in fields.items()])  # multipart
-        assert r.status_code == 400 and "user_metadata" in r.json()["message"], (path, r.text)
+        for bad in ("{not json", DEEP_JSON):
+            fields = {**data, "user_metadata": bad}
+            r = httpx.post(f"{server.base}{path}", headers={"x-api-key": KEY},
+                           files=[(k, (None, v)) for k, v in fields.items()])  # multipart
+            assert r.status_code == 400 and "user_metadata" in r.json()["message"], \
+                (path, r.text[:300])
+            assert r.json()["code"] == "parameter_invalid"
+    # a search filter nested 10,000 deep (50 KB) raised RecursionError: a 500
+    r = httpx.post(f"{server.base}/v1.3/search", headers={"x-api-key": KEY},
+                   files=[(k, (None, v)) for k, v in (
+                       ("index_id", ix), ("query_text", "a red circle"),
+                       ("search_options", "visual"), ("filter", DEEP_JSON))])
+    assert r.status_code == 400 and r.json()["code"] == "parameter_invalid", r.text[:300]
+    assert "filter" in r.json()["message"] and "nests 10000 levels" in r.json()["message"]
+    for path in ("/v1.3/indexes", "/v1.3/embed-v2", "/v1.3/embed-v2/tasks",
+                 f"/v1.3/indexes/{ix}/indexed-assets"):  # JSON bodies nested as deep
+        r = httpx.post(f"{server.base}{path}", content=('{"x": ' + DEEP_JSON + "}").encode(),
+                       headers={"x-api-key": KEY, "content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["code"] == "parameter_invalid", (path, r.text)
 
 
 def test_a_deleted_video_leaves_its_index(client, server, media):
@@ -473,6 +583,10 @@ def test_v1_search_by_image_and_and(server, media):
     assert sorted((m["start"], m["end"]) for m in top["moments"]) == [RED_SPAN, BLUE_SPAN]
     bad = httpx.post(f"{server.base}/v1/search", headers=headers, json={"limit": 2})
     assert bad.status_code == 422
+
+
+#: JSON text nested 10,000 levels (50 KB), as the attack sent it in every JSON text field.
+DEEP_JSON = '{"a":' * 10_000 + "1" + "}" * 10_000
 
 
 # -- fuzzing: schemathesis over the /v1.3 routes: never a 5xx ------------------------------------

@@ -418,6 +418,25 @@ def test_cookie_opens_the_viewer_pages_and_nothing_else(server, indexed):
     assert httpx.post(f"{base}/login", data={"key": "wrong-key-000"}).status_code == 401
 
 
+def test_logout_ends_the_session_and_the_same_cookie_is_refused(server, indexed):
+    """The cookie was a MAC of a constant: after /logout a copy of it still opened every page
+    (issue 27). Now /logout ends the session on the server."""
+    base, vid = server["base"], indexed["haystack.mp4"]
+    r = httpx.post(f"{base}/login", data={"key": KEY, "next": "/"})
+    cookie = r.cookies["framedex_viewer"]
+    again = httpx.post(f"{base}/login", data={"key": KEY, "next": "/"}).cookies["framedex_viewer"]
+    assert cookie != again  # each sign-in is its own session
+    jar = {"framedex_viewer": cookie}
+    assert httpx.get(f"{base}/stats", cookies=jar).status_code == 200
+    assert httpx.get(f"{base}/viewer/source/{vid}", cookies=jar).status_code == 200
+    r = httpx.post(f"{base}/logout", cookies=jar)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    r = httpx.get(f"{base}/stats", cookies=jar)  # the same cookie, kept by an attacker
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert httpx.get(f"{base}/viewer/source/{vid}", cookies=jar).status_code == 401
+    assert httpx.get(f"{base}/stats", cookies={"framedex_viewer": again}).status_code == 200
+
+
 def test_pages_fetch_nothing_from_elsewhere(api, indexed):
     vid = indexed["haystack.mp4"]
     for path in ("/", "/?q=a+purple+star", f"/videos/{vid}?q=a+purple+star",

@@ -76,23 +76,64 @@ def test_sign_in_returns_only_to_this_server(target, expected):
     assert safe_next(target) == expected
 
 
-def _request(api_key, cookies=None, headers=None):
-    settings = SimpleNamespace(api_key=api_key)
-    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=settings)),
-                           cookies=cookies or {}, headers=headers or {})
+def _request(api_key, cookies=None, headers=None, sessions=None):
+    from framedex.api.viewer.auth import ViewerSessions
+
+    state = SimpleNamespace(settings=SimpleNamespace(api_key=api_key),
+                            viewer_sessions=sessions or ViewerSessions())
+    return SimpleNamespace(app=SimpleNamespace(state=state), cookies=cookies or {},
+                           headers=headers or {})
 
 
 def test_viewer_access_is_open_without_a_key_and_needs_the_cookie_with_one():
-    from framedex.api.viewer.auth import COOKIE, LoginRequired, session_token, viewer_access
+    from framedex.api.viewer.auth import COOKIE, LoginRequired, ViewerSessions, viewer_access
 
     key = "a-key-of-16-chars"
+    sessions = ViewerSessions()
+    cookie = sessions.start(key)
     viewer_access(_request(None))  # no key configured: open, like the API
-    viewer_access(_request(key, cookies={COOKIE: session_token(key)}))
+    viewer_access(_request(key, cookies={COOKIE: cookie}, sessions=sessions))
     viewer_access(_request(key, headers={"authorization": f"Bearer {key}"}))
-    for bad in ({COOKIE: key}, {COOKIE: session_token("another-key-123")}, {}):
+    other = ViewerSessions().start("another-key-123")
+    sid, expires, mac = cookie.split(".")
+    for bad in ({COOKIE: key}, {COOKIE: other}, {}, {COOKIE: f"{sid}.{int(expires) + 1}.{mac}"},
+                {COOKIE: f"{sid}.{expires}.{mac[:-1]}0"}):
         with pytest.raises(LoginRequired):
-            viewer_access(_request(key, cookies=bad))
-    assert key not in session_token(key)  # the cookie never carries the key
+            viewer_access(_request(key, cookies=bad, sessions=sessions))
+    assert key not in cookie  # the cookie never carries the key
+    with pytest.raises(LoginRequired):  # another server process never saw this session
+        viewer_access(_request(key, cookies={COOKIE: cookie}))
+
+
+def test_a_session_ends_at_logout_for_every_thread_and_at_its_expiry():
+    import threading
+
+    from framedex.api.viewer.auth import ViewerSessions
+
+    key = "a-key-of-16-chars"
+    sessions = ViewerSessions()
+    cookie = sessions.start(key)
+    seen: list[bool] = []
+    ended = threading.Event()
+
+    def other_thread() -> None:
+        seen.append(sessions.valid(cookie, key))
+        ended.wait(10)
+        seen.append(sessions.valid(cookie, key))
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    while not seen:
+        pass
+    sessions.end(cookie)  # /logout, in a request thread
+    ended.set()
+    t.join()
+    assert seen == [True, False]
+    expired = ViewerSessions(max_age_s=0).start(key)
+    assert not ViewerSessions(max_age_s=0).valid(expired, key)
+    few = ViewerSessions(limit=2)
+    first, second, third = (few.start(key) for _ in range(3))
+    assert [few.valid(c, key) for c in (first, second, third)] == [False, True, True]
 
 
 def test_frame_times_read_like_a_player_clock():

@@ -28,6 +28,14 @@ class ConfigError(FramedexError, ValueError):
     code = "invalid_parameter"
 
 
+class MalformedJSONError(ConfigError):
+    """JSON text a parameter carries cannot be parsed, or nests deeper than the limit (HTTP
+    400, like a malformed JSON body)."""
+
+    http_status = 400
+    code = "malformed_json"
+
+
 class NotFoundError(FramedexError, LookupError):
     """Something named by the caller (video, job, sampler, model...) does not exist."""
 
@@ -133,6 +141,14 @@ class EmptyLibraryError(NotFoundError):
     """A query was made against a store that has no indexed video (nothing to find)."""
 
     code = "empty_library"
+
+
+class InUseError(FramedexError):
+    """What a delete names is still used (an asset a video was indexed from, a file a job is
+    reading); the message says how to delete it anyway (HTTP 409)."""
+
+    http_status = 409
+    code = "resource_in_use"
 
 
 class PermissionDeniedError(FramedexError, PermissionError):

@@ -19,7 +19,9 @@ once, here; the workers below trust their arguments. Each step happens once: one
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -44,11 +46,11 @@ from framedex.query.delivery import (
     DEFAULT_QUALITY,
     Delivery,
     SourceFile,
-    check_source,
     deliver,
     open_source,
+    verified_source,
 )
-from framedex.query.images import MAX_IMAGE_BYTES
+from framedex.query.images import MAX_IMAGE_BYTES, MAX_IMAGE_DECODES
 from framedex.query.payload import PAYLOAD_FORMATS
 from framedex.query.samplers.base import (
     SamplerInfo,
@@ -108,6 +110,8 @@ __all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "
            "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
            "VideoRecord", "decoder_names", "engine_names", "lease_ttl_from_env",
            "parse_metadata", "sampler_infos", "sampler_names"]
+
+log = logging.getLogger(__name__)
 
 #: The sampler used when a request names none. AKS had the best held-out evaluation on both
 #: needle tasks at K = 8 (single-needle hit 100 %, multi-needle full coverage 92 %; the router,
@@ -211,6 +215,7 @@ class Library(CollectionsMixin, AskMixin):
         self._encoder: Any = None
         self._text_encoder: TextEncoder | None = None
         self._init_answers()
+        self._image_decodes = threading.BoundedSemaphore(MAX_IMAGE_DECODES)
 
     @property
     def uri(self) -> str:
@@ -294,6 +299,7 @@ class Library(CollectionsMixin, AskMixin):
               progress: Callable[[str, int, int], None] | None = None,
               on_file: Callable[[Any], None] | None = None,
               on_model: Callable[[str, str], None] | None = None,
+              on_note: Callable[[str], None] | None = None,
               decode_workers: int | None = None, engine: str = "local",
               ray_address: str | None = None) -> Any:
         """Index video files and folders. Bad files are reported, not raised.
@@ -303,6 +309,8 @@ class Library(CollectionsMixin, AskMixin):
 
         Args:
             on_model: called once with the model spec and device when the encoder is loaded.
+            on_note: called with each warning about the run (e.g. a Ray cluster without
+                authentication); None logs them.
             decode_workers: decode processes feeding one encoder (None: auto, the usable
                 cores less what a CPU encoder needs); the index does not depend on it.
             engine: ``local`` (this machine) or ``ray`` (a Ray cluster; ``list_engines()``).
@@ -326,10 +334,12 @@ class Library(CollectionsMixin, AskMixin):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         paths = list(paths)
-        if not any(Path(p).expanduser().exists() for p in paths):
+        if not any(_exists(p) for p in paths):
             # nothing to read: say so at once, without loading a model or making a store
             return IndexReport(discover(paths)[1])
         with runner:  # the Ray engine starts or joins its cluster here, before Lance loads
+            for line in runner.notes:
+                (on_note or log.warning)(line)
             # The store must be writable before a model loads (a bad --db fails in a second),
             # and a first run that indexes nothing leaves no empty store behind.
             made = self.store.location.create()
@@ -636,9 +646,9 @@ class Library(CollectionsMixin, AskMixin):
                                 "can be read")
         if not wanted:
             return []
-        check_source(record)
-        return decode_frames(record.path, wanted, decoder=self._decoder_for(record),
-                             tiers=tiers, max_side=max_side, width=width)
+        with verified_source(record) as source:
+            return decode_frames(source, wanted, decoder=self._decoder_for(record),
+                                 tiers=tiers, max_side=max_side, width=width)
 
     @_recovering
     def frame_jpeg(self, video: str, frame_idx: int, *, width: int | None = None,
@@ -688,6 +698,57 @@ class Library(CollectionsMixin, AskMixin):
         for t in items:
             check_text("text", t)
         return self._query_encoder().encode_text(items)
+
+    def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> np.ndarray:
+        """Decode a query image (bytes or a path) into RGB, with the limits every face shares
+        (:meth:`load_images`).
+
+        Raises:
+            ConfigError: unreadable, too large or too small.
+        """
+        return self.load_images([source], name)[0]
+
+    def load_images(self, sources: Sequence[bytes | str | os.PathLike],
+                    name: str | Sequence[str] = "image") -> list[np.ndarray]:
+        """Decode the query images of one request into RGB arrays at the model's input size.
+
+        Every header is read first, so a request over the per-request pixel limit is refused
+        before any pixel is decoded; then each image is decoded straight to the encoder's
+        input size (the shorter side), at most ``MAX_IMAGE_DECODES`` at once for this library,
+        so image queries take bounded memory whatever the traffic.
+
+        Args:
+            sources: the images (bytes or paths).
+            name: the parameter they came in (for errors), or one name per image.
+
+        Raises:
+            ConfigError: an image unreadable, too large or too small, or too many pixels in all.
+        """
+        from framedex.query.images import QueryImage, check_request_pixels
+
+        names = [name] * len(sources) if isinstance(name, str) else list(name)
+        check(len(names) == len(sources), "name", len(names), "must name every image")
+        opened: list[QueryImage] = []
+        try:
+            for source, label in zip(sources, names, strict=True):
+                opened.append(QueryImage(source, label))
+            check_request_pixels(opened)
+            side = self._query_image_side()
+            out = []
+            for image in opened:
+                with self._image_decodes:
+                    out.append(image.decode(side))
+            return out
+        finally:
+            for image in opened:
+                image.close()
+
+    def _query_image_side(self) -> int:
+        """The image tower's input size (the shorter side a query image is decoded to): from
+        the store's encoder, else the model's files (no image tower is loaded for it)."""
+        identity = self.store.encoder_identity() or self.text_encoder.identity
+        size = (identity.get("preprocess") or {}).get("size", 224)
+        return int(max(size) if isinstance(size, (list, tuple)) else size)
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, D) L2-normalised embeddings of RGB uint8 images (H, W, 3)."""
@@ -805,6 +866,15 @@ class Library(CollectionsMixin, AskMixin):
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk per table."""
         return self.store.disk_usage()
+
+
+def _exists(path: str | os.PathLike) -> bool:
+    """Whether a path to index exists; False, not an error, for a ``~user`` nobody is or a
+    name the file system cannot hold (``discover`` then reports why, one line per path)."""
+    try:
+        return os.path.exists(Path(path).expanduser())
+    except (RuntimeError, ValueError):
+        return False
 
 
 def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from framedex.errors import ConfigError, NotFoundError, VideoNotFoundError, check
+from framedex.errors import ConfigError, InUseError, NotFoundError, VideoNotFoundError, check
 from framedex.query.segments import VideoEmbedding, video_embeddings
 from framedex.store import AssetRecord, IndexRecord, MemberRecord, VideoRecord
 from framedex.store.schema import now_utc
@@ -265,6 +264,67 @@ class CollectionsMixin:
         """Every asset, oldest first."""
         return self.store.list_assets()
 
+    def assets_page(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]:
+        """One page of assets, newest first, and how many there are (the store returns the
+        page's rows only).
+
+        Raises:
+            ConfigError: a bad ``limit`` or ``offset``.
+        """
+        check(isinstance(limit, int) and limit >= 1, "limit", limit, "must be an integer >= 1")
+        check(isinstance(offset, int) and offset >= 0, "offset", offset,
+              "must be an integer >= 0")
+        return self.store.page_assets(limit, offset)
+
+    def delete_asset(self, asset_id: str, *, force: bool = False,
+                     in_use: Collection[str] = ()) -> tuple[AssetRecord, bool]:
+        """Delete an asset's record. Its file is not touched here: the caller removes it when
+        nothing needs it (the server's media folder; a video indexed from the asset keeps
+        its source, as Twelve Labs keeps an indexed asset whose asset is deleted).
+
+        Args:
+            asset_id: the asset.
+            force: delete it even when a video was indexed from it or a job is reading it.
+            in_use: paths unfinished ingest jobs read (the caller knows its jobs).
+
+        Returns:
+            the deleted record, and whether its file is still needed (a video's source, or a
+            job's input).
+
+        Raises:
+            NotFoundError: no such asset. InUseError: it is used and ``force`` is False.
+        """
+        record = self.asset(asset_id)
+        videos = [v.video_id for v in self.store.list_videos() if v.path == record.path]
+        busy = record.path in in_use
+        if (videos or busy) and not force:
+            what = (f"video {videos[0]} was indexed from it" if videos else
+                    "an ingest job is reading it")
+            raise InUseError(f"asset {asset_id!r} is in use: {what}; delete with force=true "
+                             "to delete it anyway (the video keeps its source file)")
+        self.store.delete_asset(asset_id)
+        return record, bool(videos or busy)
+
+    def expire_assets(self, older_than: timedelta, in_use: Collection[str] = ()
+                      ) -> list[AssetRecord]:
+        """Delete the records of assets created more than ``older_than`` ago (the server's
+        asset retention); assets an unfinished job reads (``in_use``) wait for the next run.
+        Files are left to the caller's sweep, which keeps a video's source.
+
+        Returns:
+            the deleted records.
+        """
+        check(older_than > timedelta(0), "older_than", older_than, "must be > 0")
+        expired = [a for a in self.store.list_assets(created_before=now_utc() - older_than)
+                   if a.path not in in_use]
+        for record in expired:
+            self.store.delete_asset(record.asset_id)
+        return expired
+
+    def source_paths(self) -> set[str]:
+        """The source path of every indexed video (files a sweep must keep)."""
+        return {v.path for v in self.store.list_videos()}
+
     # -- video ids and embeddings -----------------------------------------------------------
 
     def content_id(self, path: str | os.PathLike) -> str:
@@ -297,13 +357,3 @@ class CollectionsMixin:
         return video_embeddings(frames.pts_sec, frames.vectors, record.duration,
                                 segmentation=segmentation, seconds=seconds, scopes=scopes,
                                 start_sec=start_sec, end_sec=end_sec)
-
-    def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> np.ndarray:
-        """Decode a query image (bytes or a path) into RGB, with the limits every face shares.
-
-        Raises:
-            ConfigError: unreadable, too large or too small.
-        """
-        from framedex.query.images import read_image
-
-        return read_image(source, name)

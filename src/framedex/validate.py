@@ -8,12 +8,13 @@ parameter, the value and the rule.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from framedex.errors import ConfigError, check
+from framedex.errors import ConfigError, MalformedJSONError, check
 from framedex.query.samplers.base import (
     Budget,
     SamplerInfo,
@@ -26,6 +27,12 @@ from framedex.query.samplers.base import (
 DEFAULT_BUDGET = 8
 #: Longest accepted question or search text.
 MAX_TEXT = 4000
+#: Deepest nesting accepted in JSON text (metadata, filters, spec files). Python's json parser
+#: recurses once per level, so ``{"a":`` x 10,000 (50 KB) raised RecursionError: a 500 on the
+#: API and an internal error in the CLI. What framedex reads nests 3 levels at most.
+MAX_JSON_DEPTH = 32
+#: A JSON string literal (escapes included): brackets inside strings do not nest.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def parse_pairs(items: Iterable[str] | None, name: str) -> dict[str, Any]:
@@ -43,12 +50,14 @@ def parse_pairs(items: Iterable[str] | None, name: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{name}={item[:60]!r} is invalid: use KEY=VALUE")
-        try:
-            value = json.loads(raw)
-            if not isinstance(value, (str, int, float, bool)):
+        value: Any = raw
+        if raw.lstrip()[:1] not in ("[", "{"):  # an array or object stays text: never parsed
+            try:
+                value = json.loads(raw)
+                if not isinstance(value, (str, int, float, bool)):
+                    value = raw
+            except json.JSONDecodeError:
                 value = raw
-        except json.JSONDecodeError:
-            value = raw
         out[key.strip()] = value
     return out
 
@@ -81,20 +90,46 @@ def engine_names() -> list[str]:
     return list_engines()
 
 
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in JSON ``text`` (0 for a scalar), counted without
+    parsing it: brackets outside string literals, in one vectorised pass."""
+    bare = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    if not bare:
+        return 0
+    b = np.frombuffer(bare, np.uint8)
+    step = ((b == 0x5B) | (b == 0x7B)).astype(np.int32) - ((b == 0x5D) | (b == 0x7D))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def parse_json(text: str, name: str) -> Any:
+    """The value of JSON text a parameter carries (``--metadata``, a ``filter`` field, a spec
+    file), nested at most :data:`MAX_JSON_DEPTH` levels.
+
+    Raises:
+        MalformedJSONError: not JSON, or nested deeper (names the parameter).
+    """
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise MalformedJSONError(f"{name} is invalid: its JSON nests {depth} levels deep, "
+                                 f"more than the {MAX_JSON_DEPTH} accepted")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as ex:
+        raise MalformedJSONError(f"{name}={text[:80]!r} is invalid: not JSON ({ex.msg})"
+                                 ) from None
+    except RecursionError:  # unreachable below MAX_JSON_DEPTH; kept so it can never be a 500
+        raise MalformedJSONError(f"{name} is invalid: its JSON nests too deep") from None
+
+
 def parse_metadata(text: str | None) -> dict[str, Any]:
     """``--metadata`` JSON text -> a checked metadata dict.
 
     Raises:
-        ConfigError: not a JSON object of scalar values.
+        ConfigError: not a JSON object of scalar values (MalformedJSONError: not JSON).
     """
-    import json
-
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"metadata={text[:80]!r} is invalid: not JSON ({ex.msg})") from None
+    value = parse_json(text, "metadata")
     check(isinstance(value, dict), "metadata", text[:80], "must be a JSON object")
     return check_metadata(value)
 

@@ -15,10 +15,9 @@ Example::
 from __future__ import annotations
 
 import logging
-import threading
-from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -30,6 +29,7 @@ from framedex.api.jobs import JobManager
 from framedex.api.paths import PathView
 from framedex.api.routes import ask, embed, health, jobs, search, select, videos
 from framedex.api.settings import Settings
+from framedex.api.upkeep import Upkeep
 from framedex.library import Library, VLMEndpoint
 
 log = logging.getLogger("framedex.api")
@@ -65,33 +65,6 @@ def load_encoders(library: Library) -> None:
     library.encoder, library.encoder_info()
 
 
-class _Upkeep:
-    """Runs ``library.optimize()`` every ``every_s`` seconds in a thread (disk stays bounded);
-    with several replicas on one store, one of them does the work each time (the others'
-    runs are no-ops)."""
-
-    def __init__(self, library: Library, every_s: float, job_retention: timedelta):
-        self.library, self.every_s, self.job_retention = library, every_s, job_retention
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="framedex-upkeep", daemon=True)
-
-    def start(self) -> None:
-        if self.every_s > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.library.optimize(job_retention=self.job_retention)
-            except Exception:  # upkeep must never take the server down
-                log.exception("store upkeep failed")
-
-
 def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI:
     """Build the HTTP app.
 
@@ -117,10 +90,12 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
         manager = JobManager(lib, workers=settings.workers, upload_dir=uploads,
                              roots=settings.resolved_roots, public_path=paths.public)
         await run_in_threadpool(manager.start)
-        upkeep = _Upkeep(lib, settings.optimize_every_s,
-                         timedelta(days=settings.job_retention_days))
+        upkeep = Upkeep(lib, manager, settings.media_dir_for(lib.uri, create=False),
+                        settings.optimize_every_s, settings.asset_retention,
+                        timedelta(days=settings.job_retention_days))
         upkeep.start()
         app.state.library, app.state.jobs, app.state.paths = lib, manager, paths
+        app.state.upkeep = upkeep
         log.info("framedex API serving %s", lib.uri)
         try:
             yield
@@ -152,6 +127,8 @@ def create_app(settings: Settings, *, library: Library | None = None) -> FastAPI
 
     app.mount(PREFIX, twelvelabs_app(app))  # the Twelve Labs SDK's API, same library and key
     from framedex.api.viewer import viewer_router
+    from framedex.api.viewer.auth import ViewerSessions
 
+    app.state.viewer_sessions = ViewerSessions()  # signed-in browsers, shared by every thread
     app.include_router(viewer_router())  # the web viewer's pages (its own sign-in)
     return app

@@ -21,7 +21,10 @@ Safe ingest: the allow-root check at submission records the file's device and in
 worker opens the file once, without following a final symlink, checks that it is still that
 file and still under an allowed root, and indexes from that open descriptor. Swapping the path
 for a symlink between submission and ingest therefore fails the job instead of indexing the
-file the link points to.
+file the link points to. The path recorded for the video is the open descriptor's own real
+path, taken at the open, never the submitted name resolved again later: a folder on the way
+swapped for a link after the open (issue 27) cannot make the store name a file outside the
+roots. Every later open of the source checks it is still that file (``Library.open_source``).
 """
 
 from __future__ import annotations
@@ -149,13 +152,18 @@ class JobManager:
             found.append(job)
         return found
 
+    def live_paths(self) -> set[str]:
+        """The files unfinished ingest jobs (of every replica) will read: a delete or a sweep
+        must keep them."""
+        return {j.path for j in self.jobs.unfinished()}
+
     def sweep_uploads(self) -> list[Path]:
         """Delete upload files no video and no unfinished job refers to (older than
         :data:`SWEEP_MIN_AGE_S`). Returns what was deleted."""
         if self.upload_dir is None or not self.upload_dir.is_dir():
             return []
         keep = {str(Path(v.path)) for v in self.library.videos()}
-        keep |= {j.path for j in self.jobs.unfinished()}
+        keep |= self.live_paths()
         cutoff = time.time() - SWEEP_MIN_AGE_S
         swept = []
         for f in self.upload_dir.iterdir():
@@ -261,11 +269,11 @@ class JobManager:
 
         outcome = None
         try:
-            with self._open_verified(job) as read_from:
+            with self._open_verified(job) as verified:
                 outcome = self.library.index_file(
-                    job.path, fps=float(job.params.get("fps", 1.0)),
+                    verified.path, fps=float(job.params.get("fps", 1.0)),
                     metadata=job.params.get("metadata") or None, progress=progress,
-                    read_from=read_from)
+                    read_from=verified.read_from)
         except FramedexError as ex:
             job.error = self._public_error(job, str(ex))
         except Exception as ex:
@@ -323,16 +331,24 @@ class JobManager:
 class _VerifiedFile:
     """Open a job's file once and hand out a path to that open file (``/proc/self/fd/N``).
 
+    Attributes (after enter):
+        read_from: ``/proc/self/fd/N`` to read the bytes from, or None (no ``/proc``, or the
+            file could not be opened: the indexer then reports it in its own words).
+        path: the path to record for the video: the descriptor's real path, taken at the open
+            (the submitted path where there is no ``/proc``).
+
     Raises (on enter):
-        PermissionDeniedError: the file was replaced (another inode, a symlink now) or now
-            lies outside the allowed roots.
+        PermissionDeniedError: the file was replaced (another inode, a symlink now), moved
+            while it was opened, or now lies outside the allowed roots.
     """
 
     def __init__(self, job: Job, roots: tuple[Path, ...]):
         self.job, self.roots = job, roots
         self.fd: int | None = None
+        self.read_from: str | None = None
+        self.path: str = job.path
 
-    def __enter__(self) -> str | None:
+    def __enter__(self) -> _VerifiedFile:
         job = self.job
         try:
             fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -340,15 +356,16 @@ class _VerifiedFile:
             if ex.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink: the name was swapped
                 raise PermissionDeniedError(f"{Path(job.path).name} was replaced by a link "
                                             "after it was submitted; submit it again") from None
-            return None  # missing/unreadable: the indexer reports it in its own words
+            return self  # missing/unreadable: the indexer reports it in its own words
         self.fd = fd
         try:
-            return self._check(fd)
+            self._check(fd)
         except BaseException:
             self.__exit__()
             raise
+        return self
 
-    def _check(self, fd: int) -> str | None:
+    def _check(self, fd: int) -> None:
         job = self.job
         st = os.fstat(fd)
         want = (job.params.get("dev"), job.params.get("ino"))
@@ -357,13 +374,20 @@ class _VerifiedFile:
                                         "submitted; submit it again")
         proc = f"/proc/self/fd/{fd}"
         if not os.path.exists(proc):  # no /proc (macOS): the checks above still held
-            return None
-        if self.roots:
-            real = Path(os.path.realpath(proc))
-            if not any(real == r or real.is_relative_to(r) for r in self.roots):
-                raise PermissionDeniedError(f"{Path(job.path).name} now lies outside the "
-                                            "folders this server may read")
-        return proc
+            return
+        real = os.path.realpath(proc)
+        try:  # the real path must name this very file now (not "... (deleted)", not moved)
+            here = os.stat(real)
+        except OSError:
+            here = None
+        if here is None or (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino):
+            raise PermissionDeniedError(f"{Path(job.path).name} was moved or replaced while "
+                                        "it was opened; submit it again")
+        if self.roots and not any(Path(real) == r or Path(real).is_relative_to(r)
+                                  for r in self.roots):
+            raise PermissionDeniedError(f"{Path(job.path).name} now lies outside the "
+                                        "folders this server may read")
+        self.read_from, self.path = proc, real
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:

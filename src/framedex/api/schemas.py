@@ -23,6 +23,35 @@ from framedex.errors import UnknownNameError
 
 _STRICT = ConfigDict(extra="forbid")
 
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema for a route's ``openapi_extra`` request body, self-contained.
+
+    pydantic puts nested models under ``$defs`` and refers to them as ``#/$defs/Name``, which
+    is relative to the schema's own root; embedded in an OpenAPI document the root is the
+    document, so those references pointed nowhere and schema fuzzers skipped the bodies. The
+    nested models are inlined instead (request models are not recursive).
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any, depth: int = 0) -> Any:
+        if depth > 32:  # a recursive model would loop: fail loudly at app creation
+            raise ValueError(f"{model.__name__}: $defs nest too deep to inline")
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[ref.removeprefix("#/$defs/")], depth + 1),
+                        **inline(rest, depth)}
+            return {k: inline(v, depth) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v, depth) for v in node]
+        return node
+
+    out: dict[str, Any] = inline(schema)
+    return out
+
 MetaValue = str | int | float | bool
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from framedex.errors import ConfigError, check
 
 #: Default upload limit (2 GiB): large enough for an hour of 1080p H.264.
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
+#: Twelve Labs assets are kept this long by default (the query log's retention too).
+DEFAULT_ASSET_RETENTION_DAYS = 30.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Settings:
             the ``VLMEndpoint`` default).
         vlm_retries: retries of a failed model call (None: the default).
         rollout: sampler rollout of requests that name no sampler (``aks=0.9,bolt=0.1``).
+        asset_retention_days: Twelve Labs assets older than this are deleted by the upkeep
+            timer (a video indexed from one keeps its source file); 0 keeps them for good.
     """
 
     db: str = "framedex.db"
@@ -84,6 +89,7 @@ class Settings:
     vlm_timeout_s: float | None = None
     vlm_retries: int | None = None
     rollout: str | None = None
+    asset_retention_days: float = DEFAULT_ASSET_RETENTION_DAYS
 
     @classmethod
     def from_cli(cls, *, max_upload_mb: float, **options: Any) -> Settings:
@@ -113,6 +119,8 @@ class Settings:
               self.job_retention_days, "must be from 0 to 36500 days")
         check(self.lease_ttl_s is None or 1 <= self.lease_ttl_s <= 86400, "lease_ttl",
               self.lease_ttl_s, "must be from 1 to 86400 seconds")
+        check(self.asset_retention_days >= 0, "asset_retention_days",
+              self.asset_retention_days, "must be >= 0 (0: keep assets for good)")
         for prefix in self.allow_urls:
             check(isinstance(prefix, str) and prefix.startswith(("http://", "https://"))
                   and len(prefix.split("/", 3)) == 4 and prefix.split("/", 3)[2] != "",
@@ -128,6 +136,26 @@ class Settings:
     def resolved_roots(self) -> tuple[Path, ...]:
         """The allowed roots with symlinks resolved (paths are compared after realpath)."""
         return tuple(Path(os.path.realpath(Path(r).expanduser())) for r in self.allow_roots)
+
+    @property
+    def asset_retention(self) -> timedelta | None:
+        """How long assets are kept, or None for good."""
+        days = self.asset_retention_days
+        return timedelta(days=days) if days > 0 else None
+
+    def media_dir_for(self, store_uri: str, *, create: bool = True) -> Path:
+        """Where ``/v1.3`` keeps assets (created unless ``create`` is False): ``assets/`` in
+        the upload folder, so the upload folder's own sweep, which looks at that folder's
+        files only, leaves them to the media sweep (``api/upkeep.py``)."""
+        folder = self.resolved_upload_dir_for(store_uri) / "assets"
+        if not create:
+            return folder
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as ex:
+            raise ConfigError(f"upload_dir={str(folder.parent)!r} is invalid: cannot create "
+                              f"assets/ in it ({ex.strerror or ex}); pass --upload-dir") from None
+        return folder
 
     def resolved_upload_dir_for(self, store_uri: str) -> Path:
         """The upload folder (created): ``upload_dir``, else ``<db>.uploads`` beside a local

@@ -9,7 +9,6 @@ are counted; the request fails with 413 as soon as the count passes the limit (o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from fastapi import Request
 
 from framedex.errors import ConfigError, PayloadTooLargeError
+from framedex.validate import parse_json
 
 #: Largest non-file form field (fps, metadata...).
 MAX_FIELD_BYTES = 64 * 1024
@@ -225,14 +225,11 @@ def json_text(raw: str | None, name: str) -> Any:
     """The JSON value of a text parameter ``name``, or None when it is absent or empty.
 
     Raises:
-        ConfigError: not JSON (names the parameter).
+        MalformedJSONError: not JSON, or nested too deep (names the parameter; 400).
     """
     if raw is None or raw == "":
         return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"{name}={raw[:80]!r} is invalid: not JSON ({ex.msg})") from None
+    return parse_json(raw, name)
 
 
 def json_object(raw: str | None, name: str) -> dict[str, Any] | None:

@@ -220,14 +220,17 @@ def read_json_file(path: Path, option: str) -> Any:
     Raises:
         ConfigError: missing, unreadable or not JSON (naming the option).
     """
+    from framedex.validate import parse_json
+
     try:
-        return json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{option}={str(path)!r} is invalid: no such file") from None
     except OSError as ex:
         raise ConfigError(f"{option}={str(path)!r} is invalid: {ex.strerror or ex}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as ex:
+    except UnicodeDecodeError as ex:
         raise ConfigError(f"{option}={str(path)!r} is invalid: not JSON ({ex})") from None
+    return parse_json(text, f"{option}={str(path)!r}")
 
 
 def file_name(path: str) -> str:

@@ -95,7 +95,7 @@ def index(
 def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
                        show: bool, **options: Any) -> Any:
     if not (show and stderr_is_tty()):
-        return lib.index(paths, metadata=meta, on_model=_say_model, **options)
+        return lib.index(paths, metadata=meta, on_model=_say_model, on_note=_warn, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -108,11 +108,15 @@ def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
             bar.update(tasks[path], completed=min(done, total))
 
         return lib.index(paths, metadata=meta, progress=progress, on_model=_say_model,
-                         **options)
+                         on_note=_warn, **options)
 
 
 def _say_model(spec: str, device: str) -> None:
     note(f"model {spec} on {device}")
+
+
+def _warn(message: str) -> None:
+    note(f"warning: {message}")
 
 
 def _print_report(report: Any) -> None:

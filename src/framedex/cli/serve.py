@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from framedex.api.settings import DEFAULT_ASSET_RETENTION_DAYS
 from framedex.cli._common import (
     DEFAULT_DB,
     Db,
@@ -67,6 +68,11 @@ def serve(
     vlm_api_key_env: VlmKeyEnv = None,
     vlm_timeout: VlmTimeout = None,
     vlm_retries: VlmRetries = None,
+    asset_retention_days: Annotated[float, typer.Option(
+        "--asset-retention-days",
+        help="Delete Twelve Labs assets (/v1.3/assets) older than this; a video indexed from "
+             "one keeps its source file. 0: keep them for good.")
+    ] = DEFAULT_ASSET_RETENTION_DAYS,
     device: Device = "auto",
 ) -> None:
     """Serve the HTTP API (ingest jobs, search, select, ask, frames, embeddings) and the web
@@ -87,7 +93,8 @@ def serve(
         default_sampler=sampler, allow_urls=tuple(allow_url or ()), staleness_s=staleness,
         job_retention_days=job_retention_days, lease_ttl_s=lease_ttl_from_env(),
         rollout=rollout, vlm_url=vlm_url, vlm_model=vlm_model, vlm_api_key_env=vlm_api_key_env,
-        vlm_timeout_s=vlm_timeout, vlm_retries=vlm_retries)
+        vlm_timeout_s=vlm_timeout, vlm_retries=vlm_retries,
+        asset_retention_days=asset_retention_days)
     vlm_endpoint(vlm_url, vlm_model, vlm_api_key_env, vlm_timeout, vlm_retries,
                  required=False)  # a bad --vlm-* option fails here, in one line
     # A bad --db, upload folder or model, or a port in use, fails here in one line, before

@@ -41,7 +41,6 @@ few frames" and replaces by uniform sampling.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,13 +113,16 @@ def load_manifest(path: str | Path) -> list[dict[str, Any]]:
     Raises:
         ConfigError: unreadable, not JSON, not a list, or an item missing a field (named).
     """
+    from framedex.validate import parse_json
+
     p = Path(path)
     try:
-        items = json.loads(p.read_text())
+        text = p.read_text()
     except FileNotFoundError:
         raise ConfigError(f"manifest={str(p)!r} is invalid: no such file") from None
-    except json.JSONDecodeError as ex:
-        raise ConfigError(f"manifest={str(p)!r} is invalid: not JSON ({ex.msg})") from None
+    except (OSError, UnicodeDecodeError) as ex:
+        raise ConfigError(f"manifest={str(p)!r} is invalid: cannot read it ({ex})") from None
+    items = parse_json(text, f"manifest={str(p)!r}")  # nesting bounded: no RecursionError
     check(isinstance(items, list), "manifest", str(p),
           "must be a JSON list of {question_id, video_path, question}")
     for i, it in enumerate(items):

@@ -617,7 +617,11 @@ def _hub_mode(offline: bool):
 
 
 def _load_failure_message(spec: ModelSpec, ex: Exception) -> str:
-    text = f"{ex}".splitlines()[0][:160]
+    # Some failures carry no message at all: torch.load of an empty weights file raises a bare
+    # EOFError, which once made this line an IndexError (an internal error on index and serve).
+    lines = str(ex).strip().splitlines()
+    text = (lines[0] if lines else
+            f"{type(ex).__name__} (the weights file is empty or truncated?)")[:160]
     if "not found in built-ins" in text or "Unknown model" in text:
         return (f"cannot load model {spec.raw!r}: unknown open_clip architecture "
                 f"{spec.model_name!r}; `python -c 'import open_clip; print(open_clip.list_models())'` "

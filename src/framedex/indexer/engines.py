@@ -52,6 +52,9 @@ class IndexEngine(ABC):
 
     def __init__(self, options: IndexOptions, *, ray_address: str | None = None):
         self.options = options
+        #: What the user should know about this run, one line each, filled by :meth:`start`
+        #: (e.g. that the Ray cluster joined has no authentication).
+        self.notes: list[str] = []
 
     def start(self) -> None:
         """Set up before anything touches the store or loads a model (the Ray engine starts

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
@@ -167,14 +168,22 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Index
     missing: list[IndexOutcome] = []
     seen: set[Path] = set()
     for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
-        elif p.is_file():
-            found = [p]
-        else:
-            missing.append(IndexOutcome(str(raw), "failed", error=f"no such file or folder: {raw}"))
+        try:
+            p = Path(raw).expanduser()
+            if p.is_dir():
+                found = sorted(f for f in p.rglob("*")
+                               if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            elif p.is_file():
+                found = [p]
+            else:
+                raise FileNotFoundError(errno.ENOENT, "no such file or folder")
+        except (OSError, RuntimeError) as ex:
+            # RuntimeError: ``~name`` of a user this machine does not know (pathlib's
+            # expanduser); OSError: a name longer than the file system allows, a folder that
+            # cannot be read. Each is this path's failure; the other paths go on.
+            reason = "no such user" if isinstance(ex, RuntimeError) else \
+                (getattr(ex, "strerror", None) or str(ex)).lower()
+            missing.append(IndexOutcome(str(raw), "failed", error=f"{reason}: {raw}"))
             continue
         for f in found:
             r = f.resolve()
@@ -247,7 +256,8 @@ class Indexer:
         """Index one file. Never raises for a bad file: the outcome says ``failed`` and why.
 
         Args:
-            path: the video file (recorded in the store, resolved).
+            path: the video file (recorded in the store, resolved; with ``read_from``,
+                recorded as given, made absolute: the caller's verified real path).
             metadata: user metadata stored with the video.
             progress: called as frames are embedded.
             read_from: read the bytes from here instead (e.g. ``/proc/self/fd/N`` of a file
@@ -255,8 +265,9 @@ class Indexer:
         """
         f = Path(path).expanduser()
         sources = None
-        if read_from is not None:  # keyed both ways: a deferred file comes back resolved
-            sources = {str(f): str(read_from), str(f.resolve()): str(read_from)}
+        if read_from is not None:  # never resolved again: see planner.prepare
+            f = Path(os.path.abspath(f))
+            sources = {str(f): str(read_from)}
         (outcome,) = self._run([f], metadata, progress, None, sources)
         return outcome
 

@@ -111,8 +111,15 @@ def prepare(order: int, f: Path, read_from: dict[str, str], store: Any, opts: An
     from framedex.indexer.pipeline import content_id
 
     t0 = time.perf_counter()
-    path = str(Path(f).expanduser().resolve())
-    source = read_from.get(str(f), read_from.get(path, path))
+    if str(f) in read_from:
+        # A file the caller opened and verified (the API's path ingest): ``f`` is the real
+        # path of that open descriptor, taken at the open. Resolving the name again here would
+        # follow whatever a folder on the way was swapped for since, and record a path outside
+        # the allowed roots for these bytes (issue 27).
+        path, source = str(f), read_from[str(f)]
+    else:
+        path = str(Path(f).expanduser().resolve())
+        source = read_from.get(path, path)
     prep = Prepared(order, path, source, t0)
     try:
         prep.video_id = content_id(source)
@@ -232,6 +239,7 @@ def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str
     from framedex.store.schema import VideoRecord
 
     info = prep.info
+    st = os.stat(prep.source)  # the file the bytes were read from (a verified descriptor too)
     return VideoRecord(
         video_id=prep.video_id or "", path=prep.path, duration=float(info.duration),
         frame_rate=float(info.frame_rate), num_frames=int(info.num_frames),
@@ -239,7 +247,8 @@ def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str
         start_sec=float(info.start_sec), is_vfr=bool(info.is_vfr),
         index_fps=opts.index_fps, num_indexed=num_indexed, decoder=decoder,
         encoder=encoder_model, metadata=metadata, generation=generation,
-        file_size=os.stat(prep.source).st_size,
+        file_size=int(st.st_size), file_dev=int(st.st_dev), file_ino=int(st.st_ino),
+        file_mtime_ns=int(st.st_mtime_ns),
     )
 
 

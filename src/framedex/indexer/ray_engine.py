@@ -25,6 +25,13 @@ Differences from the local engine: a decode task that dies (a crash in a native 
 retried by Ray, then stops the job (committed videos stay; a re-run does the rest), where
 the local engine fails that file alone; NVDEC is not used (decoding runs in CPU tasks).
 The video files and the model must be readable at the same paths on every node.
+
+Security: a Ray cluster runs any code a client submits, so one reachable from the network
+without authentication is remote code execution for whoever finds it. The private cluster a
+job starts (no address) keeps Ray's token authentication (a fresh random token in this
+process's environment, never written to disk) and listens on loopback only
+(:func:`private_cluster`). A cluster joined with an address is the operator's; when it has no
+token authentication the job says so in one line (:attr:`IndexEngine.notes`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import functools
 import logging
 import os
 import pickle
+import secrets
 import tempfile
 import time
 import warnings
@@ -58,6 +66,12 @@ log = logging.getLogger(__name__)
 #: claims) for any library size; the cluster idles only at the tail of each group.
 GROUP_FILES = 256
 
+#: Where a private cluster listens: loopback only.
+LOOPBACK = "127.0.0.1"
+#: What a job joined to a cluster without token authentication says (once, on stderr).
+NO_AUTH_NOTE = ("the Ray cluster at {address} has no token authentication: anyone who can "
+                "reach its ports can run code on it (docs/ray.md: Security)")
+
 #: Linux's limit on a Unix socket path (``sun_path`` is 108 bytes with its NUL).
 MAX_SOCKET_PATH = 107
 #: What a local Ray cluster appends to its temp dir for its longest socket path.
@@ -73,6 +87,79 @@ def local_ray_temp_dir() -> str | None:
         return None
     log.info("Ray's temp dir under %s is too long for its sockets: using /tmp/ray", base)
     return "/tmp/ray"
+
+
+def _refresh_ray_auth() -> None:
+    """Make this process's Ray read ``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN`` again (Ray caches
+    both; its own ``ray.init`` refreshes them the same way when it turns token auth on)."""
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _loopback_node(on: bool) -> bool:
+    """Make this process's Ray use 127.0.0.1 as the node address (or stop); returns the
+    previous setting.
+
+    On Linux, Ray turns a node address of 127.0.0.1 into the machine's own address
+    (``services.resolve_ip_for_localhost``), and its GCS, raylet and worker servers listen on
+    every interface unless the node address is 127.0.0.1. Its single-machine mode (the
+    default on macOS and Windows, ``ray_constants.ENABLE_RAY_CLUSTER``) keeps loopback.
+    """
+    from ray._private import ray_constants
+
+    before = not ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = not on
+    return before
+
+
+def is_loopback(address: str) -> bool:
+    """True for a ``host:port`` Ray address on this machine's loopback."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def private_cluster() -> Callable[[], None]:
+    """Prepare this process so that the next ``ray.init()`` without an address starts a
+    cluster with token authentication that listens on loopback only.
+
+    The token is a fresh random one in this process's environment (``RAY_AUTH_TOKEN``, which
+    the cluster's processes inherit), unless one is already configured there; Ray would
+    otherwise write one to ``~/.ray/auth_token``. ``RAY_AUTH_MODE=disabled`` in the
+    environment is overridden: a private cluster is never unauthenticated.
+
+    Returns:
+        a function that restores the previous settings (call it after ``ray.shutdown()``).
+    """
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    _refresh_ray_auth()
+    loopback_before = _loopback_node(True)
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _refresh_ray_auth()
+        _loopback_node(loopback_before)
+
+    return restore
+
+
+def token_auth_on() -> bool:
+    """Whether this process's Ray connection uses token authentication (after ``ray.init``:
+    a cluster without it accepted a client without a token)."""
+    from ray._raylet import (  # type: ignore[attr-defined]  # not in its stub
+        AuthenticationMode,
+        get_authentication_mode,
+    )
+
+    return bool(get_authentication_mode() == AuthenticationMode.TOKEN)
 
 
 @dataclass(frozen=True)
@@ -113,6 +200,7 @@ class RayEngine(IndexEngine):
         super().__init__(options)
         self.address = ray_address
         self._started = False
+        self._restore: Callable[[], None] | None = None
         self._store: Store | None = None
         self._encoder: EncoderPlan | None = None
         #: Timings of the job: cluster start, planning, the pipeline (for benchmarks).
@@ -120,9 +208,9 @@ class RayEngine(IndexEngine):
 
     # ---- the cluster ----------------------------------------------------------------------
     def start(self) -> None:
-        """Join the cluster, or start a local one (dashboard off, ``RAY_AUTH_MODE=disabled``
-        unless set). Nothing has imported Lance yet: it is not fork-safe, and starting a
-        cluster forks Ray's processes."""
+        """Join the cluster, or start a private local one (dashboard off, token
+        authentication, loopback only: :func:`private_cluster`). Nothing has imported Lance
+        yet: it is not fork-safe, and starting a cluster forks Ray's processes."""
         try:
             import ray
         except ImportError:
@@ -136,11 +224,22 @@ class RayEngine(IndexEngine):
         address = self.address or os.environ.get("RAY_ADDRESS") or None
         try:
             if address is None:
-                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-                ray.init(include_dashboard=False, _temp_dir=local_ray_temp_dir(), **quiet)
+                self._restore = private_cluster()
+                ray.init(include_dashboard=False, _node_ip_address=LOOPBACK,
+                         _temp_dir=local_ray_temp_dir(), **quiet)
             else:
+                if is_loopback(address):  # a cluster on this machine's loopback: join as one
+                    before = _loopback_node(True)
+
+                    def restore() -> None:
+                        _loopback_node(before)
+
+                    self._restore = restore
                 ray.init(address=address, **quiet)
+                if not token_auth_on():
+                    self.notes.append(NO_AUTH_NOTE.format(address=address))
         except (ConnectionError, RuntimeError, ValueError, OSError) as ex:
+            self._undo()
             where = f"at {address}" if address else "on this machine"
             raise ConfigError(f"ray_address={address!r} is invalid: cannot start or join a "
                               f"Ray cluster {where} ({str(ex).splitlines()[0][:200]}); start "
@@ -164,6 +263,13 @@ class RayEngine(IndexEngine):
 
             ray.shutdown()
             self._started = False
+        self._undo()
+
+    def _undo(self) -> None:
+        """Restore the process-wide Ray settings :meth:`start` changed."""
+        if self._restore is not None:
+            restore, self._restore = self._restore, None
+            restore()
 
     # ---- the encoder ----------------------------------------------------------------------
     def prepare(self, store: Store, model_spec: str, device: str,

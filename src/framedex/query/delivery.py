@@ -15,8 +15,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -134,27 +135,44 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
                                           result.tiers))
     if not include or not result.indices:
         return out
-    check_source(record)
-    images = decode_frames(record.path, result.frame_idx, decoder=decoder, max_side=max_side,
-                           width=width, tiers=result.tiers)
-    out.jpegs = [to_jpeg(im, quality) for im in images]
-    out.sizes = [(int(im.shape[1]), int(im.shape[0])) for im in images]
+    every = "frames" in include or "payload" in include
+    plot = "plot" in include and result.curve is not None
+    # A plot alone decodes only the frames its contact sheet shows (at most MAX_SHEET, however
+    # large the budget); frames and payloads need every chosen frame.
+    sheet = _sheet(result) if plot else []
+    wanted = list(range(len(result.indices))) if every else sheet
+    tiers = result.tiers
+    with verified_source(record) as source:
+        images = decode_frames(source, [result.frame_idx[i] for i in wanted], decoder=decoder,
+                               max_side=max_side, width=width,
+                               tiers=None if tiers is None else [tiers[i] for i in wanted])
+    if every:
+        out.jpegs = [to_jpeg(im, quality) for im in images]
+        out.sizes = [(int(im.shape[1]), int(im.shape[0])) for im in images]
     if "payload" in include:
         out.payload_format = payload_format
         out.payload = build_payload(payload_format, out.jpegs, result.timestamps,
                                     result.question, tiers=result.tiers, duration_sec=duration,
                                     **dict(payload_options or {}))
-    if "plot" in include and result.curve is not None:
+    if plot:
         from framedex.query.plot import plot_selection
 
+        assert result.curve is not None
         out.plot_png = plot_selection(
             timestamps=result.curve.pts_sec, scores=result.curve.scores,
             chosen_positions=result.indices, chosen_timestamps=result.timestamps,
-            thumbnails=images, tiers=result.tiers, title=f"{result.sampler}: {result.question}",
+            thumbnails=[images[i] for i in sheet] if every else images, sheet=sheet,
+            tiers=result.tiers, title=f"{result.sampler}: {result.question}",
             dpi=72 if width or max_side else 110)
     if "frames" not in include:
         out.jpegs, out.sizes = [], []
     return out
+
+
+def _sheet(result: SelectResult) -> list[int]:
+    from framedex.query.plot import sheet_members
+
+    return sheet_members(result.timestamps)
 
 
 @dataclass
@@ -178,49 +196,81 @@ def open_source(record: VideoRecord) -> SourceFile:
     """Open the source file of an indexed video for reading (a player's range requests).
 
     Only the file a video was indexed from is opened, never a path from the caller, and only
-    while it still is that file: the same checks as decoding (:func:`check_source`), then the
-    open file itself is checked (no final symlink, same size), so a swap between the check and
-    the open is refused too. The caller closes ``SourceFile.file``.
+    while it still is that file (:func:`open_checked`); the bytes are served from that open,
+    checked descriptor. The caller closes ``SourceFile.file``.
 
     Raises:
         VideoOpenError: the file is gone or changed.
     """
     import mimetypes
 
-    check_source(record)
-    try:
-        fd = os.open(record.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as ex:
-        raise VideoOpenError(f"the source of video {record.video_id} cannot be opened "
-                             f"({ex.strerror or ex}); re-index it") from None
+    fd = open_checked(record)
     handle = os.fdopen(fd, "rb")
-    size = os.fstat(fd).st_size
-    if record.file_size is not None and size != record.file_size:
-        handle.close()
-        raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
-                             f"indexed ({record.path}); re-index it")
     media_type = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
-    return SourceFile(record=record, file=handle, size=size, media_type=media_type)
+    return SourceFile(record=record, file=handle, size=os.fstat(fd).st_size,
+                      media_type=media_type)
 
 
-def check_source(record: VideoRecord) -> None:
-    """Refuse to decode a source that is not the file that was indexed.
+def open_checked(record: VideoRecord) -> int:
+    """Open an indexed video's source and check that the open file is the one indexed.
 
-    The stored path is the real path at index time. If it now resolves elsewhere (a file
-    swapped for a symlink) or its size changed, decoding it would serve another file's frames
-    under this video's id.
+    The checks are made on the open descriptor, so nothing can be swapped between a check and
+    the read: no final symlink; the descriptor's real path is the stored path (which was the
+    real path of the verified file at index time, so a folder on the way swapped for a link
+    fails it); and the file's identity (device, inode, size, modification time, recorded at
+    index time) is unchanged, so another file put at the same path, a hard link or a rewrite
+    is refused too. Stores indexed before schema version 3 carry the size only.
+
+    Returns:
+        the open descriptor (read-only); the caller closes it.
 
     Raises:
-        VideoOpenError: the file is missing, now a link elsewhere, or changed size.
+        VideoOpenError: the file is missing, or not the file that was indexed.
     """
-    path = record.path
     try:
-        real = os.path.realpath(path)
-        size = os.stat(real).st_size
+        fd = os.open(record.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
     except (OSError, ValueError) as ex:
-        raise VideoOpenError(f"the source of video {record.video_id} is gone ({path}: "
-                             f"{getattr(ex, 'strerror', None) or ex}); re-index it from where "
-                             "it lives now") from None
-    if real != path or (record.file_size is not None and size != record.file_size):
-        raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
-                             f"indexed ({path}); re-index it")
+        raise VideoOpenError(f"the source of video {record.video_id} is gone or cannot be "
+                             f"opened ({record.path}: {getattr(ex, 'strerror', None) or ex}); "
+                             "re-index it from where it lives now") from None
+    try:
+        st = os.fstat(fd)
+        proc = f"/proc/self/fd/{fd}"
+        real = os.path.realpath(proc) if os.path.exists(proc) else \
+            os.path.realpath(record.path)
+        recorded = (record.file_dev, record.file_ino, record.file_size, record.file_mtime_ns)
+        now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        same = all(want is None or want == got for want, got in zip(recorded, now, strict=True))
+        if real != record.path or not same:
+            raise VideoOpenError(f"the source of video {record.video_id} changed since it was "
+                                 f"indexed ({record.path}); re-index it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def verified_source(record: VideoRecord) -> Iterator[str]:
+    """A path to read an indexed video's source from, checked (:func:`open_checked`) and held
+    open for the block: ``/proc/self/fd/N``, so a decoder reads exactly the file that was
+    checked. Where there is no ``/proc`` (macOS) it is the stored path, checked just before.
+
+    Raises:
+        VideoOpenError: the file is missing, or not the file that was indexed.
+    """
+    fd = open_checked(record)
+    proc = f"/proc/self/fd/{fd}"
+    try:
+        if not os.path.exists(proc):
+            yield record.path
+            return
+        try:
+            yield proc
+        except VideoOpenError as ex:  # a decoder's message names the path it opened
+            if proc not in str(ex):
+                raise
+            raise type(ex)(str(ex).replace(proc, record.path)) from None
+    finally:
+        os.close(fd)

@@ -18,10 +18,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from framedex.store.location import store_io
 from framedex.store.schema import (
     ASSETS_SCHEMA,
     INDEX_MEMBERS_SCHEMA,
@@ -115,11 +117,34 @@ def get_asset(store: LanceStore, asset_id: str) -> AssetRecord | None:
     return AssetRecord.from_row(rows[0]) if rows else None
 
 
-def list_assets(store: LanceStore) -> list[AssetRecord]:
-    """Every asset, oldest first."""
-    rows = store.tables.read("assets", schema=ASSETS_SCHEMA).to_pylist()
+def list_assets(store: LanceStore, created_before: datetime | None = None
+                ) -> list[AssetRecord]:
+    """Every asset (or those created before ``created_before``), oldest first."""
+    where = None
+    if created_before is not None:
+        cutoff = created_before.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        where = f"created_at < TIMESTAMP '{cutoff}'"
+    rows = store.tables.read("assets", where=where, schema=ASSETS_SCHEMA).to_pylist()
     rows.sort(key=lambda r: (r["created_at"], r["asset_id"]))
     return [AssetRecord.from_row(r) for r in rows]
+
+
+def page_assets(store: LanceStore, limit: int, offset: int = 0
+                ) -> tuple[list[AssetRecord], int]:
+    """One page of assets, newest first, and how many there are. Lance sorts by
+    ``created_at`` and returns the page's rows only (a top-k of ``offset + limit``), where
+    reading every row into Python grew with the table on every list request."""
+    from lance.dataset import ColumnOrdering
+
+    ds = store.tables.snapshot("assets")
+    if ds is None:
+        return [], 0
+    with store_io(store.location, "read"):
+        total = ds.count_rows()
+        rows = ds.to_table(order_by=[ColumnOrdering("created_at", ascending=False),
+                                     ColumnOrdering("asset_id", ascending=False)],
+                           limit=limit, offset=offset).to_pylist() if offset < total else []
+    return [AssetRecord.from_row(r) for r in rows], total
 
 
 def delete_asset(store: LanceStore, asset_id: str) -> None:

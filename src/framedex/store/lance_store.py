@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,16 +193,16 @@ class LanceStore:
         return int(identity["dim"])
 
     def _migrate(self, frames: pa.Schema) -> None:
-        """Upgrade a store written by framedex 0.1 (no generations) in place, once."""
+        """Upgrade a store written with an older schema version in place, once."""
         if self._migrated:
             return
         self._migrated = True
         version = (frames.metadata or {}).get(SCHEMA_VERSION_KEY, b"1").decode()
         if version == SCHEMA_VERSION and "generation" in frames.names:
             return
-        from framedex.store.migrate import migrate_v1
+        from framedex.store.migrate import upgrade
 
-        migrate_v1(self)
+        upgrade(self, version)
 
     # -- videos ---------------------------------------------------------------------------
 
@@ -640,9 +641,13 @@ class LanceStore:
         """The asset with this id, or None."""
         return collections.get_asset(self, asset_id)
 
-    def list_assets(self) -> list[AssetRecord]:
-        """Every asset, oldest first."""
-        return collections.list_assets(self)
+    def list_assets(self, created_before: datetime | None = None) -> list[AssetRecord]:
+        """Every asset (or those created before ``created_before``), oldest first."""
+        return collections.list_assets(self, created_before)
+
+    def page_assets(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]:
+        """One page of assets, newest first, and how many there are."""
+        return collections.page_assets(self, limit, offset)
 
     def delete_asset(self, asset_id: str) -> None:
         """Remove an asset's row (the caller removes its file)."""

@@ -53,8 +53,9 @@ GENERATION_TABLES = ("frames", "segments", "video_vectors")
 ENCODER_KEY = b"framedex.encoder"
 SCHEMA_VERSION_KEY = b"framedex.schema_version"
 #: 2: ``generation`` on frames, segments and videos; ``file_size`` on videos; ``video_paths``;
-#: ``cache_hit`` on query_log.
-SCHEMA_VERSION = "2"
+#: ``cache_hit`` on query_log. 3: ``file_dev``, ``file_ino``, ``file_mtime_ns`` on videos (the
+#: source file's identity, checked at every later open).
+SCHEMA_VERSION = "3"
 
 
 def sql_str(value: str) -> str:
@@ -158,6 +159,9 @@ VIDEOS_SCHEMA = pa.schema(
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("generation", pa.int64()),
         ("file_size", pa.int64()),
+        ("file_dev", pa.int64()),
+        ("file_ino", pa.int64()),
+        ("file_mtime_ns", pa.int64()),
     ]
 )
 
@@ -326,6 +330,13 @@ class VideoRecord:
     generation: int = 0
     #: Size of the source file when it was indexed (a changed file is not served as this one).
     file_size: int | None = None
+    #: The source file's device, inode and modification time (ns) when it was indexed: with
+    #: the size, what every later open checks, so another file put at the same path (a
+    #: directory swapped for a link, a hard link, a rewrite) is never served as this video.
+    #: None in stores indexed before schema version 3 (the size and path are checked then).
+    file_dev: int | None = None
+    file_ino: int | None = None
+    file_mtime_ns: int | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The Arrow row for this record."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from framedex.errors import VideoOpenError
 from framedex.synth.draw import iter_frames, scene_frames
 from framedex.synth.spec import Spec, parse_spec
 from framedex.synth.writer import write_video
@@ -112,9 +113,15 @@ def render(spec: dict[str, Any] | Spec, out_path: str | Path) -> Truth:
     """
     spec = parse_spec(spec)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(out_path, iter_frames(spec), spec.fps, codec=spec.codec, crf=spec.crf,
-                gop=spec.gop, preset=spec.preset)
     truth = truth_of(spec)
-    truth_path(out_path).write_text(json.dumps(truth.to_dict(), indent=2) + "\n")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(out_path, iter_frames(spec), spec.fps, codec=spec.codec, crf=spec.crf,
+                    gop=spec.gop, preset=spec.preset)
+        truth_path(out_path).write_text(json.dumps(truth.to_dict(), indent=2) + "\n")
+    except VideoOpenError:
+        raise
+    except OSError as ex:  # FFmpeg opens the output only at the first frame: a name too long
+        shown = str(out_path) if len(str(out_path)) <= 120 else str(out_path)[:117] + "..."
+        raise VideoOpenError(f"cannot write {shown!r}: {ex.strerror or ex}") from None
     return truth

@@ -11,18 +11,14 @@ from pydantic import ValidationError
 
 from framedex.api.deps import LibraryDep, SettingsDep
 from framedex.api.jobs import new_job_id
-from framedex.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse
+from framedex.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse, body_schema
 from framedex.api.uploads import read_json_body, receive_upload
+from framedex.library import MAX_IMAGE_BYTES
 
 router = APIRouter(prefix="/v1/embed", tags=["embed"])
 
-#: Largest image accepted for embedding (the upload limit also applies).
-MAX_IMAGE_BYTES = 32 << 20
-#: Largest decoded image, in pixels (Pillow's decompression-bomb guard is 89 MP).
-MAX_IMAGE_PIXELS = 40_000_000
-
 _BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": EmbedRequest.model_json_schema()},
+    "application/json": {"schema": body_schema(EmbedRequest)},
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary"}}}},
 }}}

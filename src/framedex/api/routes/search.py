@@ -14,15 +14,12 @@ from pydantic import ValidationError
 from framedex.api.deps import LibraryDep, PathsDep, SettingsDep
 from framedex.api.jobs import new_job_id
 from framedex.api.paths import PathView
-from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse
+from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, body_schema
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
-from framedex.library import SearchFilters
+from framedex.library import MAX_IMAGE_BYTES, SearchFilters
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
-
-#: Largest uploaded query image.
-MAX_IMAGE_BYTES = 32 << 20
 
 _FORM = {"type": "object", "required": ["image"], "properties": {
     "image": {"type": "string", "format": "binary"},
@@ -34,7 +31,7 @@ _FORM = {"type": "object", "required": ["image"], "properties": {
     "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
 }}
 _BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": SearchRequest.model_json_schema()},
+    "application/json": {"schema": body_schema(SearchRequest)},
     "multipart/form-data": {"schema": _FORM},
 }}}
 

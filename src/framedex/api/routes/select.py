@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from framedex.api.deps import LibraryDep, PathsDep
-from framedex.api.schemas import ErrorResponse, SamplersPublic, SelectRequest, SelectResponse
+from framedex.api.schemas import (
+    ErrorResponse,
+    SamplersPublic,
+    SelectRequest,
+    SelectResponse,
+    body_schema,
+)
+from framedex.api.uploads import read_json_body
 from framedex.library import DEFAULT_QUALITY, Library, sampler_infos
 
 router = APIRouter(tags=["select"])
+
+_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": body_schema(SelectRequest)}}}}
 
 
 @router.get("/v1/samplers", response_model=SamplersPublic)
@@ -33,14 +45,22 @@ def _select(library: Library, video_id: str, req: SelectRequest) -> dict[str, An
 
 
 @router.post("/v1/videos/{video_id}/select", response_model=SelectResponse,
-             responses={c: {"model": ErrorResponse} for c in (404, 409, 422)})
-async def select(video_id: str, req: SelectRequest, library: LibraryDep,
+             openapi_extra=_BODY,
+             responses={c: {"model": ErrorResponse} for c in (400, 404, 409, 413, 422)})
+async def select(video_id: str, request: Request, library: LibraryDep,
                  paths: PathsDep) -> dict[str, Any]:
     """Choose frames of one indexed video for a question, with ``budget`` frames or a
     ``tokens`` budget (not both); ``include`` adds the frames (JPEG data-URLs, each at its
     resolution tier, capped by ``frame_max_side``), a chat ``payload`` (``payload_format``
     openai or gemini) or the ``plot`` (PNG data-URL). ``cost`` compares the selection's tokens
     with sending the whole video."""
+    # The body is read like every other JSON route (size-capped, parsed by pydantic with its
+    # nesting limit): FastAPI's own parse turned a body nested 10,000 deep into a bare 400.
+    try:
+        req = SelectRequest.model_validate_json(await read_json_body(request))
+    except ValidationError as ex:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None
     out = await run_in_threadpool(_select, library, video_id, req)
     out["path"] = paths.public(out["path"])
     return out

@@ -23,6 +23,7 @@ from framedex.api.schemas import (
     JobPublic,
     VideoPublic,
     VideosPublic,
+    body_schema,
 )
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import (
@@ -45,7 +46,7 @@ _INGEST_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": IngestPath.model_json_schema()},
+            "application/json": {"schema": body_schema(IngestPath)},
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
                 "properties": {

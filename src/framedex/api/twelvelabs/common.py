@@ -122,8 +122,7 @@ async def submit_ingest(library: Library, jobs: JobManager, settings: Settings, 
 
 
 def media_dir(settings: Settings, library: Library) -> Path:
-    """Where ``/v1.3`` keeps assets (a subfolder of the upload folder, so the upload sweep,
-    which only looks at the folder's own files, never removes them)."""
-    folder = settings.resolved_upload_dir_for(library.uri) / "assets"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Where ``/v1.3`` keeps assets (:meth:`Settings.media_dir_for`)."""
+    return settings.media_dir_for(library.uri)
+
+

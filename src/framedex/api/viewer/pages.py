@@ -13,8 +13,8 @@ from framedex.api.viewer import params
 from framedex.api.viewer.auth import (
     COOKIE,
     COOKIE_MAX_AGE,
+    ViewerSessions,
     safe_next,
-    session_token,
     viewer_access,
 )
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
@@ -159,7 +159,8 @@ async def login(request: Request) -> Response:
     if not expected:
         return RedirectResponse(target, status_code=303)
     if isinstance(key, str) and key_matches(key.strip(), expected):
-        return _signed_in_redirect(target, session_token(expected),
+        sessions: ViewerSessions = request.app.state.viewer_sessions
+        return _signed_in_redirect(target, sessions.start(expected),
                                    secure=request.url.scheme == "https")
     return page(request, "login.html", status=401, title="Sign in", next=target,
                 error="wrong key: use the server's --api-key (or $FRAMEDEX_API_KEY)")
@@ -167,7 +168,10 @@ async def login(request: Request) -> Response:
 
 @login_router.post("/logout")
 def logout(request: Request) -> Response:
-    """Forget the session cookie."""
+    """End the session on the server (a copy of the cookie stops working too) and forget
+    the cookie."""
+    sessions: ViewerSessions = request.app.state.viewer_sessions
+    sessions.end(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response

@@ -3,20 +3,33 @@
 ``method=direct`` streams the ``file`` part to disk through the size-limited upload parser;
 ``method=url`` downloads an URL under one of the server's ``--allow-url`` prefixes (else 400);
 ``method=multipart`` (presigned multipart uploads) is 400 unsupported.
+
+``DELETE /assets/{id}`` answers 409 while a video was indexed from the asset or a job reads
+it, as Twelve Labs does for an asset indexed assets reference; ``force=true`` deletes it
+anyway, and the video keeps its source file (removed by the media sweep once nothing uses it,
+``api/upkeep.py``). Assets older than ``--asset-retention-days`` are deleted by the upkeep
+timer. The list is paged by the store (newest first), not read whole.
 """
 
 from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from framedex.api.deps import LibraryDep, SettingsDep
+from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
 from framedex.api.jobs import new_job_id
-from framedex.api.twelvelabs.common import Page, PageLimit, media_dir, paginate, parse_form, rfc3339
+from framedex.api.twelvelabs.common import (
+    Page,
+    PageLimit,
+    media_dir,
+    page_info,
+    parse_form,
+    rfc3339,
+)
 from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.schemas import AssetForm
 from framedex.api.uploads import json_object, receive_upload
@@ -88,9 +101,23 @@ async def create_asset(request: Request, library: LibraryDep,
 def list_assets(library: LibraryDep, page: Page = 1, page_limit: PageLimit = 10
                 ) -> dict[str, Any]:
     """Assets, newest first; a page past the last has ``"data": []``."""
-    records = library.assets()[::-1]
-    data, info = paginate(records, page, page_limit)
-    return {"data": [asset_public(r) for r in data], "page_info": info}
+    data, total = library.assets_page(page_limit, (page - 1) * page_limit)
+    return {"data": [asset_public(r) for r in data],
+            "page_info": page_info(total, page, page_limit)}
+
+
+@router.delete("/{asset_id}", status_code=204)
+def delete_asset(asset_id: str, library: LibraryDep, jobs: JobsDep, settings: SettingsDep,
+                 force: Annotated[bool, Query(description="Delete it even when a video was "
+                                              "indexed from it (the video keeps its "
+                                              "source).")] = False) -> Response:
+    """Delete an asset (``client.assets.delete``); 409 while it is in use, unless
+    ``force=true``."""
+    record, used = library.delete_asset(asset_id, force=force, in_use=jobs.live_paths())
+    path = Path(record.path)
+    if not used and path.parent == media_dir(settings, library).resolve():
+        path.unlink(missing_ok=True)  # nothing else needs it (a file elsewhere is not ours)
+    return Response(status_code=204)
 
 
 @router.get("/{asset_id}")

@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
 from framedex.api.jobs import Job, JobFilter, new_job_id
+from framedex.api.schemas import body_schema
 from framedex.api.settings import Settings
 from framedex.api.twelvelabs.common import (
     EMBED_STATUS,
@@ -39,9 +40,9 @@ from framedex.library import MAX_IMAGE_BYTES, Library
 router = APIRouter(prefix="/embed-v2", tags=["embed"])
 
 _SYNC = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": EmbedRequest.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(EmbedRequest)}}}}
 _TASK = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": EmbedTaskRequest.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(EmbedTaskRequest)}}}}
 
 
 def _encoder(library: Library, model_name: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
 from framedex.api.jobs import Job, JobFilter, JobManager
+from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.common import (
     INDEX_STATUS,
     Page,
@@ -34,7 +35,7 @@ from framedex.library import Library, MemberRecord, VideoRecord
 router = APIRouter(prefix="/indexes/{index_id}/indexed-assets", tags=["indexed-assets"])
 
 _CREATE = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": IndexedAssetCreate.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(IndexedAssetCreate)}}}}
 
 
 def system_metadata(video: VideoRecord | None, filename: str | None) -> dict[str, Any]:

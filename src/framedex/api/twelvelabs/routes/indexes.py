@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import LibraryDep
+from framedex.api.schemas import body_schema
 from framedex.api.twelvelabs.common import Page, PageLimit, paginate, parse_json, rfc3339
 from framedex.api.twelvelabs.schemas import IndexCreate, IndexUpdate
 from framedex.api.uploads import read_json_body
@@ -20,9 +21,9 @@ from framedex.library import CollectionInfo
 router = APIRouter(prefix="/indexes", tags=["indexes"])
 
 _CREATE = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": IndexCreate.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(IndexCreate)}}}}
 _UPDATE = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": IndexUpdate.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(IndexUpdate)}}}}
 
 
 def index_public(info: CollectionInfo) -> dict[str, Any]:

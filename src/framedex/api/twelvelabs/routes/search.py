@@ -237,14 +237,15 @@ async def create_search(request: Request, library: LibraryDep,
         if len(files) + len(form.query_media_url) > MAX_IMAGES:
             raise ConfigError(f"query_media_file is invalid: at most {MAX_IMAGES} images")
         filters = parse_filter(form.filter)
-        images = [await run_in_threadpool(library.load_image, p, "query_media_file")
-                  for p in files]
+        names = ["query_media_file"] * len(files)
         for i, url in enumerate(form.query_media_url):
             fetched = Path(f"{dest}-url{i}")
             files.append(fetched)
+            names.append("query_media_url")
             await run_in_threadpool(fetch_url, url, fetched, settings, "query_media_url")
-            images.append(await run_in_threadpool(library.load_image, fetched,
-                                                  "query_media_url"))
+        # all the request's images at once: their pixels are bounded together, and decoded
+        # straight to the model's input size (Library.load_images)
+        images = await run_in_threadpool(library.load_images, list(files), names)
     finally:
         for p in [dest, *files]:
             p.unlink(missing_ok=True)
