@@ -30,12 +30,13 @@ def write_video(store: Any, identity: Mapping[str, Any], video_id: str, vectors:
                 segment_frames: int = 6) -> None:
     """Commit one video of ``vectors`` (1 fps grid) with its 6-s segments, as the indexer
     would: claim, new generation, frames, segments, the ``videos`` row last."""
+    from framedex.store.base import SegmentArrays
     from framedex.store.schema import VideoRecord
 
     n, dim = vectors.shape
     store.ensure_encoder(identity)
-    with store.claim(video_id, wait=True), store.writing():
-        gen = store.begin_video(video_id)
+    with store.claim(video_id, wait=True) as claim, store.writing():
+        gen = store.begin_video(claim)
         pos = np.arange(n, dtype=np.int32)
         store.add_frames(video_id, gen, pos, (pos * frame_rate).astype(np.int64),
                          pos.astype(np.float64), vectors)
@@ -45,12 +46,14 @@ def write_video(store: Any, identity: Mapping[str, Any], video_id: str, vectors:
         starts = np.arange(len(seg), dtype=np.float64) * segment_frames
         store.add_segments(video_id, gen, starts, starts + segment_frames,
                            np.full(len(seg), segment_frames), seg)
+        segments = SegmentArrays(video_id, starts, starts + segment_frames,
+                                 ["fixed"] * len(seg), seg)
         store.commit_video(VideoRecord(
             video_id=video_id, path=path, duration=float(n), frame_rate=frame_rate,
             num_frames=int(n * frame_rate), width=1280, height=720, start_sec=0.0,
             is_vfr=False, index_fps=1.0, num_indexed=n, decoder="pyav",
-            encoder=str(identity.get("model")), generation=gen))
-        store.retire_generations(video_id, keep=gen)
+            encoder=str(identity.get("model")), generation=gen), segments)
+        store.retire_generation(video_id, claim.replaces)
 
 
 def pct(values: Sequence[float], q: float) -> float:

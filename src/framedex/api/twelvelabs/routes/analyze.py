@@ -33,6 +33,7 @@ from fastapi.responses import StreamingResponse
 
 from framedex.api.deps import JobsDep, LibraryDep, SettingsDep
 from framedex.api.jobs import Job, JobFilter, JobManager, new_job_id
+from framedex.api.schemas import body_schema
 from framedex.api.settings import Settings
 from framedex.api.twelvelabs.common import parse_json, submit_ingest
 from framedex.api.twelvelabs.media import check_url, decode_base64, fetch_url
@@ -56,7 +57,7 @@ TRUNCATED = ("output truncated: the generation reached the configured max_tokens
              "output is returned; raise max_tokens if you need a longer response.")
 
 _BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": AnalyzeRequest.model_json_schema()}}}}
+    "application/json": {"schema": body_schema(AnalyzeRequest)}}}}
 
 
 @router.post("/analyze", openapi_extra=_BODY)
