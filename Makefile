@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.framedex-installed
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-fast test-slow test-all bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,24 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
-# The tests, then the type check (mypy, configured in pyproject.toml): one target, the one
-# .ci/run calls.
+# The tests on 4 workers (a module's tests share one worker and its fixtures), then the
+# type check (mypy, configured in pyproject.toml): the README's test command, which .ci/run
+# calls. Tests marked slow (more writers, S3 replicas, the Ray and CLI start-up benchmarks)
+# run in `make test-slow`, which .ci/run calls too.
+XDIST := -n 4 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 	$(PY) -m mypy
 
+# The inner loop: what starts no server, cluster, browser or process and loads no big model.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q $(XDIST) -m "not slow and not gpu and not network and not heavy"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q $(XDIST) -m slow
+
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q $(XDIST) -m ''
 
 clean:
 	rm -rf demo-out .pytest_cache

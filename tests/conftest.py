@@ -1,14 +1,32 @@
 """Shared fixtures: generated videos and a tiny random open_clip model on disk.
 
-Nothing here touches the network or ../shared: every medium is generated.
+Nothing here touches the network or ../shared: every medium is generated. Any record logged
+at ERROR during a test (in its process, any thread: a server's request handler too) fails it,
+unless the test is marked ``expect_error_logs``: an error nobody looks at is a defect.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_error_logs(request, caplog):
+    """Fail a test that logged at ERROR or above (``@pytest.mark.expect_error_logs`` allows
+    it, for tests that provoke such an error on purpose)."""
+    caplog.set_level(logging.ERROR, logger="framedex")
+    yield
+    if request.node.get_closest_marker("expect_error_logs") is not None:
+        return
+    errors = [r for when in ("setup", "call") for r in caplog.get_records(when)
+              if r.levelno >= logging.ERROR]
+    if errors:
+        pytest.fail("logged at ERROR: " + "; ".join(
+            f"{r.name}: {r.getMessage()[:300]}" for r in errors[:5]), pytrace=False)
 
 TINY_CFG = {
     "embed_dim": 32,

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from api_server import ThreadServer, kill9, model_spec, poll_job, start_cli_server
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 KEY = "test-key-0123456789"
 SPEC = {
     "fps": 10, "size": [64, 48], "seed": 0,

@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, settings
 from framedex.api.app import create_app
 from framedex.api.settings import Settings
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 KEY = "errors-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LIMIT = 100_000  # bytes

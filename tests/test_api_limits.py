@@ -19,9 +19,10 @@ import httpx
 import pytest
 from api_server import kill9, model_spec, start_cli_server
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or
-                                sys.platform != "linux",
-                                reason="reads the server's peak RSS from /proc (Linux)")
+pytestmark = [pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or
+                                 sys.platform != "linux",
+                                 reason="reads the server's peak RSS from /proc (Linux)"),
+              pytest.mark.heavy]  # a server: not in make test-fast
 
 KEY = "limits-key-0123456789"
 HEADERS = {"x-api-key": KEY}

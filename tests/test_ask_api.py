@@ -26,6 +26,8 @@ from twelvelabs.core.api_error import ApiError  # noqa: E402
 
 from framedex.cli import app  # noqa: E402
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 KEY = "ask-key-0123456789"
 MODEL = "framedex-shapes-vlm"
 

@@ -14,6 +14,8 @@ import pytest
 import framedex
 from framedex.synth import haystack_spec, render
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 NEEDLE = {"time": 10.0, "duration": 4.0, "background": "white",
           "objects": [{"shape": "star", "color": "purple"}]}
 

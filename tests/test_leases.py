@@ -21,6 +21,8 @@ from framedex.store.leases import LEASE_PREFIX, Leases
 from framedex.store.location import StoreLocation
 from framedex.store.locks import StoreLocks
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 
 @pytest.fixture(params=["local", "s3"])
 def where(request, tmp_path):
@@ -59,7 +61,28 @@ def test_one_winner_among_racing_threads(where):
         t.join()
     assert len(winners) == 1
     a.close()
-    assert _objects(a) == []  # released leases leave nothing behind
+    # a released lease leaves its last record (released: epochs only grow), and no marker
+    objects = _objects(a)
+    assert len(objects) == 1 and "/held/" not in objects[0], objects
+    (record,) = [json.loads(bytes(__import__("obstore").get(a.objects, objects[0]).bytes()))]
+    assert record["state"] == "released"
+    again = _leases(where).acquire("race")
+    assert again is not None and again.epoch == record["epoch"] + 1  # epochs only grow
+    again.release()
+
+
+def test_a_stale_view_of_the_top_epoch_never_acquires(where, monkeypatch):
+    """The race the epochs' growth closes: an acquirer that listed epoch N, then found its
+    record gone (replaced meanwhile), must look again, not create N+1 beside a newer holder."""
+    a = _leases(where)
+    first = a.acquire("stale")
+    assert first is not None
+    first.release()
+    b = _leases(where)
+    monkeypatch.setattr(b, "_read", lambda name, epoch: None)  # the record vanished
+    assert b.acquire("stale") is None
+    monkeypatch.undo()
+    assert b.acquire("stale") is not None
 
 
 HOLDER = r"""

@@ -244,6 +244,7 @@ def test_architecture_with_a_safetensors_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a ViT-B-32 in torch and in numpy: ~10 s, not in make test-fast
 def test_vit_b_32_architecture_with_random_weights(tmp_path):
     """open_clip's real ViT-B-32 config (77 tokens, 512 wide, 8 heads, 12 layers), read from
     its model_configs folder; ~600 MB of random fp32 weights."""

@@ -19,6 +19,8 @@ from framedex.indexer.pipeline import Indexer, IndexOptions
 from framedex.indexer.workers import split_grid
 from framedex.store import LanceStore as Store
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 
 def _index(db: Path, model: str, paths: list, **opts) -> tuple[Store, object]:
     store = Store(db)

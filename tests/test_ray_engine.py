@@ -35,6 +35,8 @@ from framedex.errors import ConfigError, EncoderMismatchError, UnknownNameError
 from framedex.library import Library
 from framedex.store import LanceStore as Store
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 pytest.importorskip("ray", reason="the ray engine needs the framedex[ray] extra")
 
 TESTS = Path(__file__).resolve().parent
@@ -194,6 +196,7 @@ with create_engine("ray", opts, ray_address=address) as engine:
 """
 
 
+@pytest.mark.slow
 def test_a_killed_driver_leaves_no_partial_video_and_a_rerun_completes(
         tmp_path, ray_cluster, small_video, tiny_model):
     lib = tmp_path / "lib"
@@ -283,36 +286,7 @@ def test_engine_options_are_checked_before_any_work(tmp_path, small_video):
 
 # ---- object storage: moto's S3 server on loopback --------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's S3 server on a free loopback port (skips when ``moto_server`` is missing)."""
-    beside_python = Path(sys.executable).parent / "moto_server"
-    exe = str(beside_python) if beside_python.exists() else shutil.which("moto_server")
-    if exe is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]'): the S3 "
-                    "stand-in for the object-store test")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.skip("moto_server did not start")
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
+@pytest.mark.slow
 def test_an_s3_store_is_written_from_the_workers(ray_cluster, s3_endpoint, ray_lib,
                                                 tiny_model, local_index):
     """One ``storage_options`` mapping reaches LanceDB on the driver and the writers on the

@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 
 from framedex.cli import app
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -13,6 +13,8 @@ from framedex.indexer.encoder import load_encoder
 from framedex.indexer.pipeline import Indexer, IndexOptions, content_id
 from framedex.store import LanceStore as Store
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 
 def _indexer(db, model, **opts):
     return Indexer(Store(db), load_encoder(model, device="cpu"), IndexOptions(**opts))

@@ -17,6 +17,8 @@ from framedex import Library
 from framedex.errors import VideoNotFoundError
 from framedex.store import LanceStore
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 SCENE = {"duration": 4.0, "background": "black", "objects": [{"shape": "circle", "color": "red"}]}
 
 
@@ -238,23 +240,40 @@ def _one_line(p: subprocess.Popen, timeout: float = 120) -> str:
     return err
 
 
+def _one_line_here(*args: str) -> str:
+    """The same CLI command run in this process (no new interpreter): one line, exit 1."""
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 1, (result.output, result.exception)
+    err = "".join(line for line in result.stderr.splitlines(keepends=True)
+                  if not line.startswith("framedex: model "))
+    assert err.startswith("framedex: error:") and err.count("\n") == 1, err
+    assert "Traceback" not in result.output
+    return err
+
+
 @pytest.mark.parametrize("where", ["/proc/x.db", "FILE/x.db", "/sys/x.db", "~nosuchuser/x.db",
                                    "FILE"])
 def test_a_bad_db_is_one_line_for_writes_and_reads(tmp_path, folder, where):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     db = where.replace("FILE", str(blocker))
-    err = _one_line(_cli("index", str(folder / "v0.mp4"), "--db", db,
-                         "--model", "synthetic-shapes"))
+    err = _one_line_here("index", str(folder / "v0.mp4"), "--db", db,
+                         "--model", "synthetic-shapes")
     assert "store" in err
-    _one_line(_cli("videos", "--db", db))
-    _one_line(_cli("serve", "--db", db, "--port", "0"))
+    _one_line_here("videos", "--db", db)
+    _one_line_here("serve", "--db", db, "--port", "0")
+    if where == "/proc/x.db":  # and as a real process: the exit code and stderr a shell sees
+        _one_line(_cli("videos", "--db", db))
 
 
 def test_a_mistyped_store_is_not_an_empty_library(tmp_path):
     missing = tmp_path / "does" / "not" / "exist.db"
     for command in (["videos"], ["stats"], ["search", "a star"], ["sql", "select 1"]):
-        err = _one_line(_cli(*command, "--db", str(missing)))
+        err = _one_line_here(*command, "--db", str(missing))
         assert "no store at" in err and str(missing) in err
     assert not missing.exists() and not missing.parent.exists()
 

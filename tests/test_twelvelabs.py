@@ -35,6 +35,8 @@ from twelvelabs.core.api_error import ApiError  # noqa: E402
 
 from framedex.indexer.encoder import BUILTIN_MODELS  # noqa: E402
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 KEY = "tl-key-0123456789abcdef"
 HAVE_SHIPPED = (Path(BUILTIN_MODELS["synthetic-shapes"]) / "open_clip_config.json").exists()
 needs_shipped = pytest.mark.skipif(not HAVE_SHIPPED,

@@ -22,6 +22,8 @@ from api_server import SHIPPED, kill9, poll_job, start_cli_server
 
 from framedex.errors import EmptyLibraryError
 
+pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
+
 KEY = "viewer-test-key-0123"
 NEEDLE = (20.0, 25.0)  # the purple star's span in haystack.mp4
 QUESTION = "a purple star"

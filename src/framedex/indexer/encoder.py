@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -483,7 +483,8 @@ def _create(spec: ModelSpec, device: str, precision: str) -> Encoder:
     import open_clip
 
     try:
-        with _hub_mode(offline=not spec.is_local and not _hub_reachable()):
+        with _hub_mode(offline=not spec.is_local and not _hub_reachable()), \
+                _open_clip_errors_raised_not_logged():
             model, _, _ = open_clip.create_model_and_transforms(
                 spec.model_name, pretrained=spec.pretrained, device=device, precision=precision,
             )
@@ -492,6 +493,27 @@ def _create(spec: ModelSpec, device: str, precision: str) -> Encoder:
         raise ModelLoadError(_load_failure_message(spec, ex)) from ex
     model.eval()
     return Encoder(spec, model, tokenizer, device, precision)
+
+
+class _DropOpenClipErrors(logging.Filter):
+    """open_clip logs an error on the root logger and then raises it (an unknown pretrained
+    tag, a missing file): the raise becomes framedex's one line, so the log would say it
+    twice, the second time as a raw open_clip message on the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR
+                    and f"{os.sep}open_clip{os.sep}" in record.pathname)
+
+
+@contextlib.contextmanager
+def _open_clip_errors_raised_not_logged() -> Iterator[None]:
+    drop = _DropOpenClipErrors()
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 _TEXT_CACHE: dict[tuple[str, str], TextEncoder] = {}

@@ -41,7 +41,7 @@ from framedex.errors import (
 from framedex.store import ann, collections, multivector
 from framedex.store.base import FrameArrays, SegmentArrays
 from framedex.store.location import StoreLocation, store_io
-from framedex.store.locks import Claim, StoreLocks
+from framedex.store.locks import STATE_DIR, Claim, StoreLocks
 from framedex.store.schema import (
     ANSWER_FEEDBACK_SCHEMA,
     ANSWERS_SCHEMA,
@@ -402,6 +402,14 @@ class LanceStore:
             if not idle or (self.tables.snapshot("videos") is not None
                             and self.count_videos() > 0):
                 return False
+            for child in path.iterdir():  # everything but the leases, which the sweeper's
+                if child.name == STATE_DIR:  # own release still writes
+                    continue
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        if all(child.name == STATE_DIR for child in path.iterdir()):  # nobody began meanwhile
             shutil.rmtree(path, ignore_errors=True)
         self._open_handles(self.tables.storage_options)
         self.location.remove_if_empty([p for p in made if p != path])  # its new parents

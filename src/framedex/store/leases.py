@@ -4,7 +4,7 @@ Several processes on several machines may write one store: ``framedex index`` ru
 replicas and their workers, a Ray driver. What must not happen twice (two writers indexing one
 video, an orphan sweep while a writer has uncommitted files, a job run by two replicas) is
 coordinated through **leases**: small JSON objects in the store itself, under
-``<store>/.framedex/leases/<name>/``, written with the one atomic primitive every storage kind
+``<store>/.framedex/leases/``, written with the one atomic primitive every storage kind
 offers, **put-if-not-exists** (S3's ``If-None-Match: *``, GCS's ``ifGenerationMatch=0``,
 Azure's ``If-None-Match: *``, a hard link on a local disk: object_store's ``PutMode::Create``,
 through obstore). Lance commits its manifests with the same primitive
@@ -12,20 +12,25 @@ through obstore). Lance commits its manifests with the same primitive
 the data rest on one guarantee. docs/store-protocol.md cites the code relied on.
 
 **The protocol.** A lease is a sequence of *epochs*, one object each
-(``<kind>/<id>/<epoch:012d>.json``, e.g. ``video/<content id>/000000000001.json``: owner,
-host, pid, state, expiry, data). Whoever created the
-highest epoch holds the lease while that record says ``held`` and its expiry has not passed.
+(``<kind>/<id>/<epoch:012d>.json``, e.g. ``video/<content id>/000000000007.json``: owner,
+host, pid, state, expiry, data). Whoever created the highest epoch holds the lease while that
+record says ``held`` and its expiry has not passed. The highest epoch is never deleted, so
+the epochs of a name only ever grow: that is what makes a late, stale acquirer harmless.
 
-- *Acquire*: list the epochs; if the highest is held and unexpired, the lease is busy.
-  Otherwise create the next epoch with put-if-not-exists (losing that race means busy), then
-  list again: if a higher epoch appeared meanwhile, this attempt lost and steps back. A record
-  that is held but expired belonged to a holder that died or stalled: the new holder gets it as
-  :attr:`Lease.previous` (its ``data`` say what it was doing, e.g. the generation it wrote).
+- *Acquire*: list the epochs and read the highest; if it is held and unexpired, the lease is
+  busy. Otherwise create the next epoch with put-if-not-exists (of two racers one wins), then
+  list again and step back if a higher epoch appeared meanwhile. Epochs below the new one
+  are deleted. A record that is held but expired belonged to a holder that died or stalled:
+  the new holder gets it as :attr:`Lease.previous` (its ``data`` say what it was doing, e.g.
+  the generation it wrote).
 - *Heartbeat*: a thread rewrites each held record with a new expiry every ``ttl / 3`` and
   checks that no higher epoch exists; a holder that was superseded (it stalled past its expiry)
   marks the lease lost, and the writer checks :meth:`Lease.check` before its commit.
-- *Release*: delete the epochs up to its own. A released lease leaves no object behind, so
-  listing every lease of a kind (the sweeper's view) stays small.
+- *Release*: rewrite its record as ``released`` (it stays the highest epoch). A lease whose
+  name is unique to its holder (a writer's) is deleted instead.
+- *Markers*: a held lease also has an empty marker ``held/<kind>/<id>/<epoch>``, created after
+  the acquisition and deleted at the release, so finding the leases a dead holder left (what
+  ``optimize`` sweeps) is one listing of the markers, not of every name ever leased.
 
 Expiry compares the holder's wall clock (written in the record) with the reader's: machines
 sharing a store must keep their clocks within a few seconds (NTP), well under the TTL
@@ -170,6 +175,8 @@ class Lease:
         self._lost = False
         self._released = False
         self._lock = threading.Lock()
+        #: The name is this holder's alone (a writer's): the release deletes the record.
+        self.unique = False
 
     @property
     def name(self) -> str:
@@ -316,14 +323,35 @@ class Leases:
             obstore.put(self.objects, self._key(record.name, record.epoch), record.to_json())
 
     def _delete(self, name: str, epochs: list[int]) -> None:
+        for epoch in epochs:
+            self._remove(self._key(name, epoch))
+
+    def _remove(self, key: str) -> None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            with self._io("write leases to"):
+                try:
+                    obstore.delete(self.objects, key)
+                except (NotFoundError, FileNotFoundError):
+                    pass
+        except StoreError:  # best effort: a leftover lower epoch or marker is harmless
+            log.debug("could not delete lease object %s", key, exc_info=True)
+
+    @staticmethod
+    def _marker(name: str, epoch: int) -> str:
+        """The marker of a held lease: ``held/<kind>/<id>/<epoch>``."""
+        return f"{LEASE_PREFIX}/held/{name.replace('-', '/', 1)}/{epoch:012d}"
+
+    def _mark(self, record: LeaseRecord) -> None:
         import obstore
 
-        for epoch in epochs:
-            try:
-                with self._io("write leases to"):
-                    obstore.delete(self.objects, self._key(name, epoch))
-            except StoreError:  # best effort: a leftover lower epoch is harmless
-                log.debug("could not delete lease %s/%d", name, epoch, exc_info=True)
+        try:
+            with self._io("write leases to"):
+                obstore.put(self.objects, self._marker(record.name, record.epoch), b"")
+        except StoreError:  # only what a sweep finds: the lease itself is held
+            log.debug("could not mark lease %s held", record.name, exc_info=True)
 
     @contextlib.contextmanager
     def _io(self, action: str) -> Iterator[None]:
@@ -362,7 +390,7 @@ class Leases:
     # -- acquire / release ------------------------------------------------------------------
 
     def acquire(self, name: str, *, wait: bool = False, timeout: float | None = None,
-                data: Mapping[str, Any] | None = None) -> Lease | None:
+                data: Mapping[str, Any] | None = None, unique: bool = False) -> Lease | None:
         """Take the lease ``name``.
 
         Args:
@@ -370,6 +398,7 @@ class Leases:
             wait: poll until it is free (or ``timeout`` seconds pass); else return at once.
             timeout: with ``wait``, give up after this many seconds (None: never).
             data: stored in the record (what the holder is doing).
+            unique: the name is this holder's alone (a writer's): its release deletes it.
 
         Returns:
             the :class:`Lease`, or None when it is held by someone else (and ``wait`` is
@@ -378,8 +407,11 @@ class Leases:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             lease = self._try_acquire(name, dict(data or {}))
-            if lease is not None or not wait:
+            if lease is not None:
+                lease.unique = unique
                 return lease
+            if not wait:
+                return None
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             time.sleep(POLL_S)
@@ -409,6 +441,8 @@ class Leases:
         epochs = self._epochs(name)
         top = epochs[-1] if epochs else 0
         previous = self._read(name, top) if top else None
+        if top and previous is None:
+            return None  # the top epoch is being written or was just replaced: look again
         # A live record of this host whose flock we just took has no live holder (the kernel
         # dropped the flock when it exited); anything else may still be working.
         if previous is not None and previous.live() and not (flock_free
@@ -419,25 +453,31 @@ class Leases:
                              pid=os.getpid(), state="held", acquired_at=now,
                              expires_at=now + self.ttl, data=data)
         if not self._create(record):
-            return None  # another writer took this epoch first
-        later = [e for e in self._epochs(name) if e > record.epoch]
-        if later:  # a writer with a newer view took a higher epoch meanwhile: it holds it
-            self._delete(name, [record.epoch])
-            return None
+            return None  # another acquirer took this epoch first
+        if any(e > record.epoch for e in self._epochs(name)):
+            return None  # a newer acquirer holds a higher epoch; ours stays below, unused
         dead = previous if previous is not None and previous.state == "held" else None
         if dead is not None:
             log.info("took over lease %s from %s (epoch %d, %s)", name, dead.owner, dead.epoch,
                      "expired" if not dead.live() else "its process exited")
-        self._delete(name, [e for e in epochs if e < record.epoch])
+            self._remove(self._marker(name, dead.epoch))
+        self._delete(name, [e for e in epochs if e < record.epoch])  # never the top one
+        self._mark(record)
         return Lease(self, record, dead, None)
 
     def _release(self, lease: Lease) -> None:
         with self._mutex:
             self._held.pop(id(lease), None)
         try:
-            if not lease.lost:
-                self._delete(lease.name, [e for e in self._epochs(lease.name)
-                                          if e <= lease.epoch])
+            with lease._lock:  # no heartbeat rewrites the record after this
+                if not lease._lost:
+                    if lease.unique:
+                        self._delete(lease.name, [lease.epoch])
+                    else:
+                        lease.record = replace(lease.record, state="released",
+                                               expires_at=time.time())
+                        self._write(lease.record)
+            self._remove(self._marker(lease.name, lease.epoch))
         except StoreError:  # it expires on its own
             log.warning("could not release lease %s; it expires in %g s", lease.name, self.ttl)
         finally:
@@ -467,32 +507,37 @@ class Leases:
         return record if record is not None and self.alive(record) else None
 
     def records(self, kind: str) -> list[LeaseRecord]:
-        """The newest record of every lease of ``kind`` (``video``, ``job``, ``writer``):
-        live, expired, or left by a dead holder; by name."""
+        """The records of every lease of ``kind`` (``video``, ``job``, ``writer``) that is held
+        or was left held by a dead holder (found through the markers), by name."""
         import obstore
 
-        tops: dict[str, int] = {}
-        root = f"{LEASE_PREFIX}/{kind}/"
+        marked: dict[str, int] = {}
+        root = f"{LEASE_PREFIX}/held/{kind}/"
         with self._io("read leases of"):
             for batch in obstore.list(self.objects, root, chunk_size=1000):
                 for meta in batch:
                     rest = meta["path"][len(root):] if meta["path"].startswith(root) else ""
                     owner, _, leaf = rest.rpartition("/")
-                    stem = leaf.split(".", 1)[0]
-                    if owner and "/" not in owner and stem.isdigit():
-                        tops[owner] = max(tops.get(owner, 0), int(stem))
+                    if owner and "/" not in owner and leaf.isdigit():
+                        marked[owner] = max(marked.get(owner, 0), int(leaf))
         out = []
-        for owner in sorted(tops):
-            record = self._read(f"{kind}-{owner}", tops[owner])
-            if record is not None:
-                out.append(record)
+        for owner in sorted(marked):
+            name, epoch = f"{kind}-{owner}", marked[owner]
+            record = self._read(name, epoch)
+            if record is None or record.state != "held":  # released meanwhile: a stale mark
+                if record is not None:
+                    self._remove(self._marker(name, epoch))
+                continue
+            out.append(record)
         return out
 
     def forget(self, record: LeaseRecord) -> None:
-        """Delete a dead holder's record (and its older epochs); a newer epoch stays."""
+        """Delete a dead holder's record and marker (a unique name's, e.g. a dead writer's:
+        nobody will take that name over)."""
         if self.alive(record):
             return
         self._delete(record.name, [e for e in self._epochs(record.name) if e <= record.epoch])
+        self._remove(self._marker(record.name, record.epoch))
 
     def close(self) -> None:
         """Release every lease this object holds and stop the heartbeat."""
@@ -528,9 +573,9 @@ class Leases:
                     log.warning("could not renew lease %s", lease.name, exc_info=True)
 
     def _renew(self, lease: Lease) -> None:
-        if lease._released or lease._lost:
-            return
         with lease._lock:
+            if lease._released or lease._lost:
+                return
             if time.time() >= lease.record.expires_at and self._superseded(lease):
                 lease._lost = True
                 return

@@ -162,7 +162,7 @@ class StoreLocks:
                 return
             try:
                 while True:
-                    lease = self.leases.acquire(f"writer-{self.leases.owner}")
+                    lease = self.leases.acquire(f"writer-{self.leases.owner}", unique=True)
                     if lease is None:  # our own name: only a stale record of ours
                         time.sleep(POLL_S)
                         continue

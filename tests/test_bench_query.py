@@ -1,0 +1,62 @@
+"""Benchmark smoke tests: the query side (samplers, select, the query log, search, and
+multi-part search).
+
+See tests/benchmarks.py for what these check and why.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from benchmarks import number, run_script, tables
+
+pytestmark = pytest.mark.heavy  # benchmark processes: not in make test-fast
+
+
+def test_bench_samplers(tmp_path):
+    from framedex.query.samplers import list_samplers
+
+    out = run_script("bench_samplers", tmp_path, "--sizes", "300", "--dim", "32", "--k", "8",
+                     "--repeats", "1")
+    (rows,) = tables(out)
+    assert {r["sampler"] for r in rows} == set(list_samplers())
+    assert all(number(r["N=300 ms"]) > 0 and number(r["x score"]) > 0 for r in rows)
+
+
+def test_bench_select(tmp_path):
+    out = run_script("bench_select", tmp_path, "--reps", "2", "--samplers", "aks,bolt",
+                     "--skip-baseline")
+    rows = tables(out)[0]
+    assert [r["sampler"] for r in rows] == ["aks", "bolt"]
+    assert all(number(r["warm p50 ms"]) > 0 and number(r["cold p50 ms"]) > 0 for r in rows)
+
+
+def test_bench_querylog(tmp_path):
+    out = run_script("bench_querylog", tmp_path, "--rows", "2000", "--flush-rows", "512",
+                     "--per-query", "10")
+    (row,) = tables(out)[0]
+    assert number(row["logged queries"]) == 2000
+    assert number(row["after"]) <= number(row["on disk before optimize"])
+
+
+def test_bench_search(tmp_path):
+    out = run_script("bench_search", tmp_path, "--n", "3000", "--queries", "3", "--methods",
+                     "today,segments-hnsw,exact", "--passes", "1", "--cache",
+                     str(tmp_path / "search"))
+    rows = tables(out)[0]
+    assert [r["method"].split()[0] for r in rows] == ["today", "segments-hnsw", "exact"]
+    for r in rows:  # on 3,000 vectors every method finds the exact top 10 and its moments
+        assert number(r["recall@10"]) >= 0.9, r
+    exact = rows[-1]
+    assert exact["moments = exact"] == "3/3" and number(exact["recall@10"]) == 1.0
+
+
+def test_bench_multivector(tmp_path):
+    out = run_script("bench_multivector", tmp_path, "latency", "--videos", "100", "--segments",
+                     "4", "--dim", "32", "--parts", "1", "2", "--queries", "2")
+    result = json.loads(out[out.index("{"):])
+    runs = {k: v for k, v in result.items() if isinstance(v, dict)}
+    assert set(runs) == {"and 1 parts", "or 1 parts", "and 2 parts", "or 2 parts"}
+    for run in runs.values():  # every top 10 equals numpy's exact MaxSim
+        assert run["p50_ms"] > 0 and run["top10_vs_exact"] == 1.0
