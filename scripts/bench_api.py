@@ -1,11 +1,11 @@
 """Benchmark the HTTP API: select latency over loopback, idle and during an ingest.
 
-A store is filled with one cached 1-hour video (3,600 frames at 1 fps, 600 six-second
-segments) of scene-like unit vectors written through the store's write protocol (no 1-hour
-render: select latency does not depend on what the vectors mean), with the identity of the
-served model (default: the shipped ``synthetic-shapes``). A real ``framedex serve`` subprocess serves
-it; httpx clients send ``POST /v1/videos/{id}/select`` at concurrency 1 and 8, then again while
-an ingest job of a generated video runs. Prints a markdown table; errors must be zero.
+A store is filled with one cached 1-hour video (3,600 frames at 1 fps, 600 six-second segments)
+of scene-like unit vectors written through the store's write protocol (no 1-hour render: select
+latency does not depend on what the vectors mean), with the identity of the served model
+(default: the shipped ``synthetic-shapes``). A real ``framedex serve`` subprocess serves it;
+httpx clients send ``POST /v1/videos/{id}/select`` at concurrency 1 and 8, then again while an
+ingest job of a generated video runs. Prints a markdown table; errors must be zero.
 
 Usage::
 

@@ -47,7 +47,7 @@ def per_query(db: Path, rows: int) -> int:
     from framedex.store import open_store
 
     store = open_store(db)
-    for i in range(rows):
+    for _ in range(rows):
         store.append("query_log", [{"ts": None, "kind": "select", "sampler": "bolt",
                                     "budget": 8, "tokens": None, "video_id": "v", "query": "q",
                                     "latency_ms": 2.0, "result_size": 8, "params": "{}",

@@ -49,10 +49,10 @@ def run(sizes: list[int], dim: int, k: int, repeats: int, seed: int) -> list[dic
         rng = np.random.default_rng(seed)
         frames = unit_rows(rng, n, dim)
         query = unit_rows(rng, 1, dim)[0]
-        score_ms = median_ms(lambda: frames @ query, repeats)
+        score_ms = median_ms(lambda f=frames, q=query: f @ q, repeats)
         for name in list_samplers():
             sampler = create_sampler(name)
-            ms = median_ms(lambda: sampler.select(frames, query, k), repeats)
+            ms = median_ms(lambda s=sampler, f=frames, q=query: s.select(f, q, k), repeats)
             rows.append({"sampler": name, "n": n, "dim": dim, "k": k, "select_ms": ms,
                          "score_ms": score_ms, "ratio": ms / score_ms if score_ms else None})
     return rows

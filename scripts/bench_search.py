@@ -422,7 +422,7 @@ def same_moments(a, b, tol: float = 1e-5) -> bool:
     float32 cosine differs from numpy's by ~1e-7)."""
     return len(a) == len(b) and all(
         (x.video_id, x.start, x.end) == (y.video_id, y.start, y.end)
-        and abs(x.score - y.score) <= tol for x, y in zip(a, b))
+        and abs(x.score - y.score) <= tol for x, y in zip(a, b, strict=True))
 
 
 def recall10(vids, pos, scores, truth_idx) -> float:

@@ -100,8 +100,9 @@ def zero_shot(embed_images, embed_texts, size: list[int], seed: int, reps: int, 
     prompts = single_object_prompts()
     sims = embed_images(frames) @ embed_texts([p for p, _ in prompts]).T
     pred = [prompts[i][1] for i in sims.argmax(1)]
-    errors = Counter(f"{t[1]} {t[0]} -> {p[1]} {p[0]}" for t, p in zip(truth, pred) if t != p)
-    return float(np.mean([t == p for t, p in zip(truth, pred)])), len(truth), errors
+    errors = Counter(f"{t[1]} {t[0]} -> {p[1]} {p[0]}"
+                     for t, p in zip(truth, pred, strict=True) if t != p)
+    return float(np.mean([t == p for t, p in zip(truth, pred, strict=True)])), len(truth), errors
 
 
 def retrieval(embed_images, embed_texts, seed: int, pools: int, tmp: Path):

@@ -24,7 +24,7 @@ CORPUS = [
     "naïve café résumé Ångström straße ǅ",
     "日本語のテキスト 中文 한국어 русский текст ελληνικά עברית العربية",
     "emoji 🎉🎉 👩‍👩‍👧 🇫🇷 ❤️ and ☃",
-    "“curly” ‘quotes’ ﬁ ligature ＦＵＬＬＷＩＤＴＨ …",
+    "“curly” ‘quotes’ ﬁ ligature ＦＵＬＬＷＩＤＴＨ …",  # noqa: RUF001 (the point of the case)
     "&amp;amp;amp; &lt;tag&gt; &quot;q&quot; &#39; &nbsp; & alone",
     "sÃ³ mojibake Ã©tÃ©",
     "tabs\tand\nnew\r\nlines\x0bvertical\x0cfeed   spaces",
@@ -66,7 +66,7 @@ def test_ids_equal_open_clip_on_a_varied_corpus(open_clip_tokenizer, context_len
     ours = ClipTokenizer(context_length)(CORPUS)
     theirs = open_clip_tokenizer(context_length=context_length)(CORPUS).numpy()
     assert ours.dtype == np.int64 and ours.shape == (len(CORPUS), context_length)
-    for text, a, b in zip(CORPUS, ours, theirs):
+    for text, a, b in zip(CORPUS, ours, theirs, strict=True):
         assert a.tolist() == b.tolist(), text
 
 
@@ -115,7 +115,7 @@ def test_ftfy_changes_nothing_in_printable_ascii_without_ampersand(text):
 def test_bad_arguments_name_the_parameter():
     with pytest.raises(ConfigError, match="context_length=1"):
         ClipTokenizer(1)
-    with pytest.raises(ConfigError, match="clean='nope'.*lower"):
+    with pytest.raises(ConfigError, match=r"clean='nope'.*lower"):
         ClipTokenizer(77, clean="nope")
 
 

@@ -75,7 +75,7 @@ def test_unknown_architecture():
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(ModelLoadError, match="open_clip_config.json"):
+    with pytest.raises(ModelLoadError, match=r"open_clip_config\.json"):
         load_encoder(str(tmp_path), device="cpu")
 
 

@@ -95,7 +95,7 @@ def test_adard_key_first_three_picks_are_the_three_needles():
     res = create_sampler("adard_key").select_result(frames, q, 16)
     first = res.extras["pick_order"][:3]
     assert first[0] == int(np.argmax(frames @ q))  # the first pick is argmax R
-    for (lo, hi, _), i in zip(aligned, first):
+    for (lo, hi, _), i in zip(aligned, first, strict=True):
         assert lo <= i < hi, (first, aligned)
     assert not res.extras["gated"]
 

@@ -51,8 +51,8 @@ def _spec(duration: float, needles, seed: int) -> dict:
     shapes on an empty gray/white background, so each query object's truth is its needles."""
     rng = np.random.default_rng(seed)
     scenes, t = [], 0.0
-    for shape, color, start, dur in sorted(needles, key=lambda n: n[2]) + [(None, None,
-                                                                          duration, 0.0)]:
+    for shape, color, start, dur in [*sorted(needles, key=lambda n: n[2]),
+                                     (None, None, duration, 0.0)]:
         while t < start - 1e-9:
             d = min(float(rng.integers(3, 7)), start - t)
             objs = ([{"shape": str(rng.choice(["circle", "square", "triangle"])),
@@ -81,11 +81,11 @@ def test_search_finds_each_object_inside_its_truth_spans(world):
         hits = lib.search(object_phrase(shape, color), limit=k)
         good = [_in_spans(m.best_pts_sec, spans[m.video_id]) for m in hits]
         precisions.append(sum(good) / k)
-    assert np.mean(precisions) >= 0.8, list(zip(QUERIES, precisions))
+    assert np.mean(precisions) >= 0.8, list(zip(QUERIES, precisions, strict=True))
 
 
 def test_neighbouring_frames_merge_into_one_moment(world):
-    lib, truths, ids = world
+    lib, truths, _ids = world
     best = lib.search("a red circle", limit=1)[0]
     # A red-circle scene (6 s needle of long_a, or a filler scene) is indexed as several frames
     # at 1 fps: one moment covering the scene, not one moment per frame nor the whole video.

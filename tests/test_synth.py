@@ -99,10 +99,10 @@ def test_same_spec_twice_is_identical(tmp_path):
     assert (tmp_path / "a.truth.json").read_bytes() == (tmp_path / "b.truth.json").read_bytes()
     fa, fb = decode(tmp_path / "a.mp4"), decode(tmp_path / "b.mp4")
     assert len(fa) == len(fb) == 120
-    assert all(np.array_equal(a, b) for a, b in zip(fa, fb))
+    assert all(np.array_equal(a, b) for a, b in zip(fa, fb, strict=True))
     render(dict(spec, seed=6), tmp_path / "c.mp4")
     other = decode(tmp_path / "c.mp4")
-    assert not all(np.array_equal(a, b) for a, b in zip(fa, other))
+    assert not all(np.array_equal(a, b) for a, b in zip(fa, other, strict=True))
 
 
 def _bad(path: str, value):

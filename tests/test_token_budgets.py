@@ -74,7 +74,7 @@ def test_qframe_more_tokens_never_give_fewer_frames_or_worse_tiers():
         h, m, lo = counts(
             create_sampler("qframe").select_result(frames, q, TokenBudget(tokens)).tiers)
         now = (h, h + m, h + m + lo)
-        assert all(a >= b for a, b in zip(now, previous)), (tokens, now, previous)
+        assert all(a >= b for a, b in zip(now, previous, strict=True)), (tokens, now, previous)
         previous = now
     assert previous[2] > 100
 
@@ -82,7 +82,7 @@ def test_qframe_more_tokens_never_give_fewer_frames_or_worse_tiers():
 def test_qframe_high_tier_goes_to_the_most_relevant_frames():
     frames, q = video(peaked=True)
     res = create_sampler("qframe").select_result(frames, q, TokenBudget(8192))
-    high = [i for i, t in zip(res.indices, res.tiers) if t == "high"]
+    high = [i for i, t in zip(res.indices, res.tiers, strict=True) if t == "high"]
     assert high and all(NEEDLE[0] <= i < NEEDLE[1] for i in high)
 
 

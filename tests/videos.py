@@ -88,10 +88,9 @@ def write_video(
     for pkt in stream.encode():
         container.mux(pkt)
     container.close()
-    if rate is not None:
-        duration = float(len(pts) / rate)
-    else:
-        duration = float(pts[-1] + (pts[-1] - pts[-2]))  # the decoders count the last gap
+    # without a rate, the decoders count the last gap
+    duration = float(len(pts) / rate) if rate is not None else \
+        float(pts[-1] + (pts[-1] - pts[-2]))
     return VideoTruth(Path(path), tuple(pts), start, rate, duration, width, height)
 
 

@@ -103,13 +103,39 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_SAMPLER", "MAX_IMAGE_BYTES", "MAX_TEXT", "PAYLOAD_FORMATS",
-           "AskResult", "AskStream", "AssetRecord",
-           "CollectionInfo", "Delivery", "Job", "JobFilter", "JobStore", "Library",
-           "MemberRecord", "Moment", "RelevanceCurve", "Rollout", "VLMEndpoint",
-           "SamplerInfo", "SearchFilters", "SelectResult", "SourceFile", "VideoHit",
-           "VideoRecord", "decoder_names", "engine_names", "lease_ttl_from_env",
-           "parse_metadata", "sampler_infos", "sampler_names"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_SAMPLER",
+    "MAX_IMAGE_BYTES",
+    "MAX_TEXT",
+    "PAYLOAD_FORMATS",
+    "AskResult",
+    "AskStream",
+    "AssetRecord",
+    "CollectionInfo",
+    "Delivery",
+    "Job",
+    "JobFilter",
+    "JobStore",
+    "Library",
+    "MemberRecord",
+    "Moment",
+    "RelevanceCurve",
+    "Rollout",
+    "SamplerInfo",
+    "SearchFilters",
+    "SelectResult",
+    "SourceFile",
+    "VLMEndpoint",
+    "VideoHit",
+    "VideoRecord",
+    "decoder_names",
+    "engine_names",
+    "lease_ttl_from_env",
+    "parse_metadata",
+    "sampler_infos",
+    "sampler_names",
+]
 
 log = logging.getLogger(__name__)
 

@@ -259,7 +259,7 @@ def _entry(item: dict[str, Any], sel: SelectResult, frame_rate: float, sampler: 
     frame_idx = [int(f) for f in sel.frame_idx]
     seconds = [round(f / frame_rate, 2) for f in frame_idx]
     # The reader turns seconds back into frames with round(sec * fps): check it lands on ours.
-    if any(round(s * frame_rate) != f for s, f in zip(seconds, frame_idx)):
+    if any(round(s * frame_rate) != f for s, f in zip(seconds, frame_idx, strict=True)):
         report.mismatched.append(str(item["question_id"]))
     if len(pos) < budget:
         report.short.append(str(item["question_id"]))

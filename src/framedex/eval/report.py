@@ -99,12 +99,13 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, split: str = "test",
     for i, name in enumerate(names):
         color, style = cmap(i % 20), ("-" if "[tuned]" not in name else "--")
         pts = []
-        for (budget,), rs in _group([r for r in sel if r["sampler"] == name], "budget").items():
+        for (_budget,), rs in _group([r for r in sel if r["sampler"] == name], "budget").items():
             s = summarize(rs)
             pts.append((rs[0]["budget_kind"], s["tokens"], s["coverage"]))
         line = sorted((t, c) for kind, t, c in pts if kind == "frames")
         if line:
-            ax.plot(*zip(*line), style, marker="o", ms=4, color=color, label=name, lw=1.6)
+            ax.plot(*zip(*line, strict=True), style, marker="o", ms=4, color=color, label=name,
+                    lw=1.6)
         tok = [(t, c) for kind, t, c in pts if kind == "tokens"]
         if tok:
             xs, ys = zip(*tok, strict=True)

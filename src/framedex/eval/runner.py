@@ -178,7 +178,7 @@ def encode_questions(library: Library, cases: Sequence[VideoCase],
     qs = [q for c in cases for q in c.questions]
     texts = sorted({q.question for q in qs} | {t for q in qs for t in q.query_texts})
     emb = library.embed_text(texts) if texts else np.zeros((0, 1))
-    vec = {t: np.asarray(e, dtype=np.float64) for t, e in zip(texts, emb)}
+    vec = {t: np.asarray(e, dtype=np.float64) for t, e in zip(texts, emb, strict=True)}
     out = {}
     for q in qs:
         if "question" in modes:

@@ -181,7 +181,7 @@ def build_case(spec: SuiteSpec, split: str, index: int, duration: float) -> Vide
         dur = long_sec if r == n_single else spec.needle_sec
         lo, hi = slot_i * slot + 0.2 * slot, slot_i * slot + 0.8 * slot - dur
         t = float(np.floor(rng.uniform(lo, max(lo, hi))))
-        role, obj_i = roles[r]
+        _role, obj_i = roles[r]
         shape, color = objs[obj_i]
         needles.append({"time": t, "duration": dur,
                         "background": list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))],

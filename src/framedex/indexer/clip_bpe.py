@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import html
+import itertools
 import string
 import threading
 import zlib
@@ -115,9 +116,9 @@ def _load_vocab(path: str) -> tuple[dict[str, int], dict[str, int]]:
     ids = {s: i for i, s in enumerate([*singles, *(s + "</w>" for s in singles)])}
     # A merged symbol's id is 512 + its merge's rank ("i n" -> "in"); with duplicates the later
     # merge's id wins, as in a dict built from the whole vocabulary list.
-    ids.update(zip(merges.replace(" ", "").split("\n"), range(512, 512 + _N_MERGES)))
+    ids.update(zip(merges.replace(" ", "").split("\n"), range(512, 512 + _N_MERGES), strict=True))
     ids[SOT], ids[EOT] = 512 + _N_MERGES, 513 + _N_MERGES
-    return ids, dict(zip(lines, range(_N_MERGES)))
+    return ids, dict(zip(lines, range(_N_MERGES), strict=True))
 
 
 def _fix_text(text: str) -> str:
@@ -205,7 +206,7 @@ class ClipTokenizer:
         ranks = self._ranks
         while len(word) > 1:
             rank, first, second = min((ranks.get(f"{a} {b}", _NO_RANK), a, b)
-                                      for a, b in zip(word, word[1:]))
+                                      for a, b in itertools.pairwise(word))
             if rank == _NO_RANK:
                 break
             merged: list[str] = []

@@ -646,13 +646,14 @@ def _load_failure_message(spec: ModelSpec, ex: Exception) -> str:
             f"{type(ex).__name__} (the weights file is empty or truncated?)")[:160]
     if "not found in built-ins" in text or "Unknown model" in text:
         return (f"cannot load model {spec.raw!r}: unknown open_clip architecture "
-                f"{spec.model_name!r}; `python -c 'import open_clip; print(open_clip.list_models())'` "
-                "lists them")
+                f"{spec.model_name!r}; "
+                "`python -c 'import open_clip; print(open_clip.list_models())'` lists them")
     if spec.is_local:
         return f"cannot load model {spec.raw!r} from local files: {text}"
     return (
         f"cannot load model {spec.raw!r}: its weights are not in the local cache and could not "
-        "be downloaded (no network?). Download them on a machine with internet and pass a local file, e.g. "
+        "be downloaded (no network?). Download them on a machine with internet and pass a local "
+        "file, e.g. "
         "--model ViT-B-32:/path/to/open_clip_pytorch_model.bin, or a folder holding "
         "open_clip_config.json + weights (--model /path/to/folder); offline demo: "
         "--model synthetic-shapes"

@@ -40,7 +40,8 @@ from framedex.store import Store
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
-    [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"]
+    [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+     ".flv", ".wmv", ".3gp", ".ogv"]
 )
 
 #: progress(path, frames_done, frames_expected)

@@ -161,13 +161,14 @@ class MomentFinder:
                 continue
             # contiguous unread runs of [lo, hi)
             edges = np.flatnonzero(np.diff(np.concatenate([[0], unread.astype(np.int8), [0]])))
-            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
                 todo.append((video_id, lo + a, lo + b))
                 state.read[lo + a:lo + b] = True
         if not todo:
             return []
         out = []
-        for (video_id, lo, hi), (pos, pts, scores) in zip(todo, self.frames.read(todo)):
+        read = self.frames.read(todo)
+        for (video_id, lo, hi), (pos, pts, scores) in zip(todo, read, strict=True):
             state = self._videos[video_id]
             state.scores[lo:hi], state.pts[lo:hi], state.pos[lo:hi] = scores, pts, pos
             idx = np.arange(lo, hi)

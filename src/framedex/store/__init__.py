@@ -20,16 +20,16 @@ os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 from framedex.store.base import FrameArrays as FrameArrays
 from framedex.store.base import SegmentArrays as SegmentArrays
 from framedex.store.base import Store as Store
+from framedex.store.jobs import Job as Job
+from framedex.store.jobs import JobFilter as JobFilter
+from framedex.store.jobs import JobStore as JobStore
 from framedex.store.lance_store import LanceStore as LanceStore
+from framedex.store.leases import lease_ttl_from_env as lease_ttl_from_env
 from framedex.store.querylog import QueryLog as QueryLog
 from framedex.store.schema import AssetRecord as AssetRecord
 from framedex.store.schema import IndexRecord as IndexRecord
 from framedex.store.schema import MemberRecord as MemberRecord
 from framedex.store.schema import VideoRecord as VideoRecord
-from framedex.store.jobs import Job as Job
-from framedex.store.jobs import JobFilter as JobFilter
-from framedex.store.jobs import JobStore as JobStore
-from framedex.store.leases import lease_ttl_from_env as lease_ttl_from_env
 from framedex.store.tables import is_missing_file as is_missing_file
 
 

@@ -7,9 +7,10 @@ multivector cosine search ranks rows by ``sum_p max_s cos(q_p, d_s)`` (its ``_di
 which is what "videos that show all of these" asks.
 
 Visibility: ``commit_video`` writes the row from the generation's segments (as the writer
-computed them, in memory) just before the ``videos`` row that names the generation, so the row is invisible until that commit (readers
-keep rows whose generation the ``videos`` row names) and never missing after it. Re-index,
-abort, retire and delete treat the table exactly like ``frames`` and ``segments``.
+computed them, in memory) just before the ``videos`` row that names the generation, so the row
+is invisible until that commit (readers keep rows whose generation the ``videos`` row names) and
+never missing after it. Re-index, abort, retire and delete treat the table exactly like
+``frames`` and ``segments``.
 """
 
 from __future__ import annotations

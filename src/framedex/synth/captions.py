@@ -87,7 +87,7 @@ def relevance(query: Query, background: str, objects: Sequence[Obj]) -> float:
         return 0.0
     for perm in itertools.permutations(objects, len(query.items)):
         if all((s is None or s == o[0]) and (c is None or c == o[1])
-               for (s, c), o in zip(query.items, perm)):
+               for (s, c), o in zip(query.items, perm, strict=True)):
             return 1.0 if len(query.items) == len(objects) else 0.5
     return 0.0
 

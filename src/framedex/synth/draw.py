@@ -12,8 +12,7 @@ that to draw random moments of random scenes with exactly the code that renders 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -134,7 +133,7 @@ def plan_scene(scene: SceneSpec, size: tuple[int, int], seed: int | list[int],
     cross_len, along_len = (h, w) if horizontal else (w, h)
     lanes: Sequence[int] = rng.permutation(n).tolist() if n else []
     tracks = []
-    for obj, lane_idx in zip(scene.objects, lanes):
+    for obj, lane_idx in zip(scene.objects, lanes, strict=True):
         frac = obj.size if obj.size is not None else rng.uniform(*SIZE_RANGE)
         pulse_amp = rng.uniform(0.03, 0.10)
         lane_w = cross_len / n
@@ -199,7 +198,7 @@ def plan(spec: Spec) -> list[ScenePlan]:
     """Place every scene of ``spec`` on the frame grid and plan its objects' motion."""
     return [ScenePlan(index=i, start_frame=a, end_frame=b, scene=s,
                       tracks=plan_scene(s, spec.size, [spec.seed, i], spec.motion))
-            for i, (s, (a, b)) in enumerate(zip(spec.scenes, scene_frames(spec)))]
+            for i, (s, (a, b)) in enumerate(zip(spec.scenes, scene_frames(spec), strict=True))]
 
 
 def iter_frames(spec: Spec) -> Iterator[np.ndarray]:

@@ -83,7 +83,7 @@ def truth_of(spec: dict[str, Any] | Spec) -> Truth:
     scenes = tuple(
         TruthScene(start=round(a / fps, 6), end=round(b / fps, 6), background=s.background,
                    objects=tuple((o.shape, o.color) for o in s.objects))
-        for s, (a, b) in zip(spec.scenes, scene_frames(spec)) if b > a)
+        for s, (a, b) in zip(spec.scenes, scene_frames(spec), strict=True) if b > a)
     total = scene_frames(spec)[-1][1]
     return Truth(duration=round(total / fps, 6), fps=float(fps), scenes=scenes)
 

@@ -41,7 +41,7 @@ def static(name: str) -> Response:
     """The viewer's CSS, JavaScript and icon, from the package (open: they hold no data)."""
     if name not in STATIC:
         raise NotFoundError(f"no viewer file {name[:64]!r}")
-    data = resources.files("framedex.api.viewer").joinpath("static", name).read_bytes()
+    data = resources.files("framedex.api.viewer").joinpath("static").joinpath(name).read_bytes()
     return Response(data, media_type=STATIC[name],
                     headers={"Cache-Control": "public, max-age=3600", **SECURITY_HEADERS})
 

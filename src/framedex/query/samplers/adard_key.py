@@ -77,7 +77,7 @@ class _Pool:
         c_new = np.zeros((self.k, len(new)))
         if self.picks:
             g = (e_new @ self.pe[self.picks].T).astype(np.float64)  # (b, t)
-            for s, (j, piv) in enumerate(zip(self.picks, self.piv)):
+            for s, (j, piv) in enumerate(zip(self.picks, self.piv, strict=True)):
                 c_new[s] = (g[:, s] - c_new[:s].T @ self.chol[:s, j]) / piv
             d_new -= (c_new[: len(self.picks)] ** 2).sum(axis=0)
         self.idx = np.concatenate([self.idx, new])

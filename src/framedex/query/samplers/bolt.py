@@ -129,8 +129,6 @@ class BoltSampler(Sampler):
                 uniform = uniform_indices(ctx.n, k)
             return Selection(uniform.tolist(), extras={"constant_scores": True})
         idx, p = inverse_transform_indices(x, k, float(self.power))
-        if self.dedupe:
-            out = dedupe_nearest(idx, p)
-        else:
-            out = idx  # already non-decreasing: cdf and u both are
+        # without dedupe, idx is already non-decreasing: cdf and u both are
+        out = dedupe_nearest(idx, p) if self.dedupe else idx
         return Selection(out.tolist(), extras={"distinct_draws": len(np.unique(idx))})

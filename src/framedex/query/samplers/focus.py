@@ -46,7 +46,7 @@ def make_arms(ts: np.ndarray, arm_sec: float, min_arms: int) -> np.ndarray:
     """Arm boundaries: (A + 1,) positions; arm a is frames ``[b[a], b[a + 1])``, none empty."""
     n = len(ts)
     span = float(ts[-1] - ts[0]) if n > 1 else 0.0
-    count = min(n, max(min_arms, int(math.ceil(span / arm_sec)) if span > 0 else 1))
+    count = min(n, max(min_arms, math.ceil(span / arm_sec) if span > 0 else 1))
     edges = ts[0] + span * np.arange(1, count) / count
     cuts = np.searchsorted(ts, edges, side="left")
     return np.unique(np.concatenate([[0], cuts, [n]]))
@@ -155,7 +155,7 @@ class FocusSampler(Sampler):
             observed[bounds[a]:bounds[a + 1]] = True  # fine stage: a dense lookup
         u = ucb(bounds, observed, x, 1e-6)
         seen = np.flatnonzero(observed)
-        k_top = int(round(self.top_ratio * min(k, len(seen))))
+        k_top = round(self.top_ratio * min(k, len(seen)))
         chosen = seen[top_indices(x[seen], k_top)].tolist()
         share = min(n_arms, self.final_max_arms,
                     max(self.final_min_arms, math.ceil(n_arms * self.zoom_ratio)))
@@ -165,7 +165,7 @@ class FocusSampler(Sampler):
         gap = self._gap(ts, k)
         for i in chosen:
             self._block(blocked, ts, i, gap)
-        for a, want in zip(np.argsort(-u, kind="stable")[:share], need):
+        for a, want in zip(np.argsort(-u, kind="stable")[:share], need, strict=True):
             chosen += self._draw_arm(x, ts, bounds[a], bounds[a + 1], want, blocked, gap, rng)
         picked = np.unique(np.asarray(chosen, dtype=np.int64))[:k]
         if len(picked) < k:  # arms too small or the gap too wide: fill by relevance

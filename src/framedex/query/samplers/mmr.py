@@ -47,7 +47,7 @@ def mmr_greedy(emb: np.ndarray, rel: np.ndarray, k: int, theta: float,
     ub = theta * rel - (1.0 - theta) * m
     ub[first] = -np.inf
     pool, outside = _pool(ub, min(n, 4 * k + 64))
-    for step in range(1, k):
+    for _ in range(1, k):
         sel = emb[picks]
         b = block
         while True:

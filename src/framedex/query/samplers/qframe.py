@@ -63,7 +63,7 @@ def tier_split(total: int, high: int, mid: int, low: int) -> tuple[int, int, int
 
 def split_cost(counts: tuple[int, int, int], budget: TokenBudget) -> int:
     """Tokens that ``counts`` = (n_high, n_mid, n_low) frames cost under ``budget``."""
-    return sum(c * budget.cost(t) for c, t in zip(counts, ("high", "mid", "low")))
+    return sum(c * budget.cost(t) for c, t in zip(counts, ("high", "mid", "low"), strict=True))
 
 
 def split_for_tokens(
@@ -157,5 +157,5 @@ class QFrameSampler(Sampler):
             tokens = sum(ctx.token_budget.cost(t) for t in tiers)
         return Selection(
             indices, tiers=tiers, tokens_used=tokens,
-            extras={"tier_counts": dict(zip(("high", "mid", "low"), counts))},
+            extras={"tier_counts": dict(zip(("high", "mid", "low"), counts, strict=True))},
         )
