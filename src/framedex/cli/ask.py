@@ -27,6 +27,7 @@ from framedex.cli._common import (
     vlm_endpoint,
 )
 from framedex.errors import ConfigError
+from framedex.rules import tier_costs_text
 from framedex.validate import parse_pairs
 
 
@@ -48,7 +49,7 @@ def ask(
     budget: Annotated[int | None, typer.Option(
         "--budget", "-k", help="Frames to send (K). Default 8.")] = None,
     tokens: Annotated[int | None, typer.Option(
-        "--tokens", help="Token budget instead of K (Gemini 258/130/66 per high/mid/low).")] = None,
+        "--tokens", help=f"Token budget instead of K (Gemini {tier_costs_text()}).")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Sampler parameter KEY=VALUE (repeatable).")] = None,
     start: Annotated[float | None, typer.Option(

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import ConfigError, check
+from framedex.rules import TIERS
 
 if TYPE_CHECKING:
     from framedex.library import Library, SelectResult
@@ -63,7 +64,7 @@ _ITEM_BOLT = {
         "frame_idx": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "pts_sec": {"type": "array", "items": {"type": "number"}},
         "grid_pos": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "tiers": {"type": "array", "items": {"enum": ["high", "mid", "low"]}},
+        "tiers": {"type": "array", "items": {"enum": list(TIERS)}},
         "video_path": {"type": "string"},
         "sampler": {"type": "string"},
         "budget": {"type": "integer", "minimum": 1},

@@ -11,8 +11,9 @@ grid is 1 fps, so a 3 s needle offers three grid frames). A question's evidence 
 - ``precision``: fraction of chosen frames inside some truth span.
 
 Cost: ``tokens`` is what the VLM would pay for the frames. For a frame-count budget every frame
-costs the Gemini default-resolution 258 tokens; for a :class:`TokenBudget` it is the
-Selection's ``tokens_used``, else the sum of its tiers' costs, else every frame at ``low``.
+costs Gemini's default-resolution tokens (``framedex.rules.GEMINI_FRAME_TOKENS``); for a
+:class:`TokenBudget` it is the Selection's ``tokens_used``, else the sum of its tiers' costs,
+else every frame at ``low``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Tokens per frame at Gemini's default media resolution (frame-count budgets).
-GEMINI_FRAME_TOKENS = 258
+from framedex.rules import GEMINI_FRAME_TOKENS
 
 Span = tuple[float, float]
 
@@ -85,4 +85,4 @@ def selection_tokens(num_frames: int, budget: object, tokens_used: int | None,
     return int(num_frames) * budget.cost("low")
 
 
-__all__ = ["GEMINI_FRAME_TOKENS", "Score", "in_spans", "score_selection", "selection_tokens"]
+__all__ = ["Score", "in_spans", "score_selection", "selection_tokens"]

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from framedex.rules import GEMINI_FRAME_TOKENS
+
 TASKS = ("single", "multi", "order", "weak")
 
 
@@ -111,9 +113,11 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, split: str = "test",
             xs, ys = zip(*tok, strict=True)
             ax.scatter(xs, ys, marker="x", s=40, color=color)
     ax.set_xscale("log", base=2)
-    ticks = sorted({int(r["k"]) * 258 for r in sel if r["budget_kind"] == "frames"})
+    ticks = sorted({int(r["k"]) * GEMINI_FRAME_TOKENS for r in sel
+                    if r["budget_kind"] == "frames"})
     ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.set_xlabel("mean tokens per question (log scale; K frames cost K x 258)")
+    ax.set_xlabel("mean tokens per question (log scale; K frames cost K x "
+                  f"{GEMINI_FRAME_TOKENS})")
     ax.set_ylabel("mean evidence coverage (macro over task types)")
     ax.set_title(f"framedex eval: quality vs cost ({split} split, text = {mode})\n"
                  "lines: K = 4, 8, 16, 32 frames;  x: TokenBudget 2048 / 8192")

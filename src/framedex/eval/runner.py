@@ -67,7 +67,7 @@ class EvalConfig:
         model: encoder spec (the bundled ``synthetic-shapes`` by default).
         samplers: sampler names (default: every registered sampler).
         int_budgets: frame-count budgets K.
-        token_budgets: token budgets (Gemini tier costs 258/130/66).
+        token_budgets: token budgets (Gemini's tier costs, ``framedex.rules.TIER_TABLE``).
         text_modes: which question encodings to score (see :mod:`framedex.eval.suite`).
         primary_mode: text mode of the report tables, the plot and the sweep objective.
         sweep: run the hold-out sweep.

@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from framedex import rules
 from framedex.errors import ConfigError, check
 from framedex.indexer.decode.base import output_size
-from framedex.query.samplers.base import TIERS
+from framedex.rules import TIERS
 
-#: Fraction of the native frame side per tier (Q-Frame's official 1/2, 1/4, 1/8).
-TIER_SCALES: dict[str, float] = {"high": 1 / 2, "mid": 1 / 4, "low": 1 / 8}
 #: A tier never shrinks the longer side below this many pixels (1/8 of a 320 px video would
 #: be a 40 px thumbnail, which no VLM can read); it also never upscales past the native size.
 MIN_TIER_SIDE = 64
@@ -43,8 +42,8 @@ MAX_JPEG_QUALITY = 95
 def tier_max_side(width: int, height: int, tier: str) -> int:
     """The longer output side of a ``width`` x ``height`` frame at resolution ``tier``.
 
-    ``round(max(width, height) * TIER_SCALES[tier])``, but at least :data:`MIN_TIER_SIDE`
-    and at most the native longer side.
+    ``round(max(width, height) * scale)`` with the tier's scale (``framedex.rules.TIER_TABLE``),
+    but at least :data:`MIN_TIER_SIDE` and at most the native longer side.
 
     Args:
         width: native frame width in pixels.
@@ -57,11 +56,11 @@ def tier_max_side(width: int, height: int, tier: str) -> int:
     Raises:
         ConfigError: unknown tier or a non-positive size.
     """
-    check(tier in TIER_SCALES, "tier", tier, f"must be one of {', '.join(TIERS)}")
+    check(tier in TIERS, "tier", tier, f"must be one of {', '.join(TIERS)}")
     check(_is_int(width) and width >= 1, "width", width, "must be a positive integer")
     check(_is_int(height) and height >= 1, "height", height, "must be a positive integer")
     native = max(int(width), int(height))
-    return min(native, max(MIN_TIER_SIDE, round(native * TIER_SCALES[tier])))
+    return min(native, max(MIN_TIER_SIDE, round(native * rules.tier(tier).scale)))
 
 
 def target_size(
@@ -125,7 +124,7 @@ def decode_frames(
         check(len(tiers) == len(idx), "tiers", f"<{len(tiers)} tiers>",
               f"must have one tier per frame ({len(idx)})")
         for t in tiers:
-            check(t is None or t in TIER_SCALES, "tiers", t, f"must be one of {', '.join(TIERS)}")
+            check(t is None or t in TIERS, "tiers", t, f"must be one of {', '.join(TIERS)}")
     tiers = list(tiers) if tiers is not None else [None] * len(idx)
     with open_video(path, decoder=decoder) as dec:
         info = dec.info
@@ -239,6 +238,6 @@ def _is_int(v: object) -> bool:
 
 
 __all__ = [
-    "MIN_TIER_SIDE", "TIER_SCALES", "decode_frames", "frame_filename", "target_size",
+    "MIN_TIER_SIDE", "decode_frames", "frame_filename", "target_size",
     "tier_max_side", "to_data_url", "to_jpeg", "write_frames",
 ]

@@ -27,31 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from framedex import rules
 from framedex.errors import UnknownNameError, check
 from framedex.query.frames import to_data_url, to_jpeg
-from framedex.query.samplers.base import TIERS, TokenBudget
-
-#: OpenAI ``detail`` per tier: ``high`` asks for the tiled high-res read, ``low`` for the fixed
-#: 512 px / 85-token read; ``mid`` (and no tier) leaves the choice to the server (``auto``).
-DETAIL_BY_TIER: dict[str | None, str] = {"high": "high", "mid": "auto", "low": "low", None: "auto"}
-
-#: Gemini: a video is sampled at 1 fps and every frame costs 258 tokens at the default media
-#: resolution (66 at low); the per-tier image costs are TokenBudget's defaults (258/130/66).
-GEMINI_VIDEO_FPS = 1.0
-GEMINI_TOKENS_PER_FRAME = 258
-GEMINI_TOKENS_PER_TIER: dict[str, int] = dict(TokenBudget(1).tokens_per_tier)
-
-#: Qwen2.5-VL: ViT patch 14 with a 2x2 token merge, so one token per 28x28 pixels; videos are
-#: sampled at 2 fps (qwen-vl-utils' default FPS) and two consecutive frames are merged into one
-#: temporal patch (temporal_patch_size=2). Assumed input size: 448x448, a typical per-frame size
-#: for long videos under its total-pixel cap. Then one 2-frame group is (448/28)^2 = 256
-#: tokens, i.e. 128 tokens per video frame. A selected frame sent as a separate *image* is not
-#: merged with a neighbour (the processor repeats it to fill the temporal patch), so it costs
-#: 256 at 448x448; tiers halve the side per step (Q-Frame's 1/2, 1/4, 1/8), i.e. a quarter of the
-#: tokens: high 256 (448 px), mid 64 (224 px), low 16 (112 px).
-QWEN_VIDEO_FPS = 2.0
-QWEN_TOKENS_PER_VIDEO_FRAME = 128
-QWEN_TOKENS_PER_TIER: dict[str, int] = {"high": 256, "mid": 64, "low": 16}
+from framedex.rules import FAMILIES, TIERS
 
 
 def _as_data_url(image: np.ndarray | bytes | str, quality: int) -> str:
@@ -129,7 +108,7 @@ def openai_payload(
         timestamps: ``pts_sec`` per frame; frames are sent sorted by it.
         question: the user's question (the last text part).
         model: the ``model`` field (e.g. the vLLM served model name).
-        tiers: per-frame tier; sets each image's ``detail`` (see DETAIL_BY_TIER).
+        tiers: per-frame tier; sets each image's ``detail`` (the tier's ``openai_detail``).
         duration_sec: the video's length, mentioned in the intro text when given.
         intro: first text part; None = a default sentence, ``""`` = none.
         system: optional system message.
@@ -150,7 +129,7 @@ def openai_payload(
     for pos, (im, ts, tier) in enumerate(items, start=1):
         content.append({"type": "text", "text": frame_label(pos, ts)})
         content.append({"type": "image_url", "image_url": {
-            "url": _as_data_url(im, quality), "detail": DETAIL_BY_TIER[tier]}})
+            "url": _as_data_url(im, quality), "detail": rules.tier(tier).openai_detail}})
     content.append({"type": "text", "text": question})
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": content})
@@ -236,10 +215,10 @@ def cost_line(
 ) -> dict[str, Any]:
     """Tokens this selection costs against sending the whole video natively.
 
-    Whole video: Gemini at 1 fps x 258 tokens; Qwen2.5-VL at 2 fps x 128 tokens per frame
-    (448x448, two frames per temporal patch; see QWEN_TOKENS_PER_VIDEO_FRAME). Selection:
-    ``tokens_used`` (the sampler's TokenBudget count) if given, else per-frame Gemini costs
-    (258 untiered; 258/130/66 by tier); for Qwen2.5-VL, 256 per untiered image, 256/64/16 by tier.
+    Whole video: each model family's native sampling (``framedex.rules.FAMILIES``: Gemini at
+    1 fps, Qwen2.5-VL at 2 fps with two frames per temporal patch). Selection: ``tokens_used``
+    (the sampler's TokenBudget count, in Gemini units) if given, else each frame's cost at its
+    tier (``framedex.rules.TIER_TABLE``; an untiered frame costs a full image).
 
     Args:
         num_frames: frames selected.
@@ -261,17 +240,13 @@ def cost_line(
     check(len(tiers) == num_frames, "tiers", len(tiers), f"need one per frame ({num_frames})")
     for t in tiers:
         check(t is None or t in TIERS, "tiers", t, f"must be one of {', '.join(TIERS)}")
-    gem = sum(GEMINI_TOKENS_PER_TIER[t] if t else GEMINI_TOKENS_PER_FRAME for t in tiers)
+    gem = sum(rules.tier(t).tokens["gemini"] for t in tiers)
     if tokens_used is not None:
         check(int(tokens_used) >= 0, "tokens_used", tokens_used, "must be >= 0")
         gem = int(tokens_used)
-    qwen = sum(QWEN_TOKENS_PER_TIER[t or "high"] for t in tiers)
-    # ceil(-1e-9): a 1800.0 s video has frames at 0..1799 s, not 1801 of them.
-    gem_frames = max(1, math.ceil(duration_sec * GEMINI_VIDEO_FPS - 1e-9))
-    qwen_frames = max(2, math.ceil(duration_sec * QWEN_VIDEO_FPS - 1e-9))
-    qwen_frames += qwen_frames % 2  # padded to a whole temporal patch
-    whole_gem = gem_frames * GEMINI_TOKENS_PER_FRAME
-    whole_qwen = qwen_frames * QWEN_TOKENS_PER_VIDEO_FRAME
+    qwen = sum(rules.tier(t).tokens["qwen"] for t in tiers)
+    whole_gem = whole_video_tokens("gemini", duration_sec)
+    whole_qwen = whole_video_tokens("qwen", duration_sec)
     out: dict[str, Any] = {
         "num_frames": int(num_frames), "duration_sec": float(duration_sec),
         "selection_tokens_gemini": gem, "selection_tokens_qwen": qwen,
@@ -282,10 +257,27 @@ def cost_line(
     }
     out["text"] = (
         f"{num_frames} frames = {gem:,} tokens vs {whole_gem:,} for the whole "
-        f"{_clock(duration_sec)} video at Gemini 1 fps ({_x(out['savings_x_gemini'])} fewer); "
-        f"Qwen2.5-VL: {qwen:,} vs {whole_qwen:,} at 2 fps ({_x(out['savings_x_qwen'])} fewer)"
+        f"{_clock(duration_sec)} video at {_family_rate('gemini')} "
+        f"({_x(out['savings_x_gemini'])} fewer); {FAMILIES['qwen'].label}: {qwen:,} vs "
+        f"{whole_qwen:,} at {_family_rate('qwen', label=False)} "
+        f"({_x(out['savings_x_qwen'])} fewer)"
     )
     return out
+
+
+def whole_video_tokens(family: str, duration_sec: float) -> int:
+    """Tokens a model family spends on a whole video of ``duration_sec`` sent natively: its
+    sampling rate's frames (padded to whole temporal patches) at its per-frame cost."""
+    fam = FAMILIES[family]
+    # ceil(-1e-9): a 1800.0 s video has frames at 0..1799 s, not 1801 of them.
+    frames = max(fam.frames_per_patch, math.ceil(duration_sec * fam.video_fps - 1e-9))
+    frames += -frames % fam.frames_per_patch  # padded to a whole temporal patch
+    return frames * fam.video_frame_tokens
+
+
+def _family_rate(family: str, *, label: bool = True) -> str:
+    fam = FAMILIES[family]
+    return f"{fam.label + ' ' if label else ''}{fam.video_fps:g} fps"
 
 
 def _clock(sec: float) -> str:
@@ -300,7 +292,6 @@ def _x(ratio: float) -> str:
 
 
 __all__ = [
-    "DETAIL_BY_TIER", "GEMINI_TOKENS_PER_FRAME", "PAYLOAD_FORMATS", "QWEN_TOKENS_PER_TIER",
-    "QWEN_TOKENS_PER_VIDEO_FRAME", "build_payload", "cost_line", "frame_label",
-    "gemini_payload", "openai_payload",
+    "PAYLOAD_FORMATS", "build_payload", "cost_line", "frame_label", "gemini_payload",
+    "openai_payload", "whole_video_tokens",
 ]

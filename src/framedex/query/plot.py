@@ -26,12 +26,8 @@ from typing import Any
 import numpy as np
 
 from framedex.errors import check
-from framedex.query.samplers.base import TIERS
+from framedex.rules import TIERS, tier
 
-#: Marker colours per tier (colour-blind-safe Okabe-Ito), and for untiered selections.
-TIER_COLORS: dict[str | None, str] = {
-    "high": "#D55E00", "mid": "#E69F00", "low": "#0072B2", None: "#D55E00",
-}
 _CURVE = "#555555"
 _MAX_COLS = 8
 #: Most thumbnails on the contact sheet (four rows of eight).
@@ -155,12 +151,12 @@ def plot_selection(
         cell.imshow(_shrink(thumbs[k], cell_px), interpolation="lanczos")
         cell.set_xticks([])
         cell.set_yticks([])
-        colour = TIER_COLORS[tr[i]]
+        colour = tier(tr[i]).color
         for side in cell.spines.values():
             side.set_edgecolor(colour)
             side.set_linewidth(2.5)
-        tier = f"  [{tr[i]}]" if tr[i] else ""
-        cell.set_title(f"#{k + 1}  {_clock(cts[i])}{tier}", fontsize=9, color="#222222")
+        label = f"  [{tr[i]}]" if tr[i] else ""
+        cell.set_title(f"#{k + 1}  {_clock(cts[i])}{label}", fontsize=9, color="#222222")
     if thumbs and len(members) < len(pos):
         sheet_fig.suptitle(f"{len(members)} of the {len(pos):,} chosen frames, evenly over the "
                            "selection", fontsize=9, color="#444444")
@@ -200,9 +196,9 @@ def _draw_curve(ax, ts, sc, pos, numbered, tiers, boundaries) -> None:
     low, high = float(y.min()) - 0.08 * span, float(y.max()) + 0.22 * span
     at = np.asarray(pos, dtype=np.int64)
     dense = min(1.0, MAX_SHEET / max(1, len(at)))  # hundreds of picks: thinner, fainter marks
-    for tier in dict.fromkeys(tiers):  # each tier once, in first-seen order
-        mine = at[[t == tier for t in tiers]]
-        colour = TIER_COLORS[tier]
+    for name in dict.fromkeys(tiers):  # each tier once, in first-seen order
+        mine = at[[t == name for t in tiers]]
+        colour = tier(name).color
         ax.vlines(ts[mine], low, high, color=colour, alpha=max(0.03, 0.25 * dense),
                   linewidth=1.0, zorder=1)
         ax.scatter(ts[mine], y[mine], s=max(6.0, 46 * dense), color=colour,
@@ -233,7 +229,7 @@ def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:
     used: list[str | None] = [t for t in TIERS if t in tiers] or [None]
     for t in used:
         label = f"chosen ({t})" if t else "chosen frame"
-        handles.append(Line2D([], [], marker="o", linestyle="", color=TIER_COLORS[t],
+        handles.append(Line2D([], [], marker="o", linestyle="", color=tier(t).color,
                               markersize=7, label=label))
     if has_bounds:
         handles.append(Line2D([], [], color="#999999", linestyle=":", label="shot boundary"))
@@ -246,4 +242,4 @@ def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:
     leg.set_in_layout(False)
 
 
-__all__ = ["MAX_SHEET", "TIER_COLORS", "plot_selection", "sheet_members"]
+__all__ = ["MAX_SHEET", "plot_selection", "sheet_members"]

@@ -25,9 +25,7 @@ import numpy as np
 
 from framedex.errors import ConfigError, check
 from framedex.registry import Registry
-
-#: Resolution tiers, best first. A tier's ``scale`` is the fraction of the native frame side.
-TIERS: tuple[str, ...] = ("high", "mid", "low")
+from framedex.rules import TIERS, tier_tokens
 
 
 @dataclass(frozen=True)
@@ -37,14 +35,11 @@ class TokenBudget:
     Args:
         tokens: total tokens the selection may cost.
         tokens_per_tier: tokens one frame costs at each tier (``high``/``mid``/``low``).
-            The default is Gemini's: 258 tokens per frame at default media resolution, 66 at
-            low; ``mid`` sits between.
+            The default is Gemini's (``framedex.rules.TIER_TABLE``).
     """
 
     tokens: int
-    tokens_per_tier: Mapping[str, int] = field(
-        default_factory=lambda: {"high": 258, "mid": 130, "low": 66}
-    )
+    tokens_per_tier: Mapping[str, int] = field(default_factory=tier_tokens)
 
     def __post_init__(self) -> None:
         check(isinstance(self.tokens, (int, np.integer)) and self.tokens >= 1,

@@ -39,6 +39,7 @@ from framedex.query.samplers.base import (
     TokenBudget,
     register_sampler,
 )
+from framedex.rules import TIERS
 
 
 def tier_split(total: int, high: int, mid: int, low: int) -> tuple[int, int, int]:
@@ -63,7 +64,7 @@ def tier_split(total: int, high: int, mid: int, low: int) -> tuple[int, int, int
 
 def split_cost(counts: tuple[int, int, int], budget: TokenBudget) -> int:
     """Tokens that ``counts`` = (n_high, n_mid, n_low) frames cost under ``budget``."""
-    return sum(c * budget.cost(t) for c, t in zip(counts, ("high", "mid", "low"), strict=True))
+    return sum(c * budget.cost(t) for c, t in zip(counts, TIERS, strict=True))
 
 
 def split_for_tokens(
@@ -79,7 +80,7 @@ def split_for_tokens(
     Returns:
         (n_high, n_mid, n_low) with ``split_cost(...) <= budget.tokens`` and a sum >= 1.
     """
-    cheapest = min(budget.cost(t) for t in ("high", "mid", "low"))
+    cheapest = min(budget.cost(t) for t in TIERS)
     lo, hi = 0, max(0, min(n, budget.tokens // cheapest))
     while lo < hi:  # largest total whose split fits; the cost is monotone in the total
         mid_t = (lo + hi + 1) // 2
@@ -89,7 +90,7 @@ def split_for_tokens(
             hi = mid_t - 1
     if lo >= 1:
         return tier_split(lo, high, mid, low)
-    for i, tier in enumerate(("high", "mid", "low")):
+    for i, tier in enumerate(TIERS):
         if budget.cost(tier) <= budget.tokens:
             return tuple(1 if j == i else 0 for j in range(3))  # type: ignore[return-value]
     return 0, 0, 1  # unreachable after build_context's check; keeps >= 1 frame
@@ -135,7 +136,7 @@ class QFrameSampler(Sampler):
 
     def __post_init__(self) -> None:
         check(float(self.tau) > 0 and np.isfinite(self.tau), "tau", self.tau, "must be > 0")
-        for name in ("high", "mid", "low"):
+        for name in TIERS:
             v = getattr(self, name)
             check(isinstance(v, (int, np.integer)) and v >= 0, name, v, "must be an int >= 0")
         check(self.high >= 1, "high", self.high, "must be >= 1 (the top rank is high tier)")
@@ -157,5 +158,5 @@ class QFrameSampler(Sampler):
             tokens = sum(ctx.token_budget.cost(t) for t in tiers)
         return Selection(
             indices, tiers=tiers, tokens_used=tokens,
-            extras={"tier_counts": dict(zip(("high", "mid", "low"), counts, strict=True))},
+            extras={"tier_counts": dict(zip(TIERS, counts, strict=True))},
         )

@@ -52,6 +52,7 @@ from framedex.query.samplers.base import (
     list_samplers,
     register_sampler,
 )
+from framedex.rules import TIERS
 
 
 @register_sampler("router")
@@ -97,8 +98,8 @@ class RouterSampler(Sampler):
             tb = ctx.token_budget
             # Relevance: the best tier that affords a frame (high unless the budget is tiny);
             # build_context guarantees the cheapest tier affords at least one frame.
-            cheapest = min(("low", "mid", "high"), key=tb.cost)
-            order = ("high", "mid", "low") if peaked else ()
+            cheapest = min(reversed(TIERS), key=tb.cost)  # ties: the lower tier
+            order = TIERS if peaked else ()
             tier = next((t for t in order if tb.cost(t) <= tb.tokens), cheapest)
             count = max(1, min(ctx.n, tb.tokens // tb.cost(tier)))
         name = self.relevance if peaked else self.coverage
