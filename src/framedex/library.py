@@ -51,7 +51,6 @@ from framedex.query.delivery import (
     verified_source,
 )
 from framedex.query.images import MAX_IMAGE_BYTES, MAX_IMAGE_DECODES
-from framedex.query.payload import PAYLOAD_FORMATS
 from framedex.query.samplers.base import (
     SamplerInfo,
     create_sampler,
@@ -60,7 +59,6 @@ from framedex.query.samplers.base import (
 )
 from framedex.query.search import (
     MAX_PARTS,
-    OPERATORS,
     Moment,
     SearchFilters,
     VideoHit,
@@ -68,6 +66,7 @@ from framedex.query.search import (
     search_parts,
 )
 from framedex.query.select import RelevanceCurve, SelectResult, frames_in_span, select_frames
+from framedex.rules import OPERATORS
 from framedex.store import (
     AssetRecord,
     FrameArrays,
@@ -108,7 +107,6 @@ __all__ = [
     "DEFAULT_SAMPLER",
     "MAX_IMAGE_BYTES",
     "MAX_TEXT",
-    "PAYLOAD_FORMATS",
     "AskResult",
     "AskStream",
     "AssetRecord",
@@ -379,7 +377,7 @@ class Library(CollectionsMixin, AskMixin):
             except BaseException:
                 self.store.discard_if_unused(made)
                 raise
-            if not report.by_status("indexed") and not report.by_status("unchanged"):
+            if not report.live:
                 self.store.discard_if_unused(made)
             return report
 

@@ -7,10 +7,15 @@ lives here once: the facade (:class:`~framedex.library.Library`, through
 it in their JSON schema (bounds, choices, defaults), the CLI builds its help from it, the viewer
 its forms, and the layers below the facade trust what they are handed.
 
+Its tables:
+
+- the names a request may choose (:data:`GROUP_BY`, :data:`OPERATORS`,
+  :data:`PAYLOAD_FORMATS`, :data:`INCLUDE`, :data:`RATINGS`) and the states it reports
+  (:data:`OUTCOME_STATUSES`, :data:`JOB_STATUSES`);
 - :data:`TIER_TABLE`: the resolution tiers a frame can be sent at, with everything a tier
   decides (its scale, its token cost per model family, OpenAI's ``detail``, its plot colour).
 
-This module imports nothing of framedex beyond the errors, so every layer may import it.
+This module imports nothing of framedex, so every layer may import it.
 """
 
 from __future__ import annotations
@@ -114,7 +119,34 @@ def tier_costs_text(family: str = "gemini") -> str:
     return f"{'/'.join(str(c) for c in costs.values())} per {'/'.join(costs)}"
 
 
+# -- names a request may choose, and the states it reports ----------------------------------
+
+#: How search results are grouped: each ``moment`` on its own, or one hit per ``video``.
+GROUP_BY = ("moment", "video")
+#: How the parts of a multi-part query combine: ``and`` ranks a video by the sum over the parts
+#: of each part's best segment (LanceDB's MaxSim), ``or`` by its best single part.
+OPERATORS = ("or", "and")
+#: Chat request formats a selection can be delivered as: ``openai`` (Chat Completions; vLLM's
+#: OpenAI-compatible server takes it too) and ``gemini`` (``generateContent``).
+PAYLOAD_FORMATS = ("openai", "gemini")
+#: What a delivery can include besides the cost line: the frames (JPEGs at their tiers), the
+#: chat ``payload``, the ``plot`` of the relevance curve.
+INCLUDE = ("frames", "payload", "plot")
+#: How an answer can be rated.
+RATINGS = ("good", "bad")
+#: What became of one file in an index run.
+OUTCOME_STATUSES = ("indexed", "unchanged", "failed")
+INDEXED, UNCHANGED, FAILED = OUTCOME_STATUSES
+#: An ingest job's states, in order; the first two are unfinished.
+JOB_STATUSES = ("queued", "running", "done", "failed")
+JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED = JOB_STATUSES
+UNFINISHED = (JOB_QUEUED, JOB_RUNNING)
+FINISHED = (JOB_DONE, JOB_FAILED)
+
+
 __all__ = [
-    "FAMILIES", "GEMINI_FRAME_TOKENS", "TIERS", "TIER_TABLE", "UNTIERED", "ModelFamily", "Tier",
-    "tier", "tier_costs_text", "tier_tokens",
+    "FAILED", "FAMILIES", "FINISHED", "GEMINI_FRAME_TOKENS", "GROUP_BY", "INCLUDE", "INDEXED",
+    "JOB_DONE", "JOB_FAILED", "JOB_QUEUED", "JOB_RUNNING", "JOB_STATUSES", "OPERATORS",
+    "OUTCOME_STATUSES", "PAYLOAD_FORMATS", "RATINGS", "TIERS", "TIER_TABLE", "UNCHANGED",
+    "UNFINISHED", "UNTIERED", "ModelFamily", "Tier", "tier", "tier_costs_text", "tier_tokens",
 ]

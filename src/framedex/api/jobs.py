@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from framedex.errors import FramedexError, NotFoundError, PermissionDeniedError
 from framedex.library import Job, JobFilter
+from framedex.rules import INDEXED, JOB_DONE, JOB_FAILED, JOB_RUNNING, UNCHANGED, UNFINISHED
 
 if TYPE_CHECKING:
     from framedex.library import Library
@@ -137,12 +138,12 @@ class JobManager:
                 waiting = job.job_id in self._waiting
             if waiting or not self._ours(job):
                 continue
-            if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
+            if job.status == JOB_RUNNING and job.attempts >= MAX_ATTEMPTS:
                 lease = self.jobs.claim(job.job_id)
                 if lease is None:
                     continue
                 with lease:
-                    job.status = "failed"
+                    job.status = JOB_FAILED
                     job.error = (f"interrupted {job.attempts} times (the server stopped while "
                                  "this job was running); giving up: submit it again")
                     self.jobs.save(job, durable=True)
@@ -244,10 +245,10 @@ class JobManager:
             return
         with lease:
             job = self.jobs.get(job_id)
-            if job is None or job.status not in ("queued", "running"):
+            if job is None or job.status not in UNFINISHED:
                 return  # done meanwhile, or expired
-            if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
-                job.status = "failed"
+            if job.status == JOB_RUNNING and job.attempts >= MAX_ATTEMPTS:
+                job.status = JOB_FAILED
                 job.error = (f"interrupted {job.attempts} times (the server stopped while "
                              "this job was running); giving up: submit it again")
                 self.jobs.save(job, durable=True)
@@ -256,7 +257,7 @@ class JobManager:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        job.status, job.attempts, job.progress, job.error = "running", job.attempts + 1, 0.0, None
+        job.status, job.attempts, job.progress, job.error = JOB_RUNNING, job.attempts + 1, 0.0, None
         self.jobs.save(job, durable=True)
         last = [time.monotonic()]
 
@@ -279,11 +280,11 @@ class JobManager:
         except Exception as ex:
             log.exception("ingest job %s failed", job.job_id)
             job.error = f"internal error while indexing ({type(ex).__name__})"
-        if outcome is not None and outcome.status in ("indexed", "unchanged"):
+        if outcome is not None and outcome.status in (INDEXED, UNCHANGED):
             self._join_collection(job, outcome.video_id)  # before anyone can see "done"
-            job.status, job.progress, job.video_id = "done", 1.0, outcome.video_id
+            job.status, job.progress, job.video_id = JOB_DONE, 1.0, outcome.video_id
         else:
-            job.status = "failed"
+            job.status = JOB_FAILED
             if outcome is not None:
                 job.error = self._public_error(job, outcome.error or "indexing failed")
         self.jobs.save(job, durable=True)
@@ -316,13 +317,13 @@ class JobManager:
         if job.source != "upload" or self.upload_dir is None:
             return
         path = Path(job.path)
-        if job.status == "done" and job.video_id:
+        if job.status == JOB_DONE and job.video_id:
             try:
                 if Path(self.library.video(job.video_id).path) == path.resolve():
                     return
             except FramedexError:
                 return
-        elif job.status != "failed":
+        elif job.status != JOB_FAILED:
             return
         if path.parent.resolve() == self.upload_dir.resolve():
             path.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from framedex.cli._common import (
     read_json_file,
     stderr_is_tty,
 )
+from framedex.rules import FAILED, INDEXED, OUTCOME_STATUSES, UNCHANGED
 
 if TYPE_CHECKING:
     from framedex.library import Library
@@ -86,7 +87,7 @@ def index(
         _print_report(report)
     for warning in report.warnings:  # upkeep after the commits: the videos are indexed
         typer.echo(f"framedex: warning: {warning}", err=True)
-    if not report.by_status("indexed") and not report.by_status("unchanged"):
+    if not report.live:
         if not report.outcomes:
             typer.echo("framedex: error: no video files found in the given paths", err=True)
         raise typer.Exit(1)
@@ -121,13 +122,13 @@ def _warn(message: str) -> None:
 
 def _print_report(report: Any) -> None:
     out, err = out_console(), console()
-    for status in ("indexed", "unchanged"):
+    for status in (INDEXED, UNCHANGED):
         for o in report.by_status(status):
             out.print(f"{status:<10} {o.video_id}  {o.num_indexed:6d} frames  "
                       f"{o.duration:8.1f}s  {o.path}")
-    for o in report.by_status("failed"):
-        err.print(f"failed     {o.path}: {o.error}")
-    counts = {s: len(report.by_status(s)) for s in ("indexed", "unchanged", "failed")}
+    for o in report.by_status(FAILED):
+        err.print(f"{FAILED:<10} {o.path}: {o.error}")
+    counts = {s: len(report.by_status(s)) for s in OUTCOME_STATUSES}
     out.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 

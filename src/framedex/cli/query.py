@@ -27,7 +27,7 @@ from framedex.cli._common import (
     print_table,
 )
 from framedex.errors import ConfigError
-from framedex.rules import tier_costs_text
+from framedex.rules import GROUP_BY, PAYLOAD_FORMATS, tier_costs_text
 from framedex.validate import parse_pairs
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ def search(
         help="What to look for, in words (optional with --image or --and).")] = None,
     db: Db = DEFAULT_DB,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Number of results.")] = 10,
-    group_by: Annotated[str, typer.Option("--group-by", help="moment or video.")] = "moment",
+    group_by: Annotated[str, typer.Option(
+        "--group-by", help=f"{' or '.join(GROUP_BY)}.")] = GROUP_BY[0],
     min_duration: Annotated[float | None, typer.Option(
         "--min-duration", help="Videos at least this long (s).")] = None,
     max_duration: Annotated[float | None, typer.Option(
@@ -125,8 +126,8 @@ def select(
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write a PNG of the relevance curve and the chosen frames.")] = None,
     payload: Annotated[str | None, typer.Option(
-        "--payload", help="Build a chat request for the chosen frames: openai (also vLLM) or "
-                          "gemini.")] = None,
+        "--payload", help="Build a chat request for the chosen frames: "
+                          f"{' or '.join(PAYLOAD_FORMATS)} (openai: also vLLM).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the --payload request body to this file (default: stdout).")] = None,
     max_side: Annotated[int | None, typer.Option(
@@ -136,8 +137,6 @@ def select(
     as_json: Json = False,
 ) -> None:
     """Pick the frames of one video a video LLM should see for a question (cached embeddings)."""
-    from framedex.library import PAYLOAD_FORMATS
-
     if payload is not None and payload not in PAYLOAD_FORMATS:
         raise ConfigError(f"--payload={payload!r} is invalid: must be one of "
                           f"{', '.join(PAYLOAD_FORMATS)}")

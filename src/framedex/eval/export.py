@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import ConfigError, check
-from framedex.rules import TIERS
+from framedex.rules import FAILED, TIERS
 
 if TYPE_CHECKING:
     from framedex.library import Library, SelectResult
@@ -202,7 +202,7 @@ def _index_videos(items: list[dict[str, Any]], library: Library,
             failed.append({"video_path": path, "error": f"no such file: {path}"})
             continue
         o = library.index_file(path)
-        if o.status == "failed":
+        if o.status == FAILED:
             failed.append({"video_path": path, "error": o.error or "failed"})
         else:
             outcomes[path] = o

@@ -42,6 +42,7 @@ import numpy as np
 
 from framedex.errors import ConfigError, UnknownNameError, check
 from framedex.eval.metrics import score_selection, selection_tokens
+from framedex.rules import FAILED
 from framedex.synth.builders import haystack_spec
 from framedex.synth.render import Truth, truth_of
 from framedex.synth.spec import BACKGROUNDS, COLORS, SHAPES
@@ -333,7 +334,7 @@ def run_qa(cfg: QAConfig, progress: Progress | None = None) -> QAResult:
         if progress:
             progress(f"index {case.name}")
         outcome = library.index_file(path)
-        if outcome.status == "failed":
+        if outcome.status == FAILED:
             raise ConfigError(f"QA video {path} failed to index: {outcome.error}")
         ids.append(outcome.video_id)
     timings["index_s"] = time.perf_counter() - t1

@@ -29,6 +29,7 @@ import numpy as np
 from framedex.errors import ConfigError, check
 from framedex.eval.metrics import score_selection, selection_tokens
 from framedex.eval.suite import SuiteSpec, VideoCase, build_suite, get_suite
+from framedex.rules import FAILED
 
 if TYPE_CHECKING:
     from framedex.library import Library
@@ -159,7 +160,7 @@ def prepare(cases: Sequence[VideoCase], paths: Sequence[Path], library: Library,
         if progress:
             progress(f"index {case.name}")
         outcome = library.index_file(path)
-        if outcome.status == "failed":
+        if outcome.status == FAILED:
             raise ConfigError(f"suite video {path} failed to index: {outcome.error}")
         _record, frames, _segments = library.embeddings(outcome.video_id)
         out.append(PreparedVideo(case, outcome.video_id, np.asarray(frames.pts_sec, np.float64),

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from framedex.errors import FramedexError, check
+from framedex.rules import FAILED, INDEXED, OUTCOME_STATUSES, UNCHANGED
 from framedex.store import Store
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class IndexOutcome:
 
     def summary(self) -> dict[str, Any]:
         """The fields ``framedex index --json`` prints for this file."""
-        if self.status == "failed":
+        if self.status == FAILED:
             return {"path": self.path, "error": self.error}
         return {"video_id": self.video_id, "path": self.path, "num_frames": self.num_frames,
                 "num_indexed": self.num_indexed, "duration": round(self.duration, 3)}
@@ -146,14 +147,19 @@ class IndexReport:
     warnings: list[str] = field(default_factory=list)
 
     def by_status(self, status: str) -> list[IndexOutcome]:
-        """Outcomes with this status."""
+        """Outcomes with this status (one of ``framedex.rules.OUTCOME_STATUSES``)."""
         return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def live(self) -> list[IndexOutcome]:
+        """The files whose video is in the store after the run (indexed or unchanged)."""
+        return [o for o in self.outcomes if o.status in (INDEXED, UNCHANGED)]
 
     def to_json(self) -> dict[str, Any]:
         """``{"indexed": [...], "unchanged": [...], "failed": [...]}`` (and ``"warnings"``
         when there are some)."""
         out: dict[str, Any] = {s: [o.summary() for o in self.by_status(s)]
-                               for s in ("indexed", "unchanged", "failed")}
+                               for s in OUTCOME_STATUSES}
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
@@ -184,7 +190,7 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Index
             # cannot be read. Each is this path's failure; the other paths go on.
             reason = "no such user" if isinstance(ex, RuntimeError) else \
                 (getattr(ex, "strerror", None) or str(ex)).lower()
-            missing.append(IndexOutcome(str(raw), "failed", error=f"{reason}: {raw}"))
+            missing.append(IndexOutcome(str(raw), FAILED, error=f"{reason}: {raw}"))
             continue
         for f in found:
             r = f.resolve()
@@ -298,7 +304,7 @@ def settle(store: Store, outcomes: list[IndexOutcome]) -> list[str]:
     Returns:
         the warnings (one line each).
     """
-    if not any(o.status == "indexed" for o in outcomes):
+    if not any(o.status == INDEXED for o in outcomes):
         return []
     try:
         store.ensure_scalar_indexes()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from framedex.errors import FramedexError
+from framedex.rules import FAILED, UNCHANGED
 
 if TYPE_CHECKING:
     from framedex.indexer.pipeline import IndexOptions, IndexOutcome
@@ -201,7 +202,7 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
     from framedex.indexer.pipeline import IndexOutcome
 
     if prep.error is not None:
-        return IndexOutcome(prep.path, "failed", error=prep.error)
+        return IndexOutcome(prep.path, FAILED, error=prep.error)
     vid = prep.video_id
     assert vid is not None
     claim = store.claim(vid, wait=wait)
@@ -213,17 +214,17 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
             if existing.path != prep.path:
                 store.add_path(prep.path, vid)  # this path finds it too
             claim.release()
-            return IndexOutcome(prep.path, "unchanged", vid, existing.num_frames,
+            return IndexOutcome(prep.path, UNCHANGED, vid, existing.num_frames,
                                 existing.num_indexed, existing.duration)
         if prep.info is None:  # the planner skipped the scan: it looked unchanged
             prep = scan(prep, opts, image_size)
             if prep.error is not None:
                 claim.release()
-                return IndexOutcome(prep.path, "failed", error=prep.error)
+                return IndexOutcome(prep.path, FAILED, error=prep.error)
         generation = store.begin_video(claim)  # drops what a dead writer of it left
     except FramedexError as ex:
         claim.release()
-        return IndexOutcome(prep.path, "failed", error=str(ex))
+        return IndexOutcome(prep.path, FAILED, error=str(ex))
     except BaseException:
         claim.release()
         raise

@@ -53,6 +53,7 @@ import numpy as np
 
 from framedex.errors import ConfigError, FramedexError, check
 from framedex.indexer.engines import IndexEngine, register_engine
+from framedex.rules import FAILED, INDEXED
 
 if TYPE_CHECKING:
     from framedex.indexer.pipeline import IndexOptions, IndexOutcome, IndexReport, ProgressFn
@@ -577,10 +578,10 @@ class RayRun:
             lambda: unpack_segments(prep.video_id or "", video.segments),
             abort=lambda: self._cleanup(video))
         if isinstance(done, str):
-            self._outcome(prep.order, IndexOutcome(prep.path, "failed", error=done))
+            self._outcome(prep.order, IndexOutcome(prep.path, FAILED, error=done))
             return
         self._outcome(prep.order, IndexOutcome(
-            prep.path, "indexed", done.video_id, done.num_frames, video.frames,
+            prep.path, INDEXED, done.video_id, done.num_frames, video.frames,
             done.duration, seconds=time.perf_counter() - video.t0, units=video.units))
 
     def _fail(self, video: _Video, message: str | None) -> None:
@@ -596,7 +597,7 @@ class RayRun:
                 raise
             log.exception("cleaning up %s after an error", video.prep.path)
         if message is not None:
-            self._outcome(video.prep.order, IndexOutcome(video.prep.path, "failed",
+            self._outcome(video.prep.order, IndexOutcome(video.prep.path, FAILED,
                                                          error=message))
 
     def _cleanup(self, video: _Video) -> None:

@@ -54,6 +54,7 @@ from framedex.indexer.workers import (
     split_grid,
     usable_cores,
 )
+from framedex.rules import FAILED, INDEXED
 
 if TYPE_CHECKING:
     from framedex.indexer.pipeline import Indexer, IndexOutcome, ProgressFn
@@ -367,12 +368,12 @@ class IndexRun:
                                lambda: video.assembly.writer.segments,
                                abort=lambda: self._cleanup(video))
         if isinstance(done, str):
-            self._finish_outcome(prep.order, IndexOutcome(prep.path, "failed", error=done))
+            self._finish_outcome(prep.order, IndexOutcome(prep.path, FAILED, error=done))
             return
         if self.pool is not None:
             self.pool.forget(video.key)
         self._finish_outcome(prep.order, IndexOutcome(
-            prep.path, "indexed", done.video_id, done.num_frames, done.num_indexed,
+            prep.path, INDEXED, done.video_id, done.num_frames, done.num_indexed,
             done.duration, seconds=time.perf_counter() - prep.t0, units=video.assembly.units,
             workers=len(video.workers)))
 
@@ -381,7 +382,7 @@ class IndexRun:
 
         self.videos.pop(video.key, None)
         self._cleanup(video)
-        self._finish_outcome(video.prep.order, IndexOutcome(video.prep.path, "failed",
+        self._finish_outcome(video.prep.order, IndexOutcome(video.prep.path, FAILED,
                                                             error=message))
 
     def _abort(self, video: _Video) -> None:

@@ -24,12 +24,11 @@ from typing import Any, BinaryIO
 
 from framedex.errors import ConfigError, VideoOpenError, check
 from framedex.query.frames import decode_frames, to_data_url, to_jpeg, write_frames
-from framedex.query.payload import PAYLOAD_FORMATS, build_payload, cost_line
+from framedex.query.payload import build_payload, cost_line
 from framedex.query.select import SelectResult
+from framedex.rules import INCLUDE, PAYLOAD_FORMATS
 from framedex.store.schema import VideoRecord
 
-#: What a delivery can include besides the cost line.
-INCLUDE = ("frames", "payload", "plot")
 #: JPEG quality of delivered frames (budget-sized sets: a few dozen frames at most).
 DEFAULT_QUALITY = 85
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ import numpy as np
 from framedex import rules
 from framedex.errors import UnknownNameError, check
 from framedex.query.frames import to_data_url, to_jpeg
-from framedex.rules import FAMILIES, TIERS
+from framedex.rules import FAMILIES, PAYLOAD_FORMATS, TIERS
 
 
 def _as_data_url(image: np.ndarray | bytes | str, quality: int) -> str:
@@ -190,8 +190,9 @@ def gemini_payload(
     return body
 
 
-#: Payload formats by name (the CLI/API choice list comes from here).
-PAYLOAD_FORMATS = {"openai": openai_payload, "gemini": gemini_payload}
+#: The builder of each format (``framedex.rules.PAYLOAD_FORMATS`` names them, in this order).
+BUILDERS: dict[str, Callable[..., dict[str, Any]]] = dict(
+    zip(PAYLOAD_FORMATS, (openai_payload, gemini_payload), strict=True))
 
 
 def build_payload(fmt: str, images: Sequence[Any], timestamps: Sequence[float], question: str,
@@ -202,9 +203,9 @@ def build_payload(fmt: str, images: Sequence[Any], timestamps: Sequence[float], 
         UnknownNameError: unknown format (lists the known ones).
         ConfigError: see the builders.
     """
-    if fmt not in PAYLOAD_FORMATS:
+    if fmt not in BUILDERS:
         raise UnknownNameError("payload format", str(fmt), PAYLOAD_FORMATS)
-    return PAYLOAD_FORMATS[fmt](images, timestamps, question, **options)
+    return BUILDERS[fmt](images, timestamps, question, **options)
 
 
 def cost_line(
@@ -292,6 +293,6 @@ def _x(ratio: float) -> str:
 
 
 __all__ = [
-    "PAYLOAD_FORMATS", "build_payload", "cost_line", "frame_label", "gemini_payload",
+    "BUILDERS", "build_payload", "cost_line", "frame_label", "gemini_payload",
     "openai_payload", "whole_video_tokens",
 ]

@@ -51,13 +51,10 @@ import numpy as np
 
 from framedex.errors import EmptyLibraryError, check
 from framedex.query.moments import MomentFinder, RawMoment, frame_scores
+from framedex.rules import GROUP_BY, OPERATORS
 from framedex.store.ann import SearchParams, SearchTables, nearest_rows
 from framedex.store.schema import VideoRecord
 
-GROUP_BY = ("moment", "video")
-#: How the parts of a multi-part query combine: ``and`` ranks a video by the sum over the parts
-#: of each part's best segment (LanceDB's MaxSim), ``or`` by its best single part.
-OPERATORS = ("or", "and")
 #: Most parts in one query (Twelve Labs takes up to 10 images plus a text).
 MAX_PARTS = 11
 

@@ -34,6 +34,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import NotFoundError, check
+from framedex.rules import RATINGS
 from framedex.store.querylog import QueryLog
 from framedex.store.schema import now_utc
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 #: Answers kept in memory per process for hits that are not flushed yet (and fast repeats).
 RECENT_ANSWERS = 4096
 #: What a rating may be.
-RATINGS = ("good", "bad")
 #: Longest feedback comment.
 MAX_COMMENT = 2000
 #: From this many answers on, ``optimize`` keeps a BTREE index on ``cache_key`` (a lookup in
@@ -189,4 +189,4 @@ def _index_keys(store: LanceStore) -> None:
     store.tables.table("answers").create_index("cache_key", config=BTree())
 
 
-__all__ = ["INDEX_FROM_ROWS", "MAX_COMMENT", "RATINGS", "AnswerLog", "expire_answers"]
+__all__ = ["INDEX_FROM_ROWS", "MAX_COMMENT", "AnswerLog", "expire_answers"]

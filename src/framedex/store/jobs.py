@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from framedex.errors import FramedexError
+from framedex.rules import JOB_QUEUED, UNFINISHED
 from framedex.store.schema import JOBS_SCHEMA, now_utc, sql_str
 
 if TYPE_CHECKING:
@@ -52,9 +53,6 @@ log = logging.getLogger(__name__)
 FLUSH_S = 0.5
 #: Finished jobs older than this are deleted by ``optimize``.
 DEFAULT_JOB_RETENTION = timedelta(days=30)
-#: A job's states: waiting, being indexed, and the two ends.
-JOB_STATUSES = ("queued", "running", "done", "failed")
-FINISHED = ("done", "failed")
 
 
 @dataclass
@@ -65,7 +63,7 @@ class Job:
     source: str  # "upload" | "path"
     path: str
     params: dict[str, Any] = field(default_factory=dict)
-    status: str = "queued"  # one of JOB_STATUSES
+    status: str = JOB_QUEUED  # one of framedex.rules.JOB_STATUSES
     progress: float = 0.0
     video_id: str | None = None
     error: str | None = None
@@ -256,7 +254,7 @@ class JobStore:
 
     def unfinished(self) -> list[Job]:
         """Jobs still ``queued`` or ``running`` (by any replica), oldest first."""
-        jobs, _ = self.page(limit=1 << 30, where=JobFilter.of(statuses=("queued", "running")))
+        jobs, _ = self.page(limit=1 << 30, where=JobFilter.of(statuses=UNFINISHED))
         return jobs[::-1]
 
     # -- claims and retention ------------------------------------------------------------------

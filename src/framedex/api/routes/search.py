@@ -18,6 +18,7 @@ from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, b
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import MAX_IMAGE_BYTES, SearchFilters
+from framedex.rules import GROUP_BY, OPERATORS
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -25,9 +26,9 @@ _FORM = {"type": "object", "required": ["image"], "properties": {
     "image": {"type": "string", "format": "binary"},
     "text": {"type": "string", "description": "Optional text part(s); repeat the field for "
                                               "several."},
-    "operator": {"type": "string", "enum": ["or", "and"]},
+    "operator": {"type": "string", "enum": list(OPERATORS)},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "group_by": {"type": "string", "enum": ["moment", "video"]},
+    "group_by": {"type": "string", "enum": list(GROUP_BY)},
     "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
 }}
 _BODY = {"requestBody": {"required": True, "content": {

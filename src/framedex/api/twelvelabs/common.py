@@ -22,6 +22,7 @@ from framedex.api.jobs import Job, JobFilter, JobManager
 from framedex.api.settings import Settings
 from framedex.api.uploads import Upload
 from framedex.library import Library
+from framedex.rules import JOB_STATUSES
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -30,11 +31,12 @@ T = TypeVar("T")
 DEFAULT_PAGE_LIMIT = 10
 MAX_PAGE_LIMIT = 50
 
-#: Job state -> Twelve Labs indexing status (tasks, indexed assets).
-INDEX_STATUS = {"queued": "pending", "running": "indexing", "done": "ready", "failed": "failed"}
+#: Job state (``framedex.rules.JOB_STATUSES``, in order) -> Twelve Labs indexing status (tasks,
+#: indexed assets).
+INDEX_STATUS = dict(zip(JOB_STATUSES, ("pending", "indexing", "ready", "failed"), strict=True))
 #: Job state -> Twelve Labs embedding-task status.
-EMBED_STATUS = {"queued": "processing", "running": "processing", "done": "ready",
-                "failed": "failed"}
+EMBED_STATUS = dict(zip(JOB_STATUSES, ("processing", "processing", "ready", "failed"),
+                        strict=True))
 
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")]
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT, description="Items per page.")]

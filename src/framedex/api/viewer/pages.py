@@ -20,6 +20,7 @@ from framedex.api.viewer.auth import (
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
 from framedex.errors import check
 from framedex.library import Moment, SearchFilters, VideoHit, VideoRecord
+from framedex.rules import UNFINISHED
 from framedex.validate import parse_pairs
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
@@ -102,7 +103,7 @@ def home(request: Request, library: LibraryDep, paths: PathsDep) -> Response:
 def jobs_page(request: Request, jobs: JobsDep) -> Response:
     """Ingest jobs, newest first; the page refreshes itself while one is queued or running."""
     rows, count = jobs.list(limit=100, offset=0)
-    active = any(j.status in ("queued", "running") for j in rows)
+    active = any(j.status in UNFINISHED for j in rows)
     return page(request, "jobs.html", title="Jobs", jobs=rows, count=count, active=active)
 
 

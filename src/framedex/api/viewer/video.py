@@ -22,6 +22,7 @@ from framedex.api.viewer.pages import video_view
 from framedex.api.viewer.render import PageRoute, page
 from framedex.errors import ConfigError, check
 from framedex.library import Delivery, Library, SelectResult, VideoRecord, make_budget
+from framedex.rules import PAYLOAD_FORMATS
 from framedex.validate import parse_pairs
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
@@ -131,7 +132,7 @@ def video_page(video_id: str, request: Request, library: LibraryDep,
             best = max(frames, key=lambda f: f["score"] if f["score"] is not None else 0.0)
             t = best["t"]
         export = {fmt: params.link(f"/viewer/payload/{record.video_id}.json",
-                                   **req.query(format=fmt)) for fmt in ("openai", "gemini")}
+                                   **req.query(format=fmt)) for fmt in PAYLOAD_FORMATS}
         ctx = {"result": result, "frames": frames, "curve": curve, "cost": delivery.cost,
                "export": export,
                "compare_href": params.link(f"{here}/compare", q=req.question,

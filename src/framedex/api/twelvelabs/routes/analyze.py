@@ -47,6 +47,7 @@ from framedex.errors import (
     UnsupportedError,
 )
 from framedex.library import AskResult, AskStream, Library
+from framedex.rules import JOB_DONE, JOB_FAILED, UNFINISHED
 
 router = APIRouter(tags=["analyze"])
 
@@ -208,7 +209,7 @@ async def _index_and_wait(library: Library, jobs: JobManager, settings: Settings
         if source == "upload":
             path.unlink(missing_ok=True)  # indexed from another file already
         return video_id
-    unfinished = JobFilter.of(("queued", "running"), content_id=video_id)
+    unfinished = JobFilter.of(UNFINISHED, content_id=video_id)
     job = next(iter(jobs.list(1, 0, unfinished)[0]), None)
     if job is None:
         try:
@@ -227,9 +228,9 @@ async def _wait(jobs: JobManager, job: Job, video_id: str) -> str:
     deadline = time.monotonic() + INDEX_WAIT_S
     while True:
         job = await run_in_threadpool(jobs.get, job.job_id)
-        if job.status == "done":
+        if job.status == JOB_DONE:
             return job.video_id or video_id
-        if job.status == "failed":
+        if job.status == JOB_FAILED:
             raise ConfigError(f"video is invalid: indexing it failed ({job.error})")
         if time.monotonic() > deadline:
             raise NotReadyError(f"the video is still being indexed after {INDEX_WAIT_S:.0f} s "

@@ -36,6 +36,7 @@ from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, Medi
 from framedex.api.uploads import read_json_body
 from framedex.errors import ConfigError, FramedexError, NotFoundError
 from framedex.library import MAX_IMAGE_BYTES, Library
+from framedex.rules import JOB_DONE, JOB_FAILED
 
 router = APIRouter(prefix="/embed-v2", tags=["embed"])
 
@@ -163,9 +164,9 @@ def _task_result(library: Library, job: Job) -> dict[str, Any]:
     out: dict[str, Any] = {"_id": job.job_id, "status": EMBED_STATUS[job.status],
                            "created_at": rfc3339(job.created_at),
                            "updated_at": rfc3339(job.updated_at)}
-    if job.status == "failed":
+    if job.status == JOB_FAILED:
         out["error"] = {"message": job.error or "indexing failed"}
-    if job.status != "done" or not job.video_id:
+    if job.status != JOB_DONE or not job.video_id:
         return out
     try:
         record = library.video(job.video_id)
@@ -175,11 +176,11 @@ def _task_result(library: Library, job: Job) -> dict[str, Any]:
             scopes=embed.get("scopes", ["clip", "asset"]), start_sec=embed.get("start_sec"),
             end_sec=embed.get("end_sec"))
     except NotFoundError:
-        out["status"] = "failed"
+        out["status"] = EMBED_STATUS[JOB_FAILED]
         out["error"] = {"message": "the video of this task was deleted from the library"}
         return out
     except FramedexError as ex:
-        out["status"] = "failed"
+        out["status"] = EMBED_STATUS[JOB_FAILED]
         out["error"] = {"message": str(ex)}
         return out
     dim = int(embeddings[0].vector.shape[0]) if embeddings else None

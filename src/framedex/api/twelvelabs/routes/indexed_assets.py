@@ -31,6 +31,7 @@ from framedex.api.twelvelabs.schemas import IndexedAssetCreate, require_visual
 from framedex.api.uploads import read_json_body
 from framedex.errors import NotFoundError, UnsupportedError
 from framedex.library import Library, MemberRecord, VideoRecord
+from framedex.rules import JOB_DONE
 
 router = APIRouter(prefix="/indexes/{index_id}/indexed-assets", tags=["indexed-assets"])
 
@@ -81,7 +82,7 @@ def find_asset(library: Library, jobs: JobManager, index_id: str, video_id: str
     """
     member = library.collection_member(index_id, video_id)
     job = next(iter(index_jobs(jobs, index_id, video_id)), None)
-    if member is None and (job is None or job.status == "done"):
+    if member is None and (job is None or job.status == JOB_DONE):
         raise NotFoundError(f"no indexed asset {video_id[:64]!r} in index {index_id[:64]!r}")
     return member, job
 
@@ -116,7 +117,7 @@ def list_indexed_assets(index_id: str, library: LibraryDep, jobs: JobsDep, page:
     items = [asset_state(m, newest.get(m[0].video_id), m[0].video_id) for m in members]
     ready = {m[0].video_id for m in members}
     items += [asset_state(None, j, vid) for vid, j in newest.items()
-              if vid not in ready and j.status != "done"]
+              if vid not in ready and j.status != JOB_DONE]
     if status:
         items = [i for i in items if i["status"] in status]
     items.sort(key=lambda i: i["created_at"] or "", reverse=True)

@@ -37,6 +37,7 @@ from framedex.api.twelvelabs.schemas import SearchForm
 from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, NotFoundError, UnsupportedError
 from framedex.library import MAX_IMAGE_BYTES, Library, Moment, SearchFilters, VideoHit
+from framedex.rules import OPERATORS
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -58,7 +59,7 @@ _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
         "query_media_file": {"type": "string", "format": "binary"},
         "query_media_url": {"type": "string"},
         "group_by": {"type": "string", "enum": ["clip", "video"]},
-        "operator": {"type": "string", "enum": ["or", "and"]},
+        "operator": {"type": "string", "enum": list(OPERATORS)},
         "page_limit": {"type": "integer", "minimum": 1, "maximum": 50},
         "filter": {"type": "string", "description": "A JSON object: id, duration, user "
                                                     "metadata."},

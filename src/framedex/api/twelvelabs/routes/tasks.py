@@ -33,6 +33,7 @@ from framedex.api.twelvelabs.schemas import TaskForm
 from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, FramedexError
 from framedex.library import Library
+from framedex.rules import JOB_DONE
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -48,7 +49,7 @@ _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
 def task_public(job: Job, library: Library) -> dict[str, Any]:
     """A job as the SDK's ``TasksRetrieveResponse`` reads it."""
     video = None
-    if job.status == "done" and job.video_id:
+    if job.status == JOB_DONE and job.video_id:
         video = _video(library, job.video_id)
     out = {"_id": job.job_id, "video_id": job.video_id or job.params.get("content_id"),
            "index_id": job.params.get("collection"), "status": INDEX_STATUS[job.status],
