@@ -22,10 +22,20 @@ class FramedexError(Exception):
 
 
 class ConfigError(FramedexError, ValueError):
-    """A parameter or setting has an invalid value."""
+    """A parameter or setting has an invalid value.
+
+    Args:
+        message: what is wrong and what to do.
+        param: the parameter it is about, when one is (:func:`check` sets it), so a face can
+            point at its own field (the HTTP API's ``body.budget``).
+    """
 
     http_status = 422
     code = "invalid_parameter"
+
+    def __init__(self, message: str = "", *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class MalformedJSONError(ConfigError):
@@ -210,4 +220,4 @@ def check(condition: object, name: str, value: object, rule: str) -> None:
         ConfigError: when ``condition`` is false.
     """
     if not condition:
-        raise ConfigError(f"{name}={value!r} is invalid: {rule}")
+        raise ConfigError(f"{name}={value!r} is invalid: {rule}", param=name)

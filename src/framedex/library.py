@@ -43,22 +43,23 @@ from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEnd
 from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import (
-    DEFAULT_QUALITY,
     Delivery,
+    DeliveryOptions,
     SourceFile,
     deliver,
     open_source,
     verified_source,
 )
-from framedex.query.images import MAX_IMAGE_BYTES, MAX_IMAGE_DECODES
+from framedex.query.images import MAX_IMAGE_DECODES
 from framedex.query.samplers.base import (
+    Budget,
+    Sampler,
     SamplerInfo,
     create_sampler,
     list_samplers,
     sampler_info,
 )
 from framedex.query.search import (
-    MAX_PARTS,
     Moment,
     SearchFilters,
     VideoHit,
@@ -66,7 +67,16 @@ from framedex.query.search import (
     search_parts,
 )
 from framedex.query.select import RelevanceCurve, SelectResult, frames_in_span, select_frames
-from framedex.rules import OPERATORS
+from framedex.rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_INDEX_FPS,
+    DEFAULT_QUALITY,
+    GROUP_BY,
+    LIMITS,
+    MAX_PARTS,
+    OPERATORS,
+    PAYLOAD_FORMATS,
+)
 from framedex.store import (
     AssetRecord,
     FrameArrays,
@@ -84,15 +94,16 @@ from framedex.store import (
 )
 from framedex.store.sql import query_stats, run_sql
 from framedex.validate import (
-    DEFAULT_BUDGET,
-    MAX_TEXT,
+    check_limit,
     check_metadata,
     check_span,
     check_text,
     decoder_names,
     engine_names,
     make_budget,
+    parse_json,
     parse_metadata,
+    parse_pairs,
     sampler_infos,
     sampler_names,
 )
@@ -103,15 +114,13 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
-    "DEFAULT_BUDGET",
     "DEFAULT_SAMPLER",
-    "MAX_IMAGE_BYTES",
-    "MAX_TEXT",
     "AskResult",
     "AskStream",
     "AssetRecord",
     "CollectionInfo",
     "Delivery",
+    "DeliveryOptions",
     "Job",
     "JobFilter",
     "JobStore",
@@ -130,7 +139,9 @@ __all__ = [
     "decoder_names",
     "engine_names",
     "lease_ttl_from_env",
+    "parse_json",
     "parse_metadata",
+    "parse_pairs",
     "sampler_infos",
     "sampler_names",
 ]
@@ -318,7 +329,8 @@ class Library(CollectionsMixin, AskMixin):
     # -- indexing and videos --------------------------------------------------------------
 
     def index(self, paths: str | os.PathLike | Iterable[str | os.PathLike], *,
-              fps: float = 1.0, decoder: str = "auto", batch_size: int = 64,
+              fps: float = DEFAULT_INDEX_FPS, decoder: str = "auto",
+              batch_size: int = DEFAULT_BATCH_SIZE,
               metadata: Mapping[str, Any] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
               on_file: Callable[[Any], None] | None = None,
@@ -381,8 +393,8 @@ class Library(CollectionsMixin, AskMixin):
                 self.store.discard_if_unused(made)
             return report
 
-    def check_index_options(self, *, fps: float = 1.0, decoder: str = "auto",
-                            batch_size: int = 64, decode_workers: int | None = None,
+    def check_index_options(self, *, fps: float = DEFAULT_INDEX_FPS, decoder: str = "auto",
+                            batch_size: int = DEFAULT_BATCH_SIZE, decode_workers: int | None = None,
                             engine: str = "local", ray_address: str | None = None) -> None:
         """Validate indexing options without loading anything (for callers that want the
         error before a model load).
@@ -398,7 +410,8 @@ class Library(CollectionsMixin, AskMixin):
                                            decode_workers=decode_workers),
                       ray_address=ray_address)
 
-    def index_file(self, path: str | os.PathLike, *, fps: float = 1.0, decoder: str = "auto",
+    def index_file(self, path: str | os.PathLike, *, fps: float = DEFAULT_INDEX_FPS,
+                   decoder: str = "auto",
                    metadata: Mapping[str, Any] | None = None,
                    progress: Callable[[str, int, int], None] | None = None,
                    read_from: str | None = None) -> Any:
@@ -505,6 +518,8 @@ class Library(CollectionsMixin, AskMixin):
         check(len(texts) + len(images) <= MAX_PARTS, "text", len(texts) + len(images),
               f"a query has at most {MAX_PARTS} parts (texts and images)")
         check(operator in OPERATORS, "operator", operator, f"must be one of {', '.join(OPERATORS)}")
+        check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
+        check_limit(limit, LIMITS["limit"])
         if collection is not None:
             ids = self.collection_ids(collection)
             if not ids:  # an empty collection has no match, even in an empty library
@@ -581,11 +596,12 @@ class Library(CollectionsMixin, AskMixin):
         spend = make_budget(budget, tokens)
         params = dict(params or {})
         check_span(start, end)
-        if sampler is not None:
-            create_sampler(sampler, **params)  # an unknown name fails before any read
+        # an unknown name or parameter fails before any read; the sampler is built once
+        named = None if sampler is None else create_sampler(sampler, **params)
         record = self.store.find_video(video)  # before loading a model for nothing
         name, arm = self.pick_sampler(sampler, record.video_id, question, rollout_key)
-        return self._select_record(record, question, name, arm, spend, params, start, end)
+        return self._select_record(record, question, name if named is None else named, arm,
+                                   spend, params, start, end)
 
     def pick_sampler(self, sampler: str | None, video_id: str, question: str,
                      rollout_key: str | None = None) -> tuple[str, str | None]:
@@ -600,12 +616,12 @@ class Library(CollectionsMixin, AskMixin):
             return arm, arm
         return self.default_sampler, None
 
-    def _select_record(self, record: VideoRecord, question: str, name: str, arm: str | None,
-                       spend: Any, params: dict[str, Any], start: float | None,
-                       end: float | None) -> SelectResult:
-        """Select on a found video with a chosen sampler (arguments already validated), and
-        log it with its arm."""
-        chosen = create_sampler(name, **params)
+    def _select_record(self, record: VideoRecord, question: str, sampler: str | Sampler,
+                       arm: str | None, spend: Budget, params: dict[str, Any],
+                       start: float | None, end: float | None) -> SelectResult:
+        """Select on a found video with a chosen sampler (a built one, or a name: the
+        rollout's or the default), arguments already validated, and log it with its arm."""
+        chosen = create_sampler(sampler, **params)
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
         query = self.text_cache.get_or_encode(question, encoder.encode_text)
@@ -623,13 +639,18 @@ class Library(CollectionsMixin, AskMixin):
                                   cache_hit=hit, arm=arm)
         return result
 
-    def deliver(self, result: SelectResult, *, include: Sequence[str] = ("frames",),
-                max_side: int | None = None, width: int | None = None,
-                payload_format: str = "openai", quality: int = DEFAULT_QUALITY,
+    def deliver(self, result: SelectResult, options: DeliveryOptions | None = None, *,
+                include: Sequence[str] = ("frames",), max_side: int | None = None,
+                width: int | None = None, payload_format: str = PAYLOAD_FORMATS[0],
+                quality: int = DEFAULT_QUALITY,
                 payload_options: Mapping[str, Any] | None = None) -> Delivery:
         """Decode the chosen frames at their tiers with the video's own decoder, and build
         JPEGs, a chat payload (``openai``/``gemini``; ``payload_options`` adds ``model``,
         ``system``, ``max_tokens``), the cost line and the plot.
+
+        Args:
+            options: the :class:`DeliveryOptions`, made (and so checked) before the selection
+                ran; None: the keyword arguments, checked here.
 
         Raises:
             ConfigError: bad include/format/sizes. VideoOpenError: the source file is gone or
@@ -637,9 +658,11 @@ class Library(CollectionsMixin, AskMixin):
         """
         if result.record is None:
             raise ConfigError("result is invalid: pass a SelectResult from Library.select")
-        return deliver(result, decoder=self._decoder_for(result.record), include=include,
-                       max_side=max_side, width=width, payload_format=payload_format,
-                       quality=quality, payload_options=payload_options)
+        if options is None:
+            options = DeliveryOptions(include=include, payload_format=payload_format,
+                                      max_side=max_side, width=width, quality=quality,
+                                      payload_options=dict(payload_options or {}))
+        return deliver(result, options, decoder=self._decoder_for(result.record))
 
     def payload(self, result: SelectResult, fmt: str = "openai", *,
                 max_side: int | None = None) -> dict[str, Any]:
@@ -677,10 +700,16 @@ class Library(CollectionsMixin, AskMixin):
     @_recovering
     def frame_jpeg(self, video: str, frame_idx: int, *, width: int | None = None,
                    quality: int = 90) -> bytes:
-        """One indexed frame as JPEG bytes, at most ``width`` wide (never upscaled)."""
-        from framedex.query.frames import to_jpeg
+        """One indexed frame as JPEG bytes, at most ``width`` wide (never upscaled).
 
-        return to_jpeg(self.frames(video, [frame_idx], width=width)[0], quality)
+        Raises:
+            ConfigError: a width or quality outside its rule (``framedex.rules.LIMITS``).
+            NotFoundError / VideoNotFoundError: as :meth:`frames`.
+        """
+        from framedex.query.frames import encode_jpeg
+
+        check_limit(quality, LIMITS["quality"])
+        return encode_jpeg(self.frames(video, [frame_idx], width=width)[0], quality)
 
     @_recovering
     def frame_at(self, video: str, t: float) -> int:
@@ -717,8 +746,15 @@ class Library(CollectionsMixin, AskMixin):
         return record.decoder if record.decoder in list_decoders() else "auto"
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
-        """(n, D) L2-normalised text embeddings."""
+        """(n, D) L2-normalised text embeddings.
+
+        Raises:
+            ConfigError: no text or too many (``framedex.rules.LIMITS["embed_texts"]``), or a
+            text outside its rule.
+        """
         items = [texts] if isinstance(texts, str) else list(texts)
+        limit = LIMITS["embed_texts"]
+        check(limit.holds(len(items)), "text", f"<{len(items)} texts>", limit.rule())
         for t in items:
             check_text("text", t)
         return self._query_encoder().encode_text(items)

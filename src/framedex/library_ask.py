@@ -30,17 +30,19 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from framedex.errors import UnsupportedError
+from framedex.errors import UnsupportedError, check
 from framedex.query.ask import AskOptions, AskResult, cache_key
+from framedex.query.delivery import DeliveryOptions
 from framedex.query.rollout import Rollout
 from framedex.query.vlm import ChatReply, VLMEndpoint, complete, open_stream
+from framedex.rules import DEFAULT_BUDGET, LIMITS, PAYLOAD_FORMATS, RATINGS
 from framedex.store.answers import AnswerLog
 from framedex.store.schema import now_utc
-from framedex.validate import DEFAULT_BUDGET, check_text, make_budget
+from framedex.validate import check_text, make_budget
 
 if TYPE_CHECKING:
     from framedex.query.delivery import Delivery
-    from framedex.query.samplers import Budget
+    from framedex.query.samplers import Budget, Sampler
     from framedex.query.select import SelectResult
     from framedex.store import Store, VideoRecord
 
@@ -94,12 +96,13 @@ class AskMixin:
         def pick_sampler(self, sampler: str | None, video_id: str, question: str,
                          rollout_key: str | None = None) -> tuple[str, str | None]: ...
 
-        def _select_record(self, record: VideoRecord, question: str, name: str,
+        def _select_record(self, record: VideoRecord, question: str, sampler: str | Sampler,
                            arm: str | None, spend: Budget, params: dict[str, Any],
                            start: float | None, end: float | None) -> SelectResult: ...
 
-        def deliver(self, result: SelectResult, *, include: Any = ..., max_side: int | None = ...,
-                    width: int | None = ..., payload_format: str = ..., quality: int = ...,
+        def deliver(self, result: SelectResult, options: DeliveryOptions | None = None, *,
+                    include: Any = ..., max_side: int | None = ..., width: int | None = ...,
+                    payload_format: str = ..., quality: int = ...,
                     payload_options: Mapping[str, Any] | None = ...) -> Delivery: ...
 
     def _init_answers(self) -> None:
@@ -201,11 +204,17 @@ class AskMixin:
                              response_format=dict(response_format) if response_format
                              is not None else None, system=system, max_side=max_side,
                              start=start, end=end)
+        # the frames go as an OpenAI request; its sizes are checked here, once
+        sending = DeliveryOptions(include=("payload",), max_side=max_side,
+                                  payload_format=PAYLOAD_FORMATS[0],
+                                  payload_options={"model": endpoint.model,
+                                                   "system": options.system,
+                                                   "max_tokens": options.max_tokens})
         params = dict(params or {})
-        if sampler is not None:
-            from framedex.query.samplers import create_sampler
+        from framedex.query.samplers import create_sampler
 
-            create_sampler(sampler, **params)  # an unknown name fails before any read
+        # an unknown name or parameter fails before any read; the sampler is built once
+        named = None if sampler is None else create_sampler(sampler, **params)
         record = self.store.find_video(video)
         name, arm = self.pick_sampler(sampler, record.video_id, question, rollout_key)
         frames = None if tokens is not None else (DEFAULT_BUDGET if budget is None else budget)
@@ -219,14 +228,10 @@ class AskMixin:
             if stored is not None:
                 plan.cached = self._reuse(stored, plan, arm, question)
                 return plan
-        selection = self._select_record(record, question, name, arm, spend, params,
-                                        options.start, options.end)
+        selection = self._select_record(record, question, name if named is None else named,
+                                        arm, spend, params, options.start, options.end)
         t_deliver = time.perf_counter()
-        delivery = self.deliver(selection, include=("payload",), max_side=options.max_side,
-                                payload_format="openai",
-                                payload_options={"model": endpoint.model,
-                                                 "system": options.system,
-                                                 "max_tokens": options.max_tokens})
+        delivery = self.deliver(selection, sending)
         assert delivery.payload is not None
         plan.deliver_ms = (time.perf_counter() - t_deliver) * 1000.0
         plan.selection = selection
@@ -288,6 +293,10 @@ class AskMixin:
         """
         from framedex.library_collections import check_id
 
+        check(rating in RATINGS, "rating", rating, f"must be one of {', '.join(RATINGS)}")
+        limit = LIMITS["comment"]
+        check(comment is None or (isinstance(comment, str) and limit.holds(len(comment))),
+              "comment", None if comment is None else comment[:40], limit.rule())
         return self.answers.add_feedback(check_id("answer_id", answer_id), rating, comment)
 
     def arm_stats(self) -> dict[str, Any]:

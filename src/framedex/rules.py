@@ -13,7 +13,9 @@ Its tables:
   :data:`PAYLOAD_FORMATS`, :data:`INCLUDE`, :data:`RATINGS`) and the states it reports
   (:data:`OUTCOME_STATUSES`, :data:`JOB_STATUSES`);
 - :data:`TIER_TABLE`: the resolution tiers a frame can be sent at, with everything a tier
-  decides (its scale, its token cost per model family, OpenAI's ``detail``, its plot colour).
+  decides (its scale, its token cost per model family, OpenAI's ``detail``, its plot colour);
+- :data:`LIMITS`: the numeric bounds of request values (:class:`Limit`), keyed by parameter,
+  and the defaults a request gets when it names none.
 
 This module imports nothing of framedex, so every layer may import it.
 """
@@ -117,6 +119,138 @@ def tier_costs_text(family: str = "gemini") -> str:
     """``"258/130/66 per high/mid/low"``: the costs in words, for help texts."""
     costs = tier_tokens(family)
     return f"{'/'.join(str(c) for c in costs.values())} per {'/'.join(costs)}"
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The inclusive bounds of a request value: an integer, a number, or a text's length.
+
+    Attributes:
+        param: the parameter, as the Python API and the HTTP API name it.
+        low: the smallest value (the shortest length) accepted.
+        high: the largest, or None for no upper bound.
+        unit: what the value counts, in words (``frames``, ``characters``).
+        kind: ``int``, ``number`` or ``length`` (of a text).
+        why: the reason for the bound, when errors should say it.
+    """
+
+    param: str
+    low: float
+    high: float | None
+    unit: str
+    kind: str = "int"
+    why: str = ""
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` (a length, for a text) is within the bounds."""
+        return value >= self.low and (self.high is None or value <= self.high)
+
+    def rule(self) -> str:
+        """The bounds in words, as errors and help texts say them."""
+        what = {"int": "an integer", "number": "a number", "length": "text"}[self.kind]
+        if self.kind == "length":
+            empty = "non-empty " if self.low >= 1 else ""
+            bounds = f" of at most {_num(self.high)} {self.unit}" if self.high is not None else ""
+            text = f"must be {empty}{what}{bounds}"
+        elif self.high is None:
+            text = f"must be {what} >= {_num(self.low)}" + (f" ({self.unit})" if self.unit else "")
+        else:
+            text = f"must be {what} from {_num(self.low)} to {_num(self.high)} {self.unit}"
+        return text.rstrip() + (f", {self.why}" if self.why else "")
+
+    def json_schema(self) -> dict[str, float]:
+        """The bounds as JSON-schema keywords (``minLength``/``maxLength`` for a text)."""
+        lo, hi = ("minLength", "maxLength") if self.kind == "length" else ("minimum", "maximum")
+        out = {lo: self.low}
+        if self.high is not None:
+            out[hi] = self.high
+        return out
+
+
+def _num(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+#: Frames chosen when a request gives neither ``budget`` nor ``tokens``.
+DEFAULT_BUDGET = 8
+#: Results a search returns when it names no ``limit``.
+DEFAULT_LIMIT = 10
+#: Longer side of frames the HTTP API returns when a request names none (data-URLs in JSON; the
+#: CLI and the Python API deliver the tiers' own sizes).
+WIRE_FRAME_SIDE = 512
+#: JPEG quality of delivered frames (budget-sized sets: a few dozen frames at most).
+DEFAULT_QUALITY = 85
+#: Index rate when a run names none.
+DEFAULT_INDEX_FPS = 1.0
+#: Frames per encoder batch when a run names none.
+DEFAULT_BATCH_SIZE = 64
+
+#: One rule per request value; every face reads its bounds here. Where the faces used to
+#: disagree, the rule chosen and why:
+#:
+#: - ``text``/``question``: 4,000 characters on every face (the API took 2,000 for a search
+#:   text, the library and the CLI 4,000). A question goes to a video LLM whole and may be
+#:   long; a search text is encoded once per request and the tokenizer truncates it, so the
+#:   longer bound costs nothing.
+#: - ``budget``: 1 to 10,000 frames on every face (the API capped it, the library and the CLI
+#:   did not: ``--budget 100000`` was accepted where the API answered 422). Every chosen frame
+#:   may be decoded and encoded as a JPEG; the cap bounds what one request can cost.
+#: - ``tokens``: from the cheapest tier's cost on every face (the API said 66, the library 1,
+#:   but a sampler then refused anything that cannot buy one frame at the cheapest tier, so 66
+#:   is what was accepted in practice), to 10,000,000 (the API's cap).
+#: - ``max_side``/``width``: 8 to 8,192 pixels (the frame route took 8 to 8,192, select 16 to
+#:   4,096, the library 8 with no cap). Frames are never upscaled, so the cap only refuses
+#:   typos; the union refuses nothing that was accepted on the route that serves single frames.
+#: - ``fps``: 0.001 to 240 frames per second (the library's and the CLI's rule; the ingest route
+#:   capped it at 120).
+#: - ``parts``: 11 parts (texts and images) in one search (Twelve Labs takes up to 10 images
+#:   plus a text; the API counted 10 texts on top of the library's rule).
+_TEXT = Limit("text", 1, 4000, "characters", "length")
+_SIDE = Limit("max_side", 8, 8192, "pixels")
+_NAME = Limit("model", 1, 256, "characters", "length")
+_RESULTS = Limit("limit", 1, 1000, "results")
+_CHEAPEST = min(tier_tokens().values())
+LIMITS: Mapping[str, Limit] = {limit.param: limit for limit in (
+    _TEXT,
+    dataclasses.replace(_TEXT, param="question"),
+    dataclasses.replace(_TEXT, param="system"),
+    Limit("budget", 1, 10_000, "frames"),
+    Limit("tokens", _CHEAPEST, 10_000_000, "tokens",
+          why=f"at least one frame at the cheapest tier ({_CHEAPEST} tokens)"),
+    _RESULTS,
+    dataclasses.replace(_RESULTS, param="page", unit="items per page"),
+    Limit("parts", 1, 11, "query parts (texts and images)"),
+    _SIDE,
+    dataclasses.replace(_SIDE, param="width"),
+    Limit("quality", 1, 95, "(JPEG quality: above 95 only grows the file)"),
+    Limit("fps", 0.001, 240, "frames per second", "number"),
+    Limit("batch_size", 1, None, "frames"),
+    Limit("decode_workers", 1, 256, ""),
+    Limit("embed_texts", 1, 256, "texts"),
+    Limit("image_bytes", 1, 32 << 20, "bytes"),
+    Limit("path", 1, 4096, "characters", "length"),
+    _NAME,
+    dataclasses.replace(_NAME, param="rollout_key"),
+    Limit("max_tokens", 1, 32768, "tokens"),
+    Limit("temperature", 0, 2, "", "number"),
+    Limit("comment", 0, 2000, "characters", "length"),
+    Limit("seconds", 0, None, "seconds", "number"),
+    Limit("path_glob", 1, 1024, "characters", "length"),
+)}
+
+#: Longest text of any kind a request carries (a question, a search text, a text to embed).
+MAX_TEXT = int(LIMITS["text"].high or 0)
+#: Most frames one request may choose.
+MAX_BUDGET = int(LIMITS["budget"].high or 0)
+#: Fewest tokens a token budget may have: one frame at the cheapest tier.
+MIN_TOKENS = int(LIMITS["tokens"].low)
+#: Most parts (texts and images) in one search.
+MAX_PARTS = int(LIMITS["parts"].high or 0)
+#: Largest image file accepted as a query (Twelve Labs' own limit is 5 MB; we allow more).
+MAX_IMAGE_BYTES = int(LIMITS["image_bytes"].high or 0)
 
 
 # -- names a request may choose, and the states it reports ----------------------------------

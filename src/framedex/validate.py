@@ -1,8 +1,9 @@
 """Validation of what a request carries, done once at the facade (``Library``): texts,
-budgets, metadata; and the registry names the faces offer as choices.
+budgets, bounded values, metadata; and the registry names the faces offer as choices.
 
-Every function raises :class:`~framedex.errors.ConfigError` (or ``UnknownNameError``) naming the
-parameter, the value and the rule.
+The rules themselves are :mod:`framedex.rules`' tables; this module checks a value against
+them. Every function raises :class:`~framedex.errors.ConfigError` (or ``UnknownNameError``)
+naming the parameter, the value and the rule.
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ import numpy as np
 from framedex.errors import ConfigError, MalformedJSONError, check
 from framedex.query.samplers.base import (
     Budget,
+    CheckedFrames,
+    CheckedTokens,
     SamplerInfo,
-    TokenBudget,
     list_samplers,
     sampler_info,
 )
+from framedex.rules import DEFAULT_BUDGET, LIMITS, Limit
 
-#: Frames chosen when a request gives neither ``budget`` nor ``tokens``.
-DEFAULT_BUDGET = 8
-#: Longest accepted question or search text.
-MAX_TEXT = 4000
 #: Deepest nesting accepted in JSON text (metadata, filters, spec files). Python's json parser
 #: recurses once per level, so ``{"a":`` x 10,000 (50 KB) raised RecursionError: a 500 on the
 #: API and an internal error in the CLI. What framedex reads nests 3 levels at most.
@@ -135,15 +134,35 @@ def parse_metadata(text: str | None) -> dict[str, Any]:
 
 
 def check_text(name: str, text: object) -> None:
-    """Validate a question or search text.
+    """Validate a question or search text (``framedex.rules.LIMITS[name]``, else the
+    ``text`` rule).
 
     Raises:
-        ConfigError: not a non-empty string, or longer than :data:`MAX_TEXT`.
+        ConfigError: not a non-empty string, longer than the rule allows, or with a NUL byte.
     """
-    check(isinstance(text, str) and text.strip() != "", name, text, "must be non-empty text")
-    assert isinstance(text, str)
-    check(len(text) <= MAX_TEXT and "\x00" not in text, name, text[:40] + "...",
-          f"must be at most {MAX_TEXT} characters, without NUL bytes")
+    limit = LIMITS.get(name, LIMITS["text"])
+    ok = isinstance(text, str) and text.strip() != ""
+    shown = text[:40] + "..." if isinstance(text, str) and len(text) > 40 else text
+    check(ok and limit.holds(len(str(text))) and "\x00" not in str(text), name, shown,
+          f"{limit.rule()}, without NUL bytes")
+
+
+def check_limit(value: object, limit: Limit, name: str | None = None) -> None:
+    """Validate a number against its rule in ``framedex.rules.LIMITS`` (None passes: the
+    caller's default applies).
+
+    Raises:
+        ConfigError: not an integer (a number, for a ``number`` rule), or out of bounds.
+    """
+    if value is None:
+        return
+    if limit.kind == "int":
+        ok = _is_int(value)
+    else:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) \
+            and not isinstance(value, bool) and bool(np.isfinite(float(value)))
+    check(ok and limit.holds(float(value)), name or limit.param, value,  # type: ignore[arg-type]
+          limit.rule())
 
 
 def check_span(start: float | None, end: float | None) -> None:
@@ -153,28 +172,24 @@ def check_span(start: float | None, end: float | None) -> None:
         ConfigError: a negative or non-finite time, or ``end <= start``.
     """
     for name, value in (("start", start), ("end", end)):
-        check(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                and bool(np.isfinite(float(value))) and value >= 0),
-              name, value, "must be seconds >= 0")
+        check_limit(value, LIMITS["seconds"], name)
     if start is not None and end is not None:
         check(end > start, "end", end, f"must be after start={start:g}")
 
 
 def make_budget(budget: int | None, tokens: int | None) -> Budget:
-    """A frame count or a :class:`TokenBudget` from a request's ``budget`` xor ``tokens``.
+    """The checked budget of a request's ``budget`` (frames) xor ``tokens`` (neither:
+    ``framedex.rules.DEFAULT_BUDGET`` frames): samplers take it without checking again.
 
     Raises:
-        ConfigError: both given, or a value that is not a positive integer.
+        ConfigError: both given, or a value outside its rule (``framedex.rules.LIMITS``).
     """
     if budget is not None and tokens is not None:
         raise ConfigError(f"budget={budget!r} and tokens={tokens!r} are invalid together: give "
                           "budget (frames) or tokens (a VLM token budget), not both")
     if tokens is not None:
-        check(_is_int(tokens) and tokens >= 1, "tokens", tokens, "must be an integer >= 1")
-        return TokenBudget(tokens=int(tokens))
-    k = DEFAULT_BUDGET if budget is None else budget
-    check(_is_int(k) and k >= 1, "budget", k, "must be an integer >= 1 (frames)")
-    return int(k)
+        return CheckedTokens.of(tokens)
+    return CheckedFrames.of(DEFAULT_BUDGET if budget is None else budget)
 
 
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

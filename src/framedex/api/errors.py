@@ -9,16 +9,19 @@ errors by hand.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from framedex.errors import AuthenticationError, FramedexError
+from framedex.errors import AuthenticationError, ConfigError, FramedexError
 
 log = logging.getLogger("framedex.api")
 
@@ -39,6 +42,33 @@ def error_response(status: int, code: str, message: str, detail: Any = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     """A JSON error response in the envelope."""
     return JSONResponse(error_body(code, message, detail), status_code=status, headers=headers)
+
+
+@contextlib.contextmanager
+def body_fields(model: type[BaseModel] | Iterable[str], names: Mapping[str, str] | None = None,
+                where: str = "body") -> Iterator[None]:
+    """Report the facade's error about a value the request carried in a field of ``model`` as
+    that field's error (422, ``detail[0].field == "body.budget"``), the way a field rule of the
+    model would have: the rule is checked once, by the ``Library``, and the client still learns
+    which field to fix.
+
+    Args:
+        model: the request model whose fields the library's parameters came from (or the
+            names of the request's fields).
+        names: library parameter -> field, where they differ (``max_side`` ->
+            ``frame_max_side``).
+        where: where the fields are (``body``, ``query``).
+    """
+    fields = set(model.model_fields) if isinstance(model, type) else set(model)
+    try:
+        yield
+    except ConfigError as ex:
+        param = ex.param or ""
+        field = (names or {}).get(param, param)
+        if type(ex) is not ConfigError or field not in fields:
+            raise
+        raise RequestValidationError([{"loc": (where, field), "msg": str(ex),
+                                       "type": "value_error"}]) from None
 
 
 async def _framedex_error(request: Request, exc: Exception) -> JSONResponse:

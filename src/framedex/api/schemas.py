@@ -1,12 +1,15 @@
 """Pydantic request and response models of the HTTP API (separate from the core dataclasses).
 
-Validation that belongs to the domain (a sampler's parameters, a question's emptiness) stays in
-the library and surfaces through its errors; these models check the shape of a request and the
-names a client can pick (sampler names come from the registry, not from a list written here).
+These models parse a request's shape and types. The rules on its values (a question's length,
+the budget's bounds, the names a client can pick) are the core's (``framedex.rules``): the
+models *document* them in the OpenAPI schema, read from the same tables, and the ``Library``
+checks them, once; a route reports the facade's error on a body field as that field's error
+(:func:`framedex.api.errors.body_fields`). Sampler names come from the registry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -15,13 +18,39 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
-from framedex.errors import UnknownNameError
+from framedex.rules import (
+    DEFAULT_BUDGET,
+    DEFAULT_LIMIT,
+    GROUP_BY,
+    INCLUDE,
+    JOB_STATUSES,
+    LIMITS,
+    MAX_PARTS,
+    MIN_TOKENS,
+    OPERATORS,
+    PAYLOAD_FORMATS,
+    RATINGS,
+    WIRE_FRAME_SIDE,
+)
 
 _STRICT = ConfigDict(extra="forbid")
+
+
+def bounded(param: str, default: Any = ..., **field: Any) -> Any:
+    """A field whose bounds are the core's rule ``LIMITS[param]``: documented in the schema,
+    checked by the facade."""
+    extra: dict[str, Any] = dict(LIMITS[param].json_schema())
+    if LIMITS[param].kind == "length":
+        extra["pattern"] = r"\S" if LIMITS[param].low >= 1 else ".*"
+    return Field(default, json_schema_extra=extra, **field)
+
+
+def choice(names: Sequence[str], default: Any = ..., **field: Any) -> Any:
+    """A field that takes one of the core's ``names``: documented, checked by the facade."""
+    return Field(default, json_schema_extra={"enum": list(names)}, **field)
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -96,15 +125,15 @@ class IngestPath(BaseModel):
     """Ingest a file that is already on the server, under one of its ``--allow-root`` folders."""
 
     model_config = _STRICT
-    path: str = Field(min_length=1, max_length=4096, description="Absolute server-side path.")
-    fps: float | None = Field(None, gt=0, le=120, description="Frames per second to embed.")
+    path: str = bounded("path", description="Absolute server-side path.")
+    fps: float | None = bounded("fps", None, description="Frames per second to embed.")
     metadata: dict[str, MetaValue] = Field(default_factory=dict,
                                            description="User metadata stored with the video.")
 
 
 class JobPublic(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: str = choice(JOB_STATUSES)
     progress: float = Field(ge=0, le=1)
     source: str
     video_id: str | None = None
@@ -149,30 +178,34 @@ class VideosPublic(BaseModel):
 
 class Filters(BaseModel):
     model_config = _STRICT
-    min_duration: float | None = Field(None, ge=0)
-    max_duration: float | None = Field(None, ge=0)
-    path_glob: str | None = Field(None, min_length=1, max_length=1024)
+    min_duration: float | None = bounded("seconds", None)
+    max_duration: float | None = bounded("seconds", None)
+    path_glob: str | None = bounded("path_glob", None)
     metadata: dict[str, MetaValue] = Field(default_factory=dict)
 
 
-QueryText = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+#: A text (of a list) bounded by the core's text rule.
+QueryText = Annotated[str, bounded("text")]
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "anyOf": [{"required": ["text"]}, {"required": ["image_base64"]}]})
-    text: QueryText | list[QueryText] | None = Field(
+    text: QueryText | Annotated[list[QueryText], Field(json_schema_extra={
+        "maxItems": MAX_PARTS})] | None = Field(
         None, description="What to look for (not only whitespace), or several texts: the "
-                          "parts of a multi-part query (see `operator`).")
+                          f"parts of a multi-part query (see `operator`); at most {MAX_PARTS} "
+                          "parts, texts and images together.")
     image_base64: str | None = Field(
         None, min_length=1, max_length=1_000_000,
         description="An image to search with, base64 (or a data URL); one more query part. "
                     "Larger images: send multipart/form-data with an `image` file part.")
-    operator: Literal["or", "and"] = Field(
-        "or", description="How several parts combine: `and` ranks videos by the sum of each "
-                          "part's best segment (LanceDB MaxSim), `or` by the best part.")
-    limit: int = Field(10, ge=1, le=1000)
-    group_by: Literal["moment", "video"] = "moment"
+    operator: str = choice(
+        OPERATORS, OPERATORS[0],
+        description="How several parts combine: `and` ranks videos by the sum of each "
+                    "part's best segment (LanceDB MaxSim), `or` by the best part.")
+    limit: int = bounded("limit", DEFAULT_LIMIT)
+    group_by: str = choice(GROUP_BY, GROUP_BY[0])
     filters: Filters | None = None
 
     @model_validator(mode="after")
@@ -181,8 +214,6 @@ class SearchRequest(BaseModel):
         uploaded = bool(info.context and info.context.get("image_uploaded"))
         if not texts and self.image_base64 is None and not uploaded:
             raise ValueError("give text, image_base64, or both")
-        if len(texts) > 10:
-            raise ValueError("give at most 10 texts")
         return self
 
     @property
@@ -203,49 +234,30 @@ class SearchResponse(BaseModel):
 # -- select ---------------------------------------------------------------------------------
 
 
-def _check_sampler(name: str | None) -> str | None:
-    from framedex.library import sampler_names
-
-    if name is not None and name not in sampler_names():
-        raise ValueError(str(UnknownNameError("sampler", name, sampler_names())))
-    return name
-
-
 class SelectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "not": {"required": ["budget", "tokens"]},
         "description": "Give `budget` (frames) or `tokens` (a VLM token budget), not both; "
-                       "neither means 8 frames."})
-    question: str = Field(min_length=1, max_length=4000, pattern=r"\S",
-                          description="The question (not only whitespace).")
+                       f"neither means {DEFAULT_BUDGET} frames."})
+    question: str = bounded("question", description="The question (not only whitespace).")
     sampler: str | None = Field(None, description="A registered sampler (GET /v1/samplers); "
                                                   "default: the server's default sampler.")
-    budget: int | None = Field(None, ge=1, le=10000, description="Frames to choose (default 8).")
-    tokens: int | None = Field(None, ge=66, le=10_000_000,
-                               description="A VLM token budget instead of a frame count (at "
-                                           "least one low-tier frame, 66 tokens).")
+    budget: int | None = bounded("budget", None,
+                                 description=f"Frames to choose (default {DEFAULT_BUDGET}).")
+    tokens: int | None = bounded(
+        "tokens", None, description="A VLM token budget instead of a frame count (at least one "
+                                    f"low-tier frame, {MIN_TOKENS} tokens).")
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="Sampler parameters (GET /v1/samplers lists "
                                                "each sampler's).")
-    include: list[Literal["frames", "payload", "plot"]] = Field(
-        default_factory=list, max_length=3,
+    include: list[Annotated[str, choice(INCLUDE)]] = Field(
+        default_factory=list, json_schema_extra={"maxItems": len(INCLUDE)},
         description="frames: JPEG data-URLs at each frame's tier; payload: a chat request body; "
                     "plot: a PNG data-URL of the relevance curve and the chosen frames.")
-    payload_format: Literal["openai", "gemini"] = "openai"
-    frame_max_side: int = Field(512, ge=16, le=4096,
-                                description="Cap on the longer side of returned frames, pixels "
-                                            "(a frame's tier can make it smaller).")
-
-    @field_validator("sampler")
-    @classmethod
-    def _known_sampler(cls, v: str | None) -> str | None:
-        return _check_sampler(v)
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> SelectRequest:
-        if self.budget is not None and self.tokens is not None:
-            raise ValueError("give budget (frames) or tokens, not both")
-        return self
+    payload_format: str = choice(PAYLOAD_FORMATS, PAYLOAD_FORMATS[0])
+    frame_max_side: int = bounded("max_side", WIRE_FRAME_SIDE,
+                                  description="Cap on the longer side of returned frames, "
+                                              "pixels (a frame's tier can make it smaller).")
 
 
 class SelectResponse(BaseModel):
@@ -279,46 +291,35 @@ class AskRequest(BaseModel):
         "description": "Select frames for the question, send them to the server's video LLM "
                        "(an OpenAI-compatible endpoint, `framedex serve --vlm-url`), and "
                        "return its answer; the same ask again returns the stored answer."})
-    question: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+    question: str = bounded("question")
     sampler: str | None = Field(None, description="A registered sampler; default: the "
                                                   "server's rollout arm for `rollout_key`, "
                                                   "else its default sampler.")
-    budget: int | None = Field(None, ge=1, le=10000, description="Frames to send (default 8).")
-    tokens: int | None = Field(None, ge=66, le=10_000_000,
-                               description="A token budget instead of a frame count.")
+    budget: int | None = bounded("budget", None,
+                                 description=f"Frames to send (default {DEFAULT_BUDGET}).")
+    tokens: int | None = bounded("tokens", None,
+                                 description="A token budget instead of a frame count.")
     params: dict[str, Any] = Field(default_factory=dict, description="Sampler parameters.")
-    start: float | None = Field(None, ge=0, description="Select frames at or after this "
-                                                        "second of the video.")
-    end: float | None = Field(None, gt=0, description="Select frames before this second.")
-    model: str | None = Field(None, min_length=1, max_length=256,
-                              description="Another model name at the server's endpoint.")
-    max_tokens: int | None = Field(None, ge=1, description="Longest answer, in tokens.")
-    temperature: float | None = Field(None, ge=0, le=2)
+    start: float | None = bounded("seconds", None, description="Select frames at or after "
+                                                               "this second of the video.")
+    end: float | None = bounded("seconds", None, description="Select frames before this second.")
+    model: str | None = bounded("model", None,
+                                description="Another model name at the server's endpoint.")
+    max_tokens: int | None = bounded("max_tokens", None, description="Longest answer, in tokens.")
+    temperature: float | None = bounded("temperature", None)
     response_format: dict[str, Any] | None = Field(
         None, description="An OpenAI response_format: {\"type\": \"json_object\"} or "
                           "{\"type\": \"json_schema\", \"json_schema\": {\"name\", "
                           "\"schema\"}}.")
-    system: str | None = Field(None, min_length=1, max_length=4000,
-                               description="A system message.")
-    frame_max_side: int | None = Field(None, ge=16, le=4096,
-                                       description="Cap on the longer side of the frames sent.")
-    rollout_key: str | None = Field(None, min_length=1, max_length=256,
-                                    description="Who asks (a user or session id): the rollout "
-                                                "keeps one key on one arm. Default: the video "
-                                                "and the question.")
+    system: str | None = bounded("system", None, description="A system message.")
+    frame_max_side: int | None = bounded("max_side", None,
+                                         description="Cap on the longer side of the frames sent.")
+    rollout_key: str | None = bounded("rollout_key", None,
+                                      description="Who asks (a user or session id): the rollout "
+                                                  "keeps one key on one arm. Default: the video "
+                                                  "and the question.")
     cache: bool = Field(True, description="Return a stored answer of the same ask (false: ask "
                                           "the model again).")
-
-    @field_validator("sampler")
-    @classmethod
-    def _known_sampler(cls, v: str | None) -> str | None:
-        return _check_sampler(v)
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> AskRequest:
-        if self.budget is not None and self.tokens is not None:
-            raise ValueError("give budget (frames) or tokens, not both")
-        return self
 
 
 class AskUsage(BaseModel):
@@ -358,13 +359,13 @@ class AskResponse(BaseModel):
 
 class FeedbackRequest(BaseModel):
     model_config = _STRICT
-    rating: Literal["good", "bad"]
-    comment: str | None = Field(None, description="Why (at most 2000 characters).")
+    rating: str = choice(RATINGS)
+    comment: str | None = bounded("comment", None, description="Why.")
 
 
 class FeedbackResponse(BaseModel):
     answer_id: str
-    rating: Literal["good", "bad"]
+    rating: str = choice(RATINGS)
     comment: str | None
 
 
@@ -381,18 +382,9 @@ class SamplersPublic(BaseModel):
 
 class EmbedRequest(BaseModel):
     model_config = _STRICT
-    text: str | list[str] = Field(description="One text or a list of up to 256 texts.")
-
-    @field_validator("text")
-    @classmethod
-    def _texts(cls, v: str | list[str]) -> str | list[str]:
-        texts = [v] if isinstance(v, str) else v
-        if not 1 <= len(texts) <= 256:
-            raise ValueError("give 1 to 256 texts")
-        for t in texts:
-            if not t.strip() or len(t) > 2000:
-                raise ValueError("each text must be non-empty and at most 2000 characters")
-        return v
+    text: QueryText | Annotated[list[QueryText], Field(json_schema_extra={
+        "minItems": LIMITS["embed_texts"].low, "maxItems": LIMITS["embed_texts"].high})] = \
+        Field(description="One text or a list of texts.")
 
 
 class EmbedResponse(BaseModel):

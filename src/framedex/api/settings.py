@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from framedex.errors import ConfigError, check
+from framedex.rules import DEFAULT_INDEX_FPS, LIMITS
 
 #: Default upload limit (2 GiB): large enough for an hour of 1080p H.264.
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
@@ -74,7 +75,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     workers: int = 1
     upload_dir: str | None = None
-    index_fps: float = 1.0
+    index_fps: float = DEFAULT_INDEX_FPS
     log_queries: bool = True
     default_sampler: str | None = None
     optimize_every_s: float = 600.0
@@ -107,7 +108,8 @@ class Settings:
         check(self.workers >= 1, "workers", self.workers, "must be >= 1")
         check(self.max_upload_bytes >= 1, "max_upload_bytes", self.max_upload_bytes,
               "must be >= 1")
-        check(self.index_fps > 0, "index_fps", self.index_fps, "must be > 0")
+        check(LIMITS["fps"].holds(self.index_fps), "index_fps", self.index_fps,
+              LIMITS["fps"].rule())
         check(self.api_key is None or len(self.api_key) >= 8, "api_key", "***",
               "must be at least 8 characters (a short key is easy to guess); e.g. "
               "--api-key $(openssl rand -hex 16)")

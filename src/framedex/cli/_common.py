@@ -8,13 +8,14 @@ stdout stays machine-readable.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -214,13 +215,28 @@ def check_writable(path: Path | None, option: str, *, folder: bool = False) -> N
                           f"({ex.strerror or ex})") from None
 
 
+@contextlib.contextmanager
+def as_options(names: Mapping[str, str]) -> Iterator[None]:
+    """Name the library's error about a parameter by the command's option where they differ
+    (``payload_format='x' is invalid`` -> ``--payload='x' is invalid``): the rule is the
+    library's, checked once there; the user reads the option they typed."""
+    try:
+        yield
+    except ConfigError as ex:
+        param = ex.param or ""
+        option = names.get(param)
+        if option is None or type(ex) is not ConfigError or not str(ex).startswith(f"{param}="):
+            raise
+        raise ConfigError(option + str(ex)[len(param):], param=param) from None
+
+
 def read_json_file(path: Path, option: str) -> Any:
     """A JSON file's content.
 
     Raises:
         ConfigError: missing, unreadable or not JSON (naming the option).
     """
-    from framedex.validate import parse_json
+    from framedex.library import parse_json
 
     try:
         text = path.read_text()

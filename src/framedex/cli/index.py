@@ -25,7 +25,15 @@ from framedex.cli._common import (
     read_json_file,
     stderr_is_tty,
 )
-from framedex.rules import FAILED, INDEXED, OUTCOME_STATUSES, UNCHANGED
+from framedex.rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_INDEX_FPS,
+    FAILED,
+    INDEXED,
+    LIMITS,
+    OUTCOME_STATUSES,
+    UNCHANGED,
+)
 
 if TYPE_CHECKING:
     from framedex.library import Library
@@ -49,11 +57,13 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Video files and folders.")],
     db: Db = DEFAULT_DB,
     model: Model = None,
-    fps: Annotated[float, typer.Option("--fps", help="Frames per second to embed.")] = 1.0,
+    fps: Annotated[float, typer.Option(
+        "--fps", help=f"Frames per second to embed ({LIMITS['fps'].rule().removeprefix('must be ')}"
+                      ").")] = DEFAULT_INDEX_FPS,
     decoder: Annotated[str, typer.Option("--decoder",
                                          help=f"Decode backend: {_decoder_names()}.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Frames per encoder "
-                                            "forward pass.")] = 64,
+                                            "forward pass.")] = DEFAULT_BATCH_SIZE,
     decode_workers: Annotated[int | None, typer.Option(
         "--decode-workers", help="Decode processes feeding the encoder (NVDEC sessions with "
         "--decoder nvdec). Default: auto, the usable cores less what a CPU encoder needs.",

@@ -17,6 +17,7 @@ from framedex.cli._common import (
     Json,
     Model,
     app,
+    as_options,
     check_writable,
     emit,
     file_name,
@@ -137,20 +138,22 @@ def select(
     as_json: Json = False,
 ) -> None:
     """Pick the frames of one video a video LLM should see for a question (cached embeddings)."""
-    if payload is not None and payload not in PAYLOAD_FORMATS:
-        raise ConfigError(f"--payload={payload!r} is invalid: must be one of "
-                          f"{', '.join(PAYLOAD_FORMATS)}")
+    from framedex.library import DeliveryOptions
+
+    include = [name for name, wanted in (("frames", frames_out is not None),
+                                         ("plot", plot is not None),
+                                         ("payload", payload is not None)) if wanted]
+    # checked once, before any work: the payload format and the size are the library's rules
+    with as_options({"payload_format": "--payload"}):
+        options = DeliveryOptions(include=include, max_side=max_side, payload_format=(
+            PAYLOAD_FORMATS[0] if payload is None else payload))
     check_writable(frames_out, "--frames-out", folder=True)
     check_writable(plot, "--plot")
     check_writable(out, "--out")
     lib = open_library(db, model=model, device=device, sampler=sampler)
     result = lib.select(video, question, budget=budget, tokens=tokens,
                         params=parse_pairs(param, "--param"))
-    include = [name for name, wanted in (("frames", frames_out is not None),
-                                         ("plot", plot is not None),
-                                         ("payload", payload is not None)) if wanted]
-    delivery = lib.deliver(result, include=include, max_side=max_side,
-                           payload_format=payload or "openai")
+    delivery = lib.deliver(result, options)
     for line in lib.query_notes(question):
         note(line)
     data: dict[str, Any] = result.to_json()

@@ -35,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from framedex.errors import FramedexError, check
-from framedex.rules import FAILED, INDEXED, OUTCOME_STATUSES, UNCHANGED
+from framedex.rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_INDEX_FPS,
+    FAILED,
+    INDEXED,
+    LIMITS,
+    OUTCOME_STATUSES,
+    UNCHANGED,
+)
 from framedex.store import Store
 
 log = logging.getLogger(__name__)
@@ -69,9 +77,9 @@ class IndexOptions:
             is decoded by every worker at once).
     """
 
-    index_fps: float = 1.0
+    index_fps: float = DEFAULT_INDEX_FPS
     decoder: str = "auto"
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     prefetch: int = 2
     segment_sec: float = 6.0
     write_chunk: int = 4096
@@ -82,11 +90,13 @@ class IndexOptions:
     def __post_init__(self) -> None:
         from framedex.indexer.decode import resolve_decoder
 
-        check(isinstance(self.index_fps, (int, float)) and math.isfinite(self.index_fps)
-              and 1e-3 <= self.index_fps <= 240, "fps", self.index_fps,
-              "must be a number of frames per second from 0.001 to 240")
+        fps = LIMITS["fps"]
+        check(isinstance(self.index_fps, (int, float)) and not isinstance(self.index_fps, bool)
+              and math.isfinite(self.index_fps) and fps.holds(self.index_fps), "fps",
+              self.index_fps, fps.rule())
         resolve_decoder(self.decoder)  # an unknown name is one clear error, not N failed files
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(isinstance(self.batch_size, int) and LIMITS["batch_size"].holds(self.batch_size),
+              "batch_size", self.batch_size, LIMITS["batch_size"].rule())
         check(self.prefetch >= 1, "prefetch", self.prefetch, "must be >= 1")
         check(self.segment_sec > 0, "segment_sec", self.segment_sec, "must be > 0")
         check(self.write_chunk >= 1, "write_chunk", self.write_chunk, "must be >= 1")
@@ -95,20 +105,17 @@ class IndexOptions:
               self.unit_frames, "must be an integer >= 1")
 
 
-#: More decode workers than this is a typo, not a machine.
-MAX_DECODE_WORKERS = 256
-
-
 def check_decode_workers(value: object) -> None:
     """Validate ``decode_workers`` (None = auto).
 
     Raises:
-        ConfigError: not None and not an integer from 1 to MAX_DECODE_WORKERS.
+        ConfigError: not None and not an integer within ``framedex.rules.LIMITS`` (more
+        decode workers than that is a typo, not a machine).
     """
+    limit = LIMITS["decode_workers"]
     check(value is None or (isinstance(value, int) and not isinstance(value, bool)
-                            and 1 <= value <= MAX_DECODE_WORKERS),
-          "decode_workers", value,
-          f"must be an integer from 1 to {MAX_DECODE_WORKERS}, or None for auto")
+                            and limit.holds(value)),
+          "decode_workers", value, f"{limit.rule()}, or None for auto")
 
 
 @dataclass

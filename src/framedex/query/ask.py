@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from framedex.errors import check
-from framedex.validate import check_span
+from framedex.rules import LIMITS
+from framedex.validate import check_limit, check_span, check_text
 
 #: Version of the request layout framedex sends (part of every cache key).
 ASK_FORMAT = 1
-#: Largest ``max_tokens`` accepted.
-MAX_ANSWER_TOKENS = 32768
 #: Largest ``response_format`` (its JSON), in bytes.
 MAX_FORMAT_BYTES = 64 << 10
 #: The ``response_format`` types of the chat-completions API.
@@ -54,7 +52,8 @@ class AskOptions:
         response_format: an OpenAI ``response_format`` (``{"type": "json_schema",
             "json_schema": {"name": ..., "schema": {...}}}`` or ``{"type": "json_object"}``).
         system: a system message.
-        max_side: cap on the longer side of the frames sent (pixels).
+        max_side: cap on the longer side of the frames sent (pixels; the delivery options
+            check it: here it is part of the cache key).
         start: select only frames at or after this time (seconds of the video).
         end: select only frames before this time.
     """
@@ -68,21 +67,10 @@ class AskOptions:
     end: float | None = None
 
     def __post_init__(self) -> None:
-        check(self.max_tokens is None or (isinstance(self.max_tokens, int)
-                                          and not isinstance(self.max_tokens, bool)
-                                          and 1 <= self.max_tokens <= MAX_ANSWER_TOKENS),
-              "max_tokens", self.max_tokens, f"must be an integer in 1..{MAX_ANSWER_TOKENS}")
-        check(self.temperature is None or (isinstance(self.temperature, (int, float))
-                                           and not isinstance(self.temperature, bool)
-                                           and math.isfinite(self.temperature)
-                                           and 0 <= self.temperature <= 2),
-              "temperature", self.temperature, "must be a number in [0, 2]")
-        check(self.system is None or (isinstance(self.system, str) and self.system.strip() != ""
-                                      and len(self.system) <= 4000),
-              "system", None if self.system is None else self.system[:40],
-              "must be non-empty text of at most 4000 characters")
-        check(self.max_side is None or (isinstance(self.max_side, int) and self.max_side >= 8),
-              "max_side", self.max_side, "must be None or an integer >= 8")
+        check_limit(self.max_tokens, LIMITS["max_tokens"])
+        check_limit(self.temperature, LIMITS["temperature"])
+        if self.system is not None:
+            check_text("system", self.system)
         check_span(self.start, self.end)
         if self.response_format is not None:
             check_response_format(self.response_format)
@@ -216,5 +204,5 @@ class AskResult:
         }
 
 
-__all__ = ["ASK_FORMAT", "MAX_ANSWER_TOKENS", "RESPONSE_FORMATS", "AskOptions", "AskResult",
+__all__ = ["ASK_FORMAT", "RESPONSE_FORMATS", "AskOptions", "AskResult",
            "cache_key", "check_response_format", "normalise_question"]

@@ -23,14 +23,55 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from framedex.errors import ConfigError, VideoOpenError, check
-from framedex.query.frames import decode_frames, to_data_url, to_jpeg, write_frames
-from framedex.query.payload import build_payload, cost_line
+from framedex.query.frames import decode_sized, encode_jpeg, jpeg_data_url, write_frames
+from framedex.query.payload import BODIES, cost_of, in_time_order
 from framedex.query.select import SelectResult
-from framedex.rules import INCLUDE, PAYLOAD_FORMATS
+from framedex.rules import DEFAULT_QUALITY, INCLUDE, LIMITS, PAYLOAD_FORMATS
 from framedex.store.schema import VideoRecord
 
-#: JPEG quality of delivered frames (budget-sized sets: a few dozen frames at most).
-DEFAULT_QUALITY = 85
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """What a delivery includes and at which sizes: checked once, when made, so a face can
+    refuse a bad option before any selection runs, and the delivery step trusts it.
+
+    Args:
+        include: any of ``frames`` (JPEGs), ``payload`` (a chat request) and ``plot``
+            (``framedex.rules.INCLUDE``).
+        payload_format: ``openai`` (also vLLM) or ``gemini`` (``framedex.rules.PAYLOAD_FORMATS``).
+        max_side: cap on the longer side of every frame (tiers cap it further).
+        width: cap on the width of every frame.
+        quality: JPEG quality.
+        payload_options: more arguments of the payload builder (``model``, ``system``,
+            ``max_tokens`` for openai; ``system`` for gemini), e.g. what ``ask`` sends: the
+            caller checked them.
+
+    Raises:
+        ConfigError: an unknown include or format, a size or quality outside its rule
+        (``framedex.rules.LIMITS``).
+    """
+
+    include: Sequence[str] = ("frames",)
+    payload_format: str = PAYLOAD_FORMATS[0]
+    max_side: int | None = None
+    width: int | None = None
+    quality: int = DEFAULT_QUALITY
+    payload_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        items = None if isinstance(self.include, str) else tuple(self.include)
+        bad = self.include if items is None else next(
+            (i for i in items if i not in INCLUDE), None)
+        check(items is not None and bad is None, "include", bad,
+              f"must be a list of names among {', '.join(INCLUDE)}")
+        object.__setattr__(self, "include", items)
+        check(self.payload_format in PAYLOAD_FORMATS, "payload_format", self.payload_format,
+              f"must be one of {', '.join(PAYLOAD_FORMATS)}")
+        for name in ("max_side", "width", "quality"):
+            limit, value = LIMITS[name], getattr(self, name)
+            check((value is None and name != "quality") or (
+                isinstance(value, int) and not isinstance(value, bool)
+                and limit.holds(value)), name, value, limit.rule())
 
 
 @dataclass
@@ -57,7 +98,7 @@ class Delivery:
 
     def data_urls(self) -> list[str]:
         """The frames as ``data:image/jpeg;base64,...`` URLs."""
-        return [to_data_url(j) for j in self.jpegs]
+        return [jpeg_data_url(j) for j in self.jpegs]
 
     def plot_data_url(self) -> str | None:
         """The plot as a ``data:image/png;base64,...`` URL."""
@@ -87,51 +128,29 @@ class Delivery:
         return out
 
 
-def check_include(include: Iterable[str]) -> tuple[str, ...]:
-    """Validate ``include`` names.
-
-    Raises:
-        ConfigError: an unknown name.
-    """
-    items = tuple(include)
-    for item in items:
-        check(item in INCLUDE, "include", item, f"must be among {', '.join(INCLUDE)}")
-    return items
-
-
-def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("frames",),
-            max_side: int | None = None, width: int | None = None,
-            payload_format: str = "openai", quality: int = DEFAULT_QUALITY,
-            payload_options: Mapping[str, Any] | None = None) -> Delivery:
-    """Decode only the chosen frames, at their tiers, and build what ``include`` asks for.
+def deliver(result: SelectResult, options: DeliveryOptions, *, decoder: str) -> Delivery:
+    """Decode only the chosen frames, at their tiers, and build what ``options.include`` asks
+    for. The selection (its tiers: a sampler's) and the options are taken as checked.
 
     Args:
         result: a selection (carrying its video record and relevance curve).
+        options: what to include, and at which sizes.
         decoder: the backend to decode with (the one that indexed the video).
-        include: any of ``frames`` (JPEGs), ``payload`` (a chat request) and ``plot``.
-        max_side: cap on the longer side of every frame (tiers cap it further).
-        width: cap on the width of every frame.
-        payload_format: ``openai`` (also vLLM) or ``gemini``.
-        quality: JPEG quality.
-        payload_options: more arguments of the payload builder (``model``, ``system``,
-            ``max_tokens`` for openai; ``system`` for gemini), e.g. what ``ask`` sends.
 
     Returns:
         The :class:`Delivery` (always with the cost line).
 
     Raises:
-        ConfigError: a bad include, format or size. VideoOpenError: the source file is gone or
-        changed since it was indexed. DecodeError: the file fails where a frame lies.
+        ConfigError: a result without its video record. VideoOpenError: the source file is
+        gone or changed since it was indexed. DecodeError: the file fails where a frame lies.
     """
-    include = check_include(include)
-    check(payload_format in PAYLOAD_FORMATS, "payload_format", payload_format,
-          f"must be one of {', '.join(PAYLOAD_FORMATS)}")
+    include = options.include
     record = result.record
     if record is None:
         raise ConfigError("result is invalid: it carries no video record (use Library.select)")
     duration = max(record.duration, 1e-3)
-    out = Delivery(result, cost=cost_line(len(result.indices), result.tokens_used, duration,
-                                          result.tiers))
+    out = Delivery(result, cost=cost_of(len(result.indices), result.tokens_used, duration,
+                                        result.tiers))
     if not include or not result.indices:
         return out
     every = "frames" in include or "payload" in include
@@ -142,27 +161,27 @@ def deliver(result: SelectResult, *, decoder: str, include: Sequence[str] = ("fr
     wanted = list(range(len(result.indices))) if every else sheet
     tiers = result.tiers
     with verified_source(record) as source:
-        images = decode_frames(source, [result.frame_idx[i] for i in wanted], decoder=decoder,
-                               max_side=max_side, width=width,
-                               tiers=None if tiers is None else [tiers[i] for i in wanted])
+        images = decode_sized(source, [result.frame_idx[i] for i in wanted], decoder=decoder,
+                              max_side=options.max_side, width=options.width,
+                              tiers=None if tiers is None else [tiers[i] for i in wanted])
     if every:
-        out.jpegs = [to_jpeg(im, quality) for im in images]
+        out.jpegs = [encode_jpeg(im, options.quality) for im in images]
         out.sizes = [(int(im.shape[1]), int(im.shape[0])) for im in images]
     if "payload" in include:
-        out.payload_format = payload_format
-        out.payload = build_payload(payload_format, out.jpegs, result.timestamps,
-                                    result.question, tiers=result.tiers, duration_sec=duration,
-                                    **dict(payload_options or {}))
+        out.payload_format = options.payload_format
+        items = in_time_order(out.jpegs, result.timestamps, result.tiers)
+        out.payload = BODIES[options.payload_format](
+            items, result.question, duration_sec=duration, **dict(options.payload_options))
     if plot:
-        from framedex.query.plot import plot_selection
+        from framedex.query.plot import draw_selection
 
         assert result.curve is not None
-        out.plot_png = plot_selection(
+        out.plot_png = draw_selection(
             timestamps=result.curve.pts_sec, scores=result.curve.scores,
             chosen_positions=result.indices, chosen_timestamps=result.timestamps,
             thumbnails=[images[i] for i in sheet] if every else images, sheet=sheet,
             tiers=result.tiers, title=f"{result.sampler}: {result.question}",
-            dpi=72 if width or max_side else 110)
+            dpi=72 if options.width or options.max_side else 110)
     if "frames" not in include:
         out.jpegs, out.sizes = [], []
     return out

@@ -30,13 +30,11 @@ import numpy as np
 from framedex import rules
 from framedex.errors import ConfigError, check
 from framedex.indexer.decode.base import output_size
-from framedex.rules import TIERS
+from framedex.rules import LIMITS, TIERS
 
 #: A tier never shrinks the longer side below this many pixels (1/8 of a 320 px video would
 #: be a 40 px thumbnail, which no VLM can read); it also never upscales past the native size.
 MIN_TIER_SIDE = 64
-#: Pillow's JPEG quality above 95 only grows the file (its own documentation's advice).
-MAX_JPEG_QUALITY = 95
 
 
 def tier_max_side(width: int, height: int, tier: str) -> int:
@@ -59,7 +57,11 @@ def tier_max_side(width: int, height: int, tier: str) -> int:
     check(tier in TIERS, "tier", tier, f"must be one of {', '.join(TIERS)}")
     check(_is_int(width) and width >= 1, "width", width, "must be a positive integer")
     check(_is_int(height) and height >= 1, "height", height, "must be a positive integer")
-    native = max(int(width), int(height))
+    return _tier_side(int(width), int(height), tier)
+
+
+def _tier_side(width: int, height: int, tier: str) -> int:
+    native = max(width, height)
     return min(native, max(MIN_TIER_SIDE, round(native * rules.tier(tier).scale)))
 
 
@@ -75,11 +77,21 @@ def target_size(
     Raises:
         ConfigError: a bad size or tier.
     """
-    check(max_side is None or (_is_int(max_side) and max_side >= 8), "max_side", max_side,
-          "must be None or an integer >= 8")
-    check(out_width is None or (_is_int(out_width) and out_width >= 8), "width", out_width,
-          "must be None or an integer >= 8")
-    sides = [s for s in (max_side, tier and tier_max_side(width, height, tier)) if s]
+    _check_sizes(max_side, out_width)
+    check(tier is None or tier in TIERS, "tier", tier, f"must be one of {', '.join(TIERS)}")
+    return _sized(width, height, max_side, out_width, tier)
+
+
+def _check_sizes(max_side: int | None, width: int | None) -> None:
+    for name, value in (("max_side", max_side), ("width", width)):
+        limit = LIMITS[name]
+        check(value is None or (_is_int(value) and limit.holds(value)), name, value,
+              f"must be None or {limit.rule().removeprefix('must be ')}")
+
+
+def _sized(width: int, height: int, max_side: int | None, out_width: int | None,
+           tier: str | None) -> tuple[int, int]:
+    sides = [s for s in (max_side, tier and _tier_side(width, height, tier)) if s]
     w, h = output_size(width, height, min(sides) if sides else None)
     if out_width is not None and w > out_width:
         w, h = out_width, max(1, round(h * out_width / w))
@@ -117,19 +129,29 @@ def decode_frames(
         VideoOpenError: the file cannot be opened as a video.
         DecodeError: the stream is truncated or corrupt where a chosen frame lies.
     """
-    from framedex.indexer.decode import open_video
-
     idx = list(frame_idx)
     if tiers is not None:
         check(len(tiers) == len(idx), "tiers", f"<{len(tiers)} tiers>",
               f"must have one tier per frame ({len(idx)})")
         for t in tiers:
             check(t is None or t in TIERS, "tiers", t, f"must be one of {', '.join(TIERS)}")
-    tiers = list(tiers) if tiers is not None else [None] * len(idx)
+    _check_sizes(max_side, width)
+    return decode_sized(path, idx, decoder=decoder, max_side=max_side, width=width,
+                        tiers=tiers)
+
+
+def decode_sized(path: str | os.PathLike, frame_idx: Sequence[int], *, decoder: str,
+                 max_side: int | None, width: int | None,
+                 tiers: Sequence[str | None] | None) -> list[np.ndarray]:
+    """:func:`decode_frames` with arguments already checked (the delivery step's: a sampler's
+    tiers, the facade's sizes)."""
+    from framedex.indexer.decode import open_video
+
+    idx = list(frame_idx)
+    tier_list = list(tiers) if tiers is not None else [None] * len(idx)
     with open_video(path, decoder=decoder) as dec:
         info = dec.info
-        sizes = [target_size(info.width, info.height, max_side=max_side, out_width=width,
-                             tier=t) for t in tiers]
+        sizes = [_sized(info.width, info.height, max_side, width, t) for t in tier_list]
         if not idx:
             return []
         decode_side = max(max(s) for s in sizes)
@@ -159,13 +181,19 @@ def to_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     Raises:
         ConfigError: not an ``H x W x 3`` uint8 array, or quality out of range.
     """
-    from PIL import Image
-
-    check(_is_int(quality) and 1 <= quality <= MAX_JPEG_QUALITY, "quality", quality,
-          f"must be an integer in 1..{MAX_JPEG_QUALITY}")
+    limit = LIMITS["quality"]
+    check(_is_int(quality) and limit.holds(quality), "quality", quality, limit.rule())
     arr = np.asarray(image)
     check(arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8 and arr.size > 0,
           "image", f"<array {arr.shape} {arr.dtype}>", "must be a non-empty H x W x 3 uint8 RGB")
+    return encode_jpeg(arr, quality)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """:func:`to_jpeg` of a decoded frame at a checked quality (the delivery step's)."""
+    from PIL import Image
+
+    arr = np.asarray(image)
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr), "RGB").save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -177,9 +205,18 @@ def to_data_url(jpeg_bytes: bytes) -> str:
     Raises:
         ConfigError: the bytes are not a JPEG (no SOI marker), e.g. a raw array was passed.
     """
-    check(isinstance(jpeg_bytes, (bytes, bytearray)) and jpeg_bytes[:2] == b"\xff\xd8",
-          "jpeg_bytes", f"<{type(jpeg_bytes).__name__}>",
+    check(is_jpeg(jpeg_bytes), "jpeg_bytes", f"<{type(jpeg_bytes).__name__}>",
           "must be JPEG bytes (use to_jpeg(image) first)")
+    return jpeg_data_url(jpeg_bytes)
+
+
+def is_jpeg(data: object) -> bool:
+    """Whether ``data`` is bytes that start like a JPEG file (the SOI marker)."""
+    return isinstance(data, (bytes, bytearray)) and data[:2] == b"\xff\xd8"
+
+
+def jpeg_data_url(jpeg_bytes: bytes) -> str:
+    """:func:`to_data_url` of JPEG bytes this process encoded (no check)."""
     return "data:image/jpeg;base64," + base64.b64encode(bytes(jpeg_bytes)).decode("ascii")
 
 
@@ -238,6 +275,7 @@ def _is_int(v: object) -> bool:
 
 
 __all__ = [
-    "MIN_TIER_SIDE", "decode_frames", "frame_filename", "target_size",
-    "tier_max_side", "to_data_url", "to_jpeg", "write_frames",
+    "MIN_TIER_SIDE", "decode_frames", "decode_sized", "encode_jpeg", "frame_filename",
+    "is_jpeg", "jpeg_data_url", "target_size", "tier_max_side", "to_data_url", "to_jpeg",
+    "write_frames",
 ]

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from framedex.errors import ConfigError
+from framedex.rules import MAX_IMAGE_BYTES
 
-#: Largest image file accepted as a query (Twelve Labs' own limit is 5 MB; we allow more).
-MAX_IMAGE_BYTES = 32 << 20
 #: Largest decoded image, in pixels (Pillow's decompression-bomb guard is 89 MP).
 MAX_IMAGE_PIXELS = 40_000_000
 #: Most pixels the images of one request may have together (a search takes up to 10 images).

@@ -29,34 +29,59 @@ import numpy as np
 
 from framedex import rules
 from framedex.errors import UnknownNameError, check
-from framedex.query.frames import to_data_url, to_jpeg
+from framedex.query.frames import is_jpeg, jpeg_data_url, to_jpeg
 from framedex.rules import FAMILIES, PAYLOAD_FORMATS, TIERS
 
 
 def _as_data_url(image: np.ndarray | bytes | str, quality: int) -> str:
+    """An ``image_url`` for OpenAI (a string was checked by :func:`_ordered`)."""
     if isinstance(image, str):
-        check(image.startswith(("data:image/", "http://", "https://")), "images", image[:40],
-              "a string must be a data:image/... URL or an http(s) URL")
         return image
     if isinstance(image, (bytes, bytearray)):
-        return to_data_url(bytes(image))
-    return to_data_url(to_jpeg(image, quality))
+        return jpeg_data_url(bytes(image))
+    return jpeg_data_url(to_jpeg(image, quality))
 
 
 def _as_inline(image: np.ndarray | bytes | str, quality: int) -> tuple[str, str]:
-    """``(mime_type, base64)`` for Gemini's inline_data."""
+    """``(mime_type, base64)`` for Gemini's inline_data (a string was checked by
+    :func:`_ordered`)."""
     if isinstance(image, str):
-        check(image.startswith("data:") and ";base64," in image, "images", image[:40],
-              "Gemini inline_data needs bytes, an array or a base64 data: URL")
         head, data = image.split(",", 1)
         return head[len("data:"):].split(";", 1)[0], data
     raw = bytes(image) if isinstance(image, (bytes, bytearray)) else to_jpeg(image, quality)
-    to_data_url(raw)  # validates the JPEG signature
     return "image/jpeg", base64.b64encode(raw).decode("ascii")
 
 
+def _check_image(image: object, inline: bool) -> None:
+    """A payload image: an RGB array (checked when encoded), JPEG bytes, or a URL the format
+    takes (Gemini: a base64 ``data:`` URL; OpenAI: a ``data:image/`` or http(s) URL)."""
+    if isinstance(image, str):
+        if inline:
+            check(image.startswith("data:") and ";base64," in image, "images", image[:40],
+                  "Gemini inline_data needs bytes, an array or a base64 data: URL")
+        else:
+            check(image.startswith(("data:image/", "http://", "https://")), "images",
+                  image[:40], "a string must be a data:image/... URL or an http(s) URL")
+    elif isinstance(image, (bytes, bytearray)):
+        check(is_jpeg(image), "jpeg_bytes", f"<{type(image).__name__}>",
+              "must be JPEG bytes (use to_jpeg(image) first)")
+
+
+#: One frame of a request: the image (an array, JPEG bytes or a URL), its time, its tier.
+Item = tuple[Any, float, str | None]
+
+
+def in_time_order(images: Sequence[Any], timestamps: Sequence[float],
+                  tiers: Sequence[str | None] | None) -> list[Item]:
+    """The frames of a selection as items sorted by time (stable), unchecked."""
+    tier_list = list(tiers) if tiers is not None else [None] * len(images)
+    items = [(im, float(ts), tr) for im, ts, tr in zip(images, timestamps, tier_list,
+                                                       strict=True)]
+    return sorted(items, key=lambda x: x[1])
+
+
 def _ordered(images: Sequence[Any], timestamps: Sequence[float],
-             tiers: Sequence[str | None] | None) -> list[tuple[Any, float, str | None]]:
+             tiers: Sequence[str | None] | None, *, inline: bool) -> list[Item]:
     """Zip and sort by time (stable), validating lengths and values."""
     n = len(images)
     check(n >= 1, "images", n, "need at least one frame")
@@ -68,9 +93,9 @@ def _ordered(images: Sequence[Any], timestamps: Sequence[float],
               "must be seconds >= 0")
     for tr in tier_list:
         check(tr is None or tr in TIERS, "tiers", tr, f"must be one of {', '.join(TIERS)}")
-    items = [(im, float(ts), tr) for im, ts, tr in zip(images, timestamps, tier_list,
-                                                       strict=True)]
-    return sorted(items, key=lambda x: x[1])
+    for image in images:
+        _check_image(image, inline)
+    return in_time_order(images, timestamps, tier_list)
 
 
 def frame_label(position: int, pts_sec: float) -> str:
@@ -123,7 +148,19 @@ def openai_payload(
     """
     check(isinstance(question, str) and question.strip() != "", "question", question,
           "must be a non-empty string")
-    items = _ordered(images, timestamps, tiers)
+    items = _ordered(images, timestamps, tiers, inline=False)
+    check(max_tokens is None or (isinstance(max_tokens, int) and max_tokens >= 1),
+          "max_tokens", max_tokens, "must be an integer >= 1")
+    return openai_body(items, question, model=model, duration_sec=duration_sec, intro=intro,
+                       system=system, max_tokens=max_tokens, quality=quality)
+
+
+def openai_body(items: Sequence[Item], question: str, *, model: str = "gpt-4o",
+                duration_sec: float | None = None, intro: str | None = None,
+                system: str | None = None, max_tokens: int | None = None,
+                quality: int = 90) -> dict[str, Any]:
+    """:func:`openai_payload` of frames already in time order and checked (the delivery
+    step's: JPEGs of a selection, a question the facade checked)."""
     intro = _intro(len(items), duration_sec) if intro is None else intro
     content: list[dict[str, Any]] = [{"type": "text", "text": intro}] if intro else []
     for pos, (im, ts, tier) in enumerate(items, start=1):
@@ -135,8 +172,6 @@ def openai_payload(
     messages.append({"role": "user", "content": content})
     body: dict[str, Any] = {"model": model, "messages": messages}
     if max_tokens is not None:
-        check(isinstance(max_tokens, int) and max_tokens >= 1, "max_tokens", max_tokens,
-              "must be an integer >= 1")
         body["max_tokens"] = max_tokens
     return body
 
@@ -176,7 +211,16 @@ def gemini_payload(
     """
     check(isinstance(question, str) and question.strip() != "", "question", question,
           "must be a non-empty string")
-    items = _ordered(images, timestamps, tiers)
+    items = _ordered(images, timestamps, tiers, inline=True)
+    return gemini_body(items, question, duration_sec=duration_sec, intro=intro, system=system,
+                       quality=quality)
+
+
+def gemini_body(items: Sequence[Item], question: str, *, duration_sec: float | None = None,
+                intro: str | None = None, system: str | None = None,
+                quality: int = 90) -> dict[str, Any]:
+    """:func:`gemini_payload` of frames already in time order and checked (the delivery
+    step's)."""
     intro = _intro(len(items), duration_sec) if intro is None else intro
     parts: list[dict[str, Any]] = [{"text": intro}] if intro else []
     for pos, (im, ts, _tier) in enumerate(items, start=1):
@@ -190,9 +234,12 @@ def gemini_payload(
     return body
 
 
-#: The builder of each format (``framedex.rules.PAYLOAD_FORMATS`` names them, in this order).
+#: The checked builder of each format (``framedex.rules.PAYLOAD_FORMATS`` names them, in
+#: this order), and the builder of checked frames.
 BUILDERS: dict[str, Callable[..., dict[str, Any]]] = dict(
     zip(PAYLOAD_FORMATS, (openai_payload, gemini_payload), strict=True))
+BODIES: dict[str, Callable[..., dict[str, Any]]] = dict(
+    zip(PAYLOAD_FORMATS, (openai_body, gemini_body), strict=True))
 
 
 def build_payload(fmt: str, images: Sequence[Any], timestamps: Sequence[float], question: str,
@@ -241,9 +288,17 @@ def cost_line(
     check(len(tiers) == num_frames, "tiers", len(tiers), f"need one per frame ({num_frames})")
     for t in tiers:
         check(t is None or t in TIERS, "tiers", t, f"must be one of {', '.join(TIERS)}")
+    check(tokens_used is None or int(tokens_used) >= 0, "tokens_used", tokens_used,
+          "must be >= 0")
+    return cost_of(int(num_frames), tokens_used, duration_sec, tiers)
+
+
+def cost_of(num_frames: int, tokens_used: int | None, duration_sec: float,
+            tiers: Sequence[str | None] | None) -> dict[str, Any]:
+    """:func:`cost_line` of a selection (its tiers a sampler's, its duration positive)."""
+    tiers = list(tiers) if tiers is not None else [None] * num_frames
     gem = sum(rules.tier(t).tokens["gemini"] for t in tiers)
     if tokens_used is not None:
-        check(int(tokens_used) >= 0, "tokens_used", tokens_used, "must be >= 0")
         gem = int(tokens_used)
     qwen = sum(rules.tier(t).tokens["qwen"] for t in tiers)
     whole_gem = whole_video_tokens("gemini", duration_sec)
@@ -293,6 +348,7 @@ def _x(ratio: float) -> str:
 
 
 __all__ = [
-    "BUILDERS", "build_payload", "cost_line", "frame_label", "gemini_payload",
-    "openai_payload", "whole_video_tokens",
+    "BODIES", "BUILDERS", "build_payload", "cost_line", "cost_of", "frame_label",
+    "gemini_body", "gemini_payload", "in_time_order", "openai_body", "openai_payload",
+    "whole_video_tokens",
 ]

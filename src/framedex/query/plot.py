@@ -18,9 +18,11 @@ this works on servers without a display and costs nothing at import time.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,34 +96,94 @@ def plot_selection(
     Raises:
         ConfigError: mismatched lengths, positions out of range.
     """
-    ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
-    n = len(ts)
+    args = _Args.of(timestamps, scores, chosen_positions, chosen_timestamps, thumbnails,
+                    sheet, tiers)
+    n, k = len(args.ts), len(args.pos)
     check(n >= 1, "timestamps", n, "need at least one frame")
-    sc = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
-    check(sc is None or len(sc) == n, "scores", None if sc is None else len(sc),
-          f"need one score per timestamp ({n})")
-    pos = [int(p) for p in chosen_positions]
-    check(all(0 <= p < n for p in pos), "chosen_positions", pos, f"must lie in [0, {n})")
-    order = sorted(range(len(pos)), key=lambda i: ts[pos[i]])  # number frames in time order
-    cts = ts[pos] if chosen_timestamps is None else np.asarray(chosen_timestamps, float)
-    check(len(cts) == len(pos), "chosen_timestamps", len(cts), f"need one per chosen ({len(pos)})")
-    tr = list(tiers) if tiers is not None else [None] * len(pos)
-    check(len(tr) == len(pos), "tiers", len(tr), f"need one per chosen frame ({len(pos)})")
-    check(all(t is None or t in TIERS for t in tr), "tiers", tr, f"must be in {TIERS}")
-    thumbs = list(thumbnails) if thumbnails is not None else []
+    check(args.sc is None or len(args.sc) == n, "scores",
+          None if args.sc is None else len(args.sc), f"need one score per timestamp ({n})")
+    check(all(0 <= p < n for p in args.pos), "chosen_positions", args.pos,
+          f"must lie in [0, {n})")
+    check(len(args.cts) == k, "chosen_timestamps", len(args.cts), f"need one per chosen ({k})")
+    check(len(args.tiers) == k, "tiers", len(args.tiers), f"need one per chosen frame ({k})")
+    check(all(t is None or t in TIERS for t in args.tiers), "tiers", args.tiers,
+          f"must be in {TIERS}")
     if sheet is None:
-        check(not thumbs or len(thumbs) == len(pos), "thumbnails", len(thumbs),
-              f"need one per chosen frame ({len(pos)})")
-        members = sheet_members(cts) if thumbs else []
-        thumbs = [thumbs[i] for i in members]
+        check(thumbnails is None or len(thumbnails) in (0, k), "thumbnails",
+              len(thumbnails or []), f"need one per chosen frame ({k})")
     else:
-        members = [int(i) for i in sheet]
-        check(len(members) <= MAX_SHEET and all(0 <= i < len(pos) for i in members), "sheet",
-              members[:8], f"must be at most {MAX_SHEET} positions into the chosen frames")
-        check(len(thumbs) == len(members), "thumbnails", len(thumbs),
-              f"need one per sheet entry ({len(members)})")
-        by_time = sorted(range(len(members)), key=lambda k: cts[members[k]])
-        members, thumbs = [members[k] for k in by_time], [thumbs[k] for k in by_time]
+        check(len(sheet) <= MAX_SHEET and all(0 <= int(i) < k for i in sheet), "sheet",
+              [int(i) for i in sheet][:8],
+              f"must be at most {MAX_SHEET} positions into the chosen frames")
+        check(len(thumbnails or []) == len(sheet), "thumbnails", len(thumbnails or []),
+              f"need one per sheet entry ({len(sheet)})")
+    return _render(args.sheet_ordered(), boundaries, title, dpi)
+
+
+def draw_selection(
+    *,
+    timestamps: Sequence[float] | np.ndarray,
+    scores: Sequence[float] | np.ndarray | None,
+    chosen_positions: Sequence[int],
+    chosen_timestamps: Sequence[float] | None = None,
+    thumbnails: Sequence[np.ndarray] | None = None,
+    sheet: Sequence[int] | None = None,
+    tiers: Sequence[str | None] | None = None,
+    title: str = "",
+    dpi: int = 110,
+) -> bytes:
+    """:func:`plot_selection` for a selection that is consistent by construction (the
+    delivery step's: a sampler's output, its video's curve): the same picture, no checks."""
+    args = _Args.of(timestamps, scores, chosen_positions, chosen_timestamps, thumbnails,
+                    sheet, tiers)
+    return _render(args.sheet_ordered(), None, title, dpi)
+
+
+@dataclass
+class _Args:
+    """The plot's inputs as arrays and lists."""
+
+    ts: np.ndarray
+    sc: np.ndarray | None
+    pos: list[int]
+    cts: np.ndarray
+    tiers: list[str | None]
+    thumbs: list[np.ndarray]
+    members: list[int] | None
+
+    @classmethod
+    def of(cls, timestamps: Sequence[float] | np.ndarray,
+           scores: Sequence[float] | np.ndarray | None, chosen_positions: Sequence[int],
+           chosen_timestamps: Sequence[float] | None, thumbnails: Sequence[np.ndarray] | None,
+           sheet: Sequence[int] | None, tiers: Sequence[str | None] | None) -> _Args:
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        pos = [int(p) for p in chosen_positions]
+        return cls(
+            ts=ts, sc=None if scores is None else np.asarray(scores, np.float64).reshape(-1),
+            pos=pos,
+            cts=(ts[pos] if chosen_timestamps is None
+                 else np.asarray(chosen_timestamps, dtype=np.float64)),
+            tiers=list(tiers) if tiers is not None else [None] * len(pos),
+            thumbs=list(thumbnails) if thumbnails is not None else [],
+            members=None if sheet is None else [int(i) for i in sheet])
+
+    def sheet_ordered(self) -> _Args:
+        """The contact sheet's members and thumbnails, in time order."""
+        if self.members is None:
+            members = sheet_members(self.cts) if self.thumbs else []
+            thumbs = [self.thumbs[i] for i in members]
+        else:
+            given = self.members
+            by_time = sorted(range(len(given)), key=lambda j: self.cts[given[j]])
+            members = [given[j] for j in by_time]
+            thumbs = [self.thumbs[j] for j in by_time]
+        return dataclasses.replace(self, members=members, thumbs=thumbs)
+
+
+def _render(args: _Args, boundaries: Sequence[float] | None, title: str, dpi: int) -> bytes:
+    ts, sc, pos, cts, tr = args.ts, args.sc, args.pos, args.cts, args.tiers
+    members, thumbs = args.members or [], args.thumbs
+    order = sorted(range(len(pos)), key=lambda i: ts[pos[i]])  # number frames in time order
 
     import matplotlib
 
@@ -242,4 +304,4 @@ def _legend(ax, tiers, has_curve: bool, has_bounds: bool) -> None:
     leg.set_in_layout(False)
 
 
-__all__ = ["MAX_SHEET", "plot_selection", "sheet_members"]
+__all__ = ["MAX_SHEET", "draw_selection", "plot_selection", "sheet_members"]

@@ -51,12 +51,9 @@ import numpy as np
 
 from framedex.errors import EmptyLibraryError, check
 from framedex.query.moments import MomentFinder, RawMoment, frame_scores
-from framedex.rules import GROUP_BY, OPERATORS
+from framedex.rules import LIMITS
 from framedex.store.ann import SearchParams, SearchTables, nearest_rows
 from framedex.store.schema import VideoRecord
-
-#: Most parts in one query (Twelve Labs takes up to 10 images plus a text).
-MAX_PARTS = 11
 
 #: Segments fetched per wanted result in the first round (a moment spans several segments).
 SEGMENTS_PER_RESULT = 16
@@ -104,15 +101,17 @@ class SearchFilters:
                   "video_ids", ids, "must be a collection of video id strings")
             self.video_ids = frozenset(ids)
         for name in ("min_duration", "max_duration"):
-            value = getattr(self, name)
-            check(value is None or (isinstance(value, (int, float)) and value >= 0
-                                    and math.isfinite(value)),
-                  name, value, "must be a number of seconds >= 0")
+            value, limit = getattr(self, name), LIMITS["seconds"]
+            check(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                    and math.isfinite(value) and limit.holds(value)),
+                  name, value, limit.rule())
         if self.min_duration is not None and self.max_duration is not None:
             check(self.min_duration <= self.max_duration, "max_duration", self.max_duration,
                   f"must be >= min_duration ({self.min_duration})")
-        check(self.path_glob is None or self.path_glob != "", "path_glob", self.path_glob,
-              "must be a non-empty glob pattern")
+        limit = LIMITS["path_glob"]
+        check(self.path_glob is None or (isinstance(self.path_glob, str)
+                                         and limit.holds(len(self.path_glob))),
+              "path_glob", self.path_glob, limit.rule())
 
     @property
     def active(self) -> bool:
@@ -233,8 +232,9 @@ def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
     Returns:
         Moments (or VideoHits) best first; empty when no video passes the filters.
 
+    The request (``limit``, ``group_by``) is the facade's to check: this worker trusts it.
+
     Raises:
-        ConfigError: bad limit or group_by.
         EmptyLibraryError: nothing is indexed.
     """
     return search_moments(store, query, limit=limit, group_by=group_by, filters=filters,
@@ -252,9 +252,6 @@ def search_moments(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
 
     See :func:`search_library` for the rest.
     """
-    check(isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1,
-          "limit", limit, "must be an integer >= 1")
-    check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
     check(per_result is None or (isinstance(per_result, int) and per_result >= 1),
           "per_result", per_result, "must be an integer >= 1")
     allowed, where = allowed_videos(store, filters)
@@ -345,16 +342,13 @@ def search_parts(store: Any, queries: np.ndarray, *, operator: str = "and", limi
     Returns:
         VideoHits (score: the combined score) or Moments (score: the part's cosine).
 
+    The request (``operator``, ``limit``, ``group_by``, 1 to ``framedex.rules.MAX_PARTS``
+    parts) is the facade's to check: this worker trusts it.
+
     Raises:
-        ConfigError: bad limit, group_by or operator. EmptyLibraryError: nothing indexed.
+        EmptyLibraryError: nothing indexed.
     """
-    check(isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1,
-          "limit", limit, "must be an integer >= 1")
-    check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
-    check(operator in OPERATORS, "operator", operator, f"must be one of {', '.join(OPERATORS)}")
     q = np.asarray(queries, dtype=np.float32)
-    check(q.ndim == 2 and 1 <= len(q) <= MAX_PARTS, "queries", q.shape,
-          f"must be 1 to {MAX_PARTS} query parts")
     allowed, where = allowed_videos(store, filters)
     if not allowed:
         return []

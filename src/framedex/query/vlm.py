@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from framedex.errors import ModelEndpointError, check
+from framedex.rules import LIMITS
 
 #: Where the endpoint's key is read from unless a setting names another variable.
 DEFAULT_KEY_ENV = "FRAMEDEX_VLM_API_KEY"
@@ -87,8 +88,9 @@ class VLMEndpoint:
               f"{parts.scheme}://***@{parts.hostname}", "must not carry credentials: put the "
               f"key in ${self.api_key_env}")
         object.__setattr__(self, "url", self.url.rstrip("/"))
-        check(isinstance(self.model, str) and self.model.strip() != "" and len(self.model) <= 256,
-              "vlm_model", self.model, "must name the model the endpoint serves")
+        check(isinstance(self.model, str) and self.model.strip() != ""
+              and LIMITS["model"].holds(len(self.model)), "vlm_model", self.model,
+              f"must name the model the endpoint serves ({LIMITS['model'].rule()})")
         check(isinstance(self.api_key_env, str) and bool(_ENV_NAME.match(self.api_key_env)),
               "vlm_api_key_env", self.api_key_env, "must be an environment variable name")
         check(isinstance(self.timeout_s, (int, float)) and 0 < self.timeout_s <= 3600,

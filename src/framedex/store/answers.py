@@ -33,8 +33,7 @@ from collections import OrderedDict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from framedex.errors import NotFoundError, check
-from framedex.rules import RATINGS
+from framedex.errors import NotFoundError
 from framedex.store.querylog import QueryLog
 from framedex.store.schema import now_utc
 
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
 RECENT_ANSWERS = 4096
 #: What a rating may be.
 #: Longest feedback comment.
-MAX_COMMENT = 2000
 #: From this many answers on, ``optimize`` keeps a BTREE index on ``cache_key`` (a lookup in
 #: 100,000 answers: ~18 ms as a scan, 2-8 ms with the index; measured on the 2 dev cores).
 INDEX_FROM_ROWS = 10_000
@@ -118,16 +116,12 @@ class AnswerLog(QueryLog):
 
     def add_feedback(self, answer_id: str, rating: str,
                      comment: str | None = None) -> dict[str, Any]:
-        """Record a rating of an answer (written now, not buffered).
+        """Record a rating of an answer (written now, not buffered); the rating and the comment
+        are the facade's to check (``Library.feedback``).
 
         Raises:
-            ConfigError: a rating other than good/bad, or a comment too long.
             NotFoundError: no such answer.
         """
-        check(rating in RATINGS, "rating", rating, f"must be one of {', '.join(RATINGS)}")
-        check(comment is None or (isinstance(comment, str) and len(comment) <= MAX_COMMENT),
-              "comment", None if comment is None else comment[:40],
-              f"must be text of at most {MAX_COMMENT} characters")
         self.get(answer_id)
         row = {"answer_id": answer_id, "ts": now_utc(), "rating": rating, "comment": comment}
         self.store.append("answer_feedback", [row])
@@ -189,4 +183,4 @@ def _index_keys(store: LanceStore) -> None:
     store.tables.table("answers").create_index("cache_key", config=BTree())
 
 
-__all__ = ["INDEX_FROM_ROWS", "MAX_COMMENT", "AnswerLog", "expire_answers"]
+__all__ = ["INDEX_FROM_ROWS", "AnswerLog", "expire_answers"]

@@ -38,6 +38,7 @@ from framedex.errors import (
     StoreError,
     VideoNotFoundError,
 )
+from framedex.rules import LIMITS
 from framedex.store import ann, collections, multivector
 from framedex.store.base import FrameArrays, SegmentArrays
 from framedex.store.location import StoreLocation, store_io
@@ -834,13 +835,16 @@ def check_ref(ref: object) -> None:
     """Validate a video reference before any lookup.
 
     Raises:
-        ConfigError: not a non-empty string, a NUL byte, or over 4,096 characters.
+        ConfigError: not a non-empty string, a NUL byte, or longer than a path may be
+        (``framedex.rules.LIMITS["path"]``).
     """
     if not isinstance(ref, str) or not ref.strip():
-        raise ConfigError("video='' is invalid: give a video id, id prefix or indexed path")
-    if "\x00" in ref or len(ref) > 4096:
-        raise ConfigError(f"video={ref[:80]!r} is invalid: no NUL bytes, at most 4096 "
-                          "characters")
+        raise ConfigError("video='' is invalid: give a video id, id prefix or indexed path",
+                          param="video")
+    limit = LIMITS["path"]
+    if "\x00" in ref or not limit.holds(len(ref)):
+        raise ConfigError(f"video={ref[:80]!r} is invalid: no NUL bytes, at most "
+                          f"{int(limit.high or 0)} characters", param="video")
 
 
 def check_same_encoder(stored: Mapping[str, Any], asked: Mapping[str, Any], where: str) -> None:

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from framedex.api.deps import LibraryDep
+from framedex.api.errors import body_fields
 from framedex.api.schemas import (
     AskRequest,
     AskResponse,
@@ -29,12 +30,13 @@ router = APIRouter(tags=["ask"])
 
 
 def _ask(library: Library, video_id: str, req: AskRequest) -> dict[str, Any]:
-    result = library.ask(video_id, req.question, model=req.model, sampler=req.sampler,
-                         budget=req.budget, tokens=req.tokens, params=req.params,
-                         max_tokens=req.max_tokens, temperature=req.temperature,
-                         response_format=req.response_format, system=req.system,
-                         max_side=req.frame_max_side, start=req.start, end=req.end,
-                         rollout_key=req.rollout_key, cache=req.cache)
+    with body_fields(AskRequest, {"max_side": "frame_max_side", "vlm_model": "model"}):
+        result = library.ask(video_id, req.question, model=req.model, sampler=req.sampler,
+                             budget=req.budget, tokens=req.tokens, params=req.params,
+                             max_tokens=req.max_tokens, temperature=req.temperature,
+                             response_format=req.response_format, system=req.system,
+                             max_side=req.frame_max_side, start=req.start, end=req.end,
+                             rollout_key=req.rollout_key, cache=req.cache)
     return result.to_json()
 
 
@@ -60,7 +62,8 @@ def get_answer(answer_id: str, library: LibraryDep) -> dict[str, Any]:
 def feedback(answer_id: str, req: FeedbackRequest, library: LibraryDep) -> dict[str, Any]:
     """Rate an answer ``good`` or ``bad``; ``framedex stats --by arm`` (and
     ``GET /v1/stats/arms``) compare the arms' share of good answers."""
-    row = library.feedback(answer_id, req.rating, req.comment)
+    with body_fields(FeedbackRequest):
+        row = library.feedback(answer_id, req.rating, req.comment)
     return {"answer_id": row["answer_id"], "rating": row["rating"], "comment": row["comment"]}
 
 

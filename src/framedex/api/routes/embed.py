@@ -10,10 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from framedex.api.deps import LibraryDep, SettingsDep
+from framedex.api.errors import body_fields
 from framedex.api.jobs import new_job_id
 from framedex.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse, body_schema
 from framedex.api.uploads import read_json_body, receive_upload
-from framedex.library import MAX_IMAGE_BYTES
+from framedex.rules import MAX_IMAGE_BYTES
 
 router = APIRouter(prefix="/v1/embed", tags=["embed"])
 
@@ -49,7 +50,8 @@ async def embed(request: Request, library: LibraryDep, settings: SettingsDep) ->
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None
         texts = [req.text] if isinstance(req.text, str) else list(req.text)
-        vectors = await run_in_threadpool(library.embed_text, texts)
+        with body_fields(EmbedRequest):
+            vectors = await run_in_threadpool(library.embed_text, texts)
         kind = "text"
     else:
         from starlette.exceptions import HTTPException

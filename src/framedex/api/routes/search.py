@@ -12,13 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from framedex.api.deps import LibraryDep, PathsDep, SettingsDep
+from framedex.api.errors import body_fields
 from framedex.api.jobs import new_job_id
 from framedex.api.paths import PathView
 from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, body_schema
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
-from framedex.library import MAX_IMAGE_BYTES, SearchFilters
-from framedex.rules import GROUP_BY, OPERATORS
+from framedex.library import SearchFilters
+from framedex.rules import GROUP_BY, LIMITS, MAX_IMAGE_BYTES, OPERATORS
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -27,7 +28,7 @@ _FORM = {"type": "object", "required": ["image"], "properties": {
     "text": {"type": "string", "description": "Optional text part(s); repeat the field for "
                                               "several."},
     "operator": {"type": "string", "enum": list(OPERATORS)},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "limit": {"type": "integer", **LIMITS["limit"].json_schema()},
     "group_by": {"type": "string", "enum": list(GROUP_BY)},
     "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
 }}
@@ -104,9 +105,10 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
                                  "with an image part")
     filters = SearchFilters(**req.filters.model_dump()) if req.filters else None
     texts = req.texts
-    hits = await run_in_threadpool(lambda: library.search(
-        texts, image=image, operator=req.operator, limit=req.limit, group_by=req.group_by,
-        filters=filters))
+    with body_fields(SearchRequest):
+        hits = await run_in_threadpool(lambda: library.search(
+            texts, image=image, operator=req.operator, limit=req.limit, group_by=req.group_by,
+            filters=filters))
     parts = [*texts, *(["[image]"] if image is not None else [])]
     notes = [line for t in texts for line in library.query_notes(t)]
     return SearchResponse(query=f" {req.operator.upper()} ".join(parts), group_by=req.group_by,

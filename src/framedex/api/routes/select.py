@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from framedex.api.deps import LibraryDep, PathsDep
+from framedex.api.errors import body_fields
 from framedex.api.schemas import (
     ErrorResponse,
     SamplersPublic,
@@ -19,7 +20,7 @@ from framedex.api.schemas import (
     body_schema,
 )
 from framedex.api.uploads import read_json_body
-from framedex.library import DEFAULT_QUALITY, Library, sampler_infos
+from framedex.library import DeliveryOptions, Library, sampler_infos
 
 router = APIRouter(tags=["select"])
 
@@ -37,11 +38,13 @@ def samplers(library: LibraryDep) -> SamplersPublic:
 
 
 def _select(library: Library, video_id: str, req: SelectRequest) -> dict[str, Any]:
-    result = library.select(video_id, req.question, sampler=req.sampler, budget=req.budget,
-                            tokens=req.tokens, params=req.params)
-    delivery = library.deliver(result, include=req.include, max_side=req.frame_max_side,
-                               payload_format=req.payload_format, quality=DEFAULT_QUALITY)
-    return delivery.to_json(req.include)
+    # The library checks each rule once: the delivery options before any selection runs.
+    with body_fields(SelectRequest, {"max_side": "frame_max_side"}):
+        options = DeliveryOptions(include=req.include, payload_format=req.payload_format,
+                                  max_side=req.frame_max_side)
+        result = library.select(video_id, req.question, sampler=req.sampler,
+                                budget=req.budget, tokens=req.tokens, params=req.params)
+    return library.deliver(result, options).to_json(req.include)
 
 
 @router.post("/v1/videos/{video_id}/select", response_model=SelectResponse,

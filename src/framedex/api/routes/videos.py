@@ -14,9 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from framedex.api.deps import JobsDep, LibraryDep, PathsDep, SettingsDep
+from framedex.api.errors import body_fields
 from framedex.api.jobs import new_job_id
 from framedex.api.paths import PathView
-from framedex.api.routes.jobs import job_public
+from framedex.api.routes.jobs import PAGE, job_public
 from framedex.api.schemas import (
     ErrorResponse,
     IngestPath,
@@ -33,6 +34,7 @@ from framedex.errors import (
     VideoNotFoundError,
 )
 from framedex.library import VideoRecord
+from framedex.rules import LIMITS
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -51,7 +53,7 @@ _INGEST_BODY = {
                 "type": "object", "required": ["file"],
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
-                    "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
+                    "fps": {"type": "number", **LIMITS["fps"].json_schema()},
                     "metadata": {"type": "string", "description": "A JSON object."},
                 },
             }},
@@ -109,7 +111,8 @@ def _upload_params(upload: Any, settings: Any) -> dict[str, Any]:
             {"loc": ("fps",), "msg": "must be a number", "type": "float_parsing"}]
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) \
             from None
-    return {"fps": checked.fps or settings.index_fps, "metadata": checked.metadata}
+    fps = checked.fps if checked.fps is not None else settings.index_fps
+    return {"fps": fps, "metadata": checked.metadata}
 
 
 @router.post("", status_code=202, response_model=JobPublic, openapi_extra=_INGEST_BODY,
@@ -132,6 +135,8 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
                                       max_bytes=settings.max_upload_bytes)
         try:  # a rejected request must never leave its file behind
             params = _upload_params(upload, settings)
+            with body_fields(IngestPath):
+                library.check_index_options(fps=params["fps"])
             path = upload.path
             assert path is not None  # receive_upload raises when there is no file part
             path = path.rename(path.with_name(upload_name(job_id, upload.filename)))
@@ -146,8 +151,11 @@ async def ingest(request: Request, settings: SettingsDep, jobs: JobsDep,
         except ValidationError as ex:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in ex.errors()]) from None
+        params = {"fps": req.fps if req.fps is not None else settings.index_fps,
+                  "metadata": req.metadata}
+        with body_fields(IngestPath):
+            library.check_index_options(fps=params["fps"])
         path = resolve_allowed(req.path, settings.resolved_roots)
-        params = {"fps": req.fps or settings.index_fps, "metadata": req.metadata}
         job = await run_in_threadpool(jobs.submit, "path", str(path), params)
     else:
         from starlette.exceptions import HTTPException
@@ -169,7 +177,7 @@ def upload_name(job_id: str, filename: str | None) -> str:
 
 @router.get("", response_model=VideosPublic)
 def list_videos(library: LibraryDep, paths: PathsDep,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                limit: Annotated[int, Query(ge=PAGE.low, le=PAGE.high)] = 50,
                 offset: Annotated[int, Query(ge=0)] = 0) -> VideosPublic:
     """Indexed videos, oldest first (paged; the page and the count come from one snapshot)."""
     records, count = library.videos_page(limit=limit, offset=offset)
@@ -203,11 +211,14 @@ def delete_video(video_id: str, library: LibraryDep, settings: SettingsDep) -> R
     response_class=Response)
 def get_frame(video_id: str, frame_idx: Annotated[int, PathParam(ge=0, le=2**53)],
               library: LibraryDep,
-              width: Annotated[int | None, Query(ge=8, le=8192)] = None,
-              quality: Annotated[int, Query(ge=1, le=95)] = 90) -> Response:
+              width: Annotated[int | None, Query(
+                  json_schema_extra=LIMITS["width"].json_schema())] = None,
+              quality: Annotated[int, Query(
+                  json_schema_extra=LIMITS["quality"].json_schema())] = 90) -> Response:
     """One indexed frame (native ``frame_idx``) as JPEG, optionally scaled to ``width``
     (never upscaled). Frames that were not indexed are 404."""
-    data = library.frame_jpeg(video_id, frame_idx, width=width, quality=quality)
+    with body_fields(("width", "quality"), where="query"):
+        data = library.frame_jpeg(video_id, frame_idx, width=width, quality=quality)
     return Response(content=data, media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=3600"})
 

@@ -4,7 +4,8 @@ and the rules that name what a visual-only, self-hosted server does not offer.
 Shape errors are 400 ``parameter_invalid``; a well-formed request for a feature framedex lacks
 (audio, transcription, Pegasus, fused embeddings, entity search...) is 400 ``unsupported`` with
 a message naming it. Domain rules (a text's length, an image's size, a segment length) are
-checked once more by the :class:`~framedex.library.Library`, the one place that owns them.
+the core's (``framedex.rules``): these models document them in the schema and the
+:class:`~framedex.library.Library`, the one place that owns them, checks them once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from framedex.api.schemas import QueryText, bounded, choice
 from framedex.errors import ConfigError, UnsupportedError
+from framedex.rules import OPERATORS
 
 #: Model names accepted for this server's encoder (the response reports which one it is).
 MARENGO = ("marengo3.0", "marengo3.5")
@@ -133,13 +136,12 @@ class SearchForm(BaseModel):
     model_config = _LAX
     index_id: Id
     search_options: list[str] = Field(min_length=1, max_length=3)
-    query_text: list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]] = \
-        Field(default_factory=list, max_length=10)
+    query_text: list[QueryText] = Field(default_factory=list, max_length=10)
     query_media_type: str | None = Field(None, max_length=32)
     query_media_url: list[Annotated[str, Field(min_length=1, max_length=4096)]] = \
         Field(default_factory=list, max_length=10)
     group_by: Literal["clip", "video"] = "clip"
-    operator: Literal["or", "and"] = "or"
+    operator: str = choice(OPERATORS, OPERATORS[0])
     page_limit: int = Field(10, ge=1, le=50)
     filter: str | None = Field(None, max_length=65536)
     include_user_metadata: bool = False
@@ -185,7 +187,7 @@ class MediaSource(BaseModel):
 
 class TextInput(BaseModel):
     model_config = _LAX
-    input_text: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+    input_text: str = bounded("text")
 
 
 class ImageInput(BaseModel):
@@ -204,7 +206,7 @@ class MultiSource(BaseModel):
 
 class MultiInput(BaseModel):
     model_config = _LAX
-    input_text: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    input_text: str | None = bounded("text", None)
     media_sources: list[MultiSource] | None = Field(None, max_length=10)
 
 
@@ -373,10 +375,10 @@ class AnalyzeRequest(BaseModel):
     as on Twelve Labs' API)."""
 
     model_config = _LAX
-    model_name: str | None = Field(None, min_length=1, max_length=256)
+    model_name: str | None = bounded("model", None)
     video: AnalyzeVideo | None = None
     image: list[Any] | None = None
-    prompt: str | None = Field(None, max_length=4000)
+    prompt: str | None = bounded("question", None)
     prompt_v2: Any = None
     temperature: float | None = None
     response_format: AnalyzeFormat | None = None

@@ -22,6 +22,8 @@ from framedex.api.viewer.auth import viewer_access
 from framedex.api.viewer.render import SECURITY_HEADERS, AssetRoute
 from framedex.api.viewer.video import FRAME_MAX_SIDE, SelectQuery
 from framedex.errors import NotFoundError, check
+from framedex.library import DeliveryOptions
+from framedex.rules import PAYLOAD_FORMATS
 
 router = APIRouter(route_class=AssetRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
@@ -120,12 +122,12 @@ def payload(video_id: str, request: Request, library: LibraryDep) -> Response:
     """The OpenAI (also vLLM) or Gemini chat request for a page's selection (``format``),
     built by the one delivery step."""
     q = request.query_params
-    fmt = q.get("format") or "openai"
+    fmt = q.get("format") or PAYLOAD_FORMATS[0]
+    options = DeliveryOptions(include=("payload",), max_side=FRAME_MAX_SIDE, payload_format=fmt)
     req = SelectQuery(q, library)
     record = library.video(video_id)
     result = req.select(library, record.video_id)
-    out = library.deliver(result, include=("payload",), max_side=FRAME_MAX_SIDE,
-                          payload_format=fmt)
+    out = library.deliver(result, options)
     name = f"framedex-{record.video_id[:12]}-{result.sampler}-{fmt}.json"
     return JSONResponse(out.payload, headers={
         "Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})

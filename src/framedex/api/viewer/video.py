@@ -21,9 +21,8 @@ from framedex.api.viewer.curve import CurveSvg
 from framedex.api.viewer.pages import video_view
 from framedex.api.viewer.render import PageRoute, page
 from framedex.errors import ConfigError, check
-from framedex.library import Delivery, Library, SelectResult, VideoRecord, make_budget
-from framedex.rules import PAYLOAD_FORMATS
-from framedex.validate import parse_pairs
+from framedex.library import Delivery, Library, SelectResult, VideoRecord, parse_pairs
+from framedex.rules import PAYLOAD_FORMATS, WIRE_FRAME_SIDE
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
@@ -32,7 +31,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False,
 PLAYABLE = {".mp4", ".m4v", ".mov", ".webm", ".ogv"}
 #: Longer side of delivered frames on the video page: the API's default ``frame_max_side``,
 #: so the page shows what an API client's VLM receives (a frame's tier can make it smaller).
-FRAME_MAX_SIDE = 512
+FRAME_MAX_SIDE = WIRE_FRAME_SIDE
 #: Longer side of the frames in the compare view (four columns of them).
 COMPARE_MAX_SIDE = 256
 #: Most frames a page shows (a larger budget belongs in the API or the CLI).
@@ -50,9 +49,7 @@ class SelectQuery:
         self.budget = params.integer(q, "budget")
         self.tokens = params.integer(q, "tokens")
         self.params = parse_pairs(q.getlist("param"), "param")
-        if self.sampler is not None:
-            library.sampler(self.sampler)  # an unknown name fails before any work
-        make_budget(self.budget, self.tokens)  # the facade's rule, also without a question
+        # the sampler, budget and tokens are the facade's to check, when a question selects
         check(self.budget is None or self.budget <= MAX_PAGE_FRAMES, "budget", self.budget,
               f"must be at most {MAX_PAGE_FRAMES} frames in the viewer (use the API or the "
               "CLI for more)")

@@ -25,7 +25,7 @@ import numpy as np
 
 from framedex.errors import ConfigError, check
 from framedex.registry import Registry
-from framedex.rules import TIERS, tier_tokens
+from framedex.rules import LIMITS, TIERS, tier_tokens
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,49 @@ class TokenBudget:
     def max_frames(self, tier: str = "low") -> int:
         """How many frames fit when every frame is at ``tier``."""
         return self.tokens // self.cost(tier)
+
+
+class CheckedFrames(int):
+    """A request's frame budget, checked against ``framedex.rules.LIMITS["budget"]`` once,
+    when made (:meth:`of`); a sampler takes it without checking again."""
+
+    @classmethod
+    def of(cls, value: object) -> CheckedFrames:
+        """The checked budget.
+
+        Raises:
+            ConfigError: not an integer within the rule.
+        """
+        limit = LIMITS["budget"]
+        check(_is_int(value) and limit.holds(int(value)),  # type: ignore[call-overload]
+              "budget", value, limit.rule())
+        return cls(int(value))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class CheckedTokens(TokenBudget):
+    """A request's token budget (Gemini's tier costs), checked against
+    ``framedex.rules.LIMITS["tokens"]`` once, when made (:meth:`of`): it affords at least one
+    frame at the cheapest tier, so a sampler takes it without checking again."""
+
+    def __post_init__(self) -> None:
+        pass  # checked by ``of``, the one way to make it
+
+    @classmethod
+    def of(cls, value: object) -> CheckedTokens:
+        """The checked budget.
+
+        Raises:
+            ConfigError: not an integer within the rule.
+        """
+        limit = LIMITS["tokens"]
+        check(_is_int(value) and limit.holds(int(value)),  # type: ignore[call-overload]
+              "tokens", value, limit.rule())
+        return cls(int(value))  # type: ignore[call-overload]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 Budget = int | TokenBudget
@@ -152,6 +195,11 @@ class Sampler(ABC):
             everything = list(range(ctx.n))
             return Selection(everything, _pick(ctx.scores, everything))
         sel = self._select(ctx)
+        # The one check of tiers on the way to a VLM: where they come into being (a plug-in's
+        # output); delivery, payloads, the cost line and the plot take them as they are.
+        check(sel.tiers is None or all(t in TIERS for t in sel.tiers), "tiers",
+              sel.tiers and sorted(set(sel.tiers) - set(TIERS)),
+              f"sampler {self.name!r} returned tiers outside {', '.join(TIERS)}")
         if ctx.token_budget is not None and sel.tokens_used is None:
             # A sampler without tiers spends a token budget as K frames at the cheapest tier
             # (that is how ``build_context`` turned the budget into K); report it so.
@@ -267,7 +315,9 @@ def build_context(
         ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         check(len(ts) == n, "timestamps", ts.shape, f"must have one timestamp per frame ({n})")
     token_budget = budget if isinstance(budget, TokenBudget) else None
-    if token_budget is not None:
+    if isinstance(budget, (CheckedFrames, CheckedTokens)):  # a request's, checked at the facade
+        k = budget.max_frames("low") if isinstance(budget, CheckedTokens) else int(budget)
+    elif token_budget is not None:
         k = token_budget.max_frames("low")
         cheapest = min(int(c) for c in token_budget.tokens_per_tier.values())
         check(k >= 1, "tokens", token_budget.tokens,

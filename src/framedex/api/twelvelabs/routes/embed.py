@@ -35,8 +35,8 @@ from framedex.api.twelvelabs.media import decode_base64, fetch_url
 from framedex.api.twelvelabs.schemas import EmbedRequest, EmbedTaskRequest, MediaSource
 from framedex.api.uploads import read_json_body
 from framedex.errors import ConfigError, FramedexError, NotFoundError
-from framedex.library import MAX_IMAGE_BYTES, Library
-from framedex.rules import JOB_DONE, JOB_FAILED
+from framedex.library import Library
+from framedex.rules import JOB_DONE, JOB_FAILED, MAX_IMAGE_BYTES
 
 router = APIRouter(prefix="/embed-v2", tags=["embed"])
 

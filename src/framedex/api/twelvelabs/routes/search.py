@@ -36,8 +36,8 @@ from framedex.api.twelvelabs.media import fetch_url
 from framedex.api.twelvelabs.schemas import SearchForm
 from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, NotFoundError, UnsupportedError
-from framedex.library import MAX_IMAGE_BYTES, Library, Moment, SearchFilters, VideoHit
-from framedex.rules import OPERATORS
+from framedex.library import Library, Moment, SearchFilters, VideoHit
+from framedex.rules import MAX_IMAGE_BYTES, OPERATORS
 
 router = APIRouter(prefix="/search", tags=["search"])
 
