@@ -230,6 +230,33 @@ def test_odd_video_references_are_clear_errors(tmp_path, folder, tiny_model, ref
     assert len(str(info.value)) < 400
 
 
+def test_quotes_in_a_path_are_literal_in_every_filter(tmp_path, folder, tiny_model):
+    """Every string a filter carries goes through one quoting rule (``sql_str``): a file named
+    with quotes is found by its path, its alias and its file name, and deleted whole."""
+    from framedex.store.schema import sql_str, sql_strs, sql_timestamp
+
+    assert sql_str("o'brien") == "'o''brien'" and sql_str("' OR '1'='1") == "''' OR ''1''=''1'"
+    assert sql_strs(["a", "b'"]) == "('a', 'b''')"
+    from datetime import datetime, timedelta, timezone
+
+    at = datetime(2026, 1, 2, 4, 4, 5, 6, tzinfo=timezone(timedelta(hours=1)))
+    assert sql_timestamp(at) == "TIMESTAMP '2026-01-02 03:04:05.000006'"
+    odd = tmp_path / "it's \"odd\" ' OR '1'='1.mp4"
+    shutil.copy(folder / "v1.mp4", odd)
+    alias = tmp_path / "o'brien.mp4"
+    shutil.copy(folder / "v1.mp4", alias)
+    lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
+    lib.index([folder / "v0.mp4", odd, alias])
+    vid = lib.video(str(odd)).video_id
+    assert lib.video(str(alias)).video_id == vid  # the same content, seen at a second path
+    assert lib.video(odd.name).video_id == vid
+    assert lib.video(str(folder / "v0.mp4")).video_id != vid
+    lib.delete(vid)
+    with pytest.raises(VideoNotFoundError):
+        lib.video(str(alias))
+    assert len(lib.videos()) == 1
+
+
 def _one_line(p: subprocess.Popen, timeout: float = 120) -> str:
     out, err = p.communicate(timeout=timeout)
     assert p.returncode == 1, (out, err)

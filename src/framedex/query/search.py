@@ -53,7 +53,7 @@ from framedex.errors import EmptyLibraryError, check
 from framedex.query.moments import MomentFinder, RawMoment, frame_scores
 from framedex.rules import LIMITS
 from framedex.store.ann import SearchParams, SearchTables, nearest_rows
-from framedex.store.schema import VideoRecord
+from framedex.store.schema import VideoRecord, sql_strs
 
 #: Segments fetched per wanted result in the first round (a moment spans several segments).
 SEGMENTS_PER_RESULT = 16
@@ -312,7 +312,7 @@ def allowed_videos(store: Any, filters: SearchFilters | None
     allowed = {vid: v for vid, v in videos.items() if filters.matches(v)}
     where = None
     if allowed and filters.active and len(allowed) <= MAX_PREFILTER_IDS:
-        where = "video_id IN (" + ", ".join(_sql_str(v) for v in sorted(allowed)) + ")"
+        where = f"video_id IN {sql_strs(sorted(allowed))}"
     return allowed, where
 
 
@@ -421,10 +421,6 @@ def _part_moments(video: VideoRecord, starts: np.ndarray, ends: np.ndarray, sims
                 moment.frame_idx = int(arrays.frame_idx[k])
         by_segment[s] = moment
     return sorted(by_segment.values(), key=lambda m: (-m.score, m.start))
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class StoreFrames:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from framedex.errors import NotFoundError
 from framedex.store.querylog import QueryLog
-from framedex.store.schema import now_utc
+from framedex.store.schema import now_utc, sql_str, sql_timestamp
 
 if TYPE_CHECKING:
     from framedex.store.base import Store
@@ -48,10 +48,6 @@ RECENT_ANSWERS = 4096
 #: From this many answers on, ``optimize`` keeps a BTREE index on ``cache_key`` (a lookup in
 #: 100,000 answers: ~18 ms as a scan, 2-8 ms with the index; measured on the 2 dev cores).
 INDEX_FROM_ROWS = 10_000
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class AnswerLog(QueryLog):
@@ -89,7 +85,7 @@ class AnswerLog(QueryLog):
         if row is not None:
             return row
         found = self.store.table_where(
-            "answers", f"cache_key = {_quote(cache_key)} AND cached = false").to_pylist()
+            "answers", f"cache_key = {sql_str(cache_key)} AND cached = false").to_pylist()
         if not found:
             return None
         row = max(found, key=lambda r: r["ts"])
@@ -108,7 +104,7 @@ class AnswerLog(QueryLog):
         if row is not None:
             return row
         found = self.store.table_where("answers",
-                                       f"answer_id = {_quote(answer_id)}").to_pylist()
+                                       f"answer_id = {sql_str(answer_id)}").to_pylist()
         if not found:
             raise NotFoundError(f"no answer {answer_id[:64]!r}: answer ids come from ask; "
                                 "answers are kept 30 days")
@@ -140,8 +136,7 @@ def expire_answers(store: LanceStore, retention: timedelta) -> int:
     Returns:
         the number of rows deleted.
     """
-    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
-    old = f"ts < TIMESTAMP '{cutoff}'"
+    old = f"ts < {sql_timestamp(now_utc() - retention)}"
     deleted = 0
     for name in ("answers", "answer_feedback"):
         ds = store.tables.writable(name)
@@ -161,7 +156,7 @@ def expire_answers(store: LanceStore, retention: timedelta) -> int:
                            pairs.column("generation").to_pylist(),
                            pairs.column("video_id_count").to_pylist(), strict=True):
         if live.get(vid) != gen:
-            ds.delete(f"video_id = {_quote(vid)} AND generation = {int(gen)}")
+            ds.delete(f"video_id = {sql_str(vid)} AND generation = {int(gen)}")
             deleted += int(n)
     _index_keys(store)
     return deleted

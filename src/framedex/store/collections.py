@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -32,14 +32,12 @@ from framedex.store.schema import (
     IndexRecord,
     MemberRecord,
     now_utc,
+    sql_str,
+    sql_timestamp,
 )
 
 if TYPE_CHECKING:
     from framedex.store.lance_store import LanceStore
-
-
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def list_indexes(store: LanceStore) -> list[IndexRecord]:
@@ -51,7 +49,7 @@ def list_indexes(store: LanceStore) -> list[IndexRecord]:
 
 def get_index(store: LanceStore, index_id: str) -> IndexRecord | None:
     """The collection with this id, or None."""
-    rows = store.tables.read("indexes", where=f"index_id = {_q(index_id)}",
+    rows = store.tables.read("indexes", where=f"index_id = {sql_str(index_id)}",
                              schema=INDEXES_SCHEMA).to_pylist()
     return IndexRecord.from_row(rows[0]) if rows else None
 
@@ -64,7 +62,7 @@ def save_index(store: LanceStore, record: IndexRecord) -> None:
 
 def delete_index(store: LanceStore, index_id: str) -> None:
     """Remove a collection and its membership rows; the videos stay in the library."""
-    where = f"index_id = {_q(index_id)}"
+    where = f"index_id = {sql_str(index_id)}"
     store.tables.delete("indexes", where)
     store.tables.delete("index_members", where)
 
@@ -85,12 +83,12 @@ def add_members(store: LanceStore, index_id: str, video_ids: Sequence[str]) -> N
 def remove_member(store: LanceStore, index_id: str, video_id: str) -> None:
     """Take a video out of a collection (the video stays in the library)."""
     store.tables.delete("index_members",
-                        f"index_id = {_q(index_id)} AND video_id = {_q(video_id)}")
+                        f"index_id = {sql_str(index_id)} AND video_id = {sql_str(video_id)}")
 
 
 def list_members(store: LanceStore, index_id: str | None = None) -> list[MemberRecord]:
     """Members of one collection (or of all), oldest first: committed videos only."""
-    where = f"index_id = {_q(index_id)}" if index_id is not None else None
+    where = f"index_id = {sql_str(index_id)}" if index_id is not None else None
     rows = store.tables.read("index_members", where=where,
                              schema=INDEX_MEMBERS_SCHEMA).to_pylist()
     committed = {v.video_id for v in store.list_videos()}
@@ -101,7 +99,7 @@ def list_members(store: LanceStore, index_id: str | None = None) -> list[MemberR
 
 def delete_video_members(store: LanceStore, video_id: str) -> None:
     """Remove a deleted video from every collection."""
-    store.tables.delete("index_members", f"video_id = {_q(video_id)}")
+    store.tables.delete("index_members", f"video_id = {sql_str(video_id)}")
 
 
 def save_asset(store: LanceStore, record: AssetRecord) -> None:
@@ -112,7 +110,7 @@ def save_asset(store: LanceStore, record: AssetRecord) -> None:
 
 def get_asset(store: LanceStore, asset_id: str) -> AssetRecord | None:
     """The asset with this id, or None."""
-    rows = store.tables.read("assets", where=f"asset_id = {_q(asset_id)}",
+    rows = store.tables.read("assets", where=f"asset_id = {sql_str(asset_id)}",
                              schema=ASSETS_SCHEMA).to_pylist()
     return AssetRecord.from_row(rows[0]) if rows else None
 
@@ -122,8 +120,7 @@ def list_assets(store: LanceStore, created_before: datetime | None = None
     """Every asset (or those created before ``created_before``), oldest first."""
     where = None
     if created_before is not None:
-        cutoff = created_before.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-        where = f"created_at < TIMESTAMP '{cutoff}'"
+        where = f"created_at < {sql_timestamp(created_before)}"
     rows = store.tables.read("assets", where=where, schema=ASSETS_SCHEMA).to_pylist()
     rows.sort(key=lambda r: (r["created_at"], r["asset_id"]))
     return [AssetRecord.from_row(r) for r in rows]
@@ -149,4 +146,4 @@ def page_assets(store: LanceStore, limit: int, offset: int = 0
 
 def delete_asset(store: LanceStore, asset_id: str) -> None:
     """Remove an asset's row (the caller removes its file)."""
-    store.tables.delete("assets", f"asset_id = {_q(asset_id)}")
+    store.tables.delete("assets", f"asset_id = {sql_str(asset_id)}")

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from framedex.errors import FramedexError
-from framedex.rules import JOB_QUEUED, UNFINISHED
-from framedex.store.schema import JOBS_SCHEMA, now_utc, sql_str
+from framedex.rules import FINISHED, JOB_QUEUED, UNFINISHED
+from framedex.store.schema import JOBS_SCHEMA, now_utc, sql_str, sql_strs, sql_timestamp
 
 if TYPE_CHECKING:
     from framedex.store.lance_store import LanceStore
@@ -120,7 +120,7 @@ class JobFilter:
                     for v in values]
             parts.append("(" + " OR ".join(alts) + ")" if alts else "false")
         if self.statuses:
-            parts.append(f"status IN ({', '.join(sql_str(s) for s in self.statuses)})")
+            parts.append(f"status IN {sql_strs(self.statuses)}")
         return " AND ".join(parts) or None
 
 
@@ -249,7 +249,7 @@ class JobStore:
         if not ids:
             return []
         stored = {r["job_id"]: Job.from_row(r) for r in self._read(
-            f"job_id IN ({', '.join(sql_str(i) for i in ids)})").to_pylist()}
+            f"job_id IN {sql_strs(ids)}").to_pylist()}
         return [pending.get(i) or stored[i] for i in ids if i in pending or i in stored]
 
     def unfinished(self) -> list[Job]:
@@ -272,9 +272,9 @@ class JobStore:
 
 def expire_jobs(store: LanceStore, retention: timedelta = DEFAULT_JOB_RETENTION) -> int:
     """Delete finished jobs last updated longer ago than ``retention``. Returns how many."""
-    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
+    cutoff = sql_timestamp(now_utc() - retention)
     return store.tables.delete(
-        "jobs", f"status IN ('done', 'failed') AND updated_at < TIMESTAMP '{cutoff}'")
+        "jobs", f"status IN {sql_strs(FINISHED)} AND updated_at < {cutoff}")
 
 
 def _us(t: datetime) -> int:

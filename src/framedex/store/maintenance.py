@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from framedex.errors import check
 from framedex.store.jobs import DEFAULT_JOB_RETENTION, expire_jobs
 from framedex.store.location import store_io
-from framedex.store.schema import GENERATION_TABLES, now_utc, sql_str
+from framedex.store.schema import GENERATION_TABLES, now_utc, sql_str, sql_timestamp
 from framedex.store.tables import retry_conflicts
 
 if TYPE_CHECKING:
@@ -143,8 +143,7 @@ def _sweep_partial_files(store: LanceStore, name: str) -> int:
 
 
 def _expire_log(store: LanceStore, retention: timedelta) -> int:
-    cutoff = (now_utc() - retention).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return store.tables.delete("query_log", f"ts < TIMESTAMP '{cutoff}'")
+    return store.tables.delete("query_log", f"ts < {sql_timestamp(now_utc() - retention)}")
 
 
 def sweep_dead_generations(store: LanceStore, *, deep: bool = False) -> int:

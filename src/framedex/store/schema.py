@@ -40,6 +40,7 @@ as LanceDB does for its embedding functions.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -59,8 +60,20 @@ SCHEMA_VERSION = "3"
 
 
 def sql_str(value: str) -> str:
-    """``value`` as a quoted SQL string literal (the one quoting rule for Lance filters)."""
+    """``value`` as a quoted SQL string literal (the one quoting rule for Lance filters: every
+    string that goes into a filter goes through here)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def sql_strs(values: Iterable[str]) -> str:
+    """``('a', 'b')``: a parenthesised list of quoted literals, for ``IN``."""
+    return "(" + ", ".join(sql_str(v) for v in values) + ")"
+
+
+def sql_timestamp(value: datetime) -> str:
+    """``TIMESTAMP '2026-01-02 03:04:05.000006'``: a timestamp literal in UTC (``value`` is
+    timezone-aware, as every timestamp framedex makes)."""
+    return f"TIMESTAMP '{value.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:
