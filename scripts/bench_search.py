@@ -441,7 +441,7 @@ def percentiles(lat: list[float]) -> tuple[float, float]:
 def run_method(ds: Dataset, method: Method, nq: int) -> dict[str, Any]:
     from framedex.query.search import search_moments
     from framedex.store import LanceStore as Store
-    from framedex.store.ann import SearchParams
+    from framedex.store.base import SearchParams
 
     path, info = build(ds, method)
     store = Store(path)
@@ -478,7 +478,7 @@ def run_method(ds: Dataset, method: Method, nq: int) -> dict[str, Any]:
         for q in queries[:10]:
             call(q)
         lat = timed(call, queries)
-        mean = store.search_tables().mean
+        mean = store.search_snapshot().mean
         videos = {v.video_id: v for v in store.list_videos()}
         for qi, q in enumerate(queries):
             res = search_moments(store, q, limit=LIMIT, params=params,

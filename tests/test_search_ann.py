@@ -92,17 +92,17 @@ def test_default_index_is_hnsw_on_segments(indexed):
     assert (info["table"], info["index_type"], info["rows"]) == ("segments", "IVF_HNSW_SQ",
                                                                  VIDEOS * FRAMES // 6)
     assert store.has_ann_index()
-    tables = store.search_tables()
-    assert tables.index_table == "segments"
+    assert store.search_snapshot().index_table == "segments"
     # build_index compacted the appends and stored the mean frame vector
-    assert len(tables.frames.get_fragments()) == 1
-    assert "framedex.frame_mean" in tables.frames.config()
+    frames = store.tables.snapshot("frames")
+    assert len(frames.get_fragments()) == 1
+    assert "framedex.frame_mean" in frames.config()
 
 
 @pytest.mark.parametrize("limit", [3, 10])
 def test_ann_moments_equal_exact_moments(indexed, limit):
     store, videos, queries, _ = indexed
-    mean = store.search_tables().mean
+    mean = store.search_snapshot().mean
     all_vecs = np.concatenate(list(videos.values()))
     for q in queries:
         res = search_moments(store, q, limit=limit)
@@ -144,7 +144,7 @@ def test_filters_apply_inside_the_index_search(indexed):
     res = search_moments(store, queries[2], limit=10,
                          filters=SearchFilters(path_glob="/v/video[13].mp4"))
     assert res.hits and {m.video_id for m in res.hits} <= keep
-    mean = store.search_tables().mean
+    mean = store.search_snapshot().mean
     subset = {v: x for v, x in videos.items() if v in keep}
     got = [(m.video_id, m.start, m.num_hits, m.best_pts_sec, m.score) for m in res.hits]
     assert got == exact_moments(subset, queries[2], float(mean @ queries[2]), 10)

@@ -52,8 +52,15 @@ import numpy as np
 from framedex.errors import EmptyLibraryError, check
 from framedex.query.moments import MomentFinder, RawMoment, frame_scores
 from framedex.rules import LIMITS
-from framedex.store.ann import SearchParams, SearchTables, nearest_rows
-from framedex.store.schema import VideoRecord, sql_strs
+from framedex.store.base import (
+    FrameArrays,
+    Nearest,
+    SearchParams,
+    SearchSnapshot,
+    StoreReader,
+    VectorRows,
+)
+from framedex.store.schema import VideoRecord
 
 #: Segments fetched per wanted result in the first round (a moment spans several segments).
 SEGMENTS_PER_RESULT = 16
@@ -216,8 +223,8 @@ class SearchResult:
         return self.finder.scored()
 
 
-def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: str = "moment",
-                   filters: SearchFilters | None = None,
+def search_library(store: StoreReader, query: np.ndarray, *, limit: int = 10,
+                   group_by: str = "moment", filters: SearchFilters | None = None,
                    params: SearchParams | None = None) -> list[Moment] | list[VideoHit]:
     """Rank the moments of the library against a query embedding.
 
@@ -241,8 +248,9 @@ def search_library(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
                           params=params).hits
 
 
-def search_moments(store: Any, query: np.ndarray, *, limit: int = 10, group_by: str = "moment",
-                   filters: SearchFilters | None = None, params: SearchParams | None = None,
+def search_moments(store: StoreReader, query: np.ndarray, *, limit: int = 10,
+                   group_by: str = "moment", filters: SearchFilters | None = None,
+                   params: SearchParams | None = None,
                    per_result: int | None = None) -> SearchResult:
     """:func:`search_library`, returning what was read as well.
 
@@ -255,7 +263,7 @@ def search_moments(store: Any, query: np.ndarray, *, limit: int = 10, group_by: 
     check(per_result is None or (isinstance(per_result, int) and per_result >= 1),
           "per_result", per_result, "must be an integer >= 1")
     allowed, where = allowed_videos(store, filters)
-    tables = store.search_tables()
+    tables = store.search_snapshot()
     q = np.asarray(query, dtype=np.float32).reshape(-1)
     candidates = StoreCandidates(tables, q, limit, params, per_result)
     if not allowed:
@@ -296,10 +304,10 @@ def _moment(raw: RawMoment, video: VideoRecord, frame_idx: int | None) -> Moment
                   raw.hi - raw.lo + 1, frame_idx=frame_idx)
 
 
-def allowed_videos(store: Any, filters: SearchFilters | None
-                   ) -> tuple[dict[str, VideoRecord], str | None]:
-    """The committed videos that pass ``filters``, and the SQL prefilter that keeps them
-    (None when no filter is set, or when the id list would be too long to help).
+def allowed_videos(store: StoreReader, filters: SearchFilters | None
+                   ) -> tuple[dict[str, VideoRecord], list[str] | None]:
+    """The committed videos that pass ``filters``, and the ids a prefilter keeps (None when
+    no filter is set, or when the id list would be too long to help).
 
     Raises:
         EmptyLibraryError: nothing is indexed.
@@ -312,13 +320,13 @@ def allowed_videos(store: Any, filters: SearchFilters | None
     allowed = {vid: v for vid, v in videos.items() if filters.matches(v)}
     where = None
     if allowed and filters.active and len(allowed) <= MAX_PREFILTER_IDS:
-        where = f"video_id IN {sql_strs(sorted(allowed))}"
+        where = sorted(allowed)
     return allowed, where
 
 
-def search_parts(store: Any, queries: np.ndarray, *, operator: str = "and", limit: int = 10,
+def search_parts(store: StoreReader, queries: np.ndarray, *, operator: str = "and", limit: int = 10,
                  group_by: str = "video", filters: SearchFilters | None = None,
-                 frames: Callable[[VideoRecord], Any] | None = None
+                 frames: Callable[[VideoRecord], FrameArrays] | None = None
                  ) -> list[Moment] | list[VideoHit]:
     """Rank videos against a query of several parts (texts and/or images) with LanceDB's MaxSim
     over each video's segment vectors (the ``video_vectors`` multivector table).
@@ -359,7 +367,7 @@ def search_parts(store: Any, queries: np.ndarray, *, operator: str = "and", limi
         while True:
             rows = store.search_video_vectors(part, fetch, where)
             live = _live_vector_rows(rows, allowed)
-            if len(live) >= limit or rows.num_rows < fetch or fetch > 64 * limit + 512:
+            if len(live) >= limit or len(rows) < fetch or fetch > 64 * limit + 512:
                 break
             fetch *= 4
         for vid, row in live.items():
@@ -378,28 +386,21 @@ def search_parts(store: Any, queries: np.ndarray, *, operator: str = "and", limi
     return [m for h in hits for m in h.moments][:limit]
 
 
-def _live_vector_rows(rows: Any, allowed: dict[str, VideoRecord]
+def _live_vector_rows(rows: VectorRows, allowed: dict[str, VideoRecord]
                       ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``video_id -> (start_sec, end_sec, vectors)`` of the rows whose generation is live."""
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if rows.num_rows == 0:
-        return out
-    vids = rows.column("video_id").to_pylist()
-    gens = rows.column("generation").to_pylist()
-    starts = rows.column("start_sec").to_pylist()
-    ends = rows.column("end_sec").to_pylist()
-    vectors = rows.column("vectors").to_pylist()
-    for i, vid in enumerate(vids):
+    for i, vid in enumerate(rows.video_ids):
         video = allowed.get(vid)
-        if video is None or video.generation != gens[i] or vid in out:
+        if video is None or video.generation != rows.generations[i] or vid in out:
             continue
-        out[vid] = (np.asarray(starts[i], np.float64), np.asarray(ends[i], np.float64),
-                    np.asarray(vectors[i], np.float32))
+        out[vid] = (rows.start_sec[i], rows.end_sec[i], rows.vectors[i])
     return out
 
 
 def _part_moments(video: VideoRecord, starts: np.ndarray, ends: np.ndarray, sims: np.ndarray,
-                  q: np.ndarray, frames: Callable[[VideoRecord], Any] | None) -> list[Moment]:
+                  q: np.ndarray, frames: Callable[[VideoRecord], FrameArrays] | None
+                  ) -> list[Moment]:
     """Each part's best segment as a moment (one per segment: two parts that pick the same
     segment share it, under the better part), best first."""
     arrays = frames(video) if frames is not None else None
@@ -427,7 +428,7 @@ class StoreFrames:
     """:class:`~framedex.query.moments.FrameScores` over the store's frames table: one
     ``take`` per read, scored exactly against ``query``."""
 
-    def __init__(self, tables: SearchTables, query: np.ndarray, live: dict[str, int]):
+    def __init__(self, tables: SearchSnapshot, query: np.ndarray, live: dict[str, int]):
         self.tables, self.query, self.live = tables, query, live
         self.rows = tables.frame_rows
 
@@ -452,8 +453,7 @@ class StoreFrames:
             assert span is not None  # windows come from FrameRows.between over live videos
             rows.append(np.arange(lo, hi) + span[0])
         flat = np.concatenate(rows)
-        scores = frame_scores(self.rows.take_vectors(self.tables.frames, flat,
-                                                     self.tables.dim), self.query)
+        scores = frame_scores(self.tables.frame_vectors(flat), self.query)
         out, at = [], 0
         for r in rows:
             out.append((self.rows.pos[r], self.rows.pts[r], scores[at:at + len(r)]))
@@ -469,12 +469,11 @@ class StoreCandidates:
     score lower), and -inf once the index has no more rows or the cap is reached.
     """
 
-    def __init__(self, tables: SearchTables, query: np.ndarray, limit: int,
+    def __init__(self, tables: SearchSnapshot, query: np.ndarray, limit: int,
                  params: SearchParams | None, per_result: int | None):
         self.tables, self.query = tables, query
         self.params = params or DEFAULT_PARAMS.get(tables.index_type or "")
-        self.table = tables.index_table or ("segments" if tables.segments is not None
-                                            else "frames")
+        self.table = tables.candidate_table
         self.source = tables.index_table or "exact"
         default = SEGMENTS_PER_RESULT if self.table == "segments" else FRAMES_PER_RESULT
         self.k = limit * (per_result or default)
@@ -484,41 +483,33 @@ class StoreCandidates:
         self.cap = max(self.k, limit * MAX_CANDIDATES_PER_RESULT)
         self.fetched = self.rounds = 0
 
-    def batches(self, allowed: dict[str, VideoRecord], where: str | None
+    def batches(self, allowed: dict[str, VideoRecord], where: list[str] | None
                 ) -> Iterator[tuple[list[tuple[str, int, int]], float]]:
-        ds = self.tables.segments if self.table == "segments" else self.tables.frames
-        row_map = self.tables.row_map(self.table)
         seen: set[int] = set()
         k = self.k
         while True:
-            addr, dist = nearest_rows(ds, self.query, k, params=self.params, where=where)
+            found = self.tables.nearest(self.query, k, params=self.params, video_ids=where,
+                                        skip=seen)
             self.rounds += 1
-            self.fetched += len(addr)
-            fresh = np.array([a not in seen for a in addr.tolist()], dtype=bool)
-            seen.update(addr.tolist())
-            rows, _ = row_map.lookup(addr[fresh])
-            last = len(addr) < k or k >= self.cap
-            bound = -math.inf if last else 1.0 - float(dist.max())
-            yield self._windows(rows, allowed), bound
+            self.fetched += len(found.rows)
+            seen.update(found.rows.tolist())
+            last = len(found.rows) < k or k >= self.cap
+            bound = -math.inf if last else 1.0 - float(found.distances.max())
+            yield self._windows(found, allowed), bound
             if last:
                 return
             k = min(k * FETCH_GROWTH, self.cap)
 
-    def _windows(self, rows: Any, allowed: dict[str, VideoRecord]) -> list[tuple[str, int, int]]:
+    def _windows(self, found: Nearest, allowed: dict[str, VideoRecord]
+                 ) -> list[tuple[str, int, int]]:
         """Candidate rows -> ``(video_id, i0, i1)`` frame windows of the allowed videos' live
         generations (rows of a crashed run or of an unswapped re-index are dropped)."""
-        vids = rows.column("video_id").to_pylist()
-        gens = rows.column("generation").to_pylist()
+        vids, gens = found.video_ids, found.generations.tolist()
         keep = [i for i, (v, g) in enumerate(zip(vids, gens, strict=True))
                 if v in allowed and allowed[v].generation == g]
-        if self.table == "segments":
-            t0 = rows.column("start_sec").to_numpy()[keep]
-            t1 = rows.column("end_sec").to_numpy()[keep]
-        else:
-            t0 = rows.column("pts_sec").to_numpy()[keep]
-            t1 = np.nextafter(t0, np.inf)
         live = {v: allowed[v].generation for v in allowed}
-        return self.tables.frame_rows.between(live, [vids[i] for i in keep], t0, t1)
+        return self.tables.frame_rows.between(live, [vids[i] for i in keep], found.t0[keep],
+                                              found.t1[keep])
 
 
 def group_by_video(moments: list[Moment]) -> list[VideoHit]:

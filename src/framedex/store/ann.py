@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -41,78 +41,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute
 
-from framedex.errors import check
+from framedex.store.base import (
+    IndexSpec,
+    Nearest,
+    SearchParams,
+)
+from framedex.store.schema import sql_strs
 
-#: Vector index types Store.build_index accepts.
-INDEX_TYPES = ("IVF_HNSW_SQ", "IVF_PQ")
-#: Tables whose ``vector`` column can carry the ANN index library search uses.
-INDEX_TABLES = ("segments", "frames")
 #: Rows per IVF partition when ``num_partitions`` is not given. HNSW: one graph per ~1M
 #: rows (1M frames = 167k segments = one partition; more partitions only added k-means time).
 #: PQ: ~4K rows per partition (LanceDB's guidance).
 ROWS_PER_PARTITION = {"IVF_HNSW_SQ": 1_000_000, "IVF_PQ": 4096}
 #: Dataset config key holding the mean frame vector (see :func:`frame_mean`).
 FRAME_MEAN_KEY = "framedex.frame_mean"
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """How ``Store.build_index`` builds the vector index.
-
-    Args:
-        table: ``"segments"`` (default: library search ranks 6-s segments, then rescores their
-            frames exactly) or ``"frames"``.
-        index_type: ``"IVF_HNSW_SQ"`` (default) or ``"IVF_PQ"``.
-        num_partitions: IVF partitions; None: rows / :data:`ROWS_PER_PARTITION`, at least 1.
-        num_sub_vectors: PQ sub-vectors (IVF_PQ only); None: dim / 8.
-        m: HNSW edges per node (IVF_HNSW_SQ only); None: Lance's default (20).
-        ef_construction: HNSW build beam (IVF_HNSW_SQ only); None: Lance's default (150).
-    """
-
-    table: str = "segments"
-    index_type: str = "IVF_HNSW_SQ"
-    num_partitions: int | None = None
-    num_sub_vectors: int | None = None
-    m: int | None = None
-    ef_construction: int | None = None
-
-    def __post_init__(self) -> None:
-        check(self.table in INDEX_TABLES, "table", self.table,
-              f"must be one of {', '.join(INDEX_TABLES)}")
-        check(self.index_type in INDEX_TYPES, "index_type", self.index_type,
-              f"must be one of {', '.join(INDEX_TYPES)}")
-        for name in ("num_partitions", "num_sub_vectors", "m", "ef_construction"):
-            value = getattr(self, name)
-            check(value is None or (isinstance(value, int) and not isinstance(value, bool)
-                                    and value >= 1), name, value, "must be an integer >= 1")
-        if self.index_type != "IVF_PQ":
-            check(self.num_sub_vectors is None, "num_sub_vectors", self.num_sub_vectors,
-                  "applies to IVF_PQ only")
-        if self.index_type != "IVF_HNSW_SQ":
-            for name in ("m", "ef_construction"):
-                check(getattr(self, name) is None, name, getattr(self, name),
-                      "applies to IVF_HNSW_SQ only")
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    """Query-time ANN settings (None: Lance's default for the index).
-
-    Args:
-        nprobes: IVF partitions to search.
-        ef: HNSW search beam (IVF_HNSW_SQ); Lance uses max(ef, k).
-        refine_factor: re-rank ``k * refine_factor`` candidates with full vectors.
-    """
-
-    nprobes: int | None = None
-    ef: int | None = None
-    refine_factor: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("nprobes", "ef", "refine_factor"):
-            value = getattr(self, name)
-            check(value is None or (isinstance(value, int) and not isinstance(value, bool)
-                                    and value >= 1), name, value, "must be an integer >= 1")
 
 
 def build_vector_index(ds: Any, spec: IndexSpec, dim: int) -> dict[str, Any]:
@@ -311,35 +252,65 @@ class SearchCache:
 
 @dataclass
 class SearchTables:
-    """What one library search reads: the datasets at one version, and their row maps.
+    """What one library search reads: the datasets at one version and their row maps, seen
+    from outside the store only as arrays (:class:`~framedex.store.base.SearchSnapshot`).
 
     Attributes:
-        frames: the frames dataset.
-        segments: the segments dataset, or None when the store has none.
         frame_rows: where each video's frames are (:class:`FrameRows`).
         index_table: ``"segments"`` or ``"frames"``: the table whose vector index search
             uses (segments first), or None when neither has one (exact search).
         index_type: that index's type (``"IVF_HNSW_SQ"``, ``"IVF_PQ"``), or None.
+        candidate_table: the table candidates come from.
         mean: the mean frame vector (float64).
         dim: the vector dimension.
     """
 
-    frames: Any
-    segments: Any
+    _frames: Any
+    _segments: Any
     frame_rows: FrameRows
     index_table: str | None
     index_type: str | None
     mean: np.ndarray
     dim: int
-    cache: SearchCache
+    _cache: SearchCache
+
+    @property
+    def candidate_table(self) -> str:
+        """The indexed table, else ``segments`` (``frames`` when the store has none)."""
+        return self.index_table or ("segments" if self._segments is not None else "frames")
 
     def row_map(self, table: str) -> RowMap:
         """Row id -> ``video_id``, ``generation`` and times of ``table`` (segments:
         ``start_sec``, ``end_sec``; frames: ``pts_sec``), cached per version."""
-        ds = self.segments if table == "segments" else self.frames
+        ds = self._segments if table == "segments" else self._frames
         columns = ["video_id", "generation", "start_sec", "end_sec"] if table == "segments" \
             else ["video_id", "generation", "pts_sec"]
-        return self.cache.get(f"{table}_rows", ds.version, lambda: RowMap.scan(ds, columns))
+        return self._cache.get(f"{table}_rows", ds.version, lambda: RowMap.scan(ds, columns))
+
+    def nearest(self, query: np.ndarray, k: int, *, params: SearchParams | None = None,
+                video_ids: Sequence[str] | None = None,
+                skip: Collection[int] = ()) -> Nearest:
+        """See :meth:`framedex.store.base.SearchSnapshot.nearest`."""
+        table = self.candidate_table
+        ds = self._segments if table == "segments" else self._frames
+        where = None if video_ids is None else f"video_id IN {sql_strs(video_ids)}"
+        addr, dist = nearest_rows(ds, query, k, params=params, where=where)
+        fresh = np.flatnonzero([a not in skip for a in addr.tolist()]) if skip else \
+            np.arange(len(addr))
+        rows, hit = self.row_map(table).lookup(addr[fresh])
+        if table == "segments":
+            t0 = rows.column("start_sec").to_numpy()
+            t1 = rows.column("end_sec").to_numpy()
+        else:
+            t0 = rows.column("pts_sec").to_numpy()
+            t1 = np.nextafter(t0, np.inf)
+        return Nearest(rows=addr, distances=dist, found=fresh[hit],
+                       video_ids=rows.column("video_id").to_pylist(),
+                       generations=rows.column("generation").to_numpy(), t0=t0, t1=t1)
+
+    def frame_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """See :meth:`framedex.store.base.SearchSnapshot.frame_vectors`."""
+        return self.frame_rows.take_vectors(self._frames, rows, self.dim)
 
 
 def open_search_tables(frames: Any, segments: Any, dim: int,

@@ -1,8 +1,16 @@
-"""The store seam: what the indexer and the query layer need from a store, as a Protocol.
+"""The store seam: what the indexer and the query layer need from a store, as Protocols, and
+the plain types that cross it (arrays and records, never a Lance object).
 
 :class:`~framedex.store.lance_store.LanceStore` implements it on LanceDB; a new backend
-implements the same methods and passes the same tests. Layers above talk to ``Store``, never
-to Lance.
+implements the same methods and passes the same tests. Layers above talk to these Protocols,
+never to Lance. The seam has four parts, and each caller asks for the part it uses:
+
+- :class:`StoreReader`: videos, their frames and segments, library search (as arrays);
+- :class:`StoreWriter`: the write protocol below, and the small tables' appends;
+- :class:`StoreCollections`: collections of videos ("indexes") and uploaded assets;
+- :class:`StoreMaintenance`: ANN and scalar indexes, compaction and retention.
+
+:class:`Store` is all four, plus the ingest jobs (:class:`~framedex.store.jobs.JobStore`).
 
 Writing one video (the indexer's side of the protocol)::
 
@@ -28,21 +36,30 @@ killed job) are unreferenced and removed by ``optimize`` when no writer is activ
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
-from framedex.store.ann import IndexSpec, SearchTables
-from framedex.store.jobs import JobStore
+from framedex.errors import check
 from framedex.store.location import StoreLocation
 from framedex.store.locks import Claim
 from framedex.store.schema import AssetRecord, IndexRecord, MemberRecord, VideoRecord
+
+if TYPE_CHECKING:
+    from framedex.store.jobs import JobStore
+    from framedex.store.locks import StoreLocks
+    from framedex.store.tables import LanceTables
+
+#: Vector index types ``build_index`` accepts.
+INDEX_TYPES = ("IVF_HNSW_SQ", "IVF_PQ")
+#: Tables whose ``vector`` column can carry the ANN index library search uses.
+INDEX_TABLES = ("segments", "frames")
 
 
 @dataclass
@@ -73,56 +90,204 @@ class SegmentArrays:
     vectors: np.ndarray
 
 
+@dataclass(frozen=True)
+class IndexSpec:
+    """How ``build_index`` builds the vector index.
+
+    Args:
+        table: ``"segments"`` (default: library search ranks 6-s segments, then rescores their
+            frames exactly) or ``"frames"``.
+        index_type: ``"IVF_HNSW_SQ"`` (default) or ``"IVF_PQ"``.
+        num_partitions: IVF partitions; None: rows / ``ROWS_PER_PARTITION``, at least 1.
+        num_sub_vectors: PQ sub-vectors (IVF_PQ only); None: dim / 8.
+        m: HNSW edges per node (IVF_HNSW_SQ only); None: Lance's default (20).
+        ef_construction: HNSW build beam (IVF_HNSW_SQ only); None: Lance's default (150).
+    """
+
+    table: str = "segments"
+    index_type: str = "IVF_HNSW_SQ"
+    num_partitions: int | None = None
+    num_sub_vectors: int | None = None
+    m: int | None = None
+    ef_construction: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.table in INDEX_TABLES, "table", self.table,
+              f"must be one of {', '.join(INDEX_TABLES)}")
+        check(self.index_type in INDEX_TYPES, "index_type", self.index_type,
+              f"must be one of {', '.join(INDEX_TYPES)}")
+        for name in ("num_partitions", "num_sub_vectors", "m", "ef_construction"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                    and value >= 1), name, value, "must be an integer >= 1")
+        if self.index_type != "IVF_PQ":
+            check(self.num_sub_vectors is None, "num_sub_vectors", self.num_sub_vectors,
+                  "applies to IVF_PQ only")
+        if self.index_type != "IVF_HNSW_SQ":
+            for name in ("m", "ef_construction"):
+                check(getattr(self, name) is None, name, getattr(self, name),
+                      "applies to IVF_HNSW_SQ only")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time ANN settings (None: the index's default).
+
+    Args:
+        nprobes: IVF partitions to search.
+        ef: HNSW search beam (IVF_HNSW_SQ); the search uses max(ef, k).
+        refine_factor: re-rank ``k * refine_factor`` candidates with full vectors.
+    """
+
+    nprobes: int | None = None
+    ef: int | None = None
+    refine_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("nprobes", "ef", "refine_factor"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                    and value >= 1), name, value, "must be an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """One fetch of candidate rows for library search, best first, as arrays.
+
+    Attributes:
+        rows: the id of every row fetched (uint64), best first.
+        distances: their cosine distances (float32), same order.
+        found: positions into ``rows`` of the rows looked up (those not skipped).
+        video_ids: the video of each looked-up row.
+        generations: its generation (int64).
+        t0: its start: a segment's ``start_sec``, or a frame's ``pts_sec`` (float64).
+        t1: its end: a segment's ``end_sec``, or the next float after a frame's ``pts_sec``.
+    """
+
+    rows: np.ndarray
+    distances: np.ndarray
+    found: np.ndarray
+    video_ids: list[str]
+    generations: np.ndarray
+    t0: np.ndarray
+    t1: np.ndarray
+
+
+@dataclass(frozen=True)
+class VectorRows:
+    """Rows of the ``video_vectors`` table (one per video generation), best first."""
+
+    video_ids: list[str]
+    generations: list[int]
+    start_sec: list[np.ndarray]  # float64, per row
+    end_sec: list[np.ndarray]  # float64, per row
+    vectors: list[np.ndarray]  # (S, D) float32, per row
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+
+class FrameIndex(Protocol):
+    """Where each video's frames sit in one version of the frames table, in time order, as
+    arrays: ``pos``, ``pts`` and ``frame_idx`` of every frame, grouped by (video, generation)."""
+
+    @property
+    def pos(self) -> np.ndarray: ...
+    @property
+    def pts(self) -> np.ndarray: ...
+    @property
+    def frame_idx(self) -> np.ndarray: ...
+
+    def span(self, video_id: str, generation: int) -> tuple[int, int] | None:
+        """[start, stop) of the generation's frames in the arrays, or None if it has none."""
+        ...
+
+    def between(self, live: dict[str, int], video_ids: list[str], t0: np.ndarray,
+                t1: np.ndarray) -> list[tuple[str, int, int]]:
+        """``(video_id, i0, i1)``: the live generation's frames with ``t0 <= pts < t1``, as
+        video-relative indices ``[i0, i1)``, for each ``(video_ids[i], t0[i], t1[i])``."""
+        ...
+
+
+class SearchSnapshot(Protocol):
+    """What one library search reads, at one version of the tables: arrays only.
+
+    Attributes:
+        dim: the vector dimension.
+        mean: the mean frame vector (float64): a query's background level.
+        index_table: the table whose vector index search uses (``segments`` first), or None
+            (exact search).
+        index_type: that index's type, or None.
+        candidate_table: where candidates come from: the indexed table, else ``segments``
+            (``frames`` when the store has no segments).
+        frame_rows: the frames' positions (:class:`FrameIndex`).
+    """
+
+    @property
+    def dim(self) -> int: ...
+    @property
+    def mean(self) -> np.ndarray: ...
+    @property
+    def index_table(self) -> str | None: ...
+    @property
+    def index_type(self) -> str | None: ...
+    @property
+    def candidate_table(self) -> str: ...
+    @property
+    def frame_rows(self) -> FrameIndex: ...
+
+    def nearest(self, query: np.ndarray, k: int, *, params: SearchParams | None = None,
+                video_ids: Sequence[str] | None = None,
+                skip: Collection[int] = ()) -> Nearest:
+        """The ``k`` rows of the candidate table nearest to ``query`` (of ``video_ids`` only,
+        when given), looking up all but the ``skip`` row ids."""
+        ...
+
+    def frame_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of ``frame_rows`` positions ``rows`` (any order),
+        in one read."""
+        ...
+
+
 @runtime_checkable
-class Store(Protocol):
-    """What framedex needs from a store (see the module docstring for the write protocol)."""
+class StoreReader(Protocol):
+    """Reads: the videos, their frames and segments, library search."""
 
     uri: str
     location: StoreLocation
-    @property
-    def jobs(self) -> JobStore: ...
 
-    # -- location and encoder ---------------------------------------------------------------
     def exists(self) -> bool: ...
     def require(self) -> None: ...
     def encoder_identity(self) -> dict[str, Any] | None: ...
-    def ensure_encoder(self, identity: Mapping[str, Any]) -> None: ...
     @property
     def dim(self) -> int: ...
-
-    # -- videos -----------------------------------------------------------------------------
     def list_videos(self, limit: int | None = None, offset: int = 0) -> list[VideoRecord]: ...
     def count_videos(self) -> int: ...
     def get_video(self, video_id: str) -> VideoRecord | None: ...
     def find_video(self, ref: str) -> VideoRecord: ...
     def videos_version(self) -> int: ...
-
-    # -- reads ------------------------------------------------------------------------------
     def read_frames(self, video_id: str) -> FrameArrays: ...
     def read_frame_idx(self, video_id: str) -> np.ndarray: ...
     def read_segments(self, video_id: str) -> SegmentArrays: ...
-    def search_tables(self) -> SearchTables: ...
+    def search_snapshot(self) -> SearchSnapshot: ...
     def has_ann_index(self) -> bool: ...
     def search_video_vectors(self, queries: np.ndarray, limit: int,
-                             where: str | None = None) -> pa.Table: ...
-    def backfill_video_vectors(self) -> int: ...
+                             video_ids: Sequence[str] | None = None) -> VectorRows: ...
     def count_video_vectors(self) -> int: ...
+    def table_arrow(self, name: str, columns: Sequence[str] | None = None) -> pa.Table: ...
+    def table_where(self, name: str, where: str,
+                    columns: Sequence[str] | None = None) -> pa.Table: ...
+    def sql_source(self, name: str) -> Any: ...
+    def iter_tables(self) -> Iterator[str]: ...
+    def reopen(self) -> None: ...
+    def close(self) -> None: ...
 
-    # -- collections of videos ("indexes") and assets -------------------------------------------
-    def list_indexes(self) -> list[IndexRecord]: ...
-    def get_index(self, index_id: str) -> IndexRecord | None: ...
-    def save_index(self, record: IndexRecord) -> None: ...
-    def delete_index(self, index_id: str) -> None: ...
-    def add_members(self, index_id: str, video_ids: Sequence[str]) -> None: ...
-    def remove_member(self, index_id: str, video_id: str) -> None: ...
-    def list_members(self, index_id: str | None = None) -> list[MemberRecord]: ...
-    def save_asset(self, record: AssetRecord) -> None: ...
-    def get_asset(self, asset_id: str) -> AssetRecord | None: ...
-    def list_assets(self, created_before: datetime | None = None) -> list[AssetRecord]: ...
-    def page_assets(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]: ...
-    def delete_asset(self, asset_id: str) -> None: ...
 
-    # -- writes -----------------------------------------------------------------------------
+@runtime_checkable
+class StoreWriter(Protocol):
+    """Writes: the write protocol of the module docstring, and small tables' rows."""
+
+    def ensure_encoder(self, identity: Mapping[str, Any]) -> None: ...
     def claim(self, video_id: str, *, wait: bool,
               timeout: float | None = None) -> Claim | None: ...
     def discard_if_unused(self, made: list[Path]) -> bool: ...
@@ -146,22 +311,55 @@ class Store(Protocol):
     def abort_video(self, video_id: str, generation: int) -> None: ...
     def delete_video(self, video_id: str) -> None: ...
     def add_path(self, path: str, video_id: str) -> None: ...
-
-    # -- small tables, SQL and maintenance ----------------------------------------------------
-    def table_arrow(self, name: str, columns: Sequence[str] | None = None) -> pa.Table: ...
-    def sql_source(self, name: str) -> Any: ...
     def append(self, name: str, rows: list[dict[str, Any]]) -> None: ...
-    def table_where(self, name: str, where: str,
-                    columns: Sequence[str] | None = None) -> pa.Table: ...
     def upsert(self, name: str, key: str, rows: list[dict[str, Any]]) -> None: ...
+
+
+@runtime_checkable
+class StoreCollections(Protocol):
+    """Collections of videos ("indexes", as Twelve Labs calls them) and uploaded assets."""
+
+    def list_indexes(self) -> list[IndexRecord]: ...
+    def get_index(self, index_id: str) -> IndexRecord | None: ...
+    def save_index(self, record: IndexRecord) -> None: ...
+    def delete_index(self, index_id: str) -> None: ...
+    def add_members(self, index_id: str, video_ids: Sequence[str]) -> None: ...
+    def remove_member(self, index_id: str, video_id: str) -> None: ...
+    def list_members(self, index_id: str | None = None) -> list[MemberRecord]: ...
+    def save_asset(self, record: AssetRecord) -> None: ...
+    def get_asset(self, asset_id: str) -> AssetRecord | None: ...
+    def list_assets(self, created_before: datetime | None = None) -> list[AssetRecord]: ...
+    def page_assets(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]: ...
+    def delete_asset(self, asset_id: str) -> None: ...
+
+
+@runtime_checkable
+class StoreMaintenance(Protocol):
+    """Indexes and upkeep: what bounds the store's read time and disk use."""
+
     def build_index(self, spec: IndexSpec | None = None, *,
                     num_partitions: int | None = None, num_sub_vectors: int | None = None,
                     index_type: str | None = None,
                     table: str | None = None) -> dict[str, Any]: ...
     def ensure_scalar_indexes(self, tables: Sequence[str] = ("frames", "segments")
                               ) -> None: ...
+    def backfill_video_vectors(self) -> int: ...
     def optimize(self, **options: Any) -> dict[str, Any]: ...
     def disk_usage(self) -> dict[str, int]: ...
-    def reopen(self) -> None: ...
-    def close(self) -> None: ...
-    def iter_tables(self) -> Iterator[str]: ...
+
+
+@runtime_checkable
+class Store(StoreReader, StoreWriter, StoreCollections, StoreMaintenance, Protocol):
+    """A whole store: the four parts, and the ingest jobs kept in it."""
+
+    @property
+    def jobs(self) -> JobStore: ...
+
+
+class LanceParts(Store, Protocol):
+    """A store on Lance tables, as its own helper modules (multivector, maintenance, migrate,
+    answers) see it: the :class:`Store` and the tables and leases under it. Nothing above
+    ``framedex.store`` uses this."""
+
+    tables: LanceTables
+    locks: StoreLocks

@@ -40,7 +40,14 @@ from framedex.errors import (
 )
 from framedex.rules import LIMITS
 from framedex.store import ann, collections, multivector
-from framedex.store.base import FrameArrays, SegmentArrays
+from framedex.store.base import (
+    INDEX_TABLES,
+    FrameArrays,
+    IndexSpec,
+    SearchSnapshot,
+    SegmentArrays,
+    VectorRows,
+)
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import STATE_DIR, Claim, StoreLocks
 from framedex.store.schema import (
@@ -61,6 +68,7 @@ from framedex.store.schema import (
     IndexRecord,
     MemberRecord,
     VideoRecord,
+    column_vectors,
     frame_rows,
     frames_schema,
     now_utc,
@@ -89,14 +97,6 @@ SCALAR_KEYS = {"frames": "video_id", "segments": "video_id", "jobs": "job_id"}
 
 #: Shortest id prefix accepted as a video reference (ids are 20 hex characters).
 MIN_PREFIX = 4
-
-
-def column_vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
-    """Arrow fixed-size-list column -> (N, D) float32 array."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(-1, dim).astype(np.float32, copy=False)
 
 
 def new_generation() -> int:
@@ -379,7 +379,7 @@ class LanceStore:
 
     def has_ann_index(self) -> bool:
         """True when the segments or the frames table has a vector index."""
-        for name in ann.INDEX_TABLES:
+        for name in INDEX_TABLES:
             ds = self.tables.snapshot(name)
             if ds is not None and ann.vector_index(ds) is not None:
                 return True
@@ -597,10 +597,10 @@ class LanceStore:
     # -- multivector search (video_vectors) ----------------------------------------------
 
     def search_video_vectors(self, queries: np.ndarray, limit: int,
-                             where: str | None = None) -> pa.Table:
-        """MaxSim search over each video's segment vectors: see
-        :func:`framedex.store.multivector.search_video_vectors`."""
-        return multivector.search_video_vectors(self, queries, limit, where)
+                             video_ids: Sequence[str] | None = None) -> VectorRows:
+        """MaxSim search over each video's segment vectors (of ``video_ids`` only, when
+        given): see :func:`framedex.store.multivector.search_video_vectors`."""
+        return multivector.search_video_vectors(self, queries, limit, video_ids)
 
     def backfill_video_vectors(self) -> int:
         """Write the ``video_vectors`` rows committed videos lack (stores indexed before the
@@ -714,7 +714,7 @@ class LanceStore:
 
     # -- indexes and maintenance ----------------------------------------------------------
 
-    def build_index(self, spec: ann.IndexSpec | None = None, *,
+    def build_index(self, spec: IndexSpec | None = None, *,
                     num_partitions: int | None = None, num_sub_vectors: int | None = None,
                     index_type: str | None = None, table: str | None = None) -> dict[str, Any]:
         """Build (or rebuild) the ANN index library search uses, and the scalar indexes.
@@ -737,7 +737,7 @@ class LanceStore:
                                        ("num_sub_vectors", num_sub_vectors),
                                        ("index_type", index_type), ("table", table))
                      if v is not None}
-        spec = ann.IndexSpec(**{**(asdict(spec) if spec else {}), **overrides})
+        spec = IndexSpec(**{**(asdict(spec) if spec else {}), **overrides})
         frames = self.tables.snapshot("frames")
         if frames is None or frames.count_rows() == 0:
             raise EmptyLibraryError(f"the store {self.uri} is empty: index videos first")
@@ -757,8 +757,8 @@ class LanceStore:
         self.ensure_scalar_indexes()
         return info
 
-    def search_tables(self) -> ann.SearchTables:
-        """The datasets and row maps library search reads, at their newest versions.
+    def search_snapshot(self) -> SearchSnapshot:
+        """What library search reads, at the tables' newest versions, as arrays.
 
         Raises:
             EmptyLibraryError: nothing is indexed.

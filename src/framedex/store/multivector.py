@@ -15,17 +15,15 @@ never missing after it. Re-index, abort, retire and delete treat the table exact
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from framedex.store.base import SegmentArrays
+from framedex.store.base import LanceParts, SegmentArrays, VectorRows
 from framedex.store.location import store_io
-from framedex.store.schema import video_vectors_schema
-
-if TYPE_CHECKING:
-    from framedex.store.lance_store import LanceStore
+from framedex.store.schema import column_vectors, sql_str, sql_strs, video_vectors_schema
 
 TABLE = "video_vectors"
 #: Lance file format of the table. Lance 13's default (2.x) decodes this nested column
@@ -38,14 +36,14 @@ STORAGE_VERSION = "legacy"
 COLUMNS = ["video_id", "generation", "start_sec", "end_sec", "vectors"]
 
 
-def ensure_table(store: LanceStore, dim: int) -> pa.Schema:
+def ensure_table(store: LanceParts, dim: int) -> pa.Schema:
     """Create the table (in :data:`STORAGE_VERSION`) unless it exists; return its schema."""
     schema = video_vectors_schema(dim)
     store.tables.create(TABLE, schema, storage_version=STORAGE_VERSION)
     return schema
 
 
-def write_video_vectors(store: LanceStore, video_id: str, generation: int,
+def write_video_vectors(store: LanceParts, video_id: str, generation: int,
                         segments: SegmentArrays) -> bool:
     """Write ``video_id``'s row for ``generation`` from its segments (in memory: the
     writer has just computed them, so nothing is read back).
@@ -74,11 +72,8 @@ def write_video_vectors(store: LanceStore, video_id: str, generation: int,
     return True
 
 
-def stored_segments(store: LanceStore, video_id: str, generation: int) -> SegmentArrays:
+def stored_segments(store: LanceParts, video_id: str, generation: int) -> SegmentArrays:
     """A generation's segments as stored (for rows written before this table existed)."""
-    from framedex.store.lance_store import column_vectors
-    from framedex.store.schema import sql_str
-
     where = f"video_id = {sql_str(video_id)} AND generation = {int(generation)}"
     data = store.tables.read("segments", ["kind", "start_sec", "end_sec", "vector"], where)
     return SegmentArrays(video_id, data.column("start_sec").to_numpy(),
@@ -86,34 +81,40 @@ def stored_segments(store: LanceStore, video_id: str, generation: int) -> Segmen
                          column_vectors(data.column("vector"), store.dim))
 
 
-def search_video_vectors(store: LanceStore, queries: np.ndarray, limit: int,
-                         where: str | None = None) -> pa.Table:
+def search_video_vectors(store: LanceParts, queries: np.ndarray, limit: int,
+                         video_ids: Sequence[str] | None = None) -> VectorRows:
     """MaxSim search of the multivector column.
 
     Args:
         store: the store.
         queries: (P, D) L2-normalised query parts (P = 1: a video's best segment).
         limit: rows to return.
-        where: optional SQL filter (applied before the search).
+        video_ids: search only these videos (a filter applied before the search).
 
     Returns:
-        Rows of ``video_id, generation, start_sec, end_sec, vectors, _distance`` best first
-        (``_distance = P - sum_p max_s cos``). Rows of uncommitted or retired generations are
-        among them; the caller keeps those whose generation the ``videos`` row names.
+        The rows best first (by ``P - sum_p max_s cos``). Rows of uncommitted or retired
+        generations are among them; the caller keeps those whose generation the ``videos``
+        row names.
     """
     ds = store.tables.snapshot(TABLE)
     if ds is None:
-        empty = video_vectors_schema(int(queries.shape[1])).empty_table()
-        return empty.append_column("_distance", pa.array([], pa.float32()))
+        return VectorRows([], [], [], [], [])
     q = np.ascontiguousarray(queries, dtype=np.float32)
     nearest: dict[str, Any] = {"column": "vectors", "q": q if len(q) > 1 else q[0],
                                "k": int(limit), "metric": "cosine"}
+    where = None if video_ids is None else f"video_id IN {sql_strs(video_ids)}"
     with store_io(store.location, "search"):
-        return ds.to_table(columns=[*COLUMNS, "_distance"], nearest=nearest, filter=where,
+        rows = ds.to_table(columns=COLUMNS, nearest=nearest, filter=where,
                            prefilter=bool(where))
+    return VectorRows(
+        video_ids=rows.column("video_id").to_pylist(),
+        generations=rows.column("generation").to_pylist(),
+        start_sec=[np.asarray(s, np.float64) for s in rows.column("start_sec").to_pylist()],
+        end_sec=[np.asarray(e, np.float64) for e in rows.column("end_sec").to_pylist()],
+        vectors=[np.asarray(v, np.float32) for v in rows.column("vectors").to_pylist()])
 
 
-def missing_video_vectors(store: LanceStore) -> list[str]:
+def missing_video_vectors(store: LanceParts) -> list[str]:
     """Committed videos whose live generation has no row (stores indexed before the table
     existed, or a row lost to a crash between its write and a retry)."""
     live = {v.video_id: v.generation for v in store.list_videos()}
@@ -126,7 +127,7 @@ def missing_video_vectors(store: LanceStore) -> list[str]:
     return [v for v, g in live.items() if (v, g) not in present]
 
 
-def backfill_video_vectors(store: LanceStore) -> int:
+def backfill_video_vectors(store: LanceParts) -> int:
     """Write the missing rows of committed videos (each under its claim). Returns how many."""
     done = 0
     for vid in missing_video_vectors(store):

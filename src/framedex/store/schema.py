@@ -76,6 +76,14 @@ def sql_timestamp(value: datetime) -> str:
     return f"TIMESTAMP '{value.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
+def column_vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """Arrow fixed-size-list column -> (N, D) float32 array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(-1, dim).astype(np.float32, copy=False)
+
+
 def frames_schema(dim: int, encoder: dict[str, Any]) -> pa.Schema:
     """Schema of the ``frames`` table, carrying the encoder identity in its metadata."""
     return pa.schema(
