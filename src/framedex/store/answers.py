@@ -38,13 +38,10 @@ from framedex.store.querylog import QueryLog
 from framedex.store.schema import now_utc, sql_str, sql_timestamp
 
 if TYPE_CHECKING:
-    from framedex.store.base import Store
-    from framedex.store.lance_store import LanceStore
+    from framedex.store.base import LanceParts, Store
 
 #: Answers kept in memory per process for hits that are not flushed yet (and fast repeats).
 RECENT_ANSWERS = 4096
-#: What a rating may be.
-#: Longest feedback comment.
 #: From this many answers on, ``optimize`` keeps a BTREE index on ``cache_key`` (a lookup in
 #: 100,000 answers: ~18 ms as a scan, 2-8 ms with the index; measured on the 2 dev cores).
 INDEX_FROM_ROWS = 10_000
@@ -124,7 +121,7 @@ class AnswerLog(QueryLog):
         return row
 
 
-def expire_answers(store: LanceStore, retention: timedelta) -> int:
+def expire_answers(store: LanceParts, retention: timedelta) -> int:
     """Delete answers and ratings older than ``retention``, and the answers of video
     generations that are not live (re-indexed or deleted videos). Deletes only what matches
     something (a delete that matches nothing still commits a version).
@@ -162,7 +159,7 @@ def expire_answers(store: LanceStore, retention: timedelta) -> int:
     return deleted
 
 
-def _index_keys(store: LanceStore) -> None:
+def _index_keys(store: LanceParts) -> None:
     """A BTREE index on ``cache_key`` once the table is large enough to need one (later rows
     are folded in by the compaction ``optimize`` runs next; until then they are scanned)."""
     ds = store.tables.snapshot("answers")

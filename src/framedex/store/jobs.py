@@ -33,9 +33,10 @@ import json
 import logging
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -44,8 +45,9 @@ from framedex.rules import FINISHED, JOB_QUEUED, UNFINISHED
 from framedex.store.schema import JOBS_SCHEMA, now_utc, sql_str, sql_strs, sql_timestamp
 
 if TYPE_CHECKING:
-    from framedex.store.lance_store import LanceStore
     from framedex.store.leases import Lease
+    from framedex.store.locks import StoreLocks
+    from framedex.store.tables import LanceTables
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,15 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+class JobTables(Protocol):
+    """What the jobs need of their store: its tables, its leases and the ``job_id`` index."""
+
+    tables: LanceTables
+    locks: StoreLocks
+
+    def ensure_scalar_indexes(self, tables: Sequence[str] = ...) -> None: ...
+
+
 class JobStore:
     """The ``jobs`` table of one store (see the module docstring).
 
@@ -137,7 +148,7 @@ class JobStore:
         flush_s: seconds between batched writes.
     """
 
-    def __init__(self, store: LanceStore, *, flush_s: float = FLUSH_S):
+    def __init__(self, store: JobTables, *, flush_s: float = FLUSH_S):
         self.store, self.flush_s = store, flush_s
         self._pending: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -174,7 +185,9 @@ class JobStore:
             if not jobs:
                 return 0
             try:
-                self.store.upsert("jobs", "job_id", [j.to_row() for j in jobs.values()])
+                rows = pa.Table.from_pylist([j.to_row() for j in jobs.values()],
+                                            schema=JOBS_SCHEMA)
+                self.store.tables.upsert("jobs", "job_id", rows, JOBS_SCHEMA)
             except (FramedexError, OSError) as ex:
                 with self._lock:  # keep them (newer states win) for the next flush
                     self._pending = {**jobs, **self._pending}
@@ -270,7 +283,7 @@ class JobStore:
         """True while a worker (of any replica) holds the job."""
         return self.store.locks.job_running(job_id)
 
-def expire_jobs(store: LanceStore, retention: timedelta = DEFAULT_JOB_RETENTION) -> int:
+def expire_jobs(store: JobTables, retention: timedelta = DEFAULT_JOB_RETENTION) -> int:
     """Delete finished jobs last updated longer ago than ``retention``. Returns how many."""
     cutoff = sql_timestamp(now_utc() - retention)
     return store.tables.delete(

@@ -23,9 +23,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +38,7 @@ from framedex.errors import (
     VideoNotFoundError,
 )
 from framedex.rules import LIMITS
-from framedex.store import ann, collections, multivector
+from framedex.store import ann, multivector
 from framedex.store.base import (
     INDEX_TABLES,
     FrameArrays,
@@ -48,6 +47,8 @@ from framedex.store.base import (
     SegmentArrays,
     VectorRows,
 )
+from framedex.store.collections import LanceCollections
+from framedex.store.jobs import JobStore
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import STATE_DIR, Claim, StoreLocks
 from framedex.store.schema import (
@@ -64,9 +65,6 @@ from framedex.store.schema import (
     SCHEMA_VERSION_KEY,
     VIDEO_PATHS_SCHEMA,
     VIDEOS_SCHEMA,
-    AssetRecord,
-    IndexRecord,
-    MemberRecord,
     VideoRecord,
     column_vectors,
     frame_rows,
@@ -77,9 +75,6 @@ from framedex.store.schema import (
     sql_str,
 )
 from framedex.store.tables import LanceTables, retry_conflicts
-
-if TYPE_CHECKING:
-    from framedex.store.jobs import JobStore
 
 #: Identity fields that must match for a query or an index run to use the store.
 IDENTITY_FIELDS = ("model", "pretrained", "weights_digest", "dim")
@@ -104,7 +99,7 @@ def new_generation() -> int:
     return time.time_ns()
 
 
-class LanceStore:
+class LanceStore(LanceCollections):
     """A framedex store on LanceDB (implements :class:`framedex.store.Store`).
 
     Args:
@@ -574,8 +569,6 @@ class LanceStore:
     def jobs(self) -> JobStore:
         """The ingest jobs kept in this store (``store/jobs.py``)."""
         if self._jobs is None:
-            from framedex.store.jobs import JobStore
-
             self._jobs = JobStore(self)
         return self._jobs
 
@@ -611,56 +604,6 @@ class LanceStore:
         """Rows in ``video_vectors`` (every generation; a cheap completeness check)."""
         ds = self.tables.snapshot(multivector.TABLE)
         return 0 if ds is None else int(ds.count_rows())
-
-    # -- collections (indexes) and assets ---------------------------------------------------
-
-    def list_indexes(self) -> list[IndexRecord]:
-        """Every collection of videos, oldest first."""
-        return collections.list_indexes(self)
-
-    def get_index(self, index_id: str) -> IndexRecord | None:
-        """The collection with this id, or None."""
-        return collections.get_index(self, index_id)
-
-    def save_index(self, record: IndexRecord) -> None:
-        """Insert or replace a collection (its members are untouched)."""
-        collections.save_index(self, record)
-
-    def delete_index(self, index_id: str) -> None:
-        """Remove a collection and its membership rows (never its videos)."""
-        collections.delete_index(self, index_id)
-
-    def add_members(self, index_id: str, video_ids: Sequence[str]) -> None:
-        """Put videos in a collection."""
-        collections.add_members(self, index_id, video_ids)
-
-    def remove_member(self, index_id: str, video_id: str) -> None:
-        """Take a video out of a collection (the video stays)."""
-        collections.remove_member(self, index_id, video_id)
-
-    def list_members(self, index_id: str | None = None) -> list[MemberRecord]:
-        """Members of a collection (or of all), committed videos only, oldest first."""
-        return collections.list_members(self, index_id)
-
-    def save_asset(self, record: AssetRecord) -> None:
-        """Insert or replace an asset."""
-        collections.save_asset(self, record)
-
-    def get_asset(self, asset_id: str) -> AssetRecord | None:
-        """The asset with this id, or None."""
-        return collections.get_asset(self, asset_id)
-
-    def list_assets(self, created_before: datetime | None = None) -> list[AssetRecord]:
-        """Every asset (or those created before ``created_before``), oldest first."""
-        return collections.list_assets(self, created_before)
-
-    def page_assets(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]:
-        """One page of assets, newest first, and how many there are."""
-        return collections.page_assets(self, limit, offset)
-
-    def delete_asset(self, asset_id: str) -> None:
-        """Remove an asset's row (the caller removes its file)."""
-        collections.delete_asset(self, asset_id)
 
     # -- small tables ---------------------------------------------------------------------
 

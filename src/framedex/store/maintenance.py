@@ -41,7 +41,7 @@ from framedex.store.schema import GENERATION_TABLES, now_utc, sql_str, sql_times
 from framedex.store.tables import retry_conflicts
 
 if TYPE_CHECKING:
-    from framedex.store.lance_store import LanceStore
+    from framedex.store.base import LanceParts
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ _TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
            "video_vectors", "indexes", "index_members", "assets", "answers", "answer_feedback")
 
 
-def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
+def optimize(store: LanceParts, *, log_retention: timedelta | None = None,
              keep_versions: timedelta | None = None, sweep_orphans: bool = True,
              tables: tuple[str, ...] = _TABLES, deep: bool = True,
              job_retention: timedelta | None = None) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def optimize(store: LanceStore, *, log_retention: timedelta | None = None,
                          tables, deep, t0)
 
 
-def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timedelta,
+def _optimize(store: LanceParts, log_retention: timedelta, keep_versions: timedelta,
               job_retention: timedelta, sweep_orphans: bool, tables: tuple[str, ...],
               deep: bool, t0: float) -> dict[str, Any]:
     import time
@@ -122,7 +122,7 @@ def _optimize(store: LanceStore, log_retention: timedelta, keep_versions: timede
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _sweep_partial_files(store: LanceStore, name: str) -> int:
+def _sweep_partial_files(store: LanceParts, name: str) -> int:
     """Delete the ``.tmp*`` files a writer killed in the middle of a write left in a table's
     ``data`` folder (Lance writes a data file under a temporary name, then renames it; its
     cleanup only knows finished data files). Called only while no writer is active."""
@@ -142,11 +142,11 @@ def _sweep_partial_files(store: LanceStore, name: str) -> int:
     return removed
 
 
-def _expire_log(store: LanceStore, retention: timedelta) -> int:
+def _expire_log(store: LanceParts, retention: timedelta) -> int:
     return store.tables.delete("query_log", f"ts < {sql_timestamp(now_utc() - retention)}")
 
 
-def sweep_dead_generations(store: LanceStore, *, deep: bool = False) -> int:
+def sweep_dead_generations(store: LanceParts, *, deep: bool = False) -> int:
     """Delete rows of generations no ``videos`` row names, for videos nobody is writing.
 
     The generations come from the claims dead writers left (each records the generation its
@@ -192,7 +192,7 @@ def sweep_dead_generations(store: LanceStore, *, deep: bool = False) -> int:
     return swept
 
 
-def _unnamed_generations(store: LanceStore, live: dict[str, int]) -> set[str]:
+def _unnamed_generations(store: LanceParts, live: dict[str, int]) -> set[str]:
     """Videos with rows of a generation no ``videos`` row names (a full scan of the
     generation columns: millions of rows, a handful of distinct pairs)."""
     import numpy as np
@@ -209,7 +209,7 @@ def _unnamed_generations(store: LanceStore, live: dict[str, int]) -> set[str]:
     return out
 
 
-def _compact(store: LanceStore, name: str, keep_versions: timedelta,
+def _compact(store: LanceParts, name: str, keep_versions: timedelta,
              delete_unverified: bool) -> None:
     table = store.tables.table(name)
     if table is None:

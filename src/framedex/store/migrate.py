@@ -18,7 +18,7 @@ from framedex.store.location import store_io
 from framedex.store.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 if TYPE_CHECKING:
-    from framedex.store.lance_store import LanceStore
+    from framedex.store.base import LanceParts
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _NEW_COLUMNS = {
 }
 
 
-def upgrade(store: LanceStore, version: str) -> None:
+def upgrade(store: LanceParts, version: str) -> None:
     """Add the columns of later schema versions where they are missing, then stamp the schema
     version.
 
