@@ -29,6 +29,7 @@ exactly what the pretrained ViT-B-32 costs, and needs no download. Generated vid
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import shutil
@@ -46,6 +47,7 @@ from bench_decode import make_video
 
 from framedex.indexer.decode import open_video
 from framedex.indexer.encoder import load_encoder
+from framedex.indexer.messages import UnitFailed, UnitSent, WorkerDied
 from framedex.indexer.pipeline import Indexer, IndexOptions, discover
 from framedex.indexer.workers import DecodePool, WorkUnit, split_grid, usable_cores
 from framedex.store import LanceStore
@@ -108,24 +110,21 @@ def decode_ceiling(units: list[tuple[WorkUnit, object]], workers: int, nvdec: in
         while left:
             while todo and (slot := pool.free_slot()) is not None:
                 pool.submit(*todo.pop(0), slot=slot)
-            try:
-                msg = frames.get(timeout=0.05)
-                n += len(msg[4])
-            except queue.Empty:
-                pass
+            with contextlib.suppress(queue.Empty):
+                n += len(frames.get(timeout=0.05).frame_idx)
             while True:
                 try:
                     ev = events.get_nowait()
                 except queue.Empty:
                     break
-                if ev[0] == "unit_sent":
-                    pool.unit_finished(ev[1], ev[2], ev[3])
+                if isinstance(ev, UnitSent):
+                    pool.unit_finished(ev.wid, ev.video, ev.seq)
                     left -= 1
-                elif ev[0] in ("error", "died"):
+                elif isinstance(ev, (UnitFailed, WorkerDied)):
                     raise RuntimeError(f"decode failed: {ev}")
         while True:  # the last pieces
             try:
-                n += len(frames.get_nowait()[4])
+                n += len(frames.get_nowait().frame_idx)
             except queue.Empty:
                 break
         return n, time.perf_counter() - t0

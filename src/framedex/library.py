@@ -39,6 +39,7 @@ from framedex.errors import (
     StoreUnavailableError,
     check,
 )
+from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, discover
 from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
 from framedex.library_collections import CollectionInfo, CollectionsMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
@@ -109,7 +110,7 @@ from framedex.validate import (
 )
 
 if TYPE_CHECKING:
-    from framedex.indexer.encoder import TextEncoder
+    from framedex.indexer.encoder import Encoder, ImageEncoder, TextEncoder
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -247,7 +248,7 @@ class Library(CollectionsMixin, AskMixin):
         check(vlm is None or isinstance(vlm, VLMEndpoint), "vlm", vlm,
               "must be a VLMEndpoint or None")
         self.vlm = vlm
-        self._encoder: Any = None
+        self._encoder: Encoder | None = None
         self._text_encoder: TextEncoder | None = None
         self._init_answers()
         self._image_decodes = threading.BoundedSemaphore(MAX_IMAGE_DECODES)
@@ -291,7 +292,7 @@ class Library(CollectionsMixin, AskMixin):
         return DEFAULT_MODEL
 
     @property
-    def encoder(self) -> Any:
+    def encoder(self) -> Encoder:
         """The full encoder (both towers; indexing and images), loaded on first use."""
         if self._encoder is None:
             from framedex.indexer.encoder import load_encoder
@@ -333,11 +334,11 @@ class Library(CollectionsMixin, AskMixin):
               batch_size: int = DEFAULT_BATCH_SIZE,
               metadata: Mapping[str, Any] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
-              on_file: Callable[[Any], None] | None = None,
+              on_file: Callable[[IndexOutcome], None] | None = None,
               on_model: Callable[[str, str], None] | None = None,
               on_note: Callable[[str], None] | None = None,
               decode_workers: int | None = None, engine: str = "local",
-              ray_address: str | None = None) -> Any:
+              ray_address: str | None = None) -> IndexReport:
         """Index video files and folders. Bad files are reported, not raised.
 
         Options and the store's location are checked before the model loads, so a typo costs
@@ -361,7 +362,6 @@ class Library(CollectionsMixin, AskMixin):
             EncoderMismatchError: the store was built with another encoder.
         """
         from framedex.indexer.engines import create_engine
-        from framedex.indexer.pipeline import IndexOptions, IndexReport, discover
 
         options = IndexOptions(index_fps=fps, decoder=decoder, batch_size=batch_size,
                                decode_workers=decode_workers)
@@ -403,7 +403,6 @@ class Library(CollectionsMixin, AskMixin):
             ConfigError / UnknownNameError: a bad value, decoder or engine name.
         """
         from framedex.indexer.engines import create_engine
-        from framedex.indexer.pipeline import IndexOptions
 
         create_engine(engine, IndexOptions(index_fps=fps, decoder=decoder,
                                            batch_size=batch_size,
@@ -414,14 +413,14 @@ class Library(CollectionsMixin, AskMixin):
                    decoder: str = "auto",
                    metadata: Mapping[str, Any] | None = None,
                    progress: Callable[[str, int, int], None] | None = None,
-                   read_from: str | None = None) -> Any:
+                   read_from: str | None = None) -> IndexOutcome:
         """Index one file. Returns an ``IndexOutcome`` (status ``failed`` for a bad file).
 
         Args:
             read_from: read the bytes from here (an already opened and verified file, e.g.
                 ``/proc/self/fd/N``) while recording ``path``.
         """
-        from framedex.indexer.pipeline import Indexer, IndexOptions
+        from framedex.indexer.pipeline import Indexer
 
         options = IndexOptions(index_fps=fps, decoder=decoder)
         indexer = Indexer(self.store, self.encoder, options)
@@ -561,7 +560,7 @@ class Library(CollectionsMixin, AskMixin):
                                           "filters": _filters_json(filters)})
         return hits
 
-    def _image_encoder(self) -> Any:
+    def _image_encoder(self) -> ImageEncoder:
         """The full encoder for image queries, checked against the store's encoder."""
         encoder = self.encoder
         if self.store.encoder_identity() is not None:

@@ -334,7 +334,7 @@ def run_qa(cfg: QAConfig, progress: Progress | None = None) -> QAResult:
         if progress:
             progress(f"index {case.name}")
         outcome = library.index_file(path)
-        if outcome.status == FAILED:
+        if outcome.status == FAILED or outcome.video_id is None:
             raise ConfigError(f"QA video {path} failed to index: {outcome.error}")
         ids.append(outcome.video_id)
     timings["index_s"] = time.perf_counter() - t1

@@ -160,7 +160,7 @@ def prepare(cases: Sequence[VideoCase], paths: Sequence[Path], library: Library,
         if progress:
             progress(f"index {case.name}")
         outcome = library.index_file(path)
-        if outcome.status == FAILED:
+        if outcome.status == FAILED or outcome.video_id is None:
             raise ConfigError(f"suite video {path} failed to index: {outcome.error}")
         _record, frames, _segments = library.embeddings(outcome.video_id)
         out.append(PreparedVideo(case, outcome.video_id, np.asarray(frames.pts_sec, np.float64),

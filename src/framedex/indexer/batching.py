@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from framedex.store import Store
-from framedex.store.base import SegmentArrays
-
-#: Put on the frame queue to end the encode loop.
-STOP = ("stop",)
+from framedex.indexer.encoder import ImageEncoder, Pending, PipelinedEncoder
+from framedex.indexer.messages import EncoderFailed, Event, FramePiece, Stop, Vectors
+from framedex.store.base import SegmentArrays, StoreWriter
 
 
 @dataclass
@@ -45,28 +43,30 @@ class EncodeLoop(threading.Thread):
     """The encoder thread (see the module docstring).
 
     Args:
-        encoder: the encoder; ``submit(pieces)`` is used when it has it (pipelined),
-            ``encode_images(array)`` otherwise.
-        frames: pieces ``("frames", wid, video, seq, frame_idx, images, last, cpu_s)``.
-        events: where ``("vectors", video, seq, frame_idx, vectors, last, cpu_s)`` and
-            ``("encoder_error", exception)`` go.
+        encoder: the encoder; a :class:`~framedex.indexer.encoder.PipelinedEncoder` is
+            given batches with ``submit`` (the next one is prepared while the GPU works),
+            any other ``encode_images``.
+        frames: :class:`~framedex.indexer.messages.FramePiece` s, then ``STOP``.
+        events: where :class:`~framedex.indexer.messages.Vectors` and
+            :class:`~framedex.indexer.messages.EncoderFailed` go.
         batch_size: frames per forward pass at most.
     """
 
-    def __init__(self, encoder: Any, frames: queue.Queue, events: queue.Queue,
-                 batch_size: int):
+    def __init__(self, encoder: ImageEncoder, frames: queue.Queue[FramePiece | Stop],
+                 events: queue.Queue[Event], batch_size: int):
         super().__init__(name="framedex-encode", daemon=True)
         self.encoder, self.frames, self.events = encoder, frames, events
         self.batch_size = batch_size
         self.stop = threading.Event()
-        self._held: tuple | None = None  # the rest of a piece that did not fit a batch
+        # the rest of a piece that did not fit a batch
+        self._held: FramePiece | Stop | None = None
         self.busy_s = 0.0  # time spent submitting and waiting for batches
         self.batches = 0
 
     def run(self) -> None:
         import time
 
-        pending: tuple[list[_Slice], Any] | None = None
+        pending: tuple[list[_Slice], Pending | None] | None = None
         try:
             while True:
                 batch = self._next_batch(block=pending is None)
@@ -78,7 +78,7 @@ class EncodeLoop(threading.Thread):
                     if self.stop.is_set():
                         return
                     continue
-                if batch is STOP:
+                if isinstance(batch, Stop):
                     if pending is not None:
                         self._emit(*pending)
                     return
@@ -91,16 +91,15 @@ class EncodeLoop(threading.Thread):
                 pending = (slices, handle)
                 self.batches += 1
         except BaseException as ex:  # the run re-raises it in the parent thread
-            self.events.put(("encoder_error", ex))
+            self.events.put(EncoderFailed(ex))
 
-    def _submit(self, images: list[Any]) -> Any:
-        submit = getattr(self.encoder, "submit", None)
-        if submit is not None:
-            return submit(images)
+    def _submit(self, images: list[Any]) -> Pending:
+        if isinstance(self.encoder, PipelinedEncoder):
+            return self.encoder.submit(images)
         batch = images[0] if len(images) == 1 else np.concatenate(images)
         return _Ready(self.encoder.encode_images(batch))
 
-    def _emit(self, slices: list[_Slice], handle: Any) -> None:
+    def _emit(self, slices: list[_Slice], handle: Pending | None) -> None:
         import time
 
         t0 = time.perf_counter()
@@ -109,11 +108,11 @@ class EncodeLoop(threading.Thread):
         at = 0
         for s in slices:
             n = len(s.frame_idx)
-            self.events.put(("vectors", s.video, s.seq, s.frame_idx, vectors[at:at + n],
-                             s.last, s.cpu_s))
+            self.events.put(Vectors(s.video, s.seq, s.frame_idx, vectors[at:at + n], s.last,
+                                    s.cpu_s))
             at += n
 
-    def _next_batch(self, block: bool) -> Any:
+    def _next_batch(self, block: bool) -> tuple[list[_Slice], list[Any]] | Stop | None:
         """Pieces ready now, up to ``batch_size`` frames (waits only for the first one, and
         only when ``block``); None when nothing is ready."""
         slices: list[_Slice] = []
@@ -123,15 +122,16 @@ class EncodeLoop(threading.Thread):
             item = self._take(block=block and not slices)
             if item is None:
                 break
-            if item is STOP:
+            if isinstance(item, Stop):
                 if slices:
-                    self._held = STOP
+                    self._held = item
                     break
-                return STOP
-            _, _, video, seq, idx, imgs, last, cpu_s = item
+                return item
+            video, seq, idx, imgs = item.video, item.seq, item.frame_idx, item.images
+            last, cpu_s = item.last, item.cpu_s
             n = len(idx)
             if n > room:  # split: the rest starts the next batch
-                self._held = ("frames", None, video, seq, idx[room:], imgs[room:], last, cpu_s)
+                self._held = FramePiece(None, video, seq, idx[room:], imgs[room:], last, cpu_s)
                 idx, imgs, n, last, cpu_s = idx[:room], imgs[:room], room, False, 0.0
             slices.append(_Slice(video, seq, idx, last, cpu_s))
             if n:
@@ -139,7 +139,7 @@ class EncodeLoop(threading.Thread):
             room -= n
         return (slices, images) if slices else None
 
-    def _take(self, block: bool) -> Any:
+    def _take(self, block: bool) -> FramePiece | Stop | None:
         if self._held is not None:
             item, self._held = self._held, None
             return item
@@ -215,7 +215,7 @@ class ChunkWriter:
         duration: the video's duration (the last segment ends there).
     """
 
-    def __init__(self, store: Store, video_id: str, generation: int, segment_sec: float,
+    def __init__(self, store: StoreWriter, video_id: str, generation: int, segment_sec: float,
                  write_chunk: int, duration: float):
         self.store, self.video_id, self.generation = store, video_id, generation
         self.segment_sec, self.write_chunk, self.duration = segment_sec, write_chunk, duration

@@ -89,6 +89,58 @@ class TextEncoder(Protocol):
         ...
 
 
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """What indexing and image queries need from an encoder: images to vectors, the input size
+    to decode frames towards, and the identity the store checks.
+
+    :class:`Encoder` satisfies it, and so does any stand-in with these three members.
+    """
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the store records about the encoder."""
+        ...
+
+    @property
+    def image_size(self) -> int:
+        """The image tower's input side in pixels (frames are decoded towards it)."""
+        ...
+
+    def encode_images(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """(n, D) float32, L2-normalised, of RGB uint8 frames (n, H, W, 3)."""
+        ...
+
+
+class Pending(Protocol):
+    """A batch of embeddings on its way (:meth:`PipelinedEncoder.submit`)."""
+
+    def result(self) -> np.ndarray:
+        """(n, D) float32, L2-normalised: waits for them."""
+        ...
+
+
+@runtime_checkable
+class PipelinedEncoder(ImageEncoder, Protocol):
+    """An :class:`ImageEncoder` that can start a batch and return before it is done (the next
+    batch is prepared meanwhile), and that says which device it runs on: :class:`Encoder`."""
+
+    @property
+    def device(self) -> str:
+        """Where the model runs (``cpu``, ``cuda:0``...)."""
+        ...
+
+    def submit(self, pieces: Sequence[Any]) -> Pending:
+        """Start encoding a batch made of pieces (each (n, H, W, 3) uint8)."""
+        ...
+
+
+def encoder_device(encoder: ImageEncoder) -> str:
+    """Where ``encoder`` runs: its device when it says (a :class:`PipelinedEncoder`), else the
+    CPU."""
+    return str(encoder.device) if isinstance(encoder, PipelinedEncoder) else "cpu"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec.

@@ -23,92 +23,27 @@ Example::
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from framedex.errors import check
-from framedex.registry import Registry
+
+# Built-ins register exactly as a third party would: by importing their module.
+from framedex.indexer import ray_engine as ray_engine  # registers "ray"
+from framedex.indexer.encoder import ImageEncoder, encoder_device
+from framedex.indexer.engine_base import ENGINES, IndexEngine, register_engine
+from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, ProgressFn
 
 if TYPE_CHECKING:
-    from framedex.indexer.pipeline import IndexOptions, IndexOutcome, IndexReport, ProgressFn
-    from framedex.store import Store
+    from framedex.indexer.pipeline import Indexer
+    from framedex.store.base import Store
 
-
-class IndexEngine(ABC):
-    """One index job on one engine: ``start``, ``prepare``, ``index``, ``close`` (or use it
-    as a context manager around ``prepare`` and ``index``).
-
-    Args:
-        options: how to index (validated by :class:`IndexOptions`; an engine refuses what it
-            cannot do, e.g. NVDEC on the Ray engine).
-        ray_address: the Ray cluster to join (the ``ray`` engine only).
-
-    Raises:
-        ConfigError: an option this engine cannot honour.
-    """
-
-    name: ClassVar[str]
-
-    def __init__(self, options: IndexOptions, *, ray_address: str | None = None):
-        self.options = options
-        #: What the user should know about this run, one line each, filled by :meth:`start`
-        #: (e.g. that the Ray cluster joined has no authentication).
-        self.notes: list[str] = []
-
-    def start(self) -> None:
-        """Set up before anything touches the store or loads a model (the Ray engine starts
-        or joins its cluster here, before Lance is imported)."""
-        return None
-
-    def close(self) -> None:
-        """Release what :meth:`start` set up (idempotent)."""
-        return None
-
-    def __enter__(self) -> IndexEngine:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @abstractmethod
-    def prepare(self, store: Store, model_spec: str, device: str,
-                encoder: Callable[[], Any]) -> str:
-        """Set up the job's encoder and check (or record) the store's encoder identity.
-
-        Args:
-            store: the target store.
-            model_spec: the encoder spec.
-            device: the device asked for (``auto``, ``cpu``, ``cuda``...).
-            encoder: returns the caller's loaded encoder (an engine that encodes in this
-                process uses it; others load their own where they encode).
-
-        Returns:
-            where the job encodes, in words (``"cpu"``, ``"ray: 2 GPU encoder actors"``).
-
-        Raises:
-            EncoderMismatchError: the store was built with another encoder.
-            ModelLoadError / ConfigError: the model or the device cannot be used.
-        """
-
-    @abstractmethod
-    def index(self, paths: Iterable[str | os.PathLike], *, metadata: dict[str, Any],
-              progress: ProgressFn | None = None,
-              on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
-        """Index every video under ``paths`` (after :meth:`prepare`); bad files are reported
-        in the returned report, never raised."""
-
-
-_ENGINES: Registry[type[IndexEngine]] = Registry("index engine")
-
-#: Class decorator registering an engine under a name (duplicates raise).
-register_engine = _ENGINES.register
+__all__ = ["IndexEngine", "LocalEngine", "create_engine", "list_engines", "register_engine"]
 
 
 def list_engines() -> list[str]:
     """Names of the registered engines, sorted."""
-    return _ENGINES.names()
+    return ENGINES.names()
 
 
 def create_engine(name: str, options: IndexOptions, *,
@@ -119,7 +54,7 @@ def create_engine(name: str, options: IndexOptions, *,
         UnknownNameError: no engine has that name (the known ones are listed).
         ConfigError: an option the engine cannot honour.
     """
-    return _ENGINES.get(name)(options, ray_address=ray_address)
+    return ENGINES.get(name)(options, ray_address=ray_address)
 
 
 @register_engine("local")
@@ -130,15 +65,15 @@ class LocalEngine(IndexEngine):
         check(ray_address is None, "ray_address", ray_address,
               "applies to engine='ray' only (--engine ray)")
         super().__init__(options)
-        self._indexer: Any = None
+        self._indexer: Indexer | None = None
 
     def prepare(self, store: Store, model_spec: str, device: str,
-                encoder: Callable[[], Any]) -> str:
+                encoder: Callable[[], ImageEncoder]) -> str:
         from framedex.indexer.pipeline import Indexer
 
         loaded = encoder()
         self._indexer = Indexer(store, loaded, self.options)
-        return str(getattr(loaded, "device", device))
+        return encoder_device(loaded)
 
     def index(self, paths: Iterable[str | os.PathLike], *, metadata: dict[str, Any],
               progress: ProgressFn | None = None,
@@ -147,6 +82,3 @@ class LocalEngine(IndexEngine):
         return self._indexer.index_paths(paths, metadata=metadata, progress=progress,
                                          on_file=on_file)
 
-
-# Built-ins register exactly as a third party would: by importing their module.
-from framedex.indexer import ray_engine as _ray_engine  # noqa: E402, F401 - registers "ray"

@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from framedex.errors import FramedexError
+from framedex.indexer.records import IndexOptions, IndexOutcome, content_id
 from framedex.rules import FAILED, UNCHANGED
 
 if TYPE_CHECKING:
-    from framedex.indexer.pipeline import IndexOptions, IndexOutcome
-    from framedex.indexer.run import IndexRun
     from framedex.store import Store
-    from framedex.store.base import SegmentArrays
+    from framedex.store.base import SegmentArrays, StoreReader
     from framedex.store.locks import Claim
     from framedex.store.schema import VideoRecord
 
@@ -57,10 +56,18 @@ class Prepared:
 
 
 class Planner:
-    """Hashes and scans files ahead of the main thread (read-only work), in order."""
+    """Hashes and scans files ahead of the main thread (read-only work), in order.
 
-    def __init__(self, run: IndexRun, files: list[tuple[int, Path]], wait: bool):
-        self.run, self.files, self.wait = run, files, wait
+    Args:
+        prepare: ``prepare(order, path)``: one file hashed and scanned (:func:`prepare`
+            with the run's store and options).
+        files: ``(order, path)`` of each file, in order.
+        wait: whether the run waits for claims other writers hold (a second pass).
+    """
+
+    def __init__(self, prepare: Callable[[int, Path], Prepared], files: list[tuple[int, Path]],
+                 wait: bool):
+        self.prepare, self.files, self.wait = prepare, files, wait
         self.out: queue.Queue = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._left = len(files)
@@ -93,11 +100,10 @@ class Planner:
                 self.thread.join(0.05)
 
     def _work(self) -> None:
-        run = self.run
         for order, f in self.files:
             if self._stop.is_set():
                 return
-            prep = prepare(order, f, run.read_from, run.store, run.opts, run._image_size())
+            prep = self.prepare(order, f)
             while not self._stop.is_set():
                 try:
                     self.out.put(prep, timeout=0.1)
@@ -106,11 +112,9 @@ class Planner:
                     continue
 
 
-def prepare(order: int, f: Path, read_from: dict[str, str], store: Any, opts: Any,
-             image_size: int) -> Prepared:
+def prepare(order: int, f: Path, read_from: dict[str, str], store: StoreReader,
+            opts: IndexOptions, image_size: int) -> Prepared:
     """Hash a file and (unless its index looks current) scan it."""
-    from framedex.indexer.pipeline import content_id
-
     t0 = time.perf_counter()
     if str(f) in read_from:
         # A file the caller opened and verified (the API's path ingest): ``f`` is the real
@@ -199,8 +203,6 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
         not be read or scanned; ``unchanged``: it is indexed at this rate); or None when
         another writer holds its claim and ``wait`` is False.
     """
-    from framedex.indexer.pipeline import IndexOutcome
-
     if prep.error is not None:
         return IndexOutcome(prep.path, FAILED, error=prep.error)
     vid = prep.video_id

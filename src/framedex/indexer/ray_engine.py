@@ -52,11 +52,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from framedex.errors import ConfigError, FramedexError, check
-from framedex.indexer.engines import IndexEngine, register_engine
+from framedex.indexer.engine_base import IndexEngine, register_engine
+from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, ProgressFn
 from framedex.rules import FAILED, INDEXED
 
 if TYPE_CHECKING:
-    from framedex.indexer.pipeline import IndexOptions, IndexOutcome, IndexReport, ProgressFn
     from framedex.indexer.planner import Admitted, Prepared
     from framedex.store import Store
     from framedex.store.locks import Claim
@@ -302,7 +302,8 @@ class RayEngine(IndexEngine):
     def index(self, paths: Iterable[str | os.PathLike], *, metadata: dict[str, Any],
               progress: ProgressFn | None = None,
               on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
-        from framedex.indexer.pipeline import IndexReport, discover, settle
+        from framedex.indexer.pipeline import settle
+        from framedex.indexer.records import discover
 
         assert self._store is not None and self._encoder is not None, "index() before prepare()"
         files, missing = discover(paths)
@@ -564,7 +565,6 @@ class RayRun:
             self._commit_video(video)
 
     def _commit_video(self, video: _Video) -> None:
-        from framedex.indexer.pipeline import IndexOutcome
         from framedex.indexer.planner import commit_finished, video_record
         from framedex.indexer.ray_stages import unpack_segments
 
@@ -587,8 +587,6 @@ class RayRun:
     def _fail(self, video: _Video, message: str | None) -> None:
         """Drop a video (its staged files are never committed); ``None``: the job is failing,
         report nothing."""
-        from framedex.indexer.pipeline import IndexOutcome
-
         self.videos.pop(video.key, None)
         try:
             self._cleanup(video)

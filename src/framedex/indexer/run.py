@@ -34,7 +34,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from framedex.errors import DecodeError
-from framedex.indexer.batching import STOP, ChunkWriter, EncodeLoop, VideoAssembly
+from framedex.indexer.batching import ChunkWriter, EncodeLoop, VideoAssembly
+from framedex.indexer.encoder import ImageEncoder, PipelinedEncoder, encoder_device
+from framedex.indexer.messages import (
+    STOP,
+    EncoderFailed,
+    Event,
+    FramePiece,
+    Stop,
+    UnitFailed,
+    UnitSent,
+    Vectors,
+    WorkerDied,
+)
 from framedex.indexer.planner import (
     Admitted,
     Planner,
@@ -43,8 +55,10 @@ from framedex.indexer.planner import (
     commit_finished,
     decode_cost,
     max_side,
+    prepare,
     video_record,
 )
+from framedex.indexer.records import IndexOptions, IndexOutcome, ProgressFn
 from framedex.indexer.workers import (
     DecodePool,
     WorkUnit,
@@ -57,7 +71,7 @@ from framedex.indexer.workers import (
 from framedex.rules import FAILED, INDEXED
 
 if TYPE_CHECKING:
-    from framedex.indexer.pipeline import Indexer, IndexOutcome, ProgressFn
+    from framedex.store.base import Store
     from framedex.store.locks import Claim
     from framedex.store.schema import VideoRecord
 
@@ -97,23 +111,26 @@ class IndexRun:
     """Index a list of files (see the module docstring). Used by :class:`Indexer`.
 
     Args:
-        indexer: the indexer (store, encoder, options).
+        store: the target store (its encoder identity checked).
+        encoder: the loaded encoder.
+        options: how to index.
         metadata: user metadata for every video.
         progress: ``progress(path, frames_done, frames_expected)``.
         on_file: called with each outcome.
         read_from: per path, where to read its bytes instead (the API's verified file).
     """
 
-    def __init__(self, indexer: Indexer, metadata: dict[str, Any],
-                 progress: ProgressFn | None, on_file: Callable[[IndexOutcome], None] | None,
+    def __init__(self, store: Store, encoder: ImageEncoder, options: IndexOptions,
+                 metadata: dict[str, Any], progress: ProgressFn | None,
+                 on_file: Callable[[IndexOutcome], None] | None,
                  read_from: dict[str, str] | None = None):
-        self.store, self.encoder, self.opts = indexer.store, indexer.encoder, indexer.options
+        self.store, self.encoder, self.opts = store, encoder, options
         self.metadata, self.progress, self.on_file = metadata, progress, on_file
         self.read_from = read_from or {}
         self.outcomes: list[tuple[int, IndexOutcome]] = []
         self.videos: dict[int, _Video] = {}
         self.ready: deque[WorkUnit] = deque()  # units not yet given to a worker
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[Event] = queue.Queue()
         self.pool: DecodePool | None = None
         self.encode_loop: EncodeLoop | None = None
         self._keys = 0
@@ -123,16 +140,14 @@ class IndexRun:
     # ---- the loop -------------------------------------------------------------------------
     def run(self, files: list[Path]) -> list[IndexOutcome]:
         """Index ``files``; return their outcomes in the order of ``files``."""
-        from framedex.indexer.pipeline import IndexOutcome
-
         self._restore_threads: int | None = None
         self._n_files = len(files)
         deferred: list[tuple[int, Path]] = []
         try:
-            planner = Planner(self, list(enumerate(files)), wait=False)
+            planner = Planner(self._prepare, list(enumerate(files)), wait=False)
             self._drain(planner, deferred)
             if deferred:  # other writers held these; by now they are normally done
-                self._drain(Planner(self, deferred, wait=True), [])
+                self._drain(Planner(self._prepare, deferred, wait=True), [])
         except BaseException:
             for video in list(self.videos.values()):
                 self._abort(video)
@@ -218,7 +233,7 @@ class IndexRun:
         import torch
 
         opts = self.opts
-        device = str(getattr(self.encoder, "device", "cpu"))
+        device = encoder_device(self.encoder)
         on_cpu = device == "cpu"
         cores = usable_cores()
         nvdec, cpu_workers = self._nvdec_sessions(device), opts.decode_workers
@@ -242,7 +257,8 @@ class IndexRun:
         if on_cpu:
             self._restore_threads = torch.get_num_threads()
             torch.set_num_threads(threads)
-        frames: queue.Queue = queue.Queue(maxsize=max(2, (workers + nvdec) * opts.prefetch))
+        frames: queue.Queue[FramePiece | Stop] = queue.Queue(
+            maxsize=max(2, (workers + nvdec) * opts.prefetch))
         self.pool = DecodePool(workers, nvdec, opts.prefetch, frames, self.events,
                                gpu_id=_gpu_index(device), in_process=in_process)
         self.encode_loop = EncodeLoop(self.encoder, frames, self.events, opts.batch_size)
@@ -273,7 +289,7 @@ class IndexRun:
         """
         import torch
 
-        if not hasattr(self.encoder, "submit"):
+        if not isinstance(self.encoder, PipelinedEncoder):
             return 0.0
         s = self._image_size()
         dummy = np.zeros((8, s, s, 3), np.uint8)
@@ -288,7 +304,11 @@ class IndexRun:
             torch.set_num_threads(saved)
 
     def _image_size(self) -> int:
-        return int(getattr(self.encoder, "image_size", 224))
+        return int(self.encoder.image_size)
+
+    def _prepare(self, order: int, f: Path) -> Prepared:
+        """Hash and scan one file (the planner's thread calls this, read-only)."""
+        return prepare(order, f, self.read_from, self.store, self.opts, self._image_size())
 
     def _dispatch(self) -> None:
         """Hand ready units to workers with room (in order: a video's units go out together)."""
@@ -307,33 +327,30 @@ class IndexRun:
             video.workers.add(slot.wid)
 
     # ---- events -----------------------------------------------------------------------------
-    def _handle(self, event: tuple) -> None:
-        kind = event[0]
-        if kind == "vectors":
-            _, key, seq, idx, vectors, last, cpu_s = event
-            video = self.videos.get(key)
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, Vectors):
+            video = self.videos.get(event.video)
             if video is None:
                 return
-            video.assembly.cpu_s += cpu_s
-            self.stats["decode_cpu_s"] = self.stats.get("decode_cpu_s", 0.0) + cpu_s
-            video.assembly.add(seq, idx, vectors, last)
-            if self.progress and len(idx):
+            video.assembly.cpu_s += event.cpu_s
+            self.stats["decode_cpu_s"] = self.stats.get("decode_cpu_s", 0.0) + event.cpu_s
+            video.assembly.add(event.seq, event.frame_idx, event.vectors, event.last)
+            if self.progress and len(event.frame_idx):
                 self.progress(video.prep.path, video.assembly.embedded, video.expected)
             if video.assembly.done:
                 self._commit(video)
-        elif kind == "unit_sent":
+        elif isinstance(event, UnitSent):
             assert self.pool is not None
-            self.pool.unit_finished(event[1], event[2], event[3])
-        elif kind == "error":
-            _, wid, key, seq, message = event
+            self.pool.unit_finished(event.wid, event.video, event.seq)
+        elif isinstance(event, UnitFailed):
             assert self.pool is not None
-            self.pool.unit_finished(wid, key, seq)
-            if key in self.videos:
-                self._fail(self.videos[key], message)
-        elif kind == "died":
-            self._worker_died(event[1], event[2])
-        elif kind == "encoder_error":
-            raise event[1]
+            self.pool.unit_finished(event.wid, event.video, event.seq)
+            if event.video in self.videos:
+                self._fail(self.videos[event.video], event.message)
+        elif isinstance(event, WorkerDied):
+            self._worker_died(event.wid, event.exitcode)
+        elif isinstance(event, EncoderFailed):
+            raise event.error
 
     def _worker_died(self, wid: int, exitcode: int | None) -> None:
         assert self.pool is not None
@@ -350,8 +367,6 @@ class IndexRun:
 
     # ---- finishing a video --------------------------------------------------------------------
     def _commit(self, video: _Video) -> None:
-        from framedex.indexer.pipeline import IndexOutcome
-
         prep, info = video.prep, video.prep.info
         del self.videos[video.key]
 
@@ -378,8 +393,6 @@ class IndexRun:
             workers=len(video.workers)))
 
     def _fail(self, video: _Video, message: str) -> None:
-        from framedex.indexer.pipeline import IndexOutcome
-
         self.videos.pop(video.key, None)
         self._cleanup(video)
         self._finish_outcome(video.prep.order, IndexOutcome(video.prep.path, FAILED,

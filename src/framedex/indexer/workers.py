@@ -48,31 +48,22 @@ from typing import Any
 import numpy as np
 
 from framedex.indexer.decode.base import VideoDecoder
+from framedex.indexer.messages import (
+    STOP,
+    Command,
+    DecodeUnit,
+    Event,
+    Forget,
+    FramePiece,
+    Stop,
+    UnitFailed,
+    UnitSent,
+    WorkerDied,
+    WorkUnit,
+)
 
 #: Frames per message from a worker (the granularity at which frames reach the encoder).
 PIECE_FRAMES = 16
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """A GOP-aligned run of one video's index grid, decoded by one worker.
-
-    Attributes:
-        video: the run's key of the video.
-        seq: the unit's position in its video (0, 1, ...).
-        source: the file a worker opens (readable from any process).
-        decoder: the CPU backend class (pickled by reference, so a third-party backend works
-            in a worker as long as its module can be imported there).
-        frame_idx: ascending native indices to decode.
-        max_side: decode-time downsizing (None: full size).
-    """
-
-    video: int
-    seq: int
-    source: str
-    decoder: type[VideoDecoder]
-    frame_idx: np.ndarray
-    max_side: int | None
 
 
 def split_grid(grid: np.ndarray, keyframes: np.ndarray, unit_frames: int,
@@ -211,9 +202,9 @@ _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[4]); "
 def worker_main(inbox_fd: int, outbox_fd: int, wid: int) -> None:
     """A decode worker: decode units from ``inbox``, send pieces of frames to ``outbox``.
 
-    Messages in: ``("unit", WorkUnit, table)``, ``("forget", video)``, ``("stop",)``.
-    Messages out: ``("frames", wid, video, seq, frame_idx, images, last, cpu_s)`` and
-    ``("error", wid, video, seq, message)``. Exits when the parent goes away (EOF/EPIPE).
+    Messages in: :class:`DecodeUnit`, :class:`Forget`, ``STOP``. Messages out:
+    :class:`FramePiece` and :class:`UnitFailed` (``indexer/messages.py``). Exits when the
+    parent goes away (EOF/EPIPE).
     """
     import signal
 
@@ -225,23 +216,24 @@ def worker_main(inbox_fd: int, outbox_fd: int, wid: int) -> None:
     decoders = OpenDecoders()
     try:
         while True:
-            msg = inbox.recv()
-            if msg[0] == "stop":
+            msg: Command = inbox.recv()
+            if isinstance(msg, Stop):
                 return
-            if msg[0] == "forget":
-                decoders.forget(msg[1])
+            if isinstance(msg, Forget):
+                decoders.forget(msg.video)
                 continue
-            unit, table = msg[1], msg[2]
+            unit = msg.unit
             try:
-                dec = decoders.get(unit, table, _open_in_process)
+                dec = decoders.get(unit, msg.table, _open_in_process)
                 _send_unit(outbox, wid, unit, dec)
             except (BrokenPipeError, EOFError):
                 raise
             except FramedexError as ex:
-                outbox.send(("error", wid, unit.video, unit.seq, str(ex)))
+                outbox.send(UnitFailed(wid, unit.video, unit.seq, str(ex)))
             except Exception as ex:  # a backend bug fails its video, not the worker
-                outbox.send(("error", wid, unit.video, unit.seq,
-                             f"decoding {unit.source!r} failed: {type(ex).__name__}: {ex}"))
+                outbox.send(UnitFailed(
+                    wid, unit.video, unit.seq,
+                    f"decoding {unit.source!r} failed: {type(ex).__name__}: {ex}"))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         return
     finally:
@@ -260,12 +252,12 @@ def _send_unit(outbox: Connection, wid: int, unit: WorkUnit, dec: VideoDecoder) 
         idx.append(i)
         imgs.append(img)
         if len(idx) == PIECE_FRAMES:
-            outbox.send(("frames", wid, unit.video, unit.seq, np.asarray(idx, np.int64),
-                         np.stack(imgs), False, 0.0))
+            outbox.send(FramePiece(wid, unit.video, unit.seq, np.asarray(idx, np.int64),
+                                   np.stack(imgs), False, 0.0))
             idx, imgs = [], []
     images = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 3), np.uint8)
-    outbox.send(("frames", wid, unit.video, unit.seq, np.asarray(idx, np.int64), images, True,
-                 time.process_time() - t0))
+    outbox.send(FramePiece(wid, unit.video, unit.seq, np.asarray(idx, np.int64), images, True,
+                           time.process_time() - t0))
 
 
 # ---- the pool ------------------------------------------------------------------------------
@@ -284,7 +276,7 @@ class _Slot:
     outbox: Connection | None = None
     thread: threading.Thread | None = None
 
-    def send(self, msg: tuple) -> None:
+    def send(self, msg: Command) -> None:
         if self.kind == "process":
             self.inbox.send(msg)
         else:
@@ -307,7 +299,8 @@ class DecodePool:
     """
 
     def __init__(self, workers: int, nvdec_sessions: int, prefetch: int,
-                 frames: queue.Queue, events: queue.Queue, gpu_id: int = 0,
+                 frames: queue.Queue[FramePiece | Stop], events: queue.Queue[Event],
+                 gpu_id: int = 0,
                  in_process: bool = False):
         self.prefetch = prefetch
         self.frames, self.events = frames, events
@@ -369,7 +362,7 @@ class DecodePool:
             send_table = unit.video not in slot.tables
             slot.tables.add(unit.video)
         with contextlib.suppress(OSError):  # a worker that just died: its "died" event
-            slot.send(("unit", unit, table if send_table else None))  # hands it out again
+            slot.send(DecodeUnit(unit, table if send_table else None))  # hands it out again
         return slot
 
     def unit_finished(self, wid: int, video: int, seq: int) -> None:
@@ -389,7 +382,7 @@ class DecodePool:
                 s.tables.discard(video)
         for s in slots:
             with contextlib.suppress(OSError):  # a dead worker: replaced on its "died" event
-                s.send(("forget", video))
+                s.send(Forget(video))
 
     def replace(self, wid: int) -> tuple[tuple[int, int] | None, list[tuple[WorkUnit, Any]]]:
         """Replace a dead process worker.
@@ -443,22 +436,23 @@ class DecodePool:
                         code = slot.proc.wait()
                         with self._lock:
                             conn.close()
-                        self.events.put(("died", slot.wid, code))
+                        self.events.put(WorkerDied(slot.wid, code))
                     continue
-                if msg[0] == "frames":
-                    self._put_frames(tuple(msg))
+                if isinstance(msg, FramePiece):
+                    self._put_frames(msg)
                 else:
                     self.events.put(msg)
 
-    def _put_frames(self, msg: tuple) -> None:
+    def _put_frames(self, piece: FramePiece) -> None:
         while not self._stop.is_set():
             try:
-                self.frames.put(msg, timeout=0.2)
+                self.frames.put(piece, timeout=0.2)
                 break
             except queue.Full:
                 continue
-        if msg[6]:  # the unit's last piece: the worker is free for another unit
-            self.events.put(("unit_sent", msg[1], msg[2], msg[3]))
+        if piece.last:  # the unit's last piece: the worker is free for another unit
+            assert piece.wid is not None
+            self.events.put(UnitSent(piece.wid, piece.video, piece.seq))
 
     # -- threads: NVDEC sessions, and in-process CPU decoding -------------------------------
     def _thread_main(self, slot: _Slot) -> None:
@@ -481,23 +475,24 @@ class DecodePool:
         decoders = OpenDecoders()
         with scope:
             while not self._stop.is_set():
-                msg = slot.inbox.get()
-                if msg is None or msg[0] == "stop":
+                msg: Command | None = slot.inbox.get()
+                if msg is None or isinstance(msg, Stop):
                     break
-                if msg[0] == "forget":
-                    decoders.forget(msg[1])
+                if isinstance(msg, Forget):
+                    decoders.forget(msg.video)
                     continue
-                unit, table = msg[1], msg[2]
+                unit = msg.unit
                 try:
-                    dec = decoders.get(unit, table,
+                    dec = decoders.get(unit, msg.table,
                                        functools.partial(self._open_in_thread, slot))
                     self._thread_unit(slot, unit, dec, stream)
                 except FramedexError as ex:
-                    self.events.put(("error", slot.wid, unit.video, unit.seq, str(ex)))
+                    self.events.put(UnitFailed(slot.wid, unit.video, unit.seq, str(ex)))
                 except Exception as ex:
-                    self.events.put(("error", slot.wid, unit.video, unit.seq,
-                                     f"decoding {unit.source!r} failed ({slot.kind}): "
-                                     f"{type(ex).__name__}: {ex}"))
+                    self.events.put(UnitFailed(
+                        slot.wid, unit.video, unit.seq,
+                        f"decoding {unit.source!r} failed ({slot.kind}): "
+                        f"{type(ex).__name__}: {ex}"))
         decoders.close()
 
     def _open_in_thread(self, slot: _Slot, unit: WorkUnit, table: Any) -> VideoDecoder:
@@ -515,7 +510,7 @@ class DecodePool:
         idx: list[int] = []
         imgs: list[Any] = []
 
-        def piece(last: bool) -> tuple:
+        def piece(last: bool) -> FramePiece:
             images: Any
             if slot.kind == "nvdec":
                 import torch
@@ -526,8 +521,8 @@ class DecodePool:
                     stream.synchronize()  # the encoder reads it on its own stream
             else:
                 images = np.stack(imgs) if imgs else np.zeros((0, 1, 1, 3), np.uint8)
-            return ("frames", slot.wid, unit.video, unit.seq, np.asarray(idx, np.int64),
-                    images, last, time.thread_time() - t0 if last else 0.0)
+            return FramePiece(slot.wid, unit.video, unit.seq, np.asarray(idx, np.int64),
+                              images, last, time.thread_time() - t0 if last else 0.0)
 
         for i, img in dec.iter_frames(unit.frame_idx, unit.max_side):
             idx.append(i)
@@ -545,7 +540,7 @@ class DecodePool:
         self._stop.set()
         for s in self.slots:
             with contextlib.suppress(OSError):
-                s.send(("stop",))
+                s.send(STOP)
         deadline = time.monotonic() + timeout
         for s in self.slots:
             if s.proc is not None:
