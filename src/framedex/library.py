@@ -39,6 +39,8 @@ from framedex.errors import (
     StoreUnavailableError,
     check,
 )
+from framedex.indexer.clip_bpe import ClipTokenizer
+from framedex.indexer.encoder import load_encoder
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, discover
 from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
 from framedex.library_collections import CollectionInfo, CollectionsMixin
@@ -56,6 +58,7 @@ from framedex.query.samplers.base import (
     Budget,
     Sampler,
     SamplerInfo,
+    TokenBudget,
     create_sampler,
     list_samplers,
     sampler_info,
@@ -119,6 +122,7 @@ __all__ = [
     "AskResult",
     "AskStream",
     "AssetRecord",
+    "ClipTokenizer",
     "CollectionInfo",
     "Delivery",
     "DeliveryOptions",
@@ -134,12 +138,15 @@ __all__ = [
     "SearchFilters",
     "SelectResult",
     "SourceFile",
+    "TokenBudget",
     "VLMEndpoint",
     "VideoHit",
     "VideoRecord",
+    "create_sampler",
     "decoder_names",
     "engine_names",
     "lease_ttl_from_env",
+    "load_encoder",
     "parse_json",
     "parse_metadata",
     "parse_pairs",

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request
 
 from framedex.errors import ConfigError, PayloadTooLargeError
-from framedex.validate import parse_json
+from framedex.library import parse_json
 
 #: Largest non-file form field (fps, metadata...).
 MAX_FIELD_BYTES = 64 * 1024

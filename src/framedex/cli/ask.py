@@ -27,8 +27,8 @@ from framedex.cli._common import (
     vlm_endpoint,
 )
 from framedex.errors import ConfigError
+from framedex.library import parse_pairs
 from framedex.rules import tier_costs_text
-from framedex.validate import parse_pairs
 
 
 @app.command()

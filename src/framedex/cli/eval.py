@@ -26,7 +26,7 @@ from framedex.cli._common import (
     vlm_endpoint,
 )
 from framedex.errors import ConfigError
-from framedex.validate import parse_pairs
+from framedex.library import parse_pairs
 
 
 @app.command("eval")

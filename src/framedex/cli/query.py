@@ -28,8 +28,8 @@ from framedex.cli._common import (
     print_table,
 )
 from framedex.errors import ConfigError
+from framedex.library import parse_pairs
 from framedex.rules import GROUP_BY, PAYLOAD_FORMATS, tier_costs_text
-from framedex.validate import parse_pairs
 
 if TYPE_CHECKING:
     from framedex.library import Moment, VideoHit

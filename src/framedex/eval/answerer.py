@@ -131,7 +131,7 @@ class ShapesReader:
     """
 
     def __init__(self, model: str = "synthetic-shapes", device: str = "cpu"):
-        from framedex.indexer.encoder import load_encoder
+        from framedex.library import load_encoder
 
         self.encoder = load_encoder(model, device=device)
         self.objects: list[Obj] = [(s, c) for c in COLORS for s in SHAPES]
@@ -396,7 +396,7 @@ class Answerer:
     """
 
     def __init__(self, reader: ShapesReader, model_name: str = ANSWERER_MODEL):
-        from framedex.indexer.clip_bpe import ClipTokenizer
+        from framedex.library import ClipTokenizer
 
         self.reader, self.model_name = reader, model_name
         self._tokenizer = ClipTokenizer()

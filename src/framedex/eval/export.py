@@ -114,7 +114,7 @@ def load_manifest(path: str | Path) -> list[dict[str, Any]]:
     Raises:
         ConfigError: unreadable, not JSON, not a list, or an item missing a field (named).
     """
-    from framedex.validate import parse_json
+    from framedex.library import parse_json
 
     p = Path(path)
     try:

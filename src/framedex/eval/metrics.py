@@ -74,7 +74,7 @@ def score_selection(pts_sec: Sequence[float] | np.ndarray,
 def selection_tokens(num_frames: int, budget: object, tokens_used: int | None,
                      tiers: Sequence[str] | None) -> int:
     """Token cost of a selection (see the module docstring for the rule)."""
-    from framedex.query.samplers import TokenBudget
+    from framedex.library import TokenBudget
 
     if not isinstance(budget, TokenBudget):
         return int(num_frames) * GEMINI_FRAME_TOKENS

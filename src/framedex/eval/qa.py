@@ -314,11 +314,10 @@ def run_qa(cfg: QAConfig, progress: Progress | None = None) -> QAResult:
         ModelEndpointError: the video LLM failed (after its retries).
     """
     from framedex.eval.runner import render_cases
-    from framedex.library import Library
-    from framedex.query.samplers import create_sampler, list_samplers
+    from framedex.library import Library, create_sampler, sampler_names
 
     spec = get_qa_suite(cfg.suite)
-    names = list(cfg.samplers) if cfg.samplers else list_samplers()
+    names = list(cfg.samplers) if cfg.samplers else sampler_names()
     for n in names:
         create_sampler(n)  # unknown names fail now, listing the known ones
     timings: dict[str, float] = {}
@@ -368,7 +367,7 @@ def _budgets(cfg: QAConfig) -> list[tuple[str, int | None, int | None]]:
 def _ask_all(library: Library, endpoint: VLMEndpoint, cases: Sequence[QACase],
              ids: Sequence[str], names: Sequence[str], cfg: QAConfig,
              progress: Progress | None) -> list[dict[str, Any]]:
-    from framedex.query.samplers import TokenBudget
+    from framedex.library import TokenBudget
 
     rows = []
     budgets = _budgets(cfg)

@@ -192,7 +192,7 @@ def encode_questions(library: Library, cases: Sequence[VideoCase],
 
 def budget_list(int_budgets: Sequence[int], token_budgets: Sequence[int]) -> list[tuple[str, Any]]:
     """(label, budget) pairs: ``K=8`` for frame counts, ``T=2048`` for TokenBudgets."""
-    from framedex.query.samplers import TokenBudget
+    from framedex.library import TokenBudget
 
     return ([(f"K={k}", int(k)) for k in int_budgets]
             + [(f"T={t}", TokenBudget(int(t))) for t in token_budgets])
@@ -213,7 +213,7 @@ def score_grid(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.
     Returns:
         One row per selection (see :func:`_row`).
     """
-    from framedex.query.samplers import create_sampler
+    from framedex.library import create_sampler
 
     rows = []
     for label, name, params in samplers:
@@ -233,7 +233,7 @@ def score_grid(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.
 
 def _row(v: PreparedVideo, q: Any, mode: str, label: str, name: str, params: dict[str, Any],
          blabel: str, budget: Any, sel: Any, ms: float) -> dict[str, Any]:
-    from framedex.query.samplers import TokenBudget
+    from framedex.library import TokenBudget
 
     idx = np.asarray(sel.indices, dtype=np.int64)
     pts = v.pts_sec[idx] if len(idx) else np.zeros(0)
@@ -275,7 +275,7 @@ def run_sweep(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.n
         (one row per (sampler, params) with its objective and per-task coverage,
         {sampler: {"params": chosen, "default": default params, "objective": ...}}).
     """
-    from framedex.query.samplers import create_sampler
+    from framedex.library import create_sampler
 
     budgets = budget_list(SWEEP_BUDGETS, ())
     out_rows, chosen = [], {}
@@ -310,11 +310,10 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
         UnknownNameError: unknown suite or sampler name.
         ConfigError: bad config, or a suite video failed to index.
     """
-    from framedex.library import Library
-    from framedex.query.samplers import create_sampler, list_samplers
+    from framedex.library import Library, create_sampler, sampler_names
 
     spec = get_suite(cfg.suite)
-    names = list(cfg.samplers) if cfg.samplers else list_samplers()
+    names = list(cfg.samplers) if cfg.samplers else sampler_names()
     for n in names:
         create_sampler(n)  # unknown names fail now, with the list of known ones
     timings: dict[str, float] = {}

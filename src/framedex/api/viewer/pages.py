@@ -19,9 +19,8 @@ from framedex.api.viewer.auth import (
 )
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
 from framedex.errors import check
-from framedex.library import Moment, SearchFilters, VideoHit, VideoRecord
+from framedex.library import Moment, SearchFilters, VideoHit, VideoRecord, parse_pairs
 from framedex.rules import UNFINISHED
-from framedex.validate import parse_pairs
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
