@@ -20,6 +20,7 @@ from needles import BLUE, BLUE_SPAN, RED_SPAN, VIDEOS, needle_image, needle_spec
 
 from framedex.errors import ConfigError, NotFoundError, VideoNotFoundError
 from framedex.indexer.encoder import BUILTIN_MODELS
+from framedex.library import internals
 from framedex.query.search import SearchFilters
 
 SHIPPED = BUILTIN_MODELS["synthetic-shapes"]
@@ -210,7 +211,7 @@ def scratch(world, tmp_path):
 
 
 def _vector_rows(lib) -> list[tuple[str, int]]:
-    data = lib.store.tables.read("video_vectors", ["video_id", "generation"])
+    data = internals(lib).store.tables.read("video_vectors", ["video_id", "generation"])
     return sorted(zip(data.column("video_id").to_pylist(),
                       data.column("generation").to_pylist(), strict=True))
 
@@ -230,7 +231,7 @@ def test_vectors_row_follows_the_generation_and_the_delete(scratch):
     lib.delete(ids["red"])
     assert all(v != ids["red"] for v, _ in _vector_rows(lib))
     assert lib.collection(cid).video_count == 0
-    assert lib.store.tables.read("index_members").num_rows == 0
+    assert internals(lib).store.tables.read("index_members").num_rows == 0
 
 
 def test_uncommitted_vectors_are_invisible(scratch):
@@ -238,7 +239,7 @@ def test_uncommitted_vectors_are_invisible(scratch):
     from framedex.store.multivector import write_video_vectors
 
     lib, ids, _ = scratch
-    store = lib.store
+    store = internals(lib).store
     ghost = "f" * 20
     q = lib.embed_text(["a red circle", "a blue star"])
     claim = store.claim(ghost, wait=False)
@@ -259,11 +260,11 @@ def test_uncommitted_vectors_are_invisible(scratch):
 
 def test_missing_rows_are_backfilled(scratch):
     lib, ids, _ = scratch
-    lib.store.tables.delete("video_vectors", "true")  # a store indexed before the table
-    assert lib.store.count_video_vectors() == 0
+    internals(lib).store.tables.delete("video_vectors", "true")  # a store indexed before the table
+    assert internals(lib).store.count_video_vectors() == 0
     hits = lib.search(["a red circle", "a blue star"], operator="and", group_by="video")
     assert {h.video_id for h in hits} == set(ids.values())
-    assert lib.store.count_video_vectors() == 2
+    assert internals(lib).store.count_video_vectors() == 2
 
 
 # -- the CLI ----------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ def shipped_library(tmp_path_factory, small_video):
     lib = Library(tmp_path_factory.mktemp("textfast") / "db", model="synthetic-shapes",
                   device="cpu", log_queries=False)
     assert lib.index_file(small_video).status == "indexed"
-    return lib.store.uri
+    return lib.uri
 
 
 def test_library_search_and_select_equal_with_numpy_and_torch(shipped_library, monkeypatch):

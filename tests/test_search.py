@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from framedex.errors import ConfigError, EmptyLibraryError
+from framedex.library import internals
 from framedex.query.search import SearchFilters
 from framedex.synth import render
 from framedex.synth.captions import object_phrase
@@ -142,16 +143,17 @@ def test_uncommitted_frames_are_invisible(world):
     perfect = np.repeat(query[None], 5, 0)
 
     def write(vid: str, gen: int, t0: float) -> None:  # frames and a segment, like the indexer
-        lib.store.add_frames(vid, gen, np.arange(5), np.arange(5) * 10,
-                             np.arange(t0, t0 + 5, dtype=float), perfect)
-        lib.store.add_segments(vid, gen, np.array([t0]), np.array([t0 + 6.0]), np.array([5]),
-                               query[None])
+        store = internals(lib).store
+        store.add_frames(vid, gen, np.arange(5), np.arange(5) * 10,
+                         np.arange(t0, t0 + 5, dtype=float), perfect)
+        store.add_segments(vid, gen, np.array([t0]), np.array([t0 + 6.0]), np.array([5]),
+                           query[None])
 
     # A crashed index run: frames that match the query perfectly, but no videos row.
     write("crashed-video", 1, 0.0)
     # And a re-index of a real video that has not been swapped in yet (another generation).
     victim = ids["long_a"]
-    live = lib.store.get_video(victim).generation
+    live = internals(lib).store.get_video(victim).generation
     write(victim, live + 1, 500.0)
     try:
         hits = lib.search("a purple star", limit=50)
@@ -159,7 +161,7 @@ def test_uncommitted_frames_are_invisible(world):
         assert {m.video_id for m in hits} <= set(ids.values())
         assert all(m.start < 500 for m in hits if m.video_id == victim)
     finally:
-        lib.store.abort_video(victim, live + 1)
+        internals(lib).store.abort_video(victim, live + 1)
 
 
 def test_search_logs_one_row_per_query(world):

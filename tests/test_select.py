@@ -11,6 +11,7 @@ from framedex.errors import (
     UnknownNameError,
     VideoNotFoundError,
 )
+from framedex.library import internals
 from framedex.synth import haystack_spec, render
 
 FPS = 5  # native frame rate of the generated video
@@ -37,7 +38,7 @@ def world(tmp_path_factory, tiny_model):
 def test_selection_is_consistent_with_the_index_grid(world):
     lib, path, _ = world
     res = lib.select(path, "a purple star", sampler="bolt", budget=8)
-    frames = lib.store.read_frames(res.video_id)
+    frames = internals(lib).store.read_frames(res.video_id)
     assert res.sampler == "bolt" and res.path == path and res.num_frames == len(frames.pos) == 90
     assert len(res.indices) == 8 and res.indices == sorted(set(res.indices))
     idx = np.asarray(res.indices)
@@ -92,16 +93,16 @@ def test_default_sampler_is_a_setting(world, monkeypatch):
     lib, path, _ = world
     # The environment is read at the edge (the CLI's --sampler option), never in the library.
     monkeypatch.setenv("FRAMEDEX_SAMPLER", "uniform")
-    with Library(lib.store.uri, log_queries=False) as plain:
+    with Library(lib.uri, log_queries=False) as plain:
         assert plain.select(path, "a star", budget=3).sampler == DEFAULT_SAMPLER
-    configured = Library(lib.store.uri, default_sampler="uniform", log_queries=False)
+    configured = Library(lib.uri, default_sampler="uniform", log_queries=False)
     res = configured.select(path, "a star", budget=3)
     assert res.sampler == "uniform"
     # uniform over 90 frames at K=3 spreads evenly, whatever the question
     assert np.diff(res.indices).min() >= 20
     assert configured.select(path, "a star", sampler="mmr", budget=3).sampler == "mmr"
     with pytest.raises(UnknownNameError, match="Did you mean 'topk'"):
-        Library(lib.store.uri, default_sampler="topkk")
+        Library(lib.uri, default_sampler="topkk")
 
 
 def test_bad_requests_raise_clear_errors(world):

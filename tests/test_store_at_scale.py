@@ -22,6 +22,7 @@ import pytest
 import s3_loopback
 from api_server import kill9, start_cli_server
 
+from framedex.library import internals
 from framedex.store import LanceStore
 
 pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
@@ -154,7 +155,7 @@ def test_a_delete_while_the_video_is_being_indexed_is_refused_at_once(tmp_path, 
     db = tmp_path / "lib.db"
     lib = Library(db, model=tiny_model, device="cpu")
     vid = lib.index([folder / "v3.mp4"]).by_status("indexed")[0].video_id
-    claim = lib.store.claim(vid, wait=False)  # another writer re-indexing it
+    claim = internals(lib).store.claim(vid, wait=False)  # another writer re-indexing it
     assert claim is not None
     proc, base = start_cli_server(db, tiny_model)
     try:

@@ -15,6 +15,7 @@ import pytest
 
 from framedex import Library
 from framedex.errors import VideoNotFoundError
+from framedex.library import internals
 from framedex.store import LanceStore
 
 pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
@@ -89,15 +90,15 @@ def test_a_failed_reindex_leaves_the_old_index_live(tmp_path, folder, tiny_model
                 raise RuntimeError("power cut")
             return encoder.encode_images(frames)
 
-    reindex = Indexer(lib.store, PowerCut(), IndexOptions(index_fps=2.0, batch_size=2,
+    reindex = Indexer(internals(lib).store, PowerCut(), IndexOptions(index_fps=2.0, batch_size=2,
                                                           write_chunk=2))
     with pytest.raises(RuntimeError, match="power cut"):
         reindex.index_file(video)
     assert lib.video(vid).index_fps == 1.0
     assert len(lib.select(vid, "a red circle", budget=4).indices) == 4
-    assert len(lib.store.read_frames(vid).pos) == 8
+    assert len(internals(lib).store.read_frames(vid).pos) == 8
     # The failed run's rows were taken out again: only the live generation remains.
-    assert lib.store.tables.read("frames", ["video_id"]).num_rows == 8
+    assert internals(lib).store.tables.read("frames", ["video_id"]).num_rows == 8
 
 
 def test_selects_during_a_reindex_always_find_the_video(tmp_path, folder, tiny_model):
@@ -142,16 +143,17 @@ def test_a_bad_fps_is_refused_before_anything_is_deleted(tmp_path, folder, tiny_
 def test_deleted_and_crashed_rows_are_swept_by_optimize(tmp_path, folder, tiny_model):
     lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
     vid = lib.index([folder / "v2.mp4"]).by_status("indexed")[0].video_id
-    live = lib.store.get_video(vid).generation
+    store = internals(lib).store
+    live = store.get_video(vid).generation
     # what a run killed after writing frames leaves: rows of a generation nobody names
-    vec = np.ones((3, lib.store.dim), np.float32) / np.sqrt(lib.store.dim)
-    lib.store.add_frames(vid, live + 1, np.arange(3), np.arange(3), np.arange(3.0), vec)
-    lib.store.add_frames("never-committed", 7, np.arange(3), np.arange(3), np.arange(3.0), vec)
-    assert lib.store.tables.read("frames", ["video_id"]).num_rows == 8 + 6
+    vec = np.ones((3, store.dim), np.float32) / np.sqrt(store.dim)
+    store.add_frames(vid, live + 1, np.arange(3), np.arange(3), np.arange(3.0), vec)
+    store.add_frames("never-committed", 7, np.arange(3), np.arange(3), np.arange(3.0), vec)
+    assert store.tables.read("frames", ["video_id"]).num_rows == 8 + 6
     report = lib.optimize()
     assert report["dead_videos_swept"] == 2
-    assert lib.store.tables.read("frames", ["video_id"]).num_rows == 8
-    assert len(lib.store.read_frames(vid).pos) == 8
+    assert store.tables.read("frames", ["video_id"]).num_rows == 8
+    assert len(store.read_frames(vid).pos) == 8
 
 
 def test_a_partial_data_file_of_a_killed_writer_is_swept_when_no_writer_is_active(
@@ -162,20 +164,21 @@ def test_a_partial_data_file_of_a_killed_writer_is_swept_when_no_writer_is_activ
     lib.index([folder / "v2.mp4"])
     partial = tmp_path / "db" / "frames.lance" / "data" / ".tmpAbC123"
     partial.write_bytes(b"half a data file")
-    with lib.store.writing():  # another writer is active: nothing is deleted under it
+    with internals(lib).store.writing():  # another writer is active: nothing is deleted under it
         assert lib.optimize()["orphans_swept"] is False
     assert partial.exists()
     assert lib.optimize()["orphans_swept"] is True
     assert not partial.exists()
-    assert len(lib.store.read_frames(lib.videos()[0].video_id).pos) == 8
+    assert len(internals(lib).store.read_frames(lib.videos()[0].video_id).pos) == 8
 
 
 def test_a_claimed_video_is_not_swept(tmp_path, folder, tiny_model):
     lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
     lib.index([folder / "v3.mp4"])
-    vec = np.ones((2, lib.store.dim), np.float32) / np.sqrt(lib.store.dim)
-    with lib.store.claim("being-indexed", wait=True):  # another writer is mid-way
-        lib.store.add_frames("being-indexed", 5, np.arange(2), np.arange(2), np.arange(2.0), vec)
+    store = internals(lib).store
+    vec = np.ones((2, store.dim), np.float32) / np.sqrt(store.dim)
+    with store.claim("being-indexed", wait=True):  # another writer is mid-way
+        store.add_frames("being-indexed", 5, np.arange(2), np.arange(2), np.arange(2.0), vec)
         assert lib.optimize()["dead_videos_swept"] == 0
     assert lib.optimize()["dead_videos_swept"] == 1
 
@@ -188,9 +191,10 @@ def test_the_query_log_is_written_in_batches_and_compacted(tmp_path, folder, tin
     vid = lib.index([folder / "v4.mp4"]).by_status("indexed")[0].video_id
     for i in range(60):
         lib.select(vid, f"question {i % 7}", sampler="uniform", budget=2)
-    assert lib.query_log is not None and lib.query_log.pending + lib.query_log.written == 60
-    lib.query_log.flush()
-    versions = lib.store.tables.version("query_log")
+    query_log = internals(lib).query_log
+    assert query_log is not None and query_log.pending + query_log.written == 60
+    query_log.flush()
+    versions = internals(lib).store.tables.version("query_log")
     assert versions <= 4, versions  # one commit per flush, not one per query
     log_dir = Path(lib.uri) / "query_log.lance" / "_versions"
     before = len(list(log_dir.iterdir()))
@@ -208,7 +212,7 @@ def test_log_retention_deletes_old_rows(tmp_path, folder, tiny_model):
     lib = Library(tmp_path / "db", model=tiny_model, device="cpu")
     vid = lib.index([folder / "v4.mp4"]).by_status("indexed")[0].video_id
     lib.select(vid, "a red circle", budget=2)
-    lib.query_log.flush()
+    internals(lib).query_log.flush()
     assert lib.optimize(log_retention=timedelta(days=1))["log_rows_deleted"] == 0
     assert lib.optimize(log_retention=timedelta(0))["log_rows_deleted"] == 1
     assert lib.stats() == []

@@ -34,6 +34,7 @@ from twelvelabs import TwelveLabs  # noqa: E402
 from twelvelabs.core.api_error import ApiError  # noqa: E402
 
 from framedex.indexer.encoder import BUILTIN_MODELS  # noqa: E402
+from framedex.library import internals  # noqa: E402
 
 pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
 
@@ -258,7 +259,7 @@ def test_assets_are_deleted_expired_and_swept(client, server, media, tmp_path):
     # --asset-retention-days is 30), the assets of the indexes stay
     old = upload(media / "red.mp4")
     record = library.asset(old.id)
-    library.store.save_asset(dataclasses.replace(
+    internals(library).store.save_asset(dataclasses.replace(
         record, created_at=record.created_at - timedelta(days=31)))
     kept_before = {a.asset_id for a in library.assets()} - {old.id}
     # a killed server's partial uploads (no record, not written for an hour), a fresh one

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -60,8 +61,6 @@ from framedex.query.samplers.base import (
     SamplerInfo,
     TokenBudget,
     create_sampler,
-    list_samplers,
-    sampler_info,
 )
 from framedex.query.search import (
     Moment,
@@ -183,15 +182,15 @@ def _recovering(method: F) -> F:
         except Exception as ex:
             if not _store_went_away(ex):
                 raise
-            self.store.reopen()
+            self._store.reopen()
         try:
             return method(self, *args, **kwargs)
         except Exception as ex:
             if not _store_went_away(ex) or isinstance(ex, StoreUnavailableError):
                 raise
-            self.store.reopen()
+            self._store.reopen()
             raise StoreUnavailableError(
-                f"the store at {self.store.uri} cannot be read right now (it was deleted or "
+                f"the store at {self._store.uri} cannot be read right now (it was deleted or "
                 "is being replaced): it answers again once it is back") from ex
 
     return cast(F, run)
@@ -240,17 +239,17 @@ class Library(CollectionsMixin, AskMixin):
                  lease_ttl: float | None = None, consistency_s: float | None = None,
                  rollout: str | Mapping[str, float] | Rollout | None = None,
                  vlm: VLMEndpoint | None = None):
-        self.store: Store = open_store(db, storage_options=storage_options,
+        self._store: Store = open_store(db, storage_options=storage_options,
                                        lease_ttl=lease_ttl, consistency_s=consistency_s)
         if must_exist:
-            self.store.require()
+            self._store.require()
         self.model = model
         self.device = device
         self.default_sampler = default_sampler or DEFAULT_SAMPLER
         create_sampler(self.default_sampler)  # an unknown name fails here, not per request
-        self.frame_cache = FrameCache(cache_bytes)
-        self.text_cache = TextCache(text_cache)
-        self.query_log = QueryLog(self.store) if log_queries else None
+        self._frame_cache = FrameCache(cache_bytes)
+        self._text_cache = TextCache(text_cache)
+        self._query_log = QueryLog(self._store) if log_queries else None
         self.rollout = Rollout.parse(rollout) if rollout is not None else None
         check(vlm is None or isinstance(vlm, VLMEndpoint), "vlm", vlm,
               "must be a VLMEndpoint or None")
@@ -263,20 +262,20 @@ class Library(CollectionsMixin, AskMixin):
     @property
     def uri(self) -> str:
         """Where the store is."""
-        return self.store.uri
+        return self._store.uri
 
     @property
     def jobs(self) -> JobStore:
         """The HTTP API's ingest jobs, kept in the store (every replica sees them)."""
-        return self.store.jobs
+        return self._store.jobs
 
     def close(self) -> None:
         """Write the buffered query log and answers (also done at interpreter exit) and
         release the leases this process holds on the store."""
-        if self.query_log is not None:
-            self.query_log.close()
+        if self._query_log is not None:
+            self._query_log.close()
         self._close_answers()
-        self.store.close()
+        self._store.close()
 
     def __enter__(self) -> Library:
         return self
@@ -291,7 +290,7 @@ class Library(CollectionsMixin, AskMixin):
         """The encoder spec in use: the one given, else the store's, else the default."""
         if self.model:
             return self.model
-        identity = self.store.encoder_identity()
+        identity = self._store.encoder_identity()
         if identity and identity.get("spec"):
             return str(identity["spec"])
         from framedex.indexer.encoder import DEFAULT_MODEL
@@ -320,8 +319,8 @@ class Library(CollectionsMixin, AskMixin):
     def _query_encoder(self) -> TextEncoder:
         """The encoder for queries, checked against the store's identity."""
         encoder = self.text_encoder
-        if self.store.encoder_identity() is not None:
-            self.store.ensure_encoder(encoder.identity)
+        if self._store.encoder_identity() is not None:
+            self._store.ensure_encoder(encoder.identity)
         return encoder
 
     def encoder_info(self) -> dict[str, Any]:
@@ -385,19 +384,19 @@ class Library(CollectionsMixin, AskMixin):
                 (on_note or log.warning)(line)
             # The store must be writable before a model loads (a bad --db fails in a second),
             # and a first run that indexes nothing leaves no empty store behind.
-            made = self.store.location.create()
+            made = self._store.location.create()
             try:
                 spec = self.model_spec
-                where = runner.prepare(self.store, spec, self.device, lambda: self.encoder)
+                where = runner.prepare(self._store, spec, self.device, lambda: self.encoder)
                 if on_model is not None:
                     on_model(spec, where)
                 report = runner.index(paths, metadata=meta, progress=progress,
                                       on_file=on_file)
             except BaseException:
-                self.store.discard_if_unused(made)
+                self._store.discard_if_unused(made)
                 raise
             if not report.live:
-                self.store.discard_if_unused(made)
+                self._store.discard_if_unused(made)
             return report
 
     def check_index_options(self, *, fps: float = DEFAULT_INDEX_FPS, decoder: str = "auto",
@@ -430,7 +429,7 @@ class Library(CollectionsMixin, AskMixin):
         from framedex.indexer.pipeline import Indexer
 
         options = IndexOptions(index_fps=fps, decoder=decoder)
-        indexer = Indexer(self.store, self.encoder, options)
+        indexer = Indexer(self._store, self.encoder, options)
         return indexer.index_file(path, metadata=check_metadata(metadata), progress=progress,
                                   read_from=read_from)
 
@@ -440,18 +439,18 @@ class Library(CollectionsMixin, AskMixin):
         check(limit is None or (isinstance(limit, int) and limit >= 0), "limit", limit,
               "must be None or an integer >= 0")
         check(isinstance(offset, int) and offset >= 0, "offset", offset, "must be >= 0")
-        return self.store.list_videos(limit=limit, offset=offset)
+        return self._store.list_videos(limit=limit, offset=offset)
 
     @_recovering
     def videos_page(self, limit: int, offset: int = 0) -> tuple[list[VideoRecord], int]:
         """One page of videos and the total count, from one snapshot of the table."""
-        everything = self.store.list_videos()
+        everything = self._store.list_videos()
         return everything[offset: offset + limit], len(everything)
 
     @_recovering
     def count_videos(self) -> int:
         """Number of indexed videos."""
-        return self.store.count_videos()
+        return self._store.count_videos()
 
     @_recovering
     def video(self, ref: str) -> VideoRecord:
@@ -460,11 +459,11 @@ class Library(CollectionsMixin, AskMixin):
         Raises:
             VideoNotFoundError / EmptyLibraryError: nothing matches. ConfigError: a bad ref.
         """
-        return self.store.find_video(ref)
+        return self._store.find_video(ref)
 
     def delete(self, video_id: str) -> None:
         """Remove a video and its frames. Raises VideoNotFoundError if unknown."""
-        self.store.delete_video(video_id)
+        self._store.delete_video(video_id)
 
     @_recovering
     def embeddings(self, video: str) -> tuple[VideoRecord, FrameArrays, SegmentArrays]:
@@ -473,13 +472,13 @@ class Library(CollectionsMixin, AskMixin):
         Raises:
             VideoNotFoundError: no such video.
         """
-        record = self.store.find_video(video)
-        return record, self._frames(record)[0], self.store.read_segments(record.video_id)
+        record = self._store.find_video(video)
+        return record, self._frames(record)[0], self._store.read_segments(record.video_id)
 
     def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:
         """The video's frames (through the cache), and whether the cache had them."""
-        key = (self.store.uri, record.video_id, record.generation)
-        return self.frame_cache.get_or_load(key, lambda: self.store.read_frames(record.video_id))
+        key = (self._store.uri, record.video_id, record.generation)
+        return self._frame_cache.get_or_load(key, lambda: self._store.read_frames(record.video_id))
 
     # -- queries --------------------------------------------------------------------------
 
@@ -536,30 +535,30 @@ class Library(CollectionsMixin, AskMixin):
             from dataclasses import replace
 
             filters = replace(base, video_ids=ids)
-        if self.store.count_videos() == 0:  # before loading a model for nothing
-            raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
+        if self._store.count_videos() == 0:  # before loading a model for nothing
+            raise EmptyLibraryError(f"the store {self._store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
         encoder = self._query_encoder()  # a first-use model load is not query latency
         if images:
             self._image_encoder()
         t0 = time.perf_counter()
-        parts = [self.text_cache.get_or_encode(t, encoder.encode_text) for t in texts]
+        parts = [self._text_cache.get_or_encode(t, encoder.encode_text) for t in texts]
         if images:
             parts.extend(self.encoder.encode_images(images))
         queries = np.stack(parts).astype(np.float32)
         if len(queries) == 1:
-            hits = search_library(self.store, queries[0], limit=limit, group_by=group_by,
+            hits = search_library(self._store, queries[0], limit=limit, group_by=group_by,
                                   filters=filters)
         else:
-            if self.store.count_video_vectors() < self.store.count_videos():
-                self.store.backfill_video_vectors()  # a store indexed before the table existed
-            hits = search_parts(self.store, queries, operator=operator, limit=limit,
+            if self._store.count_video_vectors() < self._store.count_videos():
+                self._store.backfill_video_vectors()  # a store indexed before the table existed
+            hits = search_parts(self._store, queries, operator=operator, limit=limit,
                                 group_by=group_by, filters=filters,
                                 frames=lambda record: self._frames(record)[0])
-        if self.query_log is not None:
+        if self._query_log is not None:
             joiner = f" {operator.upper()} "
             logged = joiner.join([*texts, *(["[image]"] * len(images))])
-            self.query_log.record(kind="search", query=logged, budget=limit,
+            self._query_log.record(kind="search", query=logged, budget=limit,
                                   latency_ms=(time.perf_counter() - t0) * 1000.0,
                                   result_size=len(hits),
                                   params={"group_by": group_by, "operator": operator,
@@ -570,8 +569,8 @@ class Library(CollectionsMixin, AskMixin):
     def _image_encoder(self) -> ImageEncoder:
         """The full encoder for image queries, checked against the store's encoder."""
         encoder = self.encoder
-        if self.store.encoder_identity() is not None:
-            self.store.ensure_encoder(encoder.identity)
+        if self._store.encoder_identity() is not None:
+            self._store.ensure_encoder(encoder.identity)
         return encoder
 
     @_recovering
@@ -604,12 +603,12 @@ class Library(CollectionsMixin, AskMixin):
         check_span(start, end)
         # an unknown name or parameter fails before any read; the sampler is built once
         named = None if sampler is None else create_sampler(sampler, **params)
-        record = self.store.find_video(video)  # before loading a model for nothing
-        name, arm = self.pick_sampler(sampler, record.video_id, question, rollout_key)
+        record = self._store.find_video(video)  # before loading a model for nothing
+        name, arm = self._pick_sampler(sampler, record.video_id, question, rollout_key)
         return self._select_record(record, question, name if named is None else named, arm,
                                    spend, params, start, end)
 
-    def pick_sampler(self, sampler: str | None, video_id: str, question: str,
+    def _pick_sampler(self, sampler: str | None, video_id: str, question: str,
                      rollout_key: str | None = None) -> tuple[str, str | None]:
         """The sampler a request gets, and its rollout arm: the named sampler (no arm), else
         the rollout's arm for the key (default: the video and the question), else the
@@ -630,15 +629,15 @@ class Library(CollectionsMixin, AskMixin):
         chosen = create_sampler(sampler, **params)
         encoder = self._query_encoder()  # a first-use model load is not query latency
         t0 = time.perf_counter()
-        query = self.text_cache.get_or_encode(question, encoder.encode_text)
+        query = self._text_cache.get_or_encode(question, encoder.encode_text)
         frames, hit = self._frames(record)
         if start is not None or end is not None:
             frames = frames_in_span(frames, record, start, end)
         result = select_frames(frames, record, query, chosen, spend, question=question,
                                params=params, started=t0)
         result.arm = arm
-        if self.query_log is not None:
-            self.query_log.record(kind="select", query=question, sampler=result.sampler,
+        if self._query_log is not None:
+            self._query_log.record(kind="select", query=question, sampler=result.sampler,
                                   budget=result.budget, tokens=result.tokens,
                                   video_id=result.video_id, latency_ms=result.latency_ms,
                                   result_size=len(result.indices), params=result.params,
@@ -670,9 +669,10 @@ class Library(CollectionsMixin, AskMixin):
                                       payload_options=dict(payload_options or {}))
         return deliver(result, options, decoder=self._decoder_for(result.record))
 
-    def payload(self, result: SelectResult, fmt: str = "openai", *,
+    def payload(self, result: SelectResult, fmt: str = PAYLOAD_FORMATS[0], *,
                 max_side: int | None = None) -> dict[str, Any]:
-        """The OpenAI/vLLM or Gemini chat request body for a selection."""
+        """The OpenAI/vLLM or Gemini chat request body for a selection (:meth:`deliver` with
+        ``include=("payload",)``)."""
         out = self.deliver(result, include=("payload",), max_side=max_side, payload_format=fmt)
         assert out.payload is not None
         return out.payload
@@ -689,7 +689,7 @@ class Library(CollectionsMixin, AskMixin):
         """
         from framedex.query.frames import decode_frames
 
-        record = self.store.find_video(video)
+        record = self._store.find_video(video)
         wanted = [int(f) for f in frame_idx]
         indexed = set(self._frames(record)[0].frame_idx.tolist()) if wanted else set()
         missing = [f for f in wanted if f not in indexed]
@@ -728,7 +728,7 @@ class Library(CollectionsMixin, AskMixin):
         """
         check(isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t), "t",
               t, "must be a finite number of seconds")
-        record = self.store.find_video(video)
+        record = self._store.find_video(video)
         frames = self._frames(record)[0]
         if len(frames.pts_sec) == 0:
             raise NotFoundError(f"video {record.video_id} has no indexed frame: re-index it")
@@ -742,7 +742,7 @@ class Library(CollectionsMixin, AskMixin):
         Raises:
             VideoNotFoundError: unknown video. VideoOpenError: the file is gone or changed.
         """
-        return open_source(self.store.find_video(video))
+        return open_source(self._store.find_video(video))
 
     def _decoder_for(self, record: VideoRecord) -> str:
         """The backend that indexed the video when it is available here, else ``auto`` (the
@@ -812,7 +812,7 @@ class Library(CollectionsMixin, AskMixin):
     def _query_image_side(self) -> int:
         """The image tower's input size (the shorter side a query image is decoded to): from
         the store's encoder, else the model's files (no image tower is loaded for it)."""
-        identity = self.store.encoder_identity() or self.text_encoder.identity
+        identity = self._store.encoder_identity() or self.text_encoder.identity
         size = (identity.get("preprocess") or {}).get("size", 224)
         return int(max(size) if isinstance(size, (list, tuple)) else size)
 
@@ -820,30 +820,20 @@ class Library(CollectionsMixin, AskMixin):
         """(n, D) L2-normalised embeddings of RGB uint8 images (H, W, 3)."""
         return self.encoder.encode_images(list(images))
 
-    # -- samplers -------------------------------------------------------------------------
-
-    def samplers(self) -> list[SamplerInfo]:
-        """Every registered sampler with its description and parameters."""
-        return [sampler_info(name) for name in list_samplers()]
-
-    def sampler(self, name: str) -> SamplerInfo:
-        """One sampler's description and parameters. Raises UnknownNameError."""
-        return sampler_info(name)
-
     # -- logs, SQL, health and upkeep -----------------------------------------------------
 
     @_recovering
     def stats(self) -> list[dict[str, Any]]:
         """Count and p50/p95 latency of logged queries per (kind, sampler); ``arm_stats``
         compares rollout arms."""
-        if self.query_log is not None:
-            self.query_log.flush()
-        return query_stats(self.store)
+        if self._query_log is not None:
+            self._query_log.flush()
+        return query_stats(self._store)
 
     def cache_stats(self) -> dict[str, Any]:
         """Hit rates and sizes of the frames and query-text caches."""
-        return {"frames": self.frame_cache.stats().to_json(),
-                "text": self.text_cache.stats().to_json()}
+        return {"frames": self._frame_cache.stats().to_json(),
+                "text": self._text_cache.stats().to_json()}
 
     @_recovering
     def sql(self, query: str) -> pa.Table:
@@ -853,10 +843,10 @@ class Library(CollectionsMixin, AskMixin):
         Raises:
             ConfigError: empty or invalid SQL.
         """
-        if self.query_log is not None:
-            self.query_log.flush()
+        if self._query_log is not None:
+            self._query_log.flush()
         self._flush_answers()
-        return run_sql(self.store, query)
+        return run_sql(self._store, query)
 
     def build_index(self, *, table: str | None = None, index_type: str | None = None,
                     num_partitions: int | None = None, num_sub_vectors: int | None = None,
@@ -871,17 +861,17 @@ class Library(CollectionsMixin, AskMixin):
             EmptyLibraryError: nothing indexed. ConfigError: too small (without ``force``) or
             a bad index setting.
         """
-        if self.store.count_videos() == 0:
-            raise EmptyLibraryError(f"the store {self.store.uri} has no indexed video: run "
+        if self._store.count_videos() == 0:
+            raise EmptyLibraryError(f"the store {self._store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
-        rows = sum(v.num_indexed for v in self.store.list_videos())
+        rows = sum(v.num_indexed for v in self._store.list_videos())
         if rows < MIN_ANN_ROWS and not force:
             raise ConfigError(
                 f"the library has {rows:,} frames: exact search over fewer than "
                 f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would only cost build "
                 "time; index more videos first, or pass --force")
         t0 = time.perf_counter()
-        info = self.store.build_index(table=table, index_type=index_type,
+        info = self._store.build_index(table=table, index_type=index_type,
                                       num_partitions=num_partitions,
                                       num_sub_vectors=num_sub_vectors)
         info["seconds"] = round(time.perf_counter() - t0, 3)
@@ -889,14 +879,14 @@ class Library(CollectionsMixin, AskMixin):
 
     def store_notes(self) -> list[str]:
         """Things a user of this store should know (e.g. that it uses the toy model)."""
-        identity = self.store.encoder_identity() or {}
+        identity = self._store.encoder_identity() or {}
         if identity.get("spec") == "synthetic-shapes":
             return [SYNTHETIC_NOTE]
         return []
 
     def query_notes(self, text: str) -> list[str]:
         """Warnings about a query, e.g. words the shipped toy model cannot know."""
-        identity = self.store.encoder_identity() or {}
+        identity = self._store.encoder_identity() or {}
         if identity.get("spec") != "synthetic-shapes":
             return []
         from framedex.synth.captions import outside_world
@@ -908,30 +898,34 @@ class Library(CollectionsMixin, AskMixin):
         return [f"note: {words} {'is' if len(unknown) == 1 else 'are'} outside the world of "
                 f"this store's model; {SYNTHETIC_NOTE}, so these scores mean little"]
 
-    def write_file(self, path: str | os.PathLike, data: bytes, option: str) -> None:
-        """Write an output file the user asked for (``--plot``, ``--out``).
-
-        Raises:
-            ConfigError: the file cannot be written (names the option and the reason).
-        """
-        out = Path(path)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(data)
-        except OSError as ex:
-            raise ConfigError(f"{option}={str(path)!r} is invalid: cannot write it "
-                              f"({ex.strerror or ex})") from None
-
     def optimize(self, **options: Any) -> dict[str, Any]:
         """Bound the store's disk use (compaction, retention, old versions, dead rows)."""
-        if self.query_log is not None:
-            self.query_log.flush()
+        if self._query_log is not None:
+            self._query_log.flush()
         self._flush_answers()
-        return self.store.optimize(**options)
+        return self._store.optimize(**options)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk per table."""
-        return self.store.disk_usage()
+        return self._store.disk_usage()
+
+
+@dataclass(frozen=True)
+class Internals:
+    """What a :class:`Library` holds below the facade: for tests and maintenance scripts,
+    never for a face (the faces import only names in ``__all__``, which this is not;
+    ``tests/test_architecture.py`` checks it)."""
+
+    store: Store
+    frame_cache: FrameCache
+    text_cache: TextCache
+    query_log: QueryLog | None
+
+
+def internals(library: Library) -> Internals:
+    """The store, the caches and the query log of ``library`` (see :class:`Internals`)."""
+    return Internals(library._store, library._frame_cache, library._text_cache,
+                     library._query_log)
 
 
 def _exists(path: str | os.PathLike) -> bool:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from framedex.query.delivery import Delivery
     from framedex.query.samplers import Budget, Sampler
     from framedex.query.select import SelectResult
-    from framedex.store import Store, VideoRecord
+    from framedex.store import QueryLog, Store, VideoRecord
 
 #: What an ask without a video LLM is told.
 NO_VLM = ("no video LLM is configured: give one (framedex ask --vlm-url URL --vlm-model NAME; "
@@ -88,12 +88,13 @@ class _Plan:
 class AskMixin:
     """``ask``, ``ask_stream``, ``answer``, ``feedback`` and ``arm_stats`` of the Library."""
 
-    store: Store
+    _store: Store
+    _query_log: QueryLog | None
     rollout: Rollout | None
     vlm: VLMEndpoint | None
 
     if TYPE_CHECKING:  # the Library's own methods, used here
-        def pick_sampler(self, sampler: str | None, video_id: str, question: str,
+        def _pick_sampler(self, sampler: str | None, video_id: str, question: str,
                          rollout_key: str | None = None) -> tuple[str, str | None]: ...
 
         def _select_record(self, record: VideoRecord, question: str, sampler: str | Sampler,
@@ -112,7 +113,7 @@ class AskMixin:
     def answers(self) -> AnswerLog:
         """The answers table's buffered writer and reader (created on first use)."""
         if self._answer_log is None:
-            self._answer_log = AnswerLog(self.store)
+            self._answer_log = AnswerLog(self._store)
         return self._answer_log
 
     def _close_answers(self) -> None:
@@ -215,8 +216,8 @@ class AskMixin:
 
         # an unknown name or parameter fails before any read; the sampler is built once
         named = None if sampler is None else create_sampler(sampler, **params)
-        record = self.store.find_video(video)
-        name, arm = self.pick_sampler(sampler, record.video_id, question, rollout_key)
+        record = self._store.find_video(video)
+        name, arm = self._pick_sampler(sampler, record.video_id, question, rollout_key)
         frames = None if tokens is not None else (DEFAULT_BUDGET if budget is None else budget)
         key = cache_key(video_id=record.video_id, generation=record.generation,
                         question=question, sampler=name, params=params, budget=frames,
@@ -306,10 +307,9 @@ class AskMixin:
         from framedex.store.sql import arm_stats
 
         self._flush_answers()
-        query_log = getattr(self, "query_log", None)
-        if query_log is not None:
-            query_log.flush()
-        return arm_stats(self.store, self.rollout.text if self.rollout else None)
+        if self._query_log is not None:
+            self._query_log.flush()
+        return arm_stats(self._store, self.rollout.text if self.rollout else None)
 
 
 def _new_id() -> str:

@@ -94,7 +94,7 @@ def _check_models(models: object) -> list[dict[str, Any]]:
 class CollectionsMixin:
     """Collections, assets and clip embeddings (mixed into ``Library``)."""
 
-    store: Store
+    _store: Store
 
     def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:  # Library's
         raise NotImplementedError
@@ -114,21 +114,21 @@ class CollectionsMixin:
         """
         name = _check_name(name)
         checked = _check_models(models)
-        if any(c.name == name for c in self.store.list_indexes()):
+        if any(c.name == name for c in self._store.list_indexes()):
             raise ConfigError(f"name={name!r} is invalid: a collection with this name exists; "
                               "pick another name")
         record = IndexRecord(new_id(), name, checked)
-        self.store.save_index(record)
+        self._store.save_index(record)
         return CollectionInfo(record, 0, 0.0)
 
     def collections(self) -> list[CollectionInfo]:
         """Every collection, oldest first, with its member count and total duration."""
-        videos = {v.video_id: v for v in self.store.list_videos()}
+        videos = {v.video_id: v for v in self._store.list_videos()}
         members: dict[str, list[str]] = {}
-        for m in self.store.list_members():
+        for m in self._store.list_members():
             members.setdefault(m.index_id, []).append(m.video_id)
         return [self._info(r, members.get(r.index_id, []), videos)
-                for r in self.store.list_indexes()]
+                for r in self._store.list_indexes()]
 
     def collection(self, collection_id: str) -> CollectionInfo:
         """One collection.
@@ -137,8 +137,8 @@ class CollectionsMixin:
             NotFoundError: no such collection. ConfigError: a malformed id.
         """
         record = self._collection_record(collection_id)
-        videos = {v.video_id: v for v in self.store.list_videos()}
-        ids = [m.video_id for m in self.store.list_members(record.index_id)]
+        videos = {v.video_id: v for v in self._store.list_videos()}
+        ids = [m.video_id for m in self._store.list_members(record.index_id)]
         return self._info(record, ids, videos)
 
     def rename_collection(self, collection_id: str, name: str) -> CollectionInfo:
@@ -150,10 +150,10 @@ class CollectionsMixin:
         record = self._collection_record(collection_id)
         name = _check_name(name)
         if any(c.name == name and c.index_id != record.index_id
-               for c in self.store.list_indexes()):
+               for c in self._store.list_indexes()):
             raise ConfigError(f"name={name!r} is invalid: another collection has this name")
         record.name, record.updated_at = name, now_utc()
-        self.store.save_index(record)
+        self._store.save_index(record)
         return self.collection(record.index_id)
 
     def delete_collection(self, collection_id: str) -> None:
@@ -163,7 +163,7 @@ class CollectionsMixin:
             NotFoundError: no such collection.
         """
         record = self._collection_record(collection_id)
-        self.store.delete_index(record.index_id)
+        self._store.delete_index(record.index_id)
 
     def add_to_collection(self, collection_id: str, video_id: str) -> None:
         """Put an indexed video in a collection (again: no change).
@@ -173,10 +173,10 @@ class CollectionsMixin:
         """
         record = self._collection_record(collection_id)
         check_id("video_id", video_id)
-        if self.store.get_video(video_id) is None:
+        if self._store.get_video(video_id) is None:
             raise VideoNotFoundError(f"no indexed video {video_id!r}: only indexed videos can "
                                      "join a collection")
-        self.store.add_members(record.index_id, [video_id])
+        self._store.add_members(record.index_id, [video_id])
 
     def remove_from_collection(self, collection_id: str, video_id: str) -> None:
         """Take a video out of a collection (it stays in the library).
@@ -188,7 +188,7 @@ class CollectionsMixin:
         check_id("video_id", video_id)
         if self.collection_member(record.index_id, video_id) is None:
             raise NotFoundError(f"video {video_id!r} is not in collection {record.index_id!r}")
-        self.store.remove_member(record.index_id, video_id)
+        self._store.remove_member(record.index_id, video_id)
 
     def collection_videos(self, collection_id: str) -> list[tuple[MemberRecord, VideoRecord]]:
         """The committed videos of a collection, in the order they joined.
@@ -197,8 +197,8 @@ class CollectionsMixin:
             NotFoundError: no such collection.
         """
         record = self._collection_record(collection_id)
-        videos = {v.video_id: v for v in self.store.list_videos()}
-        return [(m, videos[m.video_id]) for m in self.store.list_members(record.index_id)
+        videos = {v.video_id: v for v in self._store.list_videos()}
+        return [(m, videos[m.video_id]) for m in self._store.list_members(record.index_id)
                 if m.video_id in videos]
 
     def collection_member(self, collection_id: str, video_id: str
@@ -216,7 +216,7 @@ class CollectionsMixin:
 
     def _collection_record(self, collection_id: str) -> IndexRecord:
         check_id("index_id", collection_id)
-        record = self.store.get_index(collection_id)
+        record = self._store.get_index(collection_id)
         if record is None:
             raise NotFoundError(f"no collection (index) {collection_id!r}: list them with "
                                 "GET /v1.3/indexes")
@@ -245,7 +245,7 @@ class CollectionsMixin:
               "must be text of 1-1024 characters")
         record = AssetRecord(new_id(), filename, str(p.resolve()), p.stat().st_size, method,
                              check_metadata(metadata))
-        self.store.save_asset(record)
+        self._store.save_asset(record)
         return record
 
     def asset(self, asset_id: str) -> AssetRecord:
@@ -255,14 +255,14 @@ class CollectionsMixin:
             NotFoundError: no such asset. ConfigError: a malformed id.
         """
         check_id("asset_id", asset_id)
-        record = self.store.get_asset(asset_id)
+        record = self._store.get_asset(asset_id)
         if record is None:
             raise NotFoundError(f"no asset {asset_id!r}: upload one with POST /v1.3/assets")
         return record
 
     def assets(self) -> list[AssetRecord]:
         """Every asset, oldest first."""
-        return self.store.list_assets()
+        return self._store.list_assets()
 
     def assets_page(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]:
         """One page of assets, newest first, and how many there are (the store returns the
@@ -274,7 +274,7 @@ class CollectionsMixin:
         check(isinstance(limit, int) and limit >= 1, "limit", limit, "must be an integer >= 1")
         check(isinstance(offset, int) and offset >= 0, "offset", offset,
               "must be an integer >= 0")
-        return self.store.page_assets(limit, offset)
+        return self._store.page_assets(limit, offset)
 
     def delete_asset(self, asset_id: str, *, force: bool = False,
                      in_use: Collection[str] = ()) -> tuple[AssetRecord, bool]:
@@ -295,14 +295,14 @@ class CollectionsMixin:
             NotFoundError: no such asset. InUseError: it is used and ``force`` is False.
         """
         record = self.asset(asset_id)
-        videos = [v.video_id for v in self.store.list_videos() if v.path == record.path]
+        videos = [v.video_id for v in self._store.list_videos() if v.path == record.path]
         busy = record.path in in_use
         if (videos or busy) and not force:
             what = (f"video {videos[0]} was indexed from it" if videos else
                     "an ingest job is reading it")
             raise InUseError(f"asset {asset_id!r} is in use: {what}; delete with force=true "
                              "to delete it anyway (the video keeps its source file)")
-        self.store.delete_asset(asset_id)
+        self._store.delete_asset(asset_id)
         return record, bool(videos or busy)
 
     def expire_assets(self, older_than: timedelta, in_use: Collection[str] = ()
@@ -315,15 +315,15 @@ class CollectionsMixin:
             the deleted records.
         """
         check(older_than > timedelta(0), "older_than", older_than, "must be > 0")
-        expired = [a for a in self.store.list_assets(created_before=now_utc() - older_than)
+        expired = [a for a in self._store.list_assets(created_before=now_utc() - older_than)
                    if a.path not in in_use]
         for record in expired:
-            self.store.delete_asset(record.asset_id)
+            self._store.delete_asset(record.asset_id)
         return expired
 
     def source_paths(self) -> set[str]:
         """The source path of every indexed video (files a sweep must keep)."""
-        return {v.path for v in self.store.list_videos()}
+        return {v.path for v in self._store.list_videos()}
 
     # -- video ids and embeddings -----------------------------------------------------------
 
@@ -352,7 +352,7 @@ class CollectionsMixin:
         Raises:
             VideoNotFoundError: no such video. ConfigError: a bad segmentation, scope or range.
         """
-        record = self.store.find_video(video)
+        record = self._store.find_video(video)
         frames, _ = self._frames(record)
         return video_embeddings(frames.pts_sec, frames.vectors, record.duration,
                                 segmentation=segmentation, seconds=seconds, scopes=scopes,

@@ -230,6 +230,20 @@ def as_options(names: Mapping[str, str]) -> Iterator[None]:
         raise ConfigError(option + str(ex)[len(param):], param=param) from None
 
 
+def write_output(path: Path, data: bytes, option: str) -> None:
+    """Write an output file the user asked for (``--plot``, ``--out``).
+
+    Raises:
+        ConfigError: the file cannot be written (names the option and the reason).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as ex:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: cannot write it "
+                          f"({ex.strerror or ex})") from None
+
+
 def read_json_file(path: Path, option: str) -> Any:
     """A JSON file's content.
 

@@ -24,6 +24,7 @@ from framedex.cli._common import (
     handle_errors,
     open_library,
     vlm_endpoint,
+    write_output,
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
@@ -162,7 +163,7 @@ def export_selections(
     report = run_export(items, lib, sampler, budget, fmt,
                         progress=None if as_json else lambda m: typer.echo(m, err=True),
                         **parse_pairs(param, "--param"))
-    lib.write_file(out, (json.dumps(report.data) + "\n").encode(), "out")
+    write_output(out, (json.dumps(report.data) + "\n").encode(), "out")
     if as_json:
         emit({**report.summary(), "out": str(out)})
     else:

@@ -26,6 +26,7 @@ from framedex.cli._common import (
     open_library,
     out_console,
     print_table,
+    write_output,
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
@@ -161,12 +162,12 @@ def select(
     if frames_out is not None:
         data["frames"] = [str(p) for p in delivery.write_frames(frames_out)]
     if plot is not None and delivery.plot_png is not None:
-        lib.write_file(plot, delivery.plot_png, "--plot")
+        write_output(plot, delivery.plot_png, "--plot")
         data["plot"] = str(plot)
     if payload is not None:
         body = json.dumps(delivery.payload)
         if out is not None:
-            lib.write_file(out, body.encode(), "--out")
+            write_output(out, body.encode(), "--out")
             data["payload"] = str(out)
         elif not as_json:
             typer.echo(body)  # the request body is the output

@@ -232,7 +232,9 @@ def export_selections(items: list[dict[str, Any]], library: Library, sampler: st
     """
     check(fmt in FORMATS, "format", fmt, f"must be one of {FORMATS}")
     check(isinstance(budget, int) and budget >= 1, "budget", budget, "must be an integer >= 1")
-    library.sampler(sampler)  # unknown names fail before any indexing
+    from framedex.library import sampler_infos
+
+    sampler_infos(sampler)  # unknown names fail before any indexing
     outcomes, failed = _index_videos(items, library, progress)
     report = ExportReport(data={} if fmt == "bolt" else [], failed=failed,
                           questions=len(items), videos=len(outcomes))

@@ -21,7 +21,14 @@ from framedex.api.viewer.curve import CurveSvg
 from framedex.api.viewer.pages import video_view
 from framedex.api.viewer.render import PageRoute, page
 from framedex.errors import ConfigError, check
-from framedex.library import Delivery, Library, SelectResult, VideoRecord, parse_pairs
+from framedex.library import (
+    Delivery,
+    Library,
+    SelectResult,
+    VideoRecord,
+    parse_pairs,
+    sampler_infos,
+)
 from framedex.rules import PAYLOAD_FORMATS, WIRE_FRAME_SIDE
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
@@ -142,7 +149,7 @@ def video_page(video_id: str, request: Request, library: LibraryDep,
         source=f"/viewer/source/{record.video_id}#t={start:.3f}",
         strip=_strip(record, lambda s: params.link(here, **req.query(t=s))),
         frame_href=lambda s: params.link(here, **req.query(t=round(s, 3))),
-        samplers=library.samplers(), default_sampler=library.default_sampler, **ctx)
+        samplers=sampler_infos(), default_sampler=library.default_sampler, **ctx)
 
 
 @router.get("/videos/{video_id}/compare", response_class=HTMLResponse)
@@ -160,7 +167,7 @@ def compare_page(video_id: str, request: Request, library: LibraryDep,
     check(2 <= len(chosen) <= 4, "sampler", ",".join(chosen),
           "the compare view needs 2 to 4 different samplers")
     for name in chosen:
-        library.sampler(name)
+        sampler_infos(name)  # an unknown name fails before any selection
     columns: list[dict[str, Any]] = []
     curve = None
     best = None
@@ -180,6 +187,6 @@ def compare_page(video_id: str, request: Request, library: LibraryDep,
                                                 budget=req.budget, tokens=req.tokens)})
     return page(request, "compare.html", title=f"Compare · {paths.public(record.path)}",
                 video=video_view(record, paths), req=req, chosen=chosen, columns=columns,
-                curve=curve, best=best, samplers=library.samplers(),
+                curve=curve, best=best, samplers=sampler_infos(),
                 frame_href=lambda s: params.link(f"/videos/{record.video_id}",
                                                  **req.query(t=round(s, 3))))
