@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -95,7 +95,7 @@ from framedex.store import (
     lease_ttl_from_env,
     open_store,
 )
-from framedex.store.sql import query_stats, run_sql
+from framedex.store.sql import QueryStats, query_stats, run_sql
 from framedex.validate import (
     check_limit,
     check_metadata,
@@ -110,11 +110,13 @@ from framedex.validate import (
     sampler_infos,
     sampler_names,
 )
+from framedex.values import Array, Json, JsonObject
 
 if TYPE_CHECKING:
     from framedex.indexer.encoder import Encoder, ImageEncoder, TextEncoder
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "DEFAULT_SAMPLER",
@@ -131,6 +133,7 @@ __all__ = [
     "Library",
     "MemberRecord",
     "Moment",
+    "QueryStats",
     "RelevanceCurve",
     "Rollout",
     "SamplerInfo",
@@ -168,7 +171,8 @@ SYNTHETIC_NOTE = ("the store's model is synthetic-shapes, which only knows colou
                   "real model (README: \"Index your own videos\")")
 
 
-def _recovering(method: F) -> F:
+def _recovering(method: Callable[Concatenate[Library, P], R]
+                ) -> Callable[Concatenate[Library, P], R]:
     """A read that survives its store being replaced under a running process: when files of
     a version it knew are gone (the store was deleted or rebuilt, e.g. ``make demo`` again
     beside a running ``serve``), reopen the store and run it once more; if the store is still
@@ -176,7 +180,7 @@ def _recovering(method: F) -> F:
     tries again."""
 
     @functools.wraps(method)
-    def run(self: Library, *args: Any, **kwargs: Any) -> Any:
+    def run(self: Library, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except Exception as ex:
@@ -193,7 +197,7 @@ def _recovering(method: F) -> F:
                 f"the store at {self._store.uri} cannot be read right now (it was deleted or "
                 "is being replaced): it answers again once it is back") from ex
 
-    return cast(F, run)
+    return run
 
 
 def _store_went_away(ex: BaseException) -> bool:
@@ -231,7 +235,7 @@ class Library(CollectionsMixin, AskMixin):
         default sampler, or an unknown sampler in the rollout.
     """
 
-    def __init__(self, db: str | os.PathLike = "framedex.db", *, model: str | None = None,
+    def __init__(self, db: str | os.PathLike[str] = "framedex.db", *, model: str | None = None,
                  device: str = "auto", default_sampler: str | None = None,
                  log_queries: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  text_cache: int = DEFAULT_TEXT_CACHE, must_exist: bool = False,
@@ -323,7 +327,7 @@ class Library(CollectionsMixin, AskMixin):
             self._store.ensure_encoder(encoder.identity)
         return encoder
 
-    def encoder_info(self) -> dict[str, Any]:
+    def encoder_info(self) -> JsonObject:
         """The encoder's identity, its device and backend, and whether it is the shipped toy
         model."""
         text = self._query_encoder()
@@ -335,10 +339,10 @@ class Library(CollectionsMixin, AskMixin):
 
     # -- indexing and videos --------------------------------------------------------------
 
-    def index(self, paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+    def index(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
               fps: float = DEFAULT_INDEX_FPS, decoder: str = "auto",
               batch_size: int = DEFAULT_BATCH_SIZE,
-              metadata: Mapping[str, Any] | None = None,
+              metadata: Mapping[str, Json] | None = None,
               progress: Callable[[str, int, int], None] | None = None,
               on_file: Callable[[IndexOutcome], None] | None = None,
               on_model: Callable[[str, str], None] | None = None,
@@ -415,9 +419,9 @@ class Library(CollectionsMixin, AskMixin):
                                            decode_workers=decode_workers),
                       ray_address=ray_address)
 
-    def index_file(self, path: str | os.PathLike, *, fps: float = DEFAULT_INDEX_FPS,
+    def index_file(self, path: str | os.PathLike[str], *, fps: float = DEFAULT_INDEX_FPS,
                    decoder: str = "auto",
-                   metadata: Mapping[str, Any] | None = None,
+                   metadata: Mapping[str, Json] | None = None,
                    progress: Callable[[str, int, int], None] | None = None,
                    read_from: str | None = None) -> IndexOutcome:
         """Index one file. Returns an ``IndexOutcome`` (status ``failed`` for a bad file).
@@ -484,7 +488,7 @@ class Library(CollectionsMixin, AskMixin):
 
     @_recovering
     def search(self, text: str | Sequence[str] | None = None, *,
-               image: np.ndarray | Sequence[np.ndarray] | None = None,
+               image: Array | Sequence[Array] | None = None,
                operator: str = "or", limit: int = 10, group_by: str = "moment",
                filters: SearchFilters | None = None,
                collection: str | None = None) -> list[Moment] | list[VideoHit]:
@@ -576,7 +580,7 @@ class Library(CollectionsMixin, AskMixin):
     @_recovering
     def select(self, video: str, question: str, *, sampler: str | None = None,
                budget: int | None = None, tokens: int | None = None,
-               params: Mapping[str, Any] | None = None, start: float | None = None,
+               params: Mapping[str, Json] | None = None, start: float | None = None,
                end: float | None = None, rollout_key: str | None = None) -> SelectResult:
         """Pick the frames of ``video`` a video LLM should see for ``question``.
 
@@ -622,7 +626,7 @@ class Library(CollectionsMixin, AskMixin):
         return self.default_sampler, None
 
     def _select_record(self, record: VideoRecord, question: str, sampler: str | Sampler,
-                       arm: str | None, spend: Budget, params: dict[str, Any],
+                       arm: str | None, spend: Budget, params: JsonObject,
                        start: float | None, end: float | None) -> SelectResult:
         """Select on a found video with a chosen sampler (a built one, or a name: the
         rollout's or the default), arguments already validated, and log it with its arm."""
@@ -648,7 +652,7 @@ class Library(CollectionsMixin, AskMixin):
                 include: Sequence[str] = ("frames",), max_side: int | None = None,
                 width: int | None = None, payload_format: str = PAYLOAD_FORMATS[0],
                 quality: int = DEFAULT_QUALITY,
-                payload_options: Mapping[str, Any] | None = None) -> Delivery:
+                payload_options: Mapping[str, Json] | None = None) -> Delivery:
         """Decode the chosen frames at their tiers with the video's own decoder, and build
         JPEGs, a chat payload (``openai``/``gemini``; ``payload_options`` adds ``model``,
         ``system``, ``max_tokens``), the cost line and the plot.
@@ -670,7 +674,7 @@ class Library(CollectionsMixin, AskMixin):
         return deliver(result, options, decoder=self._decoder_for(result.record))
 
     def payload(self, result: SelectResult, fmt: str = PAYLOAD_FORMATS[0], *,
-                max_side: int | None = None) -> dict[str, Any]:
+                max_side: int | None = None) -> JsonObject:
         """The OpenAI/vLLM or Gemini chat request body for a selection (:meth:`deliver` with
         ``include=("payload",)``)."""
         out = self.deliver(result, include=("payload",), max_side=max_side, payload_format=fmt)
@@ -680,7 +684,7 @@ class Library(CollectionsMixin, AskMixin):
     @_recovering
     def frames(self, video: str, frame_idx: Sequence[int], *,
                tiers: Sequence[str | None] | None = None, max_side: int | None = None,
-               width: int | None = None) -> list[np.ndarray]:
+               width: int | None = None) -> list[Array]:
         """Decode indexed frames of a video (RGB uint8), in the requested order.
 
         Raises:
@@ -751,7 +755,7 @@ class Library(CollectionsMixin, AskMixin):
 
         return record.decoder if record.decoder in list_decoders() else "auto"
 
-    def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
+    def embed_text(self, texts: str | Sequence[str]) -> Array:
         """(n, D) L2-normalised text embeddings.
 
         Raises:
@@ -765,7 +769,7 @@ class Library(CollectionsMixin, AskMixin):
             check_text("text", t)
         return self._query_encoder().encode_text(items)
 
-    def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> np.ndarray:
+    def load_image(self, source: bytes | str | os.PathLike[str], name: str = "image") -> Array:
         """Decode a query image (bytes or a path) into RGB, with the limits every face shares
         (:meth:`load_images`).
 
@@ -774,8 +778,8 @@ class Library(CollectionsMixin, AskMixin):
         """
         return self.load_images([source], name)[0]
 
-    def load_images(self, sources: Sequence[bytes | str | os.PathLike],
-                    name: str | Sequence[str] = "image") -> list[np.ndarray]:
+    def load_images(self, sources: Sequence[bytes | str | os.PathLike[str]],
+                    name: str | Sequence[str] = "image") -> list[Array]:
         """Decode the query images of one request into RGB arrays at the model's input size.
 
         Every header is read first, so a request over the per-request pixel limit is refused
@@ -813,24 +817,27 @@ class Library(CollectionsMixin, AskMixin):
         """The image tower's input size (the shorter side a query image is decoded to): from
         the store's encoder, else the model's files (no image tower is loaded for it)."""
         identity = self._store.encoder_identity() or self.text_encoder.identity
-        size = (identity.get("preprocess") or {}).get("size", 224)
-        return int(max(size) if isinstance(size, (list, tuple)) else size)
+        preprocess = identity.get("preprocess")
+        size = preprocess.get("size", 224) if isinstance(preprocess, Mapping) else 224
+        if isinstance(size, Sequence) and not isinstance(size, str):
+            size = max(int(s) for s in size if isinstance(s, (int, float)))
+        return int(size) if isinstance(size, (int, float)) else 224
 
-    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    def embed_images(self, images: Sequence[Array]) -> Array:
         """(n, D) L2-normalised embeddings of RGB uint8 images (H, W, 3)."""
         return self.encoder.encode_images(list(images))
 
     # -- logs, SQL, health and upkeep -----------------------------------------------------
 
     @_recovering
-    def stats(self) -> list[dict[str, Any]]:
+    def stats(self) -> list[QueryStats]:
         """Count and p50/p95 latency of logged queries per (kind, sampler); ``arm_stats``
         compares rollout arms."""
         if self._query_log is not None:
             self._query_log.flush()
         return query_stats(self._store)
 
-    def cache_stats(self) -> dict[str, Any]:
+    def cache_stats(self) -> JsonObject:
         """Hit rates and sizes of the frames and query-text caches."""
         return {"frames": self._frame_cache.stats().to_json(),
                 "text": self._text_cache.stats().to_json()}
@@ -850,7 +857,7 @@ class Library(CollectionsMixin, AskMixin):
 
     def build_index(self, *, table: str | None = None, index_type: str | None = None,
                     num_partitions: int | None = None, num_sub_vectors: int | None = None,
-                    force: bool = False) -> dict[str, Any]:
+                    force: bool = False) -> JsonObject:
         """Build the ANN index library search uses (default: IVF_HNSW_SQ on the 6-s segments,
         see ``framedex.store.ann``).
 
@@ -898,7 +905,7 @@ class Library(CollectionsMixin, AskMixin):
         return [f"note: {words} {'is' if len(unknown) == 1 else 'are'} outside the world of "
                 f"this store's model; {SYNTHETIC_NOTE}, so these scores mean little"]
 
-    def optimize(self, **options: Any) -> dict[str, Any]:
+    def optimize(self, **options: object) -> JsonObject:
         """Bound the store's disk use (compaction, retention, old versions, dead rows)."""
         if self._query_log is not None:
             self._query_log.flush()
@@ -928,7 +935,7 @@ def internals(library: Library) -> Internals:
                      library._query_log)
 
 
-def _exists(path: str | os.PathLike) -> bool:
+def _exists(path: str | os.PathLike[str]) -> bool:
     """Whether a path to index exists; False, not an error, for a ``~user`` nobody is or a
     name the file system cannot hold (``discover`` then reports why, one line per path)."""
     try:
@@ -937,10 +944,10 @@ def _exists(path: str | os.PathLike) -> bool:
         return False
 
 
-def _filters_json(filters: SearchFilters | None) -> dict[str, Any] | None:
+def _filters_json(filters: SearchFilters | None) -> JsonObject | None:
     if filters is None or not filters.active:
         return None
-    out: dict[str, Any] = {"min_duration": filters.min_duration,
+    out: JsonObject = {"min_duration": filters.min_duration,
                            "max_duration": filters.max_duration,
                            "path_glob": filters.path_glob, "metadata": filters.metadata}
     if filters.video_ids is not None:

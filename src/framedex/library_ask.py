@@ -26,9 +26,9 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from framedex.errors import UnsupportedError, check
 from framedex.query.ask import AskOptions, AskResult, cache_key
@@ -37,8 +37,9 @@ from framedex.query.rollout import Rollout
 from framedex.query.vlm import ChatReply, VLMEndpoint, complete, open_stream
 from framedex.rules import DEFAULT_BUDGET, LIMITS, PAYLOAD_FORMATS, RATINGS
 from framedex.store.answers import AnswerLog
-from framedex.store.schema import now_utc
+from framedex.store.schema import AnswerRow, now_utc
 from framedex.validate import check_text, make_budget
+from framedex.values import Json, JsonObject
 
 if TYPE_CHECKING:
     from framedex.query.delivery import Delivery
@@ -81,7 +82,7 @@ class _Plan:
     answer_id: str
     cached: AskResult | None = None
     selection: SelectResult | None = None
-    body: dict[str, Any] | None = None
+    body: JsonObject | None = None
     deliver_ms: float = 0.0
 
 
@@ -98,13 +99,14 @@ class AskMixin:
                          rollout_key: str | None = None) -> tuple[str, str | None]: ...
 
         def _select_record(self, record: VideoRecord, question: str, sampler: str | Sampler,
-                           arm: str | None, spend: Budget, params: dict[str, Any],
+                           arm: str | None, spend: Budget, params: JsonObject,
                            start: float | None, end: float | None) -> SelectResult: ...
 
         def deliver(self, result: SelectResult, options: DeliveryOptions | None = None, *,
-                    include: Any = ..., max_side: int | None = ..., width: int | None = ...,
+                    include: Sequence[str] = ..., max_side: int | None = ...,
+                    width: int | None = ...,
                     payload_format: str = ..., quality: int = ...,
-                    payload_options: Mapping[str, Any] | None = ...) -> Delivery: ...
+                    payload_options: Mapping[str, Json] | None = ...) -> Delivery: ...
 
     def _init_answers(self) -> None:
         self._answer_log: AnswerLog | None = None
@@ -129,9 +131,9 @@ class AskMixin:
 
     def ask(self, video: str, question: str, *, vlm: VLMEndpoint | None = None,
             model: str | None = None, sampler: str | None = None, budget: int | None = None,
-            tokens: int | None = None, params: Mapping[str, Any] | None = None,
+            tokens: int | None = None, params: Mapping[str, Json] | None = None,
             max_tokens: int | None = None, temperature: float | None = None,
-            response_format: Mapping[str, Any] | None = None, system: str | None = None,
+            response_format: Mapping[str, Json] | None = None, system: str | None = None,
             max_side: int | None = None, start: float | None = None, end: float | None = None,
             rollout_key: str | None = None, cache: bool = True) -> AskResult:
         """Ask the video LLM ``question`` about ``video``, showing it the frames a sampler
@@ -166,7 +168,13 @@ class AskMixin:
         assert plan.body is not None
         return self._finish(plan, complete(plan.endpoint, plan.body))
 
-    def ask_stream(self, video: str, question: str, **options: Any) -> AskStream:
+    def ask_stream(self, video: str, question: str, *, vlm: VLMEndpoint | None = None,
+            model: str | None = None, sampler: str | None = None, budget: int | None = None,
+            tokens: int | None = None, params: Mapping[str, Json] | None = None,
+            max_tokens: int | None = None, temperature: float | None = None,
+            response_format: Mapping[str, Json] | None = None, system: str | None = None,
+            max_side: int | None = None, start: float | None = None, end: float | None = None,
+            rollout_key: str | None = None, cache: bool = True) -> AskStream:
         """:meth:`ask`, streamed: the selection, the delivery and the start of the model's
         stream happen here (so their errors raise here); iterating yields the answer's text as
         it arrives, and ``.result`` holds the :class:`AskResult` afterwards. Takes
@@ -176,7 +184,11 @@ class AskMixin:
             as :meth:`ask` (a model failure in the middle of the stream raises while
             iterating).
         """
-        plan = self._plan(video, question, **options)
+        plan = self._plan(video, question, vlm=vlm, model=model, sampler=sampler,
+                          budget=budget, tokens=tokens, params=params, max_tokens=max_tokens,
+                          temperature=temperature, response_format=response_format,
+                          system=system, max_side=max_side, start=start, end=end,
+                          rollout_key=rollout_key, cache=cache)
         if plan.cached is not None:
             return AskStream(plan.answer_id, iter([plan.cached.answer]), result=plan.cached)
         assert plan.body is not None
@@ -186,9 +198,9 @@ class AskMixin:
 
     def _plan(self, video: str, question: str, *, vlm: VLMEndpoint | None = None,
               model: str | None = None, sampler: str | None = None, budget: int | None = None,
-              tokens: int | None = None, params: Mapping[str, Any] | None = None,
+              tokens: int | None = None, params: Mapping[str, Json] | None = None,
               max_tokens: int | None = None, temperature: float | None = None,
-              response_format: Mapping[str, Any] | None = None, system: str | None = None,
+              response_format: Mapping[str, Json] | None = None, system: str | None = None,
               max_side: int | None = None, start: float | None = None,
               end: float | None = None, rollout_key: str | None = None,
               cache: bool = True) -> _Plan:
@@ -239,7 +251,7 @@ class AskMixin:
         plan.body = {**delivery.payload, **options.request_fields()}
         return plan
 
-    def _reuse(self, stored: dict[str, Any], plan: _Plan, arm: str | None,
+    def _reuse(self, stored: AnswerRow, plan: _Plan, arm: str | None,
                question: str) -> AskResult:
         """The cached answer as this ask's result, logged as a cached row."""
         result = AskResult(
@@ -274,7 +286,7 @@ class AskMixin:
 
     # -- stored answers, feedback and arms ---------------------------------------------------
 
-    def answer(self, answer_id: str) -> dict[str, Any]:
+    def answer(self, answer_id: str) -> AnswerRow:
         """A stored answer (an ``answers`` row) by id.
 
         Raises:
@@ -285,7 +297,7 @@ class AskMixin:
         return self.answers.get(check_id("answer_id", answer_id))
 
     def feedback(self, answer_id: str, rating: str,
-                 comment: str | None = None) -> dict[str, Any]:
+                 comment: str | None = None) -> JsonObject:
         """Rate an answer ``good`` or ``bad`` (the newest rating of an answer counts in
         :meth:`arm_stats`).
 
@@ -300,7 +312,7 @@ class AskMixin:
               "comment", None if comment is None else comment[:40], limit.rule())
         return self.answers.add_feedback(check_id("answer_id", answer_id), rating, comment)
 
-    def arm_stats(self) -> dict[str, Any]:
+    def arm_stats(self) -> JsonObject:
         """Compare the rollout arms: asks, cache hits, latency, tokens and the share of good
         ratings per arm, with 95 % confidence intervals (see
         :func:`framedex.store.sql.arm_stats`)."""
@@ -318,7 +330,7 @@ def _new_id() -> str:
 
 
 def _row(result: AskResult, generation: int, options: AskOptions, *, spent: bool,
-         params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+         params: Mapping[str, Json] | None = None) -> AnswerRow:
     """The ``answers`` row of a result (tokens are what this ask spent: 0 when cached)."""
     opts = options.to_json()
     if params:

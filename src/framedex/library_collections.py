@@ -24,12 +24,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from framedex.errors import ConfigError, InUseError, NotFoundError, VideoNotFoundError, check
 from framedex.query.segments import VideoEmbedding, video_embeddings
 from framedex.store import AssetRecord, IndexRecord, MemberRecord, VideoRecord
 from framedex.store.schema import now_utc
+from framedex.values import Json, JsonObject
 
 if TYPE_CHECKING:
     from framedex.store import FrameArrays, Store
@@ -74,20 +75,21 @@ def _check_name(name: object) -> str:
     return name.strip()
 
 
-def _check_models(models: object) -> list[dict[str, Any]]:
+def _check_models(models: object) -> list[JsonObject]:
     if models is None:
         return []
     check(isinstance(models, Sequence) and not isinstance(models, str), "models", models,
           "must be a list of {model_name, model_options}")
-    out = []
-    items: Sequence[Any] = models  # type: ignore[assignment]
-    for i, m in enumerate(items):
+    assert isinstance(models, Sequence)
+    out: list[JsonObject] = []
+    for i, m in enumerate(models):
+        options = m.get("model_options", []) if isinstance(m, Mapping) else None
         check(isinstance(m, Mapping) and isinstance(m.get("model_name"), str)
-              and isinstance(m.get("model_options", []), Sequence)
-              and all(isinstance(o, str) for o in m.get("model_options", [])),
+              and isinstance(options, Sequence) and not isinstance(options, str)
+              and all(isinstance(o, str) for o in options),
               f"models[{i}]", m, "must be {model_name: str, model_options: [str]}")
-        out.append({"model_name": m["model_name"],
-                    "model_options": list(m.get("model_options", []))})
+        assert isinstance(m, Mapping) and isinstance(options, Sequence)
+        out.append({"model_name": m["model_name"], "model_options": [str(o) for o in options]})
     return out
 
 
@@ -102,7 +104,7 @@ class CollectionsMixin:
     # -- collections ------------------------------------------------------------------------
 
     def create_collection(self, name: str, *,
-                          models: Sequence[Mapping[str, Any]] | None = None) -> CollectionInfo:
+                          models: Sequence[Mapping[str, Json]] | None = None) -> CollectionInfo:
         """Create an empty collection.
 
         Args:
@@ -230,8 +232,8 @@ class CollectionsMixin:
 
     # -- assets -----------------------------------------------------------------------------
 
-    def add_asset(self, path: str | os.PathLike, *, filename: str, method: str = "direct",
-                  metadata: Mapping[str, Any] | None = None) -> AssetRecord:
+    def add_asset(self, path: str | os.PathLike[str], *, filename: str, method: str = "direct",
+                  metadata: Mapping[str, Json] | None = None) -> AssetRecord:
         """Record a file kept on the server as an asset (indexed later, on request).
 
         Raises:
@@ -327,7 +329,7 @@ class CollectionsMixin:
 
     # -- video ids and embeddings -----------------------------------------------------------
 
-    def content_id(self, path: str | os.PathLike) -> str:
+    def content_id(self, path: str | os.PathLike[str]) -> str:
         """The video id indexing this file gives (a hash of its bytes), before indexing it.
 
         Raises:

@@ -263,6 +263,7 @@ OPERATORS = ("or", "and")
 #: Chat request formats a selection can be delivered as: ``openai`` (Chat Completions; vLLM's
 #: OpenAI-compatible server takes it too) and ``gemini`` (``generateContent``).
 PAYLOAD_FORMATS = ("openai", "gemini")
+OPENAI, GEMINI = PAYLOAD_FORMATS
 #: What a delivery can include besides the cost line: the frames (JPEGs at their tiers), the
 #: chat ``payload``, the ``plot`` of the relevance curve.
 INCLUDE = ("frames", "payload", "plot")
@@ -279,8 +280,32 @@ FINISHED = (JOB_DONE, JOB_FAILED)
 
 
 __all__ = [
-    "FAILED", "FAMILIES", "FINISHED", "GEMINI_FRAME_TOKENS", "GROUP_BY", "INCLUDE", "INDEXED",
-    "JOB_DONE", "JOB_FAILED", "JOB_QUEUED", "JOB_RUNNING", "JOB_STATUSES", "OPERATORS",
-    "OUTCOME_STATUSES", "PAYLOAD_FORMATS", "RATINGS", "TIERS", "TIER_TABLE", "UNCHANGED",
-    "UNFINISHED", "UNTIERED", "ModelFamily", "Tier", "tier", "tier_costs_text", "tier_tokens",
+    "FAILED",
+    "FAMILIES",
+    "FINISHED",
+    "GEMINI",
+    "GEMINI_FRAME_TOKENS",
+    "GROUP_BY",
+    "INCLUDE",
+    "INDEXED",
+    "JOB_DONE",
+    "JOB_FAILED",
+    "JOB_QUEUED",
+    "JOB_RUNNING",
+    "JOB_STATUSES",
+    "OPENAI",
+    "OPERATORS",
+    "OUTCOME_STATUSES",
+    "PAYLOAD_FORMATS",
+    "RATINGS",
+    "TIERS",
+    "TIER_TABLE",
+    "UNCHANGED",
+    "UNFINISHED",
+    "UNTIERED",
+    "ModelFamily",
+    "Tier",
+    "tier",
+    "tier_costs_text",
+    "tier_tokens",
 ]

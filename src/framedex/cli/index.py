@@ -211,8 +211,11 @@ def optimize(
     elif "skipped" in info:
         typer.echo(f"nothing done: {info['skipped']} (it does the same work)")
     else:
-        mb = 1 << 20
-        typer.echo(f"{info['bytes_before'] / mb:.1f} MB -> {info['bytes_after'] / mb:.1f} MB in "
+        def mb(key: str) -> float:
+            value = info[key]
+            return value / (1 << 20) if isinstance(value, (int, float)) else 0.0
+
+        typer.echo(f"{mb('bytes_before'):.1f} MB -> {mb('bytes_after'):.1f} MB in "
                    f"{info['seconds']:.1f}s; {info['log_rows_deleted']} old log rows and the "
                    f"dead rows of {info['dead_videos_swept']} video(s) removed")
 

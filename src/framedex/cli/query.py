@@ -97,13 +97,15 @@ def search(
     if not hits:
         typer.echo("no match")
         return
+    from framedex.library import VideoHit
+
     rows = []
     for rank, h in enumerate(hits, start=1):
-        j = h.to_json()
-        more = len(j.get("moments", [])) - 1
+        best = h.moments[0] if isinstance(h, VideoHit) else h
+        more = len(h.moments) - 1 if isinstance(h, VideoHit) else 0
         extra = f" (+{more} more moment{'s' if more != 1 else ''})" if more > 0 else ""
-        rows.append((rank, f"{j['score']:.4f}", f"{j['start']:.1f}s", f"{j['end']:.1f}s",
-                     j["video_id"], file_name(j["path"]) + extra))
+        rows.append((rank, f"{h.score:.4f}", f"{best.start:.1f}s", f"{best.end:.1f}s",
+                     h.video_id, file_name(h.path) + extra))
     print_table(("#", "score", "start", "end", "video_id", "file"), rows)
 
 

@@ -19,13 +19,13 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from framedex.indexer.encoder import ImageEncoder, Pending, PipelinedEncoder
-from framedex.indexer.messages import EncoderFailed, Event, FramePiece, Stop, Vectors
+from framedex.indexer.messages import EncoderFailed, Event, FramePiece, Images, Stop, Vectors
 from framedex.store.base import SegmentArrays, StoreWriter
+from framedex.values import Array
 
 
 @dataclass
@@ -34,7 +34,7 @@ class _Slice:
 
     video: int
     seq: int
-    frame_idx: np.ndarray
+    frame_idx: Array
     last: bool  # the unit's final slice
     cpu_s: float
 
@@ -93,10 +93,13 @@ class EncodeLoop(threading.Thread):
         except BaseException as ex:  # the run re-raises it in the parent thread
             self.events.put(EncoderFailed(ex))
 
-    def _submit(self, images: list[Any]) -> Pending:
+    def _submit(self, images: list[Images]) -> Pending:
         if isinstance(self.encoder, PipelinedEncoder):
             return self.encoder.submit(images)
-        batch = images[0] if len(images) == 1 else np.concatenate(images)
+        # a plain encoder decodes on the CPU: its pieces are numpy arrays (NVDEC tensors go
+        # to the torch encoder, which takes them with submit)
+        arrays = [np.asarray(im) for im in images]
+        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         return _Ready(self.encoder.encode_images(batch))
 
     def _emit(self, slices: list[_Slice], handle: Pending | None) -> None:
@@ -112,11 +115,11 @@ class EncodeLoop(threading.Thread):
                                     s.cpu_s))
             at += n
 
-    def _next_batch(self, block: bool) -> tuple[list[_Slice], list[Any]] | Stop | None:
+    def _next_batch(self, block: bool) -> tuple[list[_Slice], list[Images]] | Stop | None:
         """Pieces ready now, up to ``batch_size`` frames (waits only for the first one, and
         only when ``block``); None when nothing is ready."""
         slices: list[_Slice] = []
-        images: list[Any] = []
+        images: list[Images] = []
         room = self.batch_size
         while room > 0:
             item = self._take(block=block and not slices)
@@ -154,10 +157,10 @@ class EncodeLoop(threading.Thread):
 class _Ready:
     """A finished result (encoders without ``submit``)."""
 
-    def __init__(self, vectors: np.ndarray):
+    def __init__(self, vectors: Array):
         self._vectors = vectors
 
-    def result(self) -> np.ndarray:
+    def result(self) -> Array:
         return self._vectors
 
 
@@ -171,14 +174,14 @@ class VideoAssembly:
     """
 
     def __init__(self, writer: ChunkWriter, units: int,
-                 pts_of: Callable[[np.ndarray], np.ndarray]):
+                 pts_of: Callable[[Array], Array]):
         self.writer, self.units, self.pts_of = writer, units, pts_of
-        self._parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._parts: dict[int, list[tuple[Array, Array]]] = {}
         self._complete: set[int] = set()
         self._next = 0  # the first unit not yet written
         self.cpu_s = 0.0
 
-    def add(self, seq: int, frame_idx: np.ndarray, vectors: np.ndarray, last: bool) -> None:
+    def add(self, seq: int, frame_idx: Array, vectors: Array, last: bool) -> None:
         """A slice of unit ``seq``'s vectors (slices of a unit arrive in order)."""
         if len(frame_idx):
             self._parts.setdefault(seq, []).append((frame_idx, vectors))
@@ -220,14 +223,14 @@ class ChunkWriter:
         self.store, self.video_id, self.generation = store, video_id, generation
         self.segment_sec, self.write_chunk, self.duration = segment_sec, write_chunk, duration
         self.count = 0
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[Array, Array, Array]] = []
         self._pending_rows = 0
-        self._seg_sum: dict[int, np.ndarray] = {}
+        self._seg_sum: dict[int, Array] = {}
         self._seg_n: dict[int, int] = {}
         #: The segments :meth:`finish` wrote (None before, or when there were none).
         self.segments: SegmentArrays | None = None
 
-    def add(self, frame_idx: np.ndarray, pts_sec: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, frame_idx: Array, pts_sec: Array, vectors: Array) -> None:
         """Frames in time order, with their vectors."""
         self._pending.append((frame_idx, pts_sec, vectors))
         self._pending_rows += len(vectors)
@@ -272,19 +275,19 @@ class ChunkWriter:
         return self.count
 
 
-def segment_keys(pts_sec: np.ndarray, segment_sec: float) -> np.ndarray:
+def segment_keys(pts_sec: Array, segment_sec: float) -> Array:
     """The fixed segment each frame falls in: ``floor(pts_sec / segment_sec)``, int64."""
     return np.floor(np.asarray(pts_sec, np.float64) / segment_sec).astype(np.int64)
 
 
-def segments_end(keys: np.ndarray, segment_sec: float, duration: float) -> float:
+def segments_end(keys: Array, segment_sec: float, duration: float) -> float:
     """Where a video's last fixed segment ends: its duration, or the start of its last
     segment (``keys``: all of the video's segment keys, ascending) if that is later."""
     return max(duration, float(keys[-1]) * segment_sec)
 
 
-def fixed_segments(keys: np.ndarray, sums: np.ndarray, segment_sec: float, end: float
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fixed_segments(keys: Array, sums: Array, segment_sec: float, end: float
+                   ) -> tuple[Array, Array, Array]:
     """Fixed segments from the sums of their frames' vectors (one engine writes them as a
     video streams by, the Ray engine per segment window: same numbers either way).
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from framedex.indexer.encoder import ImageEncoder
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, ProgressFn
 from framedex.registry import Registry
+from framedex.values import JsonObject
 
 if TYPE_CHECKING:
     from framedex.store.base import Store
@@ -75,7 +76,7 @@ class IndexEngine(ABC):
         """
 
     @abstractmethod
-    def index(self, paths: Iterable[str | os.PathLike], *, metadata: dict[str, Any],
+    def index(self, paths: Iterable[str | os.PathLike[str]], *, metadata: JsonObject,
               progress: ProgressFn | None = None,
               on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
         """Index every video under ``paths`` (after :meth:`prepare`); bad files are reported

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from framedex.errors import check
 
@@ -33,6 +33,7 @@ from framedex.indexer import ray_engine as ray_engine  # registers "ray"
 from framedex.indexer.encoder import ImageEncoder, encoder_device
 from framedex.indexer.engine_base import ENGINES, IndexEngine, register_engine
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, ProgressFn
+from framedex.values import JsonObject
 
 if TYPE_CHECKING:
     from framedex.indexer.pipeline import Indexer
@@ -75,7 +76,7 @@ class LocalEngine(IndexEngine):
         self._indexer = Indexer(store, loaded, self.options)
         return encoder_device(loaded)
 
-    def index(self, paths: Iterable[str | os.PathLike], *, metadata: dict[str, Any],
+    def index(self, paths: Iterable[str | os.PathLike[str]], *, metadata: JsonObject,
               progress: ProgressFn | None = None,
               on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
         assert self._indexer is not None, "index() before prepare()"

@@ -13,11 +13,16 @@ Process workers pickle them through a pipe (module-level dataclasses pickle by r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, TypeAlias
 
 from framedex.indexer.decode.base import VideoDecoder
+from framedex.values import Array
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+#: Decoded frames (N, H, W, 3) uint8: a numpy array, or (NVDEC) a CUDA tensor.
+Images: TypeAlias = "Array | Tensor"
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class WorkUnit:
     seq: int
     source: str
     decoder: type[VideoDecoder]
-    frame_idx: np.ndarray
+    frame_idx: Array
     max_side: int | None
 
 
@@ -48,7 +53,7 @@ class DecodeUnit:
     the video (None after that)."""
 
     unit: WorkUnit
-    table: Any
+    table: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +89,8 @@ class FramePiece:
     wid: int | None
     video: int
     seq: int
-    frame_idx: np.ndarray
-    images: Any
+    frame_idx: Array
+    images: Images
     last: bool
     cpu_s: float
 
@@ -123,8 +128,8 @@ class Vectors:
 
     video: int
     seq: int
-    frame_idx: np.ndarray
-    vectors: np.ndarray
+    frame_idx: Array
+    vectors: Array
     last: bool
     cpu_s: float
 

@@ -29,9 +29,9 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from framedex.errors import FramedexError
+from framedex.indexer.encoder import ImageEncoder
 from framedex.indexer.records import (
     VIDEO_EXTENSIONS,
     IndexOptions,
@@ -45,6 +45,7 @@ from framedex.indexer.records import (
 from framedex.indexer.run import IndexRun
 from framedex.rules import INDEXED
 from framedex.store.base import Store
+from framedex.values import JsonObject
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,17 @@ class Indexer:
         EncoderMismatchError: the store was built with another encoder.
     """
 
-    def __init__(self, store: Store, encoder: Any, options: IndexOptions | None = None):
+    def __init__(self, store: Store, encoder: ImageEncoder,
+                 options: IndexOptions | None = None):
         self.store = store
         self.encoder = encoder
         self.options = options or IndexOptions()
         #: How the last run was set up: decode workers, NVDEC sessions, torch threads, ...
-        self.last_run: dict[str, Any] = {}
+        self.last_run: JsonObject = {}
         store.ensure_encoder(encoder.identity)
 
-    def index_paths(self, paths: Iterable[str | os.PathLike], *,
-                    metadata: dict[str, Any] | None = None,
+    def index_paths(self, paths: Iterable[str | os.PathLike[str]], *,
+                    metadata: JsonObject | None = None,
                     progress: ProgressFn | None = None,
                     on_file: Callable[[IndexOutcome], None] | None = None) -> IndexReport:
         """Index every video under ``paths``; bad files are reported and skipped.
@@ -95,9 +97,9 @@ class Indexer:
         report.warnings.extend(settle(self.store, report.outcomes))
         return report
 
-    def index_file(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
+    def index_file(self, path: str | os.PathLike[str], *, metadata: JsonObject | None = None,
                    progress: ProgressFn | None = None,
-                   read_from: str | os.PathLike | None = None) -> IndexOutcome:
+                   read_from: str | os.PathLike[str] | None = None) -> IndexOutcome:
         """Index one file. Never raises for a bad file: the outcome says ``failed`` and why.
 
         Args:
@@ -116,7 +118,7 @@ class Indexer:
         (outcome,) = self._run([f], metadata, progress, None, sources)
         return outcome
 
-    def _run(self, files: list[Path], metadata: dict[str, Any] | None,
+    def _run(self, files: list[Path], metadata: JsonObject | None,
              progress: ProgressFn | None, on_file: Callable[[IndexOutcome], None] | None,
              read_from: dict[str, str] | None = None) -> list[IndexOutcome]:
         if not files:

@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from framedex.errors import FramedexError
 from framedex.indexer.records import IndexOptions, IndexOutcome, content_id
 from framedex.rules import FAILED, UNCHANGED
+from framedex.values import Array, JsonObject
 
 if TYPE_CHECKING:
+    from framedex.indexer.decode.base import VideoDecoder, VideoInfo
     from framedex.store import Store
     from framedex.store.base import SegmentArrays, StoreReader
     from framedex.store.locks import Claim
@@ -47,12 +47,12 @@ class Prepared:
     video_id: str | None = None
     unchanged: bool = False
     error: str | None = None
-    info: Any = None
-    grid: np.ndarray | None = None
-    grid_pts: np.ndarray | None = None
-    keyframes: np.ndarray | None = None
-    table: Any = None
-    decoder: type | None = None
+    info: VideoInfo | None = None
+    grid: Array | None = None
+    grid_pts: Array | None = None
+    keyframes: Array | None = None
+    table: object = None
+    decoder: type[VideoDecoder] | None = None
 
 
 class Planner:
@@ -68,7 +68,7 @@ class Planner:
     def __init__(self, prepare: Callable[[int, Path], Prepared], files: list[tuple[int, Path]],
                  wait: bool):
         self.prepare, self.files, self.wait = prepare, files, wait
-        self.out: queue.Queue = queue.Queue(maxsize=2)
+        self.out: queue.Queue[Prepared] = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._left = len(files)
         self.thread = threading.Thread(target=self._work, name="framedex-plan", daemon=True)
@@ -141,7 +141,7 @@ def prepare(order: int, f: Path, read_from: dict[str, str], store: StoreReader,
     return scan(prep, opts, image_size)
 
 
-def scan(prep: Prepared, opts: Any, image_size: int) -> Prepared:
+def scan(prep: Prepared, opts: IndexOptions, image_size: int) -> Prepared:
     """Open the file once: metadata, the grid and its pts, keyframes and the packet table."""
     from framedex.indexer.decode import open_video
 
@@ -165,7 +165,7 @@ def scan(prep: Prepared, opts: Any, image_size: int) -> Prepared:
     return prep
 
 
-def max_side(info: Any, image_size: int) -> int | None:
+def max_side(info: VideoInfo, image_size: int) -> int | None:
     """Shrink at decode so the short side is the model's input size (never upscale)."""
     short, long_ = min(info.width, info.height), max(info.width, info.height)
     return math.ceil(long_ * image_size / short) if short > image_size else None
@@ -174,6 +174,7 @@ def max_side(info: Any, image_size: int) -> int | None:
 def decode_cost(prep: Prepared, index_fps: float) -> float:
     """Estimated CPU seconds to decode one grid frame (every frame of a GOP is decoded)."""
     info = prep.info
+    assert info is not None  # a scanned file
     keys = max(1, len(prep.keyframes) if prep.keyframes is not None else 1)
     per_grid = min(max(1.0, info.frame_rate / index_fps), max(1.0, info.num_frames / keys))
     return per_grid * info.width * info.height * DECODE_S_PER_PIXEL
@@ -234,7 +235,7 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
 
 
 def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str,
-                 opts: IndexOptions, encoder_model: str, metadata: dict[str, Any]
+                 opts: IndexOptions, encoder_model: str, metadata: JsonObject
                  ) -> VideoRecord:
     """The ``videos`` row of a fully written video (its commit makes it visible)."""
     import os
@@ -242,6 +243,7 @@ def video_record(prep: Prepared, generation: int, num_indexed: int, decoder: str
     from framedex.store.schema import VideoRecord
 
     info = prep.info
+    assert info is not None  # a scanned file
     st = os.stat(prep.source)  # the file the bytes were read from (a verified descriptor too)
     return VideoRecord(
         video_id=prep.video_id or "", path=prep.path, duration=float(info.duration),

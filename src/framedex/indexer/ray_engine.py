@@ -569,11 +569,14 @@ class RayRun:
         from framedex.indexer.ray_stages import unpack_segments
 
         prep = video.prep
+        info = prep.info
+        assert info is not None  # a scanned file
         del self.videos[video.key]
         done = commit_finished(
             self.store, video.admitted,
             lambda: video_record(prep, video.generation, video.frames,
-                                 getattr(prep.decoder, "name", prep.info.decoder), self.opts,
+                                 prep.decoder.name if prep.decoder is not None
+                                 else info.decoder, self.opts,
                                  self.encoder.identity["model"], self.metadata),
             lambda: unpack_segments(prep.video_id or "", video.segments),
             abort=lambda: self._cleanup(video))

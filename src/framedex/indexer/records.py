@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from framedex.errors import check
 from framedex.rules import (
@@ -26,6 +25,7 @@ from framedex.rules import (
     OUTCOME_STATUSES,
     UNCHANGED,
 )
+from framedex.values import JsonObject
 
 VIDEO_EXTENSIONS = frozenset(
     [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -112,7 +112,7 @@ class IndexOutcome:
     units: int = 0  # work units the grid was cut into
     workers: int = 0  # decode workers that took part
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
         """The fields ``framedex index --json`` prints for this file."""
         if self.status == FAILED:
             return {"path": self.path, "error": self.error}
@@ -141,17 +141,17 @@ class IndexReport:
         """The files whose video is in the store after the run (indexed or unchanged)."""
         return [o for o in self.outcomes if o.status in (INDEXED, UNCHANGED)]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """``{"indexed": [...], "unchanged": [...], "failed": [...]}`` (and ``"warnings"``
         when there are some)."""
-        out: dict[str, Any] = {s: [o.summary() for o in self.by_status(s)]
+        out: JsonObject = {s: [o.summary() for o in self.by_status(s)]
                                for s in OUTCOME_STATUSES}
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
 
 
-def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[IndexOutcome]]:
+def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[IndexOutcome]]:
     """Expand folders (recursively, by video extension) and keep explicit files as given.
 
     Returns:
@@ -186,7 +186,7 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Index
     return files, missing
 
 
-def content_id(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+def content_id(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
     """Stable video id: BLAKE2b of the file's bytes (so re-indexing the same content is a no-op,
     wherever the file lives)."""
     h = hashlib.blake2b(digest_size=10)

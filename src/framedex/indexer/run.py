@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -69,6 +69,7 @@ from framedex.indexer.workers import (
     usable_cores,
 )
 from framedex.rules import FAILED, INDEXED
+from framedex.values import Array, JsonObject
 
 if TYPE_CHECKING:
     from framedex.store.base import Store
@@ -121,7 +122,7 @@ class IndexRun:
     """
 
     def __init__(self, store: Store, encoder: ImageEncoder, options: IndexOptions,
-                 metadata: dict[str, Any], progress: ProgressFn | None,
+                 metadata: JsonObject, progress: ProgressFn | None,
                  on_file: Callable[[IndexOutcome], None] | None,
                  read_from: dict[str, str] | None = None):
         self.store, self.encoder, self.opts = store, encoder, options
@@ -135,7 +136,8 @@ class IndexRun:
         self.encode_loop: EncodeLoop | None = None
         self._keys = 0
         self._sources: dict[int, str] = {}  # file order -> what is read, where it differs
-        self.stats: dict[str, Any] = {}
+        self.stats: JsonObject = {}
+        self._decode_cpu_s = 0.0
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self, files: list[Path]) -> list[IndexOutcome]:
@@ -212,7 +214,7 @@ class IndexRun:
                              opts.write_chunk, prep.info.duration)
         lookup = dict(zip(prep.grid.tolist(), prep.grid_pts.tolist(), strict=True))
 
-        def pts_of(idx: np.ndarray) -> np.ndarray:
+        def pts_of(idx: Array) -> Array:
             return np.array([lookup[int(i)] for i in idx], dtype=np.float64)
 
         parts = split_grid(prep.grid, prep.keyframes, opts.unit_frames)
@@ -333,7 +335,8 @@ class IndexRun:
             if video is None:
                 return
             video.assembly.cpu_s += event.cpu_s
-            self.stats["decode_cpu_s"] = self.stats.get("decode_cpu_s", 0.0) + event.cpu_s
+            self._decode_cpu_s += event.cpu_s
+            self.stats["decode_cpu_s"] = self._decode_cpu_s
             video.assembly.add(event.seq, event.frame_idx, event.vectors, event.last)
             if self.progress and len(event.frame_idx):
                 self.progress(video.prep.path, video.assembly.embedded, video.expected)
@@ -368,6 +371,7 @@ class IndexRun:
     # ---- finishing a video --------------------------------------------------------------------
     def _commit(self, video: _Video) -> None:
         prep, info = video.prep, video.prep.info
+        assert info is not None  # a scanned file
         del self.videos[video.key]
 
         def record() -> VideoRecord:

@@ -28,11 +28,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from framedex.errors import check
 from framedex.rules import LIMITS
 from framedex.validate import check_limit, check_span, check_text
+from framedex.values import Json, JsonObject
 
 #: Version of the request layout framedex sends (part of every cache key).
 ASK_FORMAT = 1
@@ -60,7 +60,7 @@ class AskOptions:
 
     max_tokens: int | None = None
     temperature: float | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: JsonObject | None = None
     system: str | None = None
     max_side: int | None = None
     start: float | None = None
@@ -75,22 +75,22 @@ class AskOptions:
         if self.response_format is not None:
             check_response_format(self.response_format)
 
-    def request_fields(self) -> dict[str, Any]:
+    def request_fields(self) -> JsonObject:
         """What goes into the chat request besides the messages (the delivery step puts
         ``max_tokens`` and ``system`` in the payload it builds)."""
-        out: dict[str, Any] = {}
+        out: JsonObject = {}
         if self.temperature is not None:
             out["temperature"] = float(self.temperature)
         if self.response_format is not None and self.response_format.get("type") != "text":
             out["response_format"] = self.response_format
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The options as a JSON-ready dict (None fields dropped)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def check_response_format(value: object) -> dict[str, Any]:
+def check_response_format(value: object) -> JsonObject:
     """Validate an OpenAI ``response_format``.
 
     Raises:
@@ -120,7 +120,7 @@ def normalise_question(question: str) -> str:
 
 
 def cache_key(*, video_id: str, generation: int, question: str, sampler: str,
-              params: Mapping[str, Any], budget: int | None, tokens: int | None, model: str,
+              params: Mapping[str, Json], budget: int | None, tokens: int | None, model: str,
               endpoint: str, options: AskOptions) -> str:
     """The answers cache key of one ask (see the module docstring for what it covers).
 
@@ -185,7 +185,7 @@ class AskResult:
             return None
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """A JSON-ready dict (what ``framedex ask --json`` and ``/v1`` return)."""
         return {
             "answer_id": self.answer_id, "answer": self.answer, "video_id": self.video_id,

@@ -31,6 +31,7 @@ import numpy as np
 
 from framedex.errors import check
 from framedex.store.base import FrameArrays
+from framedex.values import Array
 
 #: Default bound of the frames cache: ~55 hours of 512-d frames at 1 fps.
 DEFAULT_CACHE_BYTES = 256 << 20
@@ -183,9 +184,9 @@ class TextCache:
     def __init__(self, max_items: int = DEFAULT_TEXT_CACHE):
         check(isinstance(max_items, int) and max_items >= 0, "text_cache", max_items,
               "must be an integer >= 0")
-        self._lru: _LRU[np.ndarray] = _LRU(max_items, lambda _v: 1)
+        self._lru: _LRU[Array] = _LRU(max_items, lambda _v: 1)
 
-    def get_or_encode(self, text: str, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    def get_or_encode(self, text: str, encode: Callable[[list[str]], Array]) -> Array:
         """The (D,) embedding of ``text``, from the cache or ``encode([text])[0]``."""
         vec = self._lru.get(text)
         if vec is None:

@@ -20,14 +20,15 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from framedex.errors import ConfigError, VideoOpenError, check
 from framedex.query.frames import decode_sized, encode_jpeg, jpeg_data_url, write_frames
-from framedex.query.payload import BODIES, cost_of, in_time_order
+from framedex.query.payload import cost_of, in_time_order, request_body
 from framedex.query.select import SelectResult
 from framedex.rules import DEFAULT_QUALITY, INCLUDE, LIMITS, PAYLOAD_FORMATS
 from framedex.store.schema import VideoRecord
+from framedex.values import Json, JsonObject
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class DeliveryOptions:
     max_side: int | None = None
     width: int | None = None
     quality: int = DEFAULT_QUALITY
-    payload_options: Mapping[str, Any] = field(default_factory=dict)
+    payload_options: Mapping[str, Json] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         items = None if isinstance(self.include, str) else tuple(self.include)
@@ -91,8 +92,8 @@ class Delivery:
     result: SelectResult
     jpegs: list[bytes] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)
-    cost: dict[str, Any] = field(default_factory=dict)
-    payload: dict[str, Any] | None = None
+    cost: JsonObject = field(default_factory=dict)
+    payload: JsonObject | None = None
     payload_format: str | None = None
     plot_png: bytes | None = None
 
@@ -108,12 +109,12 @@ class Delivery:
 
         return "data:image/png;base64," + base64.b64encode(self.plot_png).decode("ascii")
 
-    def write_frames(self, out_dir: str | os.PathLike) -> list[Path]:
+    def write_frames(self, out_dir: str | os.PathLike[str]) -> list[Path]:
         """Write the JPEGs, named by position, timestamp and native frame index."""
         r = self.result
         return write_frames(out_dir, self.jpegs, r.timestamps, r.frame_idx)
 
-    def to_json(self, include: Iterable[str] = INCLUDE) -> dict[str, Any]:
+    def to_json(self, include: Iterable[str] = INCLUDE) -> JsonObject:
         """The selection's JSON plus ``cost`` and the included parts as JSON values."""
         wanted = set(include)
         out = self.result.to_json()
@@ -170,8 +171,8 @@ def deliver(result: SelectResult, options: DeliveryOptions, *, decoder: str) -> 
     if "payload" in include:
         out.payload_format = options.payload_format
         items = in_time_order(out.jpegs, result.timestamps, result.tiers)
-        out.payload = BODIES[options.payload_format](
-            items, result.question, duration_sec=duration, **dict(options.payload_options))
+        out.payload = request_body(options.payload_format, items, result.question,
+                                   duration_sec=duration, options=options.payload_options)
     if plot:
         from framedex.query.plot import draw_selection
 

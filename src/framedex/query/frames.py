@@ -31,6 +31,7 @@ from framedex import rules
 from framedex.errors import ConfigError, check
 from framedex.indexer.decode.base import output_size
 from framedex.rules import LIMITS, TIERS
+from framedex.values import Array
 
 #: A tier never shrinks the longer side below this many pixels (1/8 of a 320 px video would
 #: be a 40 px thumbnail, which no VLM can read); it also never upscales past the native size.
@@ -99,14 +100,14 @@ def _sized(width: int, height: int, max_side: int | None, out_width: int | None,
 
 
 def decode_frames(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     frame_idx: Sequence[int],
     *,
     decoder: str = "auto",
     max_side: int | None = None,
     width: int | None = None,
     tiers: Sequence[str | None] | None = None,
-) -> list[np.ndarray]:
+) -> list[Array]:
     """Decode the native frames ``frame_idx`` of ``path`` by random access, resized.
 
     The video is opened once; each distinct frame is decoded once, at the largest size any
@@ -140,9 +141,9 @@ def decode_frames(
                         tiers=tiers)
 
 
-def decode_sized(path: str | os.PathLike, frame_idx: Sequence[int], *, decoder: str,
+def decode_sized(path: str | os.PathLike[str], frame_idx: Sequence[int], *, decoder: str,
                  max_side: int | None, width: int | None,
-                 tiers: Sequence[str | None] | None) -> list[np.ndarray]:
+                 tiers: Sequence[str | None] | None) -> list[Array]:
     """:func:`decode_frames` with arguments already checked (the delivery step's: a sampler's
     tiers, the facade's sizes)."""
     from framedex.indexer.decode import open_video
@@ -159,7 +160,7 @@ def decode_sized(path: str | os.PathLike, frame_idx: Sequence[int], *, decoder: 
     return [_resize(img, size) for img, size in zip(raw, sizes, strict=True)]
 
 
-def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _resize(img: Array, size: tuple[int, int]) -> Array:
     if (img.shape[1], img.shape[0]) == size:
         return img
     from PIL import Image
@@ -168,7 +169,7 @@ def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
 
 
-def to_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+def to_jpeg(image: Array, quality: int = 90) -> bytes:
     """Encode one RGB frame as JPEG bytes.
 
     Args:
@@ -189,7 +190,7 @@ def to_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     return encode_jpeg(arr, quality)
 
 
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+def encode_jpeg(image: Array, quality: int) -> bytes:
     """:func:`to_jpeg` of a decoded frame at a checked quality (the delivery step's)."""
     from PIL import Image
 
@@ -229,8 +230,8 @@ def frame_filename(position: int, pts_sec: float, frame_idx: int) -> str:
 
 
 def write_frames(
-    out_dir: str | os.PathLike,
-    images: Sequence[np.ndarray | bytes],
+    out_dir: str | os.PathLike[str],
+    images: Sequence[Array | bytes],
     timestamps: Sequence[float],
     frame_idx: Sequence[int],
     *,

@@ -15,12 +15,16 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from framedex.errors import ConfigError
 from framedex.rules import MAX_IMAGE_BYTES
+from framedex.values import Array
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Largest decoded image, in pixels (Pillow's decompression-bomb guard is 89 MP).
 MAX_IMAGE_PIXELS = 40_000_000
@@ -46,13 +50,13 @@ class QueryImage:
         ConfigError: not a readable image, too large (bytes or pixels), or too small.
     """
 
-    def __init__(self, source: bytes | str | os.PathLike, name: str = "image"):
+    def __init__(self, source: bytes | str | os.PathLike[str], name: str = "image"):
         from PIL import Image, UnidentifiedImageError
 
         self.name = name
         if isinstance(source, (bytes, bytearray)):
             size = len(source)
-            opener: Any = io.BytesIO(bytes(source))
+            opener: BinaryIO | str | os.PathLike[str] = io.BytesIO(bytes(source))
         else:
             path = Path(source)
             try:
@@ -83,7 +87,7 @@ class QueryImage:
         """Width x height, from the header."""
         return int(self.image.size[0] * self.image.size[1])
 
-    def decode(self, short_side: int | None = None) -> np.ndarray:
+    def decode(self, short_side: int | None = None) -> Array:
         """The RGB pixels, with the shorter side shrunk to ``short_side`` (never enlarged).
 
         The image is decoded straight to that size where the format allows it (JPEG's DCT
@@ -96,7 +100,7 @@ class QueryImage:
         """
         from PIL import Image
 
-        im: Any = self.image
+        im: Image.Image = self.image
         try:
             target = _fit(im.size, short_side)
             if target is not None:
@@ -129,8 +133,8 @@ def _fit(size: tuple[int, int], short_side: int | None) -> tuple[int, int] | Non
     return max(short_side, round(w * scale)), max(short_side, round(h * scale))
 
 
-def read_image(source: bytes | str | os.PathLike, name: str = "image",
-               short_side: int | None = None) -> np.ndarray:
+def read_image(source: bytes | str | os.PathLike[str], name: str = "image",
+               short_side: int | None = None) -> Array:
     """Decode an image (bytes or a file path) into an RGB uint8 array.
 
     Args:

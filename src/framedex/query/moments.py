@@ -37,6 +37,8 @@ from typing import Protocol
 
 import numpy as np
 
+from framedex.values import Array
+
 
 class FrameScores(Protocol):
     """Exact query scores of a store's frames, per video, in time order."""
@@ -45,12 +47,12 @@ class FrameScores(Protocol):
         """Number of frames of the video (0 if unknown)."""
 
     def read(self, windows: list[tuple[str, int, int]]
-             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+             ) -> list[tuple[Array, Array, Array]]:
         """``(pos, pts_sec, scores)`` of each ``(video_id, lo, hi)`` window (``[lo, hi)``
         in the video's time order), read together."""
 
 
-def frame_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+def frame_scores(vectors: Array, query: Array) -> Array:
     """Exact cosine of L2-normalised ``vectors`` (N, D) with ``query``, as float64.
 
     Computed in float32 (the storage precision, as Lance's exact search) with ``einsum``,
@@ -122,9 +124,10 @@ class MomentFinder:
         self._names: list[str] = []  # video code -> id
         # Frames read and not yet taken as a peak, best first: (score, video code, index),
         # from position ``_at``; frames read since the last sort wait in ``_new``.
-        self._queue = (np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._queue: tuple[Array, Array, Array] = (
+            np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self._at = 0
-        self._new: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._new: list[tuple[Array, Array, Array]] = []
 
     # -- reading --------------------------------------------------------------------------
 
@@ -144,7 +147,7 @@ class MomentFinder:
         m = self.margin if margin is None else margin
         self._read([(v, lo - m, hi + m) for v, lo, hi in windows])
 
-    def _read(self, windows: list[tuple[str, int, int]]) -> list[tuple[_Video, np.ndarray]]:
+    def _read(self, windows: list[tuple[str, int, int]]) -> list[tuple[_Video, Array]]:
         """Read the unread parts of ``windows``; returns (video, new indices) per part."""
         todo: list[tuple[str, int, int]] = []
         for video_id, lo, hi in _coalesce(windows):
@@ -176,7 +179,7 @@ class MomentFinder:
             out.append((state, idx))
         return out
 
-    def _sorted_queue(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _sorted_queue(self) -> tuple[Array, Array, Array]:
         """The queue, with frames read since the last call sorted in (score desc, video id,
         index)."""
         if self._new:
@@ -243,7 +246,7 @@ class MomentFinder:
         return RawMoment(video_id, lo, hi, peak, p, float(state.pts[lo]), float(state.pts[hi]),
                          float(state.pts[peak]))
 
-    def scored(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def scored(self) -> tuple[list[str], Array, Array]:
         """Every frame read so far: (video ids, grid positions, exact scores)."""
         vids: list[str] = []
         pos, scores = [], []

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 
 from framedex import rules
 from framedex.errors import UnknownNameError, check
 from framedex.query.frames import is_jpeg, jpeg_data_url, to_jpeg
-from framedex.rules import FAMILIES, PAYLOAD_FORMATS, TIERS
+from framedex.rules import FAMILIES, GEMINI, PAYLOAD_FORMATS, TIERS
+from framedex.values import Array, Json, JsonObject
 
 
-def _as_data_url(image: np.ndarray | bytes | str, quality: int) -> str:
+def _as_data_url(image: Array | bytes | str, quality: int) -> str:
     """An ``image_url`` for OpenAI (a string was checked by :func:`_ordered`)."""
     if isinstance(image, str):
         return image
@@ -42,7 +43,7 @@ def _as_data_url(image: np.ndarray | bytes | str, quality: int) -> str:
     return jpeg_data_url(to_jpeg(image, quality))
 
 
-def _as_inline(image: np.ndarray | bytes | str, quality: int) -> tuple[str, str]:
+def _as_inline(image: Array | bytes | str, quality: int) -> tuple[str, str]:
     """``(mime_type, base64)`` for Gemini's inline_data (a string was checked by
     :func:`_ordered`)."""
     if isinstance(image, str):
@@ -67,11 +68,15 @@ def _check_image(image: object, inline: bool) -> None:
               "must be JPEG bytes (use to_jpeg(image) first)")
 
 
-#: One frame of a request: the image (an array, JPEG bytes or a URL), its time, its tier.
-Item = tuple[Any, float, str | None]
+#: A frame as a payload takes it: an RGB array, JPEG bytes, or a URL.
+Image: TypeAlias = "Array | bytes | str"
+#: One frame of a request: the image, its time, its tier.
+Item: TypeAlias = "tuple[Image, float, str | None]"
+#: The ``model`` field of an OpenAI request when the caller names none.
+DEFAULT_OPENAI_MODEL = "gpt-4o"
 
 
-def in_time_order(images: Sequence[Any], timestamps: Sequence[float],
+def in_time_order(images: Sequence[Image], timestamps: Sequence[float],
                   tiers: Sequence[str | None] | None) -> list[Item]:
     """The frames of a selection as items sorted by time (stable), unchecked."""
     tier_list = list(tiers) if tiers is not None else [None] * len(images)
@@ -80,7 +85,7 @@ def in_time_order(images: Sequence[Any], timestamps: Sequence[float],
     return sorted(items, key=lambda x: x[1])
 
 
-def _ordered(images: Sequence[Any], timestamps: Sequence[float],
+def _ordered(images: Sequence[Image], timestamps: Sequence[float],
              tiers: Sequence[str | None] | None, *, inline: bool) -> list[Item]:
     """Zip and sort by time (stable), validating lengths and values."""
     n = len(images)
@@ -114,18 +119,18 @@ def _intro(n: int, duration_sec: float | None) -> str:
 
 
 def openai_payload(
-    images: Sequence[np.ndarray | bytes | str],
+    images: Sequence[Array | bytes | str],
     timestamps: Sequence[float],
     question: str,
     *,
-    model: str = "gpt-4o",
+    model: str = DEFAULT_OPENAI_MODEL,
     tiers: Sequence[str | None] | None = None,
     duration_sec: float | None = None,
     intro: str | None = None,
     system: str | None = None,
     max_tokens: int | None = None,
     quality: int = 90,
-) -> dict[str, Any]:
+) -> JsonObject:
     """An OpenAI/vLLM Chat Completions request body asking ``question`` about the frames.
 
     Args:
@@ -155,29 +160,29 @@ def openai_payload(
                        system=system, max_tokens=max_tokens, quality=quality)
 
 
-def openai_body(items: Sequence[Item], question: str, *, model: str = "gpt-4o",
+def openai_body(items: Sequence[Item], question: str, *, model: str = DEFAULT_OPENAI_MODEL,
                 duration_sec: float | None = None, intro: str | None = None,
                 system: str | None = None, max_tokens: int | None = None,
-                quality: int = 90) -> dict[str, Any]:
+                quality: int = 90) -> JsonObject:
     """:func:`openai_payload` of frames already in time order and checked (the delivery
     step's: JPEGs of a selection, a question the facade checked)."""
     intro = _intro(len(items), duration_sec) if intro is None else intro
-    content: list[dict[str, Any]] = [{"type": "text", "text": intro}] if intro else []
+    content: list[JsonObject] = [{"type": "text", "text": intro}] if intro else []
     for pos, (im, ts, tier) in enumerate(items, start=1):
         content.append({"type": "text", "text": frame_label(pos, ts)})
         content.append({"type": "image_url", "image_url": {
             "url": _as_data_url(im, quality), "detail": rules.tier(tier).openai_detail}})
     content.append({"type": "text", "text": question})
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    messages: list[JsonObject] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": content})
-    body: dict[str, Any] = {"model": model, "messages": messages}
+    body: JsonObject = {"model": model, "messages": messages}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     return body
 
 
 def gemini_payload(
-    images: Sequence[np.ndarray | bytes | str],
+    images: Sequence[Array | bytes | str],
     timestamps: Sequence[float],
     question: str,
     *,
@@ -186,7 +191,7 @@ def gemini_payload(
     intro: str | None = None,
     system: str | None = None,
     quality: int = 90,
-) -> dict[str, Any]:
+) -> JsonObject:
     """A Gemini ``models/{model}:generateContent`` REST body (the model goes in the URL).
 
     Tiers only change the pixels sent (set them when decoding); the stable REST API has no
@@ -218,41 +223,61 @@ def gemini_payload(
 
 def gemini_body(items: Sequence[Item], question: str, *, duration_sec: float | None = None,
                 intro: str | None = None, system: str | None = None,
-                quality: int = 90) -> dict[str, Any]:
+                quality: int = 90) -> JsonObject:
     """:func:`gemini_payload` of frames already in time order and checked (the delivery
     step's)."""
     intro = _intro(len(items), duration_sec) if intro is None else intro
-    parts: list[dict[str, Any]] = [{"text": intro}] if intro else []
+    parts: list[JsonObject] = [{"text": intro}] if intro else []
     for pos, (im, ts, _tier) in enumerate(items, start=1):
         mime, data = _as_inline(im, quality)
         parts.append({"text": frame_label(pos, ts)})
         parts.append({"inline_data": {"mime_type": mime, "data": data}})
     parts.append({"text": question})
-    body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
+    body: JsonObject = {"contents": [{"role": "user", "parts": parts}]}
     if system:
         body["system_instruction"] = {"parts": [{"text": system}]}
     return body
 
 
-#: The checked builder of each format (``framedex.rules.PAYLOAD_FORMATS`` names them, in
-#: this order), and the builder of checked frames.
-BUILDERS: dict[str, Callable[..., dict[str, Any]]] = dict(
-    zip(PAYLOAD_FORMATS, (openai_payload, gemini_payload), strict=True))
-BODIES: dict[str, Callable[..., dict[str, Any]]] = dict(
-    zip(PAYLOAD_FORMATS, (openai_body, gemini_body), strict=True))
-
-
-def build_payload(fmt: str, images: Sequence[Any], timestamps: Sequence[float], question: str,
-                  **options: Any) -> dict[str, Any]:
-    """Dispatch to :func:`openai_payload` (``"openai"``, also vLLM) or :func:`gemini_payload`.
+def build_payload(fmt: str, images: Sequence[Image], timestamps: Sequence[float], question: str,
+                  *, model: str | None = None, tiers: Sequence[str | None] | None = None,
+                  duration_sec: float | None = None, intro: str | None = None,
+                  system: str | None = None, max_tokens: int | None = None,
+                  quality: int = 90) -> JsonObject:
+    """Dispatch to :func:`openai_payload` (``"openai"``, also vLLM) or :func:`gemini_payload`
+    (``model`` and ``max_tokens`` are OpenAI's fields: Gemini's model is in the URL).
 
     Raises:
         UnknownNameError: unknown format (lists the known ones).
-        ConfigError: see the builders.
+        ConfigError: see the builders; ``model`` or ``max_tokens`` for Gemini.
     """
-    if fmt not in BUILDERS:
+    if fmt not in PAYLOAD_FORMATS:
         raise UnknownNameError("payload format", str(fmt), PAYLOAD_FORMATS)
-    return BUILDERS[fmt](images, timestamps, question, **options)
+    if fmt == GEMINI:
+        check(model is None and max_tokens is None, "model/max_tokens", (model, max_tokens),
+              "apply to the openai format only (Gemini's model is in the request URL)")
+        return gemini_payload(images, timestamps, question, tiers=tiers,
+                              duration_sec=duration_sec, intro=intro, system=system,
+                              quality=quality)
+    return openai_payload(images, timestamps, question, model=model or DEFAULT_OPENAI_MODEL,
+                          tiers=tiers, duration_sec=duration_sec, intro=intro, system=system,
+                          max_tokens=max_tokens, quality=quality)
+
+
+def request_body(fmt: str, items: Sequence[Item], question: str, *,
+                 duration_sec: float | None, options: Mapping[str, Json]) -> JsonObject:
+    """The body of a request in format ``fmt`` (checked) for frames already in time order
+    (the delivery step's); ``options``: ``model``, ``system``, ``max_tokens`` (openai),
+    ``system`` (gemini), checked by the caller."""
+    system = options.get("system")
+    system = system if isinstance(system, str) else None
+    if fmt == GEMINI:
+        return gemini_body(items, question, duration_sec=duration_sec, system=system)
+    model, max_tokens = options.get("model"), options.get("max_tokens")
+    return openai_body(items, question,
+                       model=model if isinstance(model, str) else DEFAULT_OPENAI_MODEL,
+                       duration_sec=duration_sec, system=system,
+                       max_tokens=max_tokens if isinstance(max_tokens, int) else None)
 
 
 def cost_line(
@@ -260,7 +285,7 @@ def cost_line(
     tokens_used: int | None,
     duration_sec: float,
     tiers: Sequence[str | None] | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """Tokens this selection costs against sending the whole video natively.
 
     Whole video: each model family's native sampling (``framedex.rules.FAMILIES``: Gemini at
@@ -294,7 +319,7 @@ def cost_line(
 
 
 def cost_of(num_frames: int, tokens_used: int | None, duration_sec: float,
-            tiers: Sequence[str | None] | None) -> dict[str, Any]:
+            tiers: Sequence[str | None] | None) -> JsonObject:
     """:func:`cost_line` of a selection (its tiers a sampler's, its duration positive)."""
     tiers = list(tiers) if tiers is not None else [None] * num_frames
     gem = sum(rules.tier(t).tokens["gemini"] for t in tiers)
@@ -303,20 +328,21 @@ def cost_of(num_frames: int, tokens_used: int | None, duration_sec: float,
     qwen = sum(rules.tier(t).tokens["qwen"] for t in tiers)
     whole_gem = whole_video_tokens("gemini", duration_sec)
     whole_qwen = whole_video_tokens("qwen", duration_sec)
-    out: dict[str, Any] = {
+    savings_gem = whole_gem / gem if gem else math.inf
+    savings_qwen = whole_qwen / qwen if qwen else math.inf
+    out: JsonObject = {
         "num_frames": int(num_frames), "duration_sec": float(duration_sec),
         "selection_tokens_gemini": gem, "selection_tokens_qwen": qwen,
         "whole_video_tokens_gemini": whole_gem, "whole_video_tokens_qwen": whole_qwen,
         "fraction_gemini": gem / whole_gem, "fraction_qwen": qwen / whole_qwen,
-        "savings_x_gemini": whole_gem / gem if gem else math.inf,
-        "savings_x_qwen": whole_qwen / qwen if qwen else math.inf,
+        "savings_x_gemini": savings_gem, "savings_x_qwen": savings_qwen,
     }
     out["text"] = (
         f"{num_frames} frames = {gem:,} tokens vs {whole_gem:,} for the whole "
         f"{_clock(duration_sec)} video at {_family_rate('gemini')} "
-        f"({_x(out['savings_x_gemini'])} fewer); {FAMILIES['qwen'].label}: {qwen:,} vs "
+        f"({_x(savings_gem)} fewer); {FAMILIES['qwen'].label}: {qwen:,} vs "
         f"{whole_qwen:,} at {_family_rate('qwen', label=False)} "
-        f"({_x(out['savings_x_qwen'])} fewer)"
+        f"({_x(savings_qwen)} fewer)"
     )
     return out
 
@@ -348,7 +374,7 @@ def _x(ratio: float) -> str:
 
 
 __all__ = [
-    "BODIES", "BUILDERS", "build_payload", "cost_line", "cost_of", "frame_label",
+    "DEFAULT_OPENAI_MODEL", "build_payload", "cost_line", "cost_of", "frame_label",
     "gemini_body", "gemini_payload", "in_time_order", "openai_body", "openai_payload",
-    "whole_video_tokens",
+    "request_body", "whole_video_tokens",
 ]

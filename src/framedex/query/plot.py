@@ -23,12 +23,12 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from framedex.errors import check
 from framedex.rules import TIERS, tier
+from framedex.values import Array
 
 _CURVE = "#555555"
 _MAX_COLS = 8
@@ -36,7 +36,7 @@ _MAX_COLS = 8
 MAX_SHEET = 32
 
 
-def sheet_members(chosen_timestamps: Sequence[float] | np.ndarray,
+def sheet_members(chosen_timestamps: Sequence[float] | Array,
                   limit: int = MAX_SHEET) -> list[int]:
     """Which chosen frames get a thumbnail: all of them up to ``limit``, else ``limit`` spread
     evenly over the selection in time order.
@@ -62,12 +62,12 @@ def _clock(sec: float) -> str:
 
 def plot_selection(
     *,
-    timestamps: Sequence[float] | np.ndarray,
-    scores: Sequence[float] | np.ndarray | None,
+    timestamps: Sequence[float] | Array,
+    scores: Sequence[float] | Array | None,
     chosen_positions: Sequence[int],
     chosen_timestamps: Sequence[float] | None = None,
     boundaries: Sequence[float] | None = None,
-    thumbnails: Sequence[np.ndarray] | None = None,
+    thumbnails: Sequence[Array] | None = None,
     sheet: Sequence[int] | None = None,
     tiers: Sequence[str | None] | None = None,
     title: str = "",
@@ -122,11 +122,11 @@ def plot_selection(
 
 def draw_selection(
     *,
-    timestamps: Sequence[float] | np.ndarray,
-    scores: Sequence[float] | np.ndarray | None,
+    timestamps: Sequence[float] | Array,
+    scores: Sequence[float] | Array | None,
     chosen_positions: Sequence[int],
     chosen_timestamps: Sequence[float] | None = None,
-    thumbnails: Sequence[np.ndarray] | None = None,
+    thumbnails: Sequence[Array] | None = None,
     sheet: Sequence[int] | None = None,
     tiers: Sequence[str | None] | None = None,
     title: str = "",
@@ -143,18 +143,18 @@ def draw_selection(
 class _Args:
     """The plot's inputs as arrays and lists."""
 
-    ts: np.ndarray
-    sc: np.ndarray | None
+    ts: Array
+    sc: Array | None
     pos: list[int]
-    cts: np.ndarray
+    cts: Array
     tiers: list[str | None]
-    thumbs: list[np.ndarray]
+    thumbs: list[Array]
     members: list[int] | None
 
     @classmethod
-    def of(cls, timestamps: Sequence[float] | np.ndarray,
-           scores: Sequence[float] | np.ndarray | None, chosen_positions: Sequence[int],
-           chosen_timestamps: Sequence[float] | None, thumbnails: Sequence[np.ndarray] | None,
+    def of(cls, timestamps: Sequence[float] | Array,
+           scores: Sequence[float] | Array | None, chosen_positions: Sequence[int],
+           chosen_timestamps: Sequence[float] | None, thumbnails: Sequence[Array] | None,
            sheet: Sequence[int] | None, tiers: Sequence[str | None] | None) -> _Args:
         ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         pos = [int(p) for p in chosen_positions]
@@ -188,7 +188,8 @@ def _render(args: _Args, boundaries: Sequence[float] | None, title: str, dpi: in
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # a bare Figure: no pyplot global state, thread-safe
+    # a bare Figure: no pyplot global state, thread-safe
+    from matplotlib.figure import Figure, SubFigure
 
     cols = min(_MAX_COLS, max(1, len(thumbs)))
     rows = math.ceil(len(thumbs) / cols) if thumbs else 0
@@ -198,10 +199,11 @@ def _render(args: _Args, boundaries: Sequence[float] | None, title: str, dpi: in
     fig = Figure(figsize=(12, top_h + 0.4 + rows * cell_h), dpi=dpi, layout="constrained")
     # Two subfigures, each laid out on its own: in one shared grid the constrained layout gave
     # the spanning curve axes no room for its y label (the thumbnails set column 0's margin).
-    top: Any = fig
-    sheet_fig: Any = None
+    top: Figure | SubFigure = fig
+    sheet_fig: Figure | SubFigure = fig
     if rows:
-        top, sheet_fig = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])  # type: ignore[misc]
+        halves = fig.subfigures(2, 1, height_ratios=[top_h + 0.4, rows * cell_h])
+        top, sheet_fig = np.asarray(halves, dtype=object).ravel()
     ax = top.add_subplot(1, 1, 1)
     # numbered on the curve: the frames on the sheet (all K when there is no sheet, up to
     # MAX_SHEET; past that the numbers would only hide the curve)
@@ -229,7 +231,7 @@ def _render(args: _Args, boundaries: Sequence[float] | None, title: str, dpi: in
     return buf.getvalue()
 
 
-def _shrink(image: np.ndarray, width: int) -> np.ndarray:
+def _shrink(image: Array, width: int) -> Array:
     """A thumbnail no wider than its cell: Pillow shrinks it once, where matplotlib's own
     resampling of a full-size frame took most of a plot's time (0.1 s a frame at 640 px)."""
     h, w = image.shape[:2]

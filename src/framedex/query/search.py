@@ -45,7 +45,6 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -61,6 +60,7 @@ from framedex.store.base import (
     VectorRows,
 )
 from framedex.store.schema import VideoRecord
+from framedex.values import Array, JsonObject
 
 #: Segments fetched per wanted result in the first round (a moment spans several segments).
 SEGMENTS_PER_RESULT = 16
@@ -146,7 +146,7 @@ class SearchFilters:
         return True
 
 
-def _meta_equal(have: Any, want: Any) -> bool:
+def _meta_equal(have: object, want: object) -> bool:
     # bool is an int in Python: True must not equal 1 in user metadata.
     if isinstance(have, bool) or isinstance(want, bool):
         return isinstance(have, bool) and isinstance(want, bool) and have == want
@@ -170,10 +170,10 @@ class Moment:
     #: Which part of a multi-part query this moment answers (None for a one-part query).
     part: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """``{"video_id", "path", "start", "end", "score"}`` (seconds, cosine), plus ``part``
         for the moments of a multi-part query."""
-        out: dict[str, Any] = {"video_id": self.video_id, "path": self.path,
+        out: JsonObject = {"video_id": self.video_id, "path": self.path,
                                "start": round(self.start, 3), "end": round(self.end, 3),
                                "score": round(self.score, 6)}
         if self.part is not None:
@@ -190,7 +190,7 @@ class VideoHit:
     score: float
     moments: list[Moment]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The best moment's fields plus ``moments`` (each as :meth:`Moment.to_json`)."""
         best = self.moments[0]
         return {"video_id": self.video_id, "path": self.path, "start": round(best.start, 3),
@@ -216,14 +216,14 @@ class SearchResult:
     finder: MomentFinder | None = None
 
     @property
-    def frames(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def frames(self) -> tuple[list[str], Array, Array]:
         """Every frame scored exactly: ``(video_ids, pos, scores)`` (built on demand)."""
         if self.finder is None:
             return [], np.zeros(0, dtype=np.int64), np.zeros(0)
         return self.finder.scored()
 
 
-def search_library(store: StoreReader, query: np.ndarray, *, limit: int = 10,
+def search_library(store: StoreReader, query: Array, *, limit: int = 10,
                    group_by: str = "moment", filters: SearchFilters | None = None,
                    params: SearchParams | None = None) -> list[Moment] | list[VideoHit]:
     """Rank the moments of the library against a query embedding.
@@ -248,7 +248,7 @@ def search_library(store: StoreReader, query: np.ndarray, *, limit: int = 10,
                           params=params).hits
 
 
-def search_moments(store: StoreReader, query: np.ndarray, *, limit: int = 10,
+def search_moments(store: StoreReader, query: Array, *, limit: int = 10,
                    group_by: str = "moment", filters: SearchFilters | None = None,
                    params: SearchParams | None = None,
                    per_result: int | None = None) -> SearchResult:
@@ -324,7 +324,7 @@ def allowed_videos(store: StoreReader, filters: SearchFilters | None
     return allowed, where
 
 
-def search_parts(store: StoreReader, queries: np.ndarray, *, operator: str = "and", limit: int = 10,
+def search_parts(store: StoreReader, queries: Array, *, operator: str = "and", limit: int = 10,
                  group_by: str = "video", filters: SearchFilters | None = None,
                  frames: Callable[[VideoRecord], FrameArrays] | None = None
                  ) -> list[Moment] | list[VideoHit]:
@@ -361,7 +361,7 @@ def search_parts(store: StoreReader, queries: np.ndarray, *, operator: str = "an
     if not allowed:
         return []
     groups = [q] if operator == "and" else [q[i:i + 1] for i in range(len(q))]
-    found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    found: dict[str, tuple[Array, Array, Array]] = {}
     for part in groups:
         fetch = limit + 8
         while True:
@@ -387,9 +387,9 @@ def search_parts(store: StoreReader, queries: np.ndarray, *, operator: str = "an
 
 
 def _live_vector_rows(rows: VectorRows, allowed: dict[str, VideoRecord]
-                      ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                      ) -> dict[str, tuple[Array, Array, Array]]:
     """``video_id -> (start_sec, end_sec, vectors)`` of the rows whose generation is live."""
-    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    out: dict[str, tuple[Array, Array, Array]] = {}
     for i, vid in enumerate(rows.video_ids):
         video = allowed.get(vid)
         if video is None or video.generation != rows.generations[i] or vid in out:
@@ -398,8 +398,8 @@ def _live_vector_rows(rows: VectorRows, allowed: dict[str, VideoRecord]
     return out
 
 
-def _part_moments(video: VideoRecord, starts: np.ndarray, ends: np.ndarray, sims: np.ndarray,
-                  q: np.ndarray, frames: Callable[[VideoRecord], FrameArrays] | None
+def _part_moments(video: VideoRecord, starts: Array, ends: Array, sims: Array,
+                  q: Array, frames: Callable[[VideoRecord], FrameArrays] | None
                   ) -> list[Moment]:
     """Each part's best segment as a moment (one per segment: two parts that pick the same
     segment share it, under the better part), best first."""
@@ -428,7 +428,7 @@ class StoreFrames:
     """:class:`~framedex.query.moments.FrameScores` over the store's frames table: one
     ``take`` per read, scored exactly against ``query``."""
 
-    def __init__(self, tables: SearchSnapshot, query: np.ndarray, live: dict[str, int]):
+    def __init__(self, tables: SearchSnapshot, query: Array, live: dict[str, int]):
         self.tables, self.query, self.live = tables, query, live
         self.rows = tables.frame_rows
 
@@ -446,7 +446,7 @@ class StoreFrames:
         return None if span is None else int(self.rows.frame_idx[span[0] + raw.peak])
 
     def read(self, windows: list[tuple[str, int, int]]
-             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+             ) -> list[tuple[Array, Array, Array]]:
         rows = []
         for video_id, lo, hi in windows:
             span = self._span(video_id)
@@ -469,7 +469,7 @@ class StoreCandidates:
     score lower), and -inf once the index has no more rows or the cap is reached.
     """
 
-    def __init__(self, tables: SearchSnapshot, query: np.ndarray, limit: int,
+    def __init__(self, tables: SearchSnapshot, query: Array, limit: int,
                  params: SearchParams | None, per_result: int | None):
         self.tables, self.query = tables, query
         self.params = params or DEFAULT_PARAMS.get(tables.index_type or "")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from framedex.errors import check
+from framedex.values import Array
 
 SEGMENTATIONS = ("fixed", "dynamic")
 SCOPES = ("clip", "asset")
@@ -38,15 +39,15 @@ class VideoEmbedding:
     scope: str
     start_sec: float
     end_sec: float
-    vector: np.ndarray  # (D,) float32, L2-normalised
+    vector: Array  # (D,) float32, L2-normalised
 
 
-def _pool(vectors: np.ndarray) -> np.ndarray:
+def _pool(vectors: Array) -> Array:
     mean = vectors.astype(np.float64).mean(axis=0)
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
-def fixed_bounds(start: float, end: float, seconds: float) -> np.ndarray:
+def fixed_bounds(start: float, end: float, seconds: float) -> Array:
     """Boundaries ``[start, start + s, ..., end]`` of fixed windows."""
     n = max(1, int(np.ceil((end - start) / seconds - 1e-9)))
     bounds = np.minimum(start + np.arange(n + 1, dtype=np.float64) * seconds, end)
@@ -54,8 +55,8 @@ def fixed_bounds(start: float, end: float, seconds: float) -> np.ndarray:
     return bounds
 
 
-def dynamic_bounds(pts_sec: np.ndarray, vectors: np.ndarray, start: float, end: float,
-                   min_seconds: float) -> np.ndarray:
+def dynamic_bounds(pts_sec: Array, vectors: Array, start: float, end: float,
+                   min_seconds: float) -> Array:
     """Boundaries of embedding-detected shots in ``[start, end]``, no shot shorter than
     ``min_seconds`` (unless the range is)."""
     from framedex.query.samplers.shots import ShotsSampler
@@ -72,7 +73,7 @@ def dynamic_bounds(pts_sec: np.ndarray, vectors: np.ndarray, start: float, end: 
     return np.asarray(merged, dtype=np.float64)
 
 
-def video_embeddings(pts_sec: np.ndarray, vectors: np.ndarray, duration: float, *,
+def video_embeddings(pts_sec: Array, vectors: Array, duration: float, *,
                      segmentation: str = "fixed", seconds: float = 6.0,
                      scopes: Sequence[str] = ("clip",), start_sec: float | None = None,
                      end_sec: float | None = None) -> list[VideoEmbedding]:

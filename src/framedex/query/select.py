@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -26,14 +25,15 @@ from framedex.errors import ConfigError
 from framedex.query.samplers import Budget, Sampler, TokenBudget
 from framedex.store.base import FrameArrays
 from framedex.store.schema import VideoRecord
+from framedex.values import Array, Json, JsonObject
 
 
 @dataclass(frozen=True)
 class RelevanceCurve:
     """Cosine relevance of every indexed frame of a video to the question, in time order."""
 
-    pts_sec: np.ndarray  # (N,) float64
-    scores: np.ndarray  # (N,) float64
+    pts_sec: Array  # (N,) float64
+    scores: Array  # (N,) float64
 
     def to_json(self) -> dict[str, list[float]]:
         """``{"pts_sec": [...], "scores": [...]}`` (rounded)."""
@@ -87,15 +87,15 @@ class SelectResult:
     decision: str | None = None
     reason: str | None = None
     latency_ms: float = 0.0
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JsonObject = field(default_factory=dict)
     num_frames: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, object] = field(default_factory=dict)
     #: The rollout arm that chose the sampler (None: the request named it, or no rollout).
     arm: str | None = None
     curve: RelevanceCurve | None = field(default=None, repr=False)
     record: VideoRecord | None = field(default=None, repr=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """A JSON-serialisable dict of the selection (times rounded to the microsecond)."""
         return {
             "video_id": self.video_id, "path": self.path, "question": self.question,
@@ -110,7 +110,7 @@ class SelectResult:
         }
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> Json:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -118,8 +118,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return _jsonable(value.item())
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def frames_in_span(frames: FrameArrays, record: VideoRecord, start: float | None,
@@ -140,16 +142,16 @@ def frames_in_span(frames: FrameArrays, record: VideoRecord, start: float | None
                        frames.pts_sec[keep], frames.vectors[keep])
 
 
-def relevance(frames: FrameArrays, query: np.ndarray) -> np.ndarray:
+def relevance(frames: FrameArrays, query: Array) -> Array:
     """Cosine of every frame with ``query``: the product in the storage precision (float32,
     ~1 ms for an hour at 1 fps), then float64 for every normalisation and CDF after it."""
     vectors = frames.vectors
     return np.asarray(vectors @ np.asarray(query, dtype=vectors.dtype), dtype=np.float64)
 
 
-def select_frames(frames: FrameArrays, record: VideoRecord, query: np.ndarray,
+def select_frames(frames: FrameArrays, record: VideoRecord, query: Array,
                   sampler: Sampler, spend: Budget, *, question: str,
-                  params: dict[str, Any] | None = None,
+                  params: JsonObject | None = None,
                   started: float | None = None) -> SelectResult:
     """Run one sampler on one video's cached frames (inputs already validated).
 

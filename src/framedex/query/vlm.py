@@ -33,13 +33,17 @@ import functools
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from framedex.errors import ModelEndpointError, check
 from framedex.rules import LIMITS
+from framedex.values import JsonObject
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 #: Where the endpoint's key is read from unless a setting names another variable.
 DEFAULT_KEY_ENV = "FRAMEDEX_VLM_API_KEY"
@@ -142,7 +146,7 @@ class ChatStream:
     """A streamed reply: iterate for text fragments; :attr:`reply` is complete afterwards."""
 
     endpoint: VLMEndpoint
-    chunks: Any = field(repr=False)
+    chunks: Iterable[object] = field(repr=False)
     started: float = 0.0
     reply: ChatReply = field(default_factory=lambda: ChatReply(""))
 
@@ -188,12 +192,12 @@ class ChatStream:
                                      "endpoint?)")
 
 
-def _count(value: Any) -> int | None:
+def _count(value: object) -> int | None:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @functools.lru_cache(maxsize=16)
-def _client(url: str, key: str, timeout_s: float, retries: int) -> Any:
+def _client(url: str, key: str, timeout_s: float, retries: int) -> OpenAI:
     """One ``openai.OpenAI`` per endpoint setting (its connection pool is reused). The timeout
     is a plain number: openai 1.x builds it on ``httpx``, newer releases on ``httpx2``, and
     both take seconds."""
@@ -202,12 +206,12 @@ def _client(url: str, key: str, timeout_s: float, retries: int) -> Any:
     return openai.OpenAI(base_url=url, api_key=key, max_retries=retries, timeout=timeout_s)
 
 
-def _client_for(endpoint: VLMEndpoint) -> Any:
+def _client_for(endpoint: VLMEndpoint) -> OpenAI:
     key = os.environ.get(endpoint.api_key_env) or _NO_KEY
     return _client(endpoint.url, key, float(endpoint.timeout_s), endpoint.retries)
 
 
-def complete(endpoint: VLMEndpoint, body: dict[str, Any]) -> ChatReply:
+def complete(endpoint: VLMEndpoint, body: JsonObject) -> ChatReply:
     """Send one chat-completions request and return the answer.
 
     Args:
@@ -247,7 +251,7 @@ def complete(endpoint: VLMEndpoint, body: dict[str, Any]) -> ChatReply:
                      model_ms=model_ms, served_model=getattr(reply, "model", None))
 
 
-def open_stream(endpoint: VLMEndpoint, body: dict[str, Any]) -> ChatStream:
+def open_stream(endpoint: VLMEndpoint, body: JsonObject) -> ChatStream:
     """Start a streamed chat completion (``stream_options.include_usage`` asks for the token
     counts in the last chunk). Connection errors, timeouts and HTTP errors raise here, before
     the first fragment.

@@ -31,11 +31,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from framedex.errors import NotFoundError
 from framedex.store.querylog import QueryLog
-from framedex.store.schema import now_utc, sql_str, sql_timestamp
+from framedex.store.schema import AnswerRow, now_utc, sql_str, sql_timestamp
 
 if TYPE_CHECKING:
     from framedex.store.base import LanceParts, Store
@@ -55,10 +55,10 @@ class AnswerLog(QueryLog):
     def __init__(self, store: Store, **options: Any):
         super().__init__(store, **options)
         self._recent_lock = threading.Lock()
-        self._by_key: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._by_id: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._by_key: OrderedDict[str, AnswerRow] = OrderedDict()
+        self._by_id: OrderedDict[str, AnswerRow] = OrderedDict()
 
-    def record_answer(self, row: dict[str, Any]) -> None:
+    def record_answer(self, row: AnswerRow) -> None:
         """Buffer one ``answers`` row (no I/O); a model answer becomes the cache entry of its
         key at once in this process."""
         with self._recent_lock:
@@ -68,14 +68,14 @@ class AnswerLog(QueryLog):
         self._buffer(row)
 
     @staticmethod
-    def _remember(table: OrderedDict[str, dict[str, Any]], key: str,
-                  row: dict[str, Any]) -> None:
+    def _remember(table: OrderedDict[str, AnswerRow], key: str,
+                  row: AnswerRow) -> None:
         table[key] = row
         table.move_to_end(key)
         while len(table) > RECENT_ANSWERS:
             table.popitem(last=False)
 
-    def lookup(self, cache_key: str) -> dict[str, Any] | None:
+    def lookup(self, cache_key: str) -> AnswerRow | None:
         """The newest model answer (not a cached copy) with ``cache_key``, or None."""
         with self._recent_lock:
             row = self._by_key.get(cache_key)
@@ -85,12 +85,12 @@ class AnswerLog(QueryLog):
             "answers", f"cache_key = {sql_str(cache_key)} AND cached = false").to_pylist()
         if not found:
             return None
-        row = max(found, key=lambda r: r["ts"])
+        row = cast(AnswerRow, max(found, key=lambda r: r["ts"]))
         with self._recent_lock:
             self._remember(self._by_key, cache_key, row)
         return row
 
-    def get(self, answer_id: str) -> dict[str, Any]:
+    def get(self, answer_id: str) -> AnswerRow:
         """One answer by id.
 
         Raises:
@@ -105,7 +105,7 @@ class AnswerLog(QueryLog):
         if not found:
             raise NotFoundError(f"no answer {answer_id[:64]!r}: answer ids come from ask; "
                                 "answers are kept 30 days")
-        return found[0]
+        return cast(AnswerRow, found[0])
 
     def add_feedback(self, answer_id: str, rating: str,
                      comment: str | None = None) -> dict[str, Any]:

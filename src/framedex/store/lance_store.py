@@ -627,11 +627,11 @@ class LanceStore(LanceCollections):
         ds = self.tables.snapshot(name)
         return SMALL_TABLES[name].empty_table() if ds is None else ds
 
-    def append(self, name: str, rows: list[dict[str, Any]]) -> None:
+    def append(self, name: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Append rows to a small table (``jobs``, ``query_log``, ``answers``...; created on
         first use)."""
         schema = SMALL_TABLES[name]
-        self.tables.append(name, pa.Table.from_pylist(rows, schema=schema), schema)
+        self.tables.append(name, pa.Table.from_pylist(list(rows), schema=schema), schema)
 
     def table_where(self, name: str, where: str,
                     columns: Sequence[str] | None = None) -> pa.Table:
@@ -646,10 +646,10 @@ class LanceStore(LanceCollections):
         return self.tables.read(name, list(columns) if columns else None, where=where,
                                 schema=SMALL_TABLES[name])
 
-    def upsert(self, name: str, key: str, rows: list[dict[str, Any]]) -> None:
+    def upsert(self, name: str, key: str, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert or replace rows of a small table by ``key`` (used for jobs)."""
         schema = SMALL_TABLES[name]
-        self.tables.upsert(name, key, pa.Table.from_pylist(rows, schema=schema), schema)
+        self.tables.upsert(name, key, pa.Table.from_pylist(list(rows), schema=schema), schema)
 
     def iter_tables(self) -> Iterator[str]:
         """Names of the tables that exist."""

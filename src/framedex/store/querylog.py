@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import FramedexError, check
@@ -56,7 +57,7 @@ class QueryLog:
         check(flush_rows >= 1, "flush_rows", flush_rows, "must be >= 1")
         check(flush_seconds > 0, "flush_seconds", flush_seconds, "must be > 0")
         self.store, self.flush_rows, self.flush_seconds = store, flush_rows, flush_seconds
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Mapping[str, object]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -80,7 +81,7 @@ class QueryLog:
             "cache_hit": cache_hit, "arm": arm,
         })
 
-    def _buffer(self, row: dict[str, Any]) -> None:
+    def _buffer(self, row: Mapping[str, object]) -> None:
         """Queue one row of :attr:`table` for the next flush."""
         with self._lock:
             if self._closed:

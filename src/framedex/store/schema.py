@@ -43,7 +43,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -266,6 +266,37 @@ ANSWERS_SCHEMA = pa.schema(
         ("options", pa.string()),
     ]
 )
+
+class AnswerRow(TypedDict):
+    """One row of ``answers`` (:data:`ANSWERS_SCHEMA`), as it is written and read back."""
+
+    answer_id: str
+    ts: datetime
+    cache_key: str
+    cached: bool
+    source_id: str | None
+    video_id: str
+    generation: int
+    question: str
+    sampler: str
+    arm: str | None
+    budget: int | None
+    tokens: int | None
+    model: str
+    endpoint: str
+    answer: str
+    finish_reason: str | None
+    timestamps: list[float] | None
+    frame_idx: list[int] | None
+    tiers: list[str] | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    select_ms: float | None
+    deliver_ms: float | None
+    model_ms: float | None
+    latency_ms: float | None
+    options: str
+
 
 #: A user's rating of an answer (``good`` or ``bad``); the newest rating of an answer counts.
 ANSWER_FEEDBACK_SCHEMA = pa.schema(

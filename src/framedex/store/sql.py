@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import pyarrow as pa
 
@@ -81,7 +81,19 @@ ORDER BY kind, sampler
 """
 
 
-def query_stats(store: Store) -> list[dict[str, Any]]:
+class QueryStats(TypedDict):
+    """One group of :func:`query_stats`."""
+
+    kind: str
+    sampler: str
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_results: float | None
+    cache_hit_rate: float | None
+
+
+def query_stats(store: Store) -> list[QueryStats]:
     """Count and p50/p95 latency of logged queries per (kind, sampler).
 
     Returns:
@@ -95,7 +107,7 @@ def query_stats(store: Store) -> list[dict[str, Any]]:
         for key in ("p50_ms", "p95_ms", "mean_results", "cache_hit_rate"):
             row[key] = None if row[key] is None else round(float(row[key]), 3)
         row["count"] = int(row["count"])
-    return rows
+    return cast(list[QueryStats], rows)
 
 
 # -- rollout arms ---------------------------------------------------------------------------

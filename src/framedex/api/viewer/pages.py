@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +20,14 @@ from framedex.api.viewer.auth import (
 )
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
 from framedex.errors import check
-from framedex.library import Moment, SearchFilters, VideoHit, VideoRecord, parse_pairs
+from framedex.library import (
+    Moment,
+    QueryStats,
+    SearchFilters,
+    VideoHit,
+    VideoRecord,
+    parse_pairs,
+)
 from framedex.rules import UNFINISHED
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
@@ -106,7 +114,7 @@ def jobs_page(request: Request, jobs: JobsDep) -> Response:
     return page(request, "jobs.html", title="Jobs", jobs=rows, count=count, active=active)
 
 
-def stats_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def stats_chart(rows: Sequence[QueryStats]) -> dict[str, Any]:
     """Bar geometry of p50/p95 latency per (kind, sampler)."""
     top = max([r["p95_ms"] or 0.0 for r in rows] + [1e-9])
     bars = []

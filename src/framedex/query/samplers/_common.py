@@ -11,12 +11,13 @@ import math
 import numpy as np
 
 from framedex.query.samplers.base import SelectContext
+from framedex.values import Array
 
 #: Gaussian consistency constant: 1.4826 * MAD estimates the standard deviation.
 _MAD_TO_SIGMA = 1.4826
 
 
-def minmax(scores: np.ndarray) -> np.ndarray | None:
+def minmax(scores: Array) -> Array | None:
     """``(s - min) / (max - min)`` in float64; None for constant scores.
 
     A range that overflows float64 is handled by scaling by max|s| first (affine invariance).
@@ -31,7 +32,7 @@ def minmax(scores: np.ndarray) -> np.ndarray | None:
     return (s - lo) / (hi - lo)
 
 
-def top_indices(values: np.ndarray, k: int) -> np.ndarray:
+def top_indices(values: Array, k: int) -> Array:
     """Positions of the ``k`` largest values, ties to the earlier position, best first.
 
     Equivalent to ``np.argsort(-values, kind="stable")[:k]`` (and to ``heapq.nlargest`` over
@@ -59,7 +60,7 @@ def top_indices(values: np.ndarray, k: int) -> np.ndarray:
     return cand[np.lexsort((cand, -values[cand]))]
 
 
-def uniform_indices(n: int, k: int) -> np.ndarray:
+def uniform_indices(n: int, k: int) -> Array:
     """``linspace(0, n-1, k)`` rounded half up; distinct and ascending for 1 <= k <= n.
 
     Args:
@@ -77,7 +78,7 @@ def uniform_indices(n: int, k: int) -> np.ndarray:
     return np.floor(np.linspace(0.0, n - 1.0, k) + 0.5).astype(np.int64)
 
 
-def fill_evenly(chosen: np.ndarray, r: int) -> np.ndarray:
+def fill_evenly(chosen: Array, r: int) -> Array:
     """Pick ``r`` more positions spread evenly over the positions not in ``chosen``.
 
     Args:
@@ -100,7 +101,7 @@ def uniform_tier_fields(ctx: SelectContext, count: int, tier: str) -> tuple[list
     return [tier] * count, tokens
 
 
-def peakedness(scores: np.ndarray) -> float:
+def peakedness(scores: Array) -> float:
     """Robust, N-normalised peak statistic of a relevance curve (the router's flat/peaked
     statistic; its module docstring derives it).
 
@@ -124,7 +125,7 @@ def peakedness(scores: np.ndarray) -> float:
     return z / math.sqrt(2.0 * math.log(_effective_n(s)))
 
 
-def _effective_n(s: np.ndarray) -> float:
+def _effective_n(s: Array) -> float:
     """Effective number of independent scores, N (1 - r1) / (1 + r1), at least 3.
 
     The extreme-value scale sqrt(2 ln N) assumes N independent scores. Cached relevance is
@@ -144,7 +145,7 @@ def _effective_n(s: np.ndarray) -> float:
     return max(3.0, n * (1.0 - r1) / (1.0 + r1))
 
 
-def minmax_or_zeros(scores: np.ndarray) -> np.ndarray:
+def minmax_or_zeros(scores: Array) -> Array:
     """:func:`minmax`, with zeros for constant scores (for samplers that add it to a term)."""
     x = minmax(scores)
     return np.zeros(np.shape(scores), dtype=np.float64) if x is None else x

@@ -56,12 +56,13 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import minmax_or_zeros, peakedness, uniform_tier_fields
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
 class _Pool:
     """Candidates whose marginal gain is tracked exactly (lazy greedy; see greedy_logdet)."""
 
-    def __init__(self, emb: np.ndarray, rel: np.ndarray, eps: float, k: int) -> None:
+    def __init__(self, emb: Array, rel: Array, eps: float, k: int) -> None:
         self.emb, self.rel, self.eps, self.k = emb, rel, eps, k
         self.idx = np.zeros(0, dtype=np.int64)  # global positions in the pool
         self.pe = np.zeros((0, emb.shape[1]), dtype=np.float32)  # their embeddings
@@ -70,7 +71,7 @@ class _Pool:
         self.picks: list[int] = []  # pool-local positions of the picks, in order
         self.piv: list[float] = []  # sqrt(d_j) of each pick when it was picked
 
-    def add(self, new: np.ndarray) -> None:
+    def add(self, new: Array) -> None:
         """Add global positions ``new``: their Cholesky columns by forward substitution."""
         e_new = self.emb[new].astype(np.float32)
         d_new = np.einsum("ij,ij->i", e_new, e_new).astype(np.float64) + self.eps
@@ -99,7 +100,7 @@ class _Pool:
 
 
 def greedy_logdet(
-    emb: np.ndarray, rel: np.ndarray, k: int, lam: float, eps: float, use_rel: bool
+    emb: Array, rel: Array, k: int, lam: float, eps: float, use_rel: bool
 ) -> list[int]:
     """Greedy argmax of ``sum R + lam * logdet(G_S + eps I)`` with incremental Cholesky.
 
@@ -186,7 +187,7 @@ class AdaRDKeySampler(Sampler):
                                           and self.gated_pool >= 1), "gated_pool",
               self.gated_pool, "must be None (exact) or an int >= 1")
 
-    def effective_lambda(self, rel: np.ndarray, k: int) -> float:
+    def effective_lambda(self, rel: Array, k: int) -> float:
         """The lambda used for relevance ``rel`` (in [0, 1]) and budget ``k``."""
         if self.lambda_rule == "fixed":
             return float(self.lam)

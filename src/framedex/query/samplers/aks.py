@@ -36,9 +36,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import minmax, top_indices, uniform_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def aks_leaves(x: np.ndarray, k: int, t1: float, t2: float,
+def aks_leaves(x: Array, k: int, t1: float, t2: float,
                max_depth: int) -> list[tuple[int, int, int]]:
     """Judge-and-split breadth-first; returns leaves as (start, end, depth)."""
     leaves: list[tuple[int, int, int]] = []
@@ -65,7 +66,7 @@ def aks_leaves(x: np.ndarray, k: int, t1: float, t2: float,
     return leaves
 
 
-def _leaf_picks(x: np.ndarray, k: int, leaves: list[tuple[int, int, int]]) -> np.ndarray:
+def _leaf_picks(x: Array, k: int, leaves: list[tuple[int, int, int]]) -> Array:
     picks = [start + top_indices(x[start:end], int(k / 2**depth)) for start, end, depth in leaves]
     return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 

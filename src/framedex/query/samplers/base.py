@@ -26,6 +26,7 @@ import numpy as np
 from framedex.errors import ConfigError, check
 from framedex.registry import Registry
 from framedex.rules import LIMITS, TIERS, tier_tokens
+from framedex.values import Array, Json, JsonObject
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,11 @@ class CheckedFrames(int):
             ConfigError: not an integer within the rule.
         """
         limit = LIMITS["budget"]
-        check(_is_int(value) and limit.holds(int(value)),  # type: ignore[call-overload]
-              "budget", value, limit.rule())
-        return cls(int(value))  # type: ignore[call-overload]
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+            and limit.holds(int(value))
+        check(ok, "budget", value, limit.rule())
+        assert isinstance(value, (int, np.integer))
+        return cls(int(value))
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,11 @@ class CheckedTokens(TokenBudget):
             ConfigError: not an integer within the rule.
         """
         limit = LIMITS["tokens"]
-        check(_is_int(value) and limit.holds(int(value)),  # type: ignore[call-overload]
-              "tokens", value, limit.rule())
-        return cls(int(value))  # type: ignore[call-overload]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+            and limit.holds(int(value))
+        check(ok, "tokens", value, limit.rule())
+        assert isinstance(value, (int, np.integer))
+        return cls(int(value))
 
 
 Budget = int | TokenBudget
@@ -125,7 +126,7 @@ class Selection:
     tokens_used: int | None = None
     decision: str | None = None
     reason: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, object] = field(default_factory=dict)
 
 
 class Sampler(ABC):
@@ -160,22 +161,22 @@ class Sampler(ABC):
 
     def select(
         self,
-        frame_embeddings: np.ndarray,
-        query_embedding: np.ndarray | None,
+        frame_embeddings: Array,
+        query_embedding: Array | None,
         budget: Budget,
-        timestamps: np.ndarray | None = None,
+        timestamps: Array | None = None,
     ) -> list[int]:
         """Pick frames. Returns ascending positions into the N frames."""
         return self.select_result(frame_embeddings, query_embedding, budget, timestamps).indices
 
     def select_result(
         self,
-        frame_embeddings: np.ndarray | None,
-        query_embedding: np.ndarray | None,
+        frame_embeddings: Array | None,
+        query_embedding: Array | None,
         budget: Budget,
-        timestamps: np.ndarray | None = None,
+        timestamps: Array | None = None,
         *,
-        scores: np.ndarray | None = None,
+        scores: Array | None = None,
     ) -> Selection:
         """Like :meth:`select` but returns the full :class:`Selection`.
 
@@ -215,10 +216,10 @@ class Sampler(ABC):
 
     def select_scores(
         self,
-        scores: np.ndarray,
+        scores: Array,
         budget: Budget,
-        timestamps: np.ndarray | None = None,
-        frame_embeddings: np.ndarray | None = None,
+        timestamps: Array | None = None,
+        frame_embeddings: Array | None = None,
     ) -> list[int]:
         """Pick frames from precomputed relevance ``scores`` (N,) instead of a query embedding."""
         return self.select_result(
@@ -229,7 +230,7 @@ class Sampler(ABC):
     def _select(self, ctx: SelectContext) -> Selection:
         """Pick frames from a validated context. Subclasses implement this only."""
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> JsonObject:
         """The parameters this sampler runs with, for logs and API echoes."""
         if dataclasses.is_dataclass(self):
             return dataclasses.asdict(self)
@@ -255,9 +256,9 @@ class SelectContext:
 
     n: int
     k: int
-    scores: np.ndarray | None
-    embeddings: np.ndarray | None
-    timestamps: np.ndarray
+    scores: Array | None
+    embeddings: Array | None
+    timestamps: Array
     token_budget: TokenBudget | None = None
     requested_k: int = 0
 
@@ -265,17 +266,17 @@ class SelectContext:
         self.requested_k = max(self.requested_k, self.k)
 
 
-def _pick(scores: np.ndarray | None, indices: list[int]) -> list[float] | None:
+def _pick(scores: Array | None, indices: list[int]) -> list[float] | None:
     return None if scores is None else [float(scores[i]) for i in indices]
 
 
 def build_context(
     sampler: Sampler,
-    frame_embeddings: np.ndarray | None,
-    query_embedding: np.ndarray | None,
+    frame_embeddings: Array | None,
+    query_embedding: Array | None,
     budget: Budget,
-    timestamps: np.ndarray | None,
-    scores: np.ndarray | None,
+    timestamps: Array | None,
+    scores: Array | None,
 ) -> SelectContext:
     """Validate the inputs once, for every sampler, and compute relevance in float64."""
     emb = None
@@ -325,9 +326,9 @@ def build_context(
     else:
         check(isinstance(budget, (int, np.integer)) and not isinstance(budget, bool),
               "budget", budget, "must be an integer frame count or a TokenBudget")
-        frames: Any = budget  # an integer, checked just above
-        check(frames >= 1, "budget", budget, "must be >= 1")
-        k = int(frames)
+        assert not isinstance(budget, TokenBudget)  # an integer, checked just above
+        check(budget >= 1, "budget", budget, "must be >= 1")
+        k = int(budget)
     return SelectContext(n=n, k=min(k, n), scores=scores, embeddings=emb, timestamps=ts,
                          token_budget=token_budget, requested_k=k)
 
@@ -368,7 +369,7 @@ def list_samplers() -> list[str]:
     return _SAMPLERS.names()
 
 
-def create_sampler(name: str | Sampler, **params: Any) -> Sampler:
+def create_sampler(name: str | Sampler, **params: Json) -> Sampler:
     """Build a sampler by name. ``None``-valued params mean "use the default" and are dropped.
 
     Raises:
@@ -404,10 +405,10 @@ class ParamInfo:
 
     name: str
     type: str
-    default: Any
+    default: Json
     doc: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """A JSON-ready dict."""
         return {"name": self.name, "type": self.type, "default": self.default, "doc": self.doc}
 
@@ -421,7 +422,7 @@ class SamplerInfo:
     query_aware: bool
     params: tuple[ParamInfo, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """A JSON-ready dict."""
         return {"name": self.name, "description": self.description,
                 "query_aware": self.query_aware, "params": [p.to_json() for p in self.params]}
@@ -492,7 +493,7 @@ def _arg_docs(doc: str) -> dict[str, str]:
     return out
 
 
-def _type_name(tp: Any) -> str:
+def _type_name(tp: object) -> str:
     import typing
 
     args = typing.get_args(tp)
@@ -501,7 +502,7 @@ def _type_name(tp: Any) -> str:
     return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-def _check_type(sampler: str, param: ParamInfo, value: Any) -> None:
+def _check_type(sampler: str, param: ParamInfo, value: Json) -> None:
     """Refuse a value whose type the parameter cannot take (a list where a number belongs
     used to surface deep in numpy)."""
     ok = {"int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),

@@ -41,9 +41,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import minmax, uniform_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def inverse_transform_indices(x: np.ndarray, k: int, power: float) -> tuple[np.ndarray, np.ndarray]:
+def inverse_transform_indices(x: Array, k: int, power: float) -> tuple[Array, Array]:
     """BOLT's quantile picks on min-max-normalised scores ``x``; returns (indices, p)."""
     if power != -1:
         x = x**power
@@ -54,7 +55,7 @@ def inverse_transform_indices(x: np.ndarray, k: int, power: float) -> tuple[np.n
     return np.minimum(idx, len(x) - 1), p
 
 
-def dedupe_nearest(idx: np.ndarray, p: np.ndarray) -> np.ndarray:
+def dedupe_nearest(idx: Array, p: Array) -> Array:
     """Replace repeated entries of sorted ``idx`` by the nearest free frame (ties: higher p).
 
     Nearest-free lookups use two union-find "next free" pointers with path compression, so the

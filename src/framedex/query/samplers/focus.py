@@ -40,9 +40,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import minmax_or_zeros, top_indices, uniform_tier_fields
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def make_arms(ts: np.ndarray, arm_sec: float, min_arms: int) -> np.ndarray:
+def make_arms(ts: Array, arm_sec: float, min_arms: int) -> Array:
     """Arm boundaries: (A + 1,) positions; arm a is frames ``[b[a], b[a + 1])``, none empty."""
     n = len(ts)
     span = float(ts[-1] - ts[0]) if n > 1 else 0.0
@@ -52,7 +53,7 @@ def make_arms(ts: np.ndarray, arm_sec: float, min_arms: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [n]]))
 
 
-def coarse_samples(bounds: np.ndarray, extra: int, rng: np.random.Generator) -> np.ndarray:
+def coarse_samples(bounds: Array, extra: int, rng: np.random.Generator) -> Array:
     """Centre + up to ``extra`` distinct random other frames of every arm (vectorised)."""
     start, length = bounds[:-1], np.diff(bounds)
     centre_off = (length - 1) // 2
@@ -70,7 +71,7 @@ def coarse_samples(bounds: np.ndarray, extra: int, rng: np.random.Generator) -> 
     return np.unique(out[out >= 0])
 
 
-def ucb(bounds: np.ndarray, observed: np.ndarray, x: np.ndarray, min_var: float) -> np.ndarray:
+def ucb(bounds: Array, observed: Array, x: Array, min_var: float) -> Array:
     """FOCUS upper bound per arm from the scores ``x`` of the ``observed`` frames."""
     arm_of = np.searchsorted(bounds, np.flatnonzero(observed), side="right") - 1
     vals = x[observed]
@@ -134,7 +135,7 @@ class FocusSampler(Sampler):
               self.min_gap_sec, "must be None (adaptive) or >= 0")
         check(isinstance(self.seed, (int, np.integer)), "seed", self.seed, "must be an int")
 
-    def _gap(self, ts: np.ndarray, k: int) -> float:
+    def _gap(self, ts: Array, k: int) -> float:
         if self.min_gap_sec is not None:
             return float(self.min_gap_sec)
         duration = float(ts[-1] - ts[0]) + (float(np.median(np.diff(ts))) if len(ts) > 1 else 1)
@@ -178,14 +179,14 @@ class FocusSampler(Sampler):
         return sel
 
     @staticmethod
-    def _block(blocked: np.ndarray, ts: np.ndarray, i: int, gap: float) -> None:
+    def _block(blocked: Array, ts: Array, i: int, gap: float) -> None:
         lo = np.searchsorted(ts, ts[i] - gap, side="right") if gap > 0 else i
         hi = np.searchsorted(ts, ts[i] + gap, side="left") if gap > 0 else i + 1
         blocked[lo:max(hi, i + 1)] = True
         blocked[i] = True
 
-    def _draw_arm(self, x: np.ndarray, ts: np.ndarray, lo: int, hi: int, want: int,
-                  blocked: np.ndarray, gap: float, rng: np.random.Generator) -> list[int]:
+    def _draw_arm(self, x: Array, ts: Array, lo: int, hi: int, want: int,
+                  blocked: Array, gap: float, rng: np.random.Generator) -> list[int]:
         """Draw ``want`` frames of arm [lo, hi) without replacement, softmax-weighted, gapped."""
         if want <= 0:
             return []

@@ -21,9 +21,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import fill_evenly, uniform_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def rate_grid(ts: np.ndarray, target_fps: float) -> np.ndarray:
+def rate_grid(ts: Array, target_fps: float) -> Array:
     """Distinct positions of the frames nearest to ``t0 + i / target_fps`` (ascending)."""
     span = float(ts[-1] - ts[0])
     count = int(np.floor(span * target_fps + 1e-9)) + 1

@@ -22,9 +22,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import minmax, top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def mmr_greedy(emb: np.ndarray, rel: np.ndarray, k: int, theta: float,
+def mmr_greedy(emb: Array, rel: Array, k: int, theta: float,
                block: int = 16) -> list[int]:
     """Greedy MMR with lazy (upper-bound) refreshes; exact w.r.t. the eager greedy loop.
 
@@ -77,7 +78,7 @@ def mmr_greedy(emb: np.ndarray, rel: np.ndarray, k: int, theta: float,
     return picks
 
 
-def _pool(ub: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+def _pool(ub: Array, size: int) -> tuple[Array, float]:
     """The ``size`` best bounds (positions) and the best bound left outside (-inf if none)."""
     if size >= len(ub):
         return np.arange(len(ub)), -np.inf

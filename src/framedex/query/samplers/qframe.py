@@ -40,6 +40,7 @@ from framedex.query.samplers.base import (
     register_sampler,
 )
 from framedex.rules import TIERS
+from framedex.values import Array
 
 
 def tier_split(total: int, high: int, mid: int, low: int) -> tuple[int, int, int]:
@@ -96,7 +97,7 @@ def split_for_tokens(
     return 0, 0, 1  # unreachable after build_context's check; keeps >= 1 frame
 
 
-def gumbel_rank(rel: np.ndarray, tau: float, seed: int) -> np.ndarray:
+def gumbel_rank(rel: Array, tau: float, seed: int) -> Array:
     """Rank frames by sampling without replacement from ``softmax(rel / tau)``.
 
     Gumbel-top-k: ``argsort(-(log p + G))`` with ``G = -log(-log U)`` is a draw of a ranking

@@ -20,9 +20,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import fill_evenly, top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def neighbour_drops(emb: np.ndarray) -> np.ndarray:
+def neighbour_drops(emb: Array) -> Array:
     """``1 - cos(t, t+1)`` for t in [0, N-2], float64 (embeddings are L2-normalised)."""
     return 1.0 - np.einsum("ij,ij->i", emb[:-1], emb[1:]).astype(np.float64)
 
@@ -53,7 +54,7 @@ class ShotsSampler(Sampler):
         check(_num(self.min_drop) and self.min_drop >= 0, "min_drop", self.min_drop,
               "must be a number >= 0")
 
-    def cuts(self, emb: np.ndarray, k: int) -> np.ndarray:
+    def cuts(self, emb: Array, k: int) -> Array:
         """Cut positions c (a shot starts at frame c), ascending, at most k-1 of them."""
         if len(emb) < 2:
             return np.zeros(0, dtype=np.int64)

@@ -33,9 +33,10 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.values import Array
 
 
-def differential_walk(emb: np.ndarray, f2t: np.ndarray, k: int, f2f_thrd: float,
+def differential_walk(emb: Array, f2t: Array, k: int, f2f_thrd: float,
                       f2t_thrd: float) -> list[int]:
     """Step 1: the relevance walk with similarity suppression; returns picks in walk order.
 
@@ -69,7 +70,7 @@ def differential_walk(emb: np.ndarray, f2t: np.ndarray, k: int, f2f_thrd: float,
     return picks
 
 
-def distribute(selected: np.ndarray, budget: int) -> np.ndarray:
+def distribute(selected: Array, budget: int) -> Array:
     """Step 2: spread ``budget`` more frames over the gaps of boolean mask ``selected``."""
     n = len(selected)
     free = ~selected

@@ -54,7 +54,8 @@ def _encoder(library: Library, model_name: str) -> dict[str, Any]:
 
 
 def _check_dimension(library: Library, wanted: int | None) -> int:
-    dim = int(library.encoder_info()["dim"])
+    dim = library.encoder_info()["dim"]
+    assert isinstance(dim, int)
     if wanted is not None and wanted != dim:
         raise ConfigError(f"embedding_dimension={wanted} is invalid: this server's encoder "
                           f"makes {dim}-dimensional embeddings")
