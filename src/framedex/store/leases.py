@@ -331,11 +331,9 @@ class Leases:
         from obstore.exceptions import NotFoundError
 
         try:
-            with self._io("write leases to"):
-                try:
-                    obstore.delete(self.objects, key)
-                except (NotFoundError, FileNotFoundError):
-                    pass
+            with self._io("write leases to"), \
+                    contextlib.suppress(NotFoundError, FileNotFoundError):
+                obstore.delete(self.objects, key)
         except StoreError:  # best effort: a leftover lower epoch or marker is harmless
             log.debug("could not delete lease object %s", key, exc_info=True)
 
