@@ -73,6 +73,7 @@ from framedex.query.select import RelevanceCurve, SelectResult, frames_in_span, 
 from framedex.rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_INDEX_FPS,
+    DEFAULT_LIMIT,
     DEFAULT_QUALITY,
     GROUP_BY,
     LIMITS,
@@ -489,7 +490,8 @@ class Library(CollectionsMixin, AskMixin):
     @_recovering
     def search(self, text: str | Sequence[str] | None = None, *,
                image: Array | Sequence[Array] | None = None,
-               operator: str = "or", limit: int = 10, group_by: str = "moment",
+               operator: str = OPERATORS[0], limit: int = DEFAULT_LIMIT,
+               group_by: str = GROUP_BY[0],
                filters: SearchFilters | None = None,
                collection: str | None = None) -> list[Moment] | list[VideoHit]:
         """Ranked moments (or videos, ``group_by="video"``) matching a query.

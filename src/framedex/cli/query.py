@@ -30,7 +30,7 @@ from framedex.cli._common import (
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
-from framedex.rules import GROUP_BY, PAYLOAD_FORMATS, tier_costs_text
+from framedex.rules import DEFAULT_LIMIT, GROUP_BY, LIMITS, PAYLOAD_FORMATS, tier_costs_text
 
 if TYPE_CHECKING:
     from framedex.library import Moment, VideoHit
@@ -50,7 +50,10 @@ def search(
     text: Annotated[str | None, typer.Argument(
         help="What to look for, in words (optional with --image or --and).")] = None,
     db: Db = DEFAULT_DB,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Number of results.")] = 10,
+    limit: Annotated[int, typer.Option(
+        "--limit", "-n",
+        help=f"Number of results ({LIMITS['limit'].rule().removeprefix('must be ')}).")
+    ] = DEFAULT_LIMIT,
     group_by: Annotated[str, typer.Option(
         "--group-by", help=f"{' or '.join(GROUP_BY)}.")] = GROUP_BY[0],
     min_duration: Annotated[float | None, typer.Option(

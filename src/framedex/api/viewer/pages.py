@@ -28,7 +28,7 @@ from framedex.library import (
     VideoRecord,
     parse_pairs,
 )
-from framedex.rules import UNFINISHED
+from framedex.rules import DEFAULT_LIMIT, GROUP_BY, UNFINISHED
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
@@ -76,8 +76,8 @@ def home(request: Request, library: LibraryDep, paths: PathsDep) -> Response:
     """The search box and the library; with ``q``, the moments (or videos), best first."""
     q = request.query_params
     query = params.text(q, "q")
-    group_by = q.get("group_by") or "moment"
-    limit = params.integer(q, "limit") or 10
+    group_by = q.get("group_by") or GROUP_BY[0]
+    limit = params.integer(q, "limit") or DEFAULT_LIMIT
     check(1 <= limit <= MAX_LIMIT, "limit", limit, f"must be in 1..{MAX_LIMIT}")
     offset = params.integer(q, "offset") or 0
     check(offset >= 0, "offset", offset, "must be >= 0")
