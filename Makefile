@@ -19,13 +19,14 @@ demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
 # The tests on 4 workers (a module's tests share one worker and its fixtures), then the
-# type check (mypy, configured in pyproject.toml): the README's test command, which .ci/run
-# calls. Tests marked slow (more writers, S3 replicas, the Ray and CLI start-up benchmarks)
+# type check (mypy) and the linter (ruff), both configured in pyproject.toml: the README's
+# test command, which .ci/run calls. Tests marked slow (more writers, S3 replicas, the Ray and CLI start-up benchmarks)
 # run in `make test-slow`, which .ci/run calls too.
 XDIST := -n 4 --dist loadfile
 test: $(STAMP)
 	$(PY) -m pytest -q $(XDIST)
 	$(PY) -m mypy
+	$(PY) -m ruff check src tests scripts
 
 # The inner loop: what starts no server, cluster, browser or process and loads no big model.
 test-fast: $(STAMP)
