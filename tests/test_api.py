@@ -219,6 +219,7 @@ def test_delete_removes_video_but_keeps_job_history(client, indexed, media):
 # -- restart during a running ingest ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill9_during_ingest_recovers_the_job(tmp_path, tiny_model):
     from framedex.synth import random_spec, render
 

@@ -127,6 +127,7 @@ def test_worker_crash_fails_its_file_not_the_run(tmp_path, small_video, tiny_mod
     assert [v.path for v in store.list_videos()] == [good.path]
 
 
+@pytest.mark.slow
 def test_killed_multi_worker_run_leaves_no_partial_video(tmp_path, parallel_library,
                                                          tiny_model):
     db = tmp_path / "db"

@@ -316,6 +316,7 @@ def test_a_long_tmpdir_does_not_break_the_local_cluster(monkeypatch, tmp_path):
     assert local_ray_temp_dir() is None
 
 
+@pytest.mark.slow
 def test_a_ray_job_and_a_cli_writer_together(ray_cluster, ray_lib, tiny_model, tmp_path):
     """A Ray job and a local `framedex index` on one store at once: every video once, each
     live generation whole (the claims are leases in the store, whoever the writer is)."""

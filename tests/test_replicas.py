@@ -95,6 +95,7 @@ def test_two_replicas_with_two_workers_given_the_same_upload(db, folder, tiny_mo
     assert_whole(open_store(), 1)
 
 
+@pytest.mark.slow
 def test_cli_and_api_writers_together(tmp_path, folder, tiny_model):
     db = str(tmp_path / "lib.db")
     proc, base = _serve(db, tiny_model, "--workers", "2", "--allow-root", str(folder))

@@ -50,7 +50,7 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def db(request, tmp_path):
     """(``--db`` value, environment for a CLI process, LanceStore to inspect it)."""
     if request.param == "local":
