@@ -28,9 +28,10 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m ruff check src tests scripts
 
-# The inner loop: what starts no server, cluster, browser or process and loads no big model.
+# The inner loop: what starts no server, cluster, browser or process and loads no big model
+# (CPU-bound, so one worker per core).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q $(XDIST) -m "not slow and not gpu and not network and not heavy"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not gpu and not network and not heavy"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) -m slow

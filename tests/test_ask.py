@@ -21,6 +21,8 @@ from framedex.errors import (
 )
 from framedex.library import Library, Rollout, VLMEndpoint
 
+pytestmark = pytest.mark.heavy  # the answering model's server and an 80 s video: not test-fast
+
 ANSWERER_MODEL = "framedex-shapes-vlm"
 
 

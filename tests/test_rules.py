@@ -164,6 +164,7 @@ def _flat(message: str) -> str:
     return " ".join(message.split())
 
 
+@pytest.mark.heavy  # a server on loopback: not in make test-fast
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.command}-{c.param}-{c.value}")
 def test_each_boundary_gets_the_same_answer_from_the_cli_python_and_http(world, case):
     python = _python(world, case)
