@@ -284,10 +284,18 @@ class JobStore:
         return self.store.locks.job_running(job_id)
 
 def expire_jobs(store: JobTables, retention: timedelta = DEFAULT_JOB_RETENTION) -> int:
-    """Delete finished jobs last updated longer ago than ``retention``. Returns how many."""
+    """Delete finished jobs last updated longer ago than ``retention``, and their leases'
+    last records (no worker claims a job that is gone: the workers look for unfinished jobs
+    in the table). Returns how many jobs."""
     cutoff = sql_timestamp(now_utc() - retention)
-    return store.tables.delete(
-        "jobs", f"status IN {sql_strs(FINISHED)} AND updated_at < {cutoff}")
+    where = f"status IN {sql_strs(FINISHED)} AND updated_at < {cutoff}"
+    expired = store.tables.read("jobs", ["job_id"], where, JOBS_SCHEMA)
+    if expired.num_rows == 0:
+        return 0
+    store.tables.delete("jobs", where)
+    for job_id in expired.column("job_id").to_pylist():
+        store.locks.leases.purge(f"job-{job_id}")
+    return int(expired.num_rows)
 
 
 def _us(t: datetime) -> int:

@@ -529,6 +529,20 @@ class Leases:
             out.append(record)
         return out
 
+    def purge(self, name: str) -> None:
+        """Delete every record of ``name`` unless one is held and alive: only for names no
+        acquirer can want any more (an expired job's), since the highest epoch's record is
+        what keeps a late acquirer from taking a lease twice."""
+        epochs = self._epochs(name)
+        if not epochs:
+            return
+        top = self._read(name, epochs[-1])
+        if top is not None and top.state == "held" and self.alive(top):
+            return
+        self._delete(name, epochs)
+        if top is not None:
+            self._remove(self._marker(name, top.epoch))
+
     def forget(self, record: LeaseRecord) -> None:
         """Delete a dead holder's record and marker (a unique name's, e.g. a dead writer's:
         nobody will take that name over)."""
