@@ -16,6 +16,7 @@ import pytest
 from framedex import Library
 from framedex.errors import VideoNotFoundError
 from framedex.library import internals
+from framedex.store import LanceStore
 
 pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
 
@@ -410,3 +411,28 @@ def test_a_schema_2_store_is_upgraded_and_its_old_videos_still_served(tmp_path, 
     for vid in (old_id, new.video_id):
         frame = int(lib.embeddings(vid)[1].frame_idx[0])
         assert lib.frame_jpeg(vid, frame)[:2] == b"\xff\xd8"
+
+
+def test_upkeep_failing_after_the_commits_is_a_warning_not_a_failed_run(tmp_path, folder,
+                                                                       tiny_model, monkeypatch):
+    """One lost race or a full disk in the post-run optimize made `framedex index` exit 1
+    with empty --json output, although its videos were committed and live."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+    from framedex.errors import StoreError
+
+    def full_disk(self, **options):
+        raise StoreError(f"cannot optimize the store at {self.uri}: the disk is full")
+
+    monkeypatch.setattr(LanceStore, "optimize", full_disk)
+    db = tmp_path / "db"
+    run = CliRunner().invoke(app, ["index", str(folder / "v2.mp4"), "--db", str(db),
+                                   "--model", tiny_model, "--json"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert len(report["indexed"]) == 1 and "the disk is full" in report["warnings"][0]
+    assert "framedex: warning: the videos are indexed" in run.stderr
+    assert Library(db).videos()[0].num_indexed == 8  # committed and live
