@@ -194,6 +194,26 @@ class Admitted:
     replaced: VideoRecord | None = None
 
 
+@dataclass
+class InFlight:
+    """A video an engine is indexing (each engine adds its own progress), by its admission."""
+
+    admitted: Admitted
+    key: int
+
+    @property
+    def prep(self) -> Prepared:
+        return self.admitted.prep
+
+    @property
+    def claim(self) -> Claim:
+        return self.admitted.claim
+
+    @property
+    def generation(self) -> int:
+        return self.admitted.generation
+
+
 def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wait: bool
           ) -> Admitted | IndexOutcome | None:
     """The writer's side of admitting a planned file: claim its content id, re-check under

@@ -53,13 +53,13 @@ import numpy as np
 
 from framedex.errors import ConfigError, FramedexError, check
 from framedex.indexer.engine_base import IndexEngine, register_engine
+from framedex.indexer.planner import InFlight
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, ProgressFn
 from framedex.rules import FAILED, INDEXED
 
 if TYPE_CHECKING:
     from framedex.indexer.planner import Admitted, Prepared
     from framedex.store import Store
-    from framedex.store.locks import Claim
 
 log = logging.getLogger(__name__)
 
@@ -320,11 +320,9 @@ class RayEngine(IndexEngine):
 
 
 @dataclass
-class _Video:
+class _Video(InFlight):
     """A video in flight: claimed, begun, cut into units; its staged fragments so far."""
 
-    key: int
-    admitted: Admitted
     units: int
     expected: int
     t0: float = field(default_factory=time.perf_counter)
@@ -333,18 +331,6 @@ class _Video:
     frames_frags: list[str] = field(default_factory=list)
     segments_frags: list[str] = field(default_factory=list)
     segments: list[bytes] = field(default_factory=list)  # ray_stages.pack_segments
-
-    @property
-    def prep(self) -> Prepared:
-        return self.admitted.prep
-
-    @property
-    def claim(self) -> Claim:
-        return self.admitted.claim
-
-    @property
-    def generation(self) -> int:
-        return self.admitted.generation
 
 
 class RayRun:
@@ -475,7 +461,7 @@ class RayRun:
             write_plans[key] = stages.WritePlan(
                 prep.video_id or "", a.generation, seg_keys,
                 segments_end(seg_keys, opts.segment_sec, float(prep.info.duration)))
-            self.videos[key] = _Video(key, a, len(parts), len(prep.grid))
+            self.videos[key] = _Video(a, key, len(parts), len(prep.grid))
         return units, decode_plans, write_plans
 
     def _pipeline(self, units: list[dict[str, Any]], decode_plans: dict,

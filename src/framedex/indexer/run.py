@@ -49,6 +49,7 @@ from framedex.indexer.messages import (
 )
 from framedex.indexer.planner import (
     Admitted,
+    InFlight,
     Planner,
     Prepared,
     admit,
@@ -73,7 +74,6 @@ from framedex.values import Array, JsonObject
 
 if TYPE_CHECKING:
     from framedex.store.base import Store
-    from framedex.store.locks import Claim
     from framedex.store.schema import VideoRecord
 
 log = logging.getLogger(__name__)
@@ -84,28 +84,14 @@ AUTO_NVDEC_SESSIONS = 8
 
 
 @dataclass
-class _Video:
+class _Video(InFlight):
     """A video in flight: claimed, begun in the store, cut into units."""
 
-    key: int
-    admitted: Admitted
     assembly: VideoAssembly
     units: deque[WorkUnit]
     expected: int
     backends: set[str] = field(default_factory=set)
     workers: set[int] = field(default_factory=set)
-
-    @property
-    def prep(self) -> Prepared:
-        return self.admitted.prep
-
-    @property
-    def claim(self) -> Claim:
-        return self.admitted.claim
-
-    @property
-    def generation(self) -> int:
-        return self.admitted.generation
 
 
 class IndexRun:
@@ -222,7 +208,7 @@ class IndexRun:
         source = portable_source(prep.source)
         units = deque(WorkUnit(key, i, source, prep.decoder, part, side)
                       for i, part in enumerate(parts))
-        video = _Video(key, admitted, VideoAssembly(writer, len(parts), pts_of), units,
+        video = _Video(admitted, key, VideoAssembly(writer, len(parts), pts_of), units,
                        len(prep.grid))
         self.videos[key] = video
         self.ready.extend(units)
