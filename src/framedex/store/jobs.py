@@ -28,11 +28,9 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -42,6 +40,7 @@ import pyarrow as pa
 
 from framedex.errors import FramedexError
 from framedex.rules import FINISHED, JOB_QUEUED, UNFINISHED
+from framedex.store.flusher import Flusher
 from framedex.store.schema import JOBS_SCHEMA, now_utc, sql_str, sql_strs, sql_timestamp
 
 if TYPE_CHECKING:
@@ -153,11 +152,8 @@ class JobStore:
         self._pending: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._flusher = Flusher(self.flush, flush_s, "framedex-jobs")
         self._indexed = False
-        _LIVE.add(self)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -170,12 +166,10 @@ class JobStore:
         job.updated_at = now_utc()
         with self._lock:
             self._pending[job.job_id] = replace(job, params=dict(job.params))
-            if not durable and self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="framedex-jobs",
-                                                daemon=True)
-                self._thread.start()
         if durable:
             self.flush(raise_errors=True)
+        else:
+            self._flusher.start()
 
     def flush(self, *, raise_errors: bool = False) -> int:
         """Write every waiting job state in one commit. Returns how many were written."""
@@ -206,24 +200,9 @@ class JobStore:
             except FramedexError as ex:  # a read-only moment: lookups scan instead
                 log.debug("no job_id index yet: %s", ex)
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.flush_s)
-            self._wake.clear()
-            self.flush()
-            with self._lock:
-                if self._closed:
-                    return
-
     def close(self) -> None:
         """Write what waits and stop the writer thread (idempotent)."""
-        with self._lock:
-            self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
-        self.flush()
+        self._flusher.close()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -308,12 +287,3 @@ def _matches(job: Job, where: JobFilter | None) -> bool:
     if where.statuses and job.status not in where.statuses:
         return False
     return all(str(job.params.get(k)) in vs for k, vs in where.params)
-
-
-_LIVE: weakref.WeakSet[JobStore] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all() -> None:
-    for jobs in list(_LIVE):
-        jobs.close()

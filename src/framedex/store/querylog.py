@@ -18,15 +18,14 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from framedex.errors import FramedexError, check
+from framedex.store.flusher import Flusher
 from framedex.store.schema import now_utc
 
 if TYPE_CHECKING:
@@ -60,12 +59,9 @@ class QueryLog:
         self._rows: list[Mapping[str, object]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._flusher = Flusher(self.flush, flush_seconds, f"framedex-{self.table}")
         self.written = 0
         self.failed = 0
-        _LIVE.add(self)
 
     def record(self, *, kind: str, query: str, latency_ms: float, result_size: int,
                sampler: str | None = None, budget: int | None = None,
@@ -84,16 +80,13 @@ class QueryLog:
     def _buffer(self, row: Mapping[str, object]) -> None:
         """Queue one row of :attr:`table` for the next flush."""
         with self._lock:
-            if self._closed:
+            if self._flusher.closed:
                 return
             self._rows.append(row)
             due = len(self._rows) >= self.flush_rows
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="framedex-querylog",
-                                                daemon=True)
-                self._thread.start()
+        self._flusher.start()
         if due:
-            self._wake.set()
+            self._flusher.nudge()
 
     @property
     def pending(self) -> int:
@@ -124,28 +117,4 @@ class QueryLog:
 
     def close(self) -> None:
         """Write what is buffered and stop the background thread (idempotent)."""
-        with self._lock:
-            self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
-        self.flush()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            self.flush()
-            with self._lock:
-                if self._closed:
-                    return
-
-
-_LIVE: weakref.WeakSet[QueryLog] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all() -> None:
-    for qlog in list(_LIVE):
-        qlog.close()
+        self._flusher.close()
