@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,32 @@ _STOP = object()
 
 __all__ = ["HOST", "MAX_ATTEMPTS", "Job", "JobFilter", "JobManager", "file_identity",
            "new_job_id"]
+
+
+def sweep_folder(folder: Path, keep: Collection[str], min_age_s: float, what: str
+                 ) -> list[Path]:
+    """Delete the files of ``folder`` (not its subfolders) whose real path is not in ``keep``
+    and that were last written more than ``min_age_s`` seconds ago (a file being written, or
+    just renamed into place, is never taken).
+
+    Returns:
+        the files deleted.
+    """
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - min_age_s
+    swept = []
+    for f in folder.iterdir():
+        try:
+            if f.is_file() and str(f.resolve()) not in keep and f.stat().st_mtime < cutoff:
+                f.unlink()
+                swept.append(f)
+        except OSError:
+            continue
+    if swept:
+        log.warning("removed %d %s file(s) no video, asset or unfinished job uses",
+                    len(swept), what)
+    return swept
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, int]:
@@ -165,18 +191,7 @@ class JobManager:
             return []
         keep = {str(Path(v.path)) for v in self.library.videos()}
         keep |= self.live_paths()
-        cutoff = time.time() - SWEEP_MIN_AGE_S
-        swept = []
-        for f in self.upload_dir.iterdir():
-            try:
-                if f.is_file() and str(f.resolve()) not in keep and f.stat().st_mtime < cutoff:
-                    f.unlink()
-                    swept.append(f)
-            except OSError:
-                continue
-        if swept:
-            log.warning("removed %d orphan upload file(s)", len(swept))
-        return swept
+        return sweep_folder(self.upload_dir, keep, SWEEP_MIN_AGE_S, "upload")
 
     # -- API --------------------------------------------------------------------------------
 

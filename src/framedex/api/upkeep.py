@@ -7,9 +7,10 @@ Every ``optimize_every_s`` seconds (``Settings``), one thread:
    refers to, older than :data:`~framedex.api.jobs.SWEEP_MIN_AGE_S`. The partial upload of a
    server that was killed mid-request is one of them: it goes within two periods, without
    waiting for a restart (it stayed 40 minutes in one run of the attack, issue 27);
-3. sweeps the media folder (:func:`sweep_media`): asset files no asset record, video or
-   unfinished job refers to (expired and deleted assets, partial asset uploads), with the same
-   age rule, so a file being written (its mtime moves) or just renamed is never taken;
+3. sweeps the media folder (:func:`~framedex.api.jobs.sweep_folder`): asset files no asset
+   record, video or unfinished job refers to (expired and deleted assets, partial asset
+   uploads), with the same age rule, so a file being written (its mtime moves) or just
+   renamed is never taken;
 4. runs ``Library.optimize`` (compaction, query-log and job retention, old versions); with
    several replicas on one store, one of them does that work each time (the others' runs
    are no-ops).
@@ -23,40 +24,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from framedex.api.jobs import SWEEP_MIN_AGE_S, JobManager
+from framedex.api.jobs import SWEEP_MIN_AGE_S, JobManager, sweep_folder
 from framedex.library import Library
 
 log = logging.getLogger("framedex.api")
-
-
-def sweep_media(folder: Path, keep: Collection[str], min_age_s: float = SWEEP_MIN_AGE_S
-                ) -> list[Path]:
-    """Delete the files of ``folder`` (not its subfolders) whose real path is not in
-    ``keep`` and that were last written more than ``min_age_s`` seconds ago.
-
-    Returns:
-        the files deleted.
-    """
-    if not folder.is_dir():
-        return []
-    cutoff = time.time() - min_age_s
-    swept = []
-    for f in folder.iterdir():
-        try:
-            if f.is_file() and str(f.resolve()) not in keep and f.stat().st_mtime < cutoff:
-                f.unlink()
-                swept.append(f)
-        except OSError:
-            continue
-    if swept:
-        log.warning("removed %d media file(s) no asset, video or job uses", len(swept))
-    return swept
 
 
 class Upkeep:
@@ -97,7 +72,7 @@ class Upkeep:
             expired = self.library.expire_assets(self.asset_retention, in_use=busy)
         uploads = self.jobs.sweep_uploads()
         keep = {a.path for a in self.library.assets()} | self.library.source_paths() | busy
-        media = sweep_media(self.media_dir, keep, self.min_age_s)
+        media = sweep_folder(self.media_dir, keep, self.min_age_s, "media")
         out: dict[str, Any] = {"assets_expired": len(expired), "uploads_swept": len(uploads),
                                "media_swept": len(media)}
         if optimize:
