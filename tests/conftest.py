@@ -152,3 +152,33 @@ def qa_video(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qa") / "qa.mp4"
     render(QA_SPEC, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def scale_videos(tmp_path_factory) -> Path:
+    """Six distinct 6-second clips (the store-at-scale and replica tests)."""
+    from scale import render_clip
+
+    root = tmp_path_factory.mktemp("scale") / "videos"
+    root.mkdir()
+    for i in range(6):
+        render_clip(root / f"v{i}.mp4", seed=100 + i)
+    return root
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
+def scale_db(request, tmp_path):
+    """A fresh store on a local folder or on S3: (``--db`` value, the environment a process
+    needs for it, a function opening a LanceStore on it)."""
+    import os
+
+    import s3_loopback
+
+    from framedex.store import LanceStore
+
+    if request.param == "local":
+        path = str(tmp_path / "lib.db")
+        return path, dict(os.environ), lambda: LanceStore(path)
+    uri, options = request.getfixturevalue("s3_store")
+    return uri, dict(os.environ, **s3_loopback.environment(options["aws_endpoint"])), \
+        lambda: LanceStore(uri, storage_options=options)

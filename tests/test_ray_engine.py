@@ -323,7 +323,7 @@ def test_a_ray_job_and_a_cli_writer_together(ray_cluster, ray_lib, tiny_model, t
     import subprocess
     import sys
 
-    from test_store_at_scale import assert_whole
+    from scale import assert_whole
 
     db = tmp_path / "db"
     cli = subprocess.Popen([sys.executable, "-m", "framedex", "index", str(ray_lib), "--db",

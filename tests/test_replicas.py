@@ -14,37 +14,16 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import s3_loopback
 from api_server import free_port, kill9, poll_job, start_cli_server, wait_ready
-from test_store_at_scale import assert_whole, cli, render_clip
+from scale import assert_whole, cli
 
 from framedex.store import LanceStore
 
 pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("replicas") / "videos"
-    root.mkdir()
-    for i in range(6):
-        render_clip(root / f"v{i}.mp4", seed=100 + i)
-    return root
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
-def db(request, tmp_path):
-    """(``--db`` value, environment for a process, LanceStore to inspect it)."""
-    if request.param == "local":
-        path = str(tmp_path / "lib.db")
-        return path, dict(os.environ), lambda: LanceStore(path)
-    uri, options = request.getfixturevalue("s3_store")
-    return uri, dict(os.environ, **s3_loopback.environment(options["aws_endpoint"])), \
-        lambda: LanceStore(uri, storage_options=options)
 
 
 def _serve(db: str, model: str, *extra: str, env: dict[str, str] | None = None
@@ -60,17 +39,17 @@ def _serve(db: str, model: str, *extra: str, env: dict[str, str] | None = None
     return proc, base
 
 
-def test_two_replicas_with_two_workers_given_the_same_upload(db, folder, tiny_model,
+def test_two_replicas_with_two_workers_given_the_same_upload(scale_db, scale_videos, tiny_model,
                                                              tmp_path):
     """Two `framedex serve --workers 2` on one store, the same upload sent twice to each: it
     is indexed once, every job ends done, and both replicas list it and every job."""
-    where, env, open_store = db
-    # on S3 the replicas need an upload folder both can read (locally it is DB.uploads)
+    where, env, open_store = scale_db
+    # on S3 the replicas need an upload scale_videos both can read (locally it is DB.uploads)
     extra = ["--upload-dir", str(tmp_path / "uploads")] if "://" in where else []
     a = _serve(where, tiny_model, "--workers", "2", *extra, env=env)
     b = _serve(where, tiny_model, "--workers", "2", *extra, env=env)
     try:
-        data = (folder / "v0.mp4").read_bytes()
+        data = (scale_videos / "v0.mp4").read_bytes()
         jobs = []
         for base in (a[1], b[1], a[1], b[1]):
             r = httpx.post(f"{base}/v1/videos", files={"file": ("v0.mp4", data)}, timeout=30)
@@ -96,15 +75,15 @@ def test_two_replicas_with_two_workers_given_the_same_upload(db, folder, tiny_mo
 
 
 @pytest.mark.slow
-def test_cli_and_api_writers_together(tmp_path, folder, tiny_model):
+def test_cli_and_api_writers_together(tmp_path, scale_videos, tiny_model):
     db = str(tmp_path / "lib.db")
-    proc, base = _serve(db, tiny_model, "--workers", "2", "--allow-root", str(folder))
+    proc, base = _serve(db, tiny_model, "--workers", "2", "--allow-root", str(scale_videos))
     try:
-        writer = cli("index", str(folder), "--db", db, "--model", tiny_model, "--device",
+        writer = cli("index", str(scale_videos), "--db", db, "--model", tiny_model, "--device",
                      "cpu", "--json")
         with httpx.Client(base_url=base, timeout=30) as c:
             jobs = [c.post("/v1/videos", json={"path": str(p)}).json()["job_id"]
-                    for p in sorted(folder.glob("*.mp4"))]
+                    for p in sorted(scale_videos.glob("*.mp4"))]
             out, err = writer.communicate(timeout=300)
             assert writer.returncode == 0, err
             done = [poll_job(c, j, timeout=120) for j in jobs]
@@ -117,7 +96,7 @@ def test_cli_and_api_writers_together(tmp_path, folder, tiny_model):
 
 
 @pytest.mark.slow
-def test_a_replica_sees_a_video_indexed_elsewhere_within_its_staleness(s3_store, folder,
+def test_a_replica_sees_a_video_indexed_elsewhere_within_its_staleness(s3_store, scale_videos,
                                                                       tiny_model):
     uri, options = s3_store
     env = dict(os.environ, **s3_loopback.environment(options["aws_endpoint"]))
@@ -125,7 +104,7 @@ def test_a_replica_sees_a_video_indexed_elsewhere_within_its_staleness(s3_store,
     try:
         with httpx.Client(base_url=base, timeout=30) as c:
             assert c.get("/v1/videos").json()["count"] == 0
-            writer = cli("index", str(folder / "v1.mp4"), "--db", uri, "--model", tiny_model,
+            writer = cli("index", str(scale_videos / "v1.mp4"), "--db", uri, "--model", tiny_model,
                           "--device", "cpu", env=env)
             _out, err = writer.communicate(timeout=300)
             assert writer.returncode == 0, err
@@ -139,13 +118,13 @@ def test_a_replica_sees_a_video_indexed_elsewhere_within_its_staleness(s3_store,
         kill9(proc)
 
 
-def test_a_server_whose_store_is_replaced_answers_503_then_recovers(tmp_path, folder,
+def test_a_server_whose_store_is_replaced_answers_503_then_recovers(tmp_path, scale_videos,
                                                                    tiny_model):
-    """`make demo` again beside its running `serve`: the store folder is deleted and built
+    """`make demo` again beside its running `serve`: the store scale_videos is deleted and built
     anew. Every search answered 500 until a restart; now 503 while it is gone, then the new
     store's answers, without a restart."""
     db = tmp_path / "lib.db"
-    first = cli("index", str(folder / "v0.mp4"), "--db", str(db), "--model", tiny_model,
+    first = cli("index", str(scale_videos / "v0.mp4"), "--db", str(db), "--model", tiny_model,
                  "--device", "cpu")
     assert first.wait(timeout=300) == 0
     proc, base = start_cli_server(db, tiny_model)
@@ -159,7 +138,7 @@ def test_a_server_whose_store_is_replaced_answers_503_then_recovers(tmp_path, fo
                 r = c.post(route, json=body) if route == "/v1/search" else c.get(route)
                 assert r.status_code == 503, (route, r.status_code, r.text)
                 assert r.json()["error"]["code"] == "store_unavailable"
-            again = cli("index", str(folder / "v2.mp4"), "--db", str(db), "--model",
+            again = cli("index", str(scale_videos / "v2.mp4"), "--db", str(db), "--model",
                          tiny_model, "--device", "cpu")
             assert again.wait(timeout=300) == 0
             r = c.post("/v1/search", json=body)

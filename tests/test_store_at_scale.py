@@ -1,5 +1,5 @@
 """The store at scale, written as the failures were met: any number of writers on a local
-folder and on S3 (moto on loopback), CLI and API writers together, API replicas given the same
+scale_videos and on S3 (moto on loopback), CLI and API writers together, API replicas given the same
 upload, a killed writer's claim taken over after its lease expires, a server whose store is
 replaced under it, and a replica's staleness.
 
@@ -15,83 +15,27 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import s3_loopback
 from api_server import kill9, start_cli_server
+from scale import assert_whole, cli, render_clip
 
 from framedex.library import internals
 from framedex.store import LanceStore
 
 pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make test-fast
 
-SCENES = [{"duration": 3.0, "background": "black", "objects": [{"shape": "circle",
-                                                                 "color": "red"}]},
-          {"duration": 3.0, "background": "white", "objects": [{"shape": "star",
-                                                                 "color": "blue"}]}]
-
-
-def render_clip(path: Path, seed: int, seconds: float = 6.0) -> Path:
-    from framedex.synth import render
-
-    render({"fps": 10, "size": [48, 48], "seed": seed,
-            "scenes": [dict(s, duration=seconds / 2) for s in SCENES]}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("scale") / "videos"
-    root.mkdir()
-    for i in range(6):
-        render_clip(root / f"v{i}.mp4", seed=100 + i)
-    return root
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
-def db(request, tmp_path):
-    """(``--db`` value, environment for a CLI process, LanceStore to inspect it)."""
-    if request.param == "local":
-        path = str(tmp_path / "lib.db")
-        return path, dict(os.environ), lambda: LanceStore(path)
-    uri, options = request.getfixturevalue("s3_store")
-    endpoint = options["aws_endpoint"]
-    return uri, dict(os.environ, **s3_loopback.environment(endpoint)), \
-        lambda: LanceStore(uri, storage_options=options)
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "framedex", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
-def assert_whole(store: LanceStore, expected: int) -> None:
-    """Every live generation complete, nothing doubled, no rows of another generation."""
-    videos = store.list_videos()
-    assert len(videos) == expected
-    total = 0
-    for v in videos:
-        frames = store.read_frames(v.video_id)
-        assert len(frames.pos) == v.num_indexed > 0, v
-        assert len(set(frames.frame_idx.tolist())) == v.num_indexed  # no frame twice
-        assert len(store.read_segments(v.video_id).start_sec) > 0
-        total += v.num_indexed
-    assert store.tables.read("frames", ["video_id"]).num_rows == total
-    live = {(v.video_id, v.generation) for v in videos}
-    vectors = store.tables.read("video_vectors", ["video_id", "generation"])
-    assert set(zip(vectors.column("video_id").to_pylist(),
-                   vectors.column("generation").to_pylist(), strict=True)) == live
-
 
 @pytest.mark.parametrize("writers", [2, pytest.param(4, marks=pytest.mark.slow)])
-def test_concurrent_cli_writers_index_every_video_once(db, folder, tiny_model, writers):
+def test_concurrent_cli_writers_index_every_video_once(scale_db, scale_videos, tiny_model,
+                                                       writers):
     """The failure on s3://: two ordinary index runs retired each other's generations and
     left every video listed with 0 frames."""
-    where, env, open_store = db
-    procs = [cli("index", str(folder), "--db", where, "--model", tiny_model, "--device", "cpu",
-                  "--json", env=env) for _ in range(writers)]
+    where, env, open_store = scale_db
+    procs = [cli("index", str(scale_videos), "--db", where, "--model", tiny_model, "--device",
+                 "cpu", "--json", env=env) for _ in range(writers)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
@@ -106,7 +50,7 @@ def test_concurrent_cli_writers_index_every_video_once(db, folder, tiny_model, w
 
 
 @pytest.mark.slow
-def test_a_killed_writer_on_s3_is_taken_over_when_its_lease_expires(s3_store, folder,
+def test_a_killed_writer_on_s3_is_taken_over_when_its_lease_expires(s3_store, scale_videos,
                                                                    tiny_model, tmp_path):
     """kill -9 of a writer holding a claim on S3 (no flock there): the claim expires after the
     lease lifetime and a second writer completes the video, dropping the dead one's rows."""
@@ -146,7 +90,7 @@ def test_a_killed_writer_on_s3_is_taken_over_when_its_lease_expires(s3_store, fo
     assert store.locks.leases.records("video") == []
 
 
-def test_a_delete_while_the_video_is_being_indexed_is_refused_at_once(tmp_path, folder,
+def test_a_delete_while_the_video_is_being_indexed_is_refused_at_once(tmp_path, scale_videos,
                                                                       tiny_model):
     """45 DELETEs of a video being re-indexed each held a worker thread waiting for the
     claim; now a DELETE of a claimed video answers 409 `busy` at once."""
@@ -154,7 +98,7 @@ def test_a_delete_while_the_video_is_being_indexed_is_refused_at_once(tmp_path, 
 
     db = tmp_path / "lib.db"
     lib = Library(db, model=tiny_model, device="cpu")
-    vid = lib.index([folder / "v3.mp4"]).by_status("indexed")[0].video_id
+    vid = lib.index([scale_videos / "v3.mp4"]).by_status("indexed")[0].video_id
     claim = internals(lib).store.claim(vid, wait=False)  # another writer re-indexing it
     assert claim is not None
     proc, base = start_cli_server(db, tiny_model)
