@@ -10,8 +10,8 @@ fresh store; the row reports:
   write path (appends, merge-inserts, deletes) and, after the ``+``, the post-run upkeep's
   (compaction, index builds);
 - **S3 requests / video**: requests the S3 stand-in answered, per video (S3 rows only);
-- **lost** and **doubled**: videos listed without all their frames (or missing), and frame
-  rows beyond the live ones. Both must be 0.
+- **lost** and **doubled rows**: videos listed without exactly their frames (or missing), and
+  a live video's frame rows beyond its own. Both must be 0.
 
 Nothing here imports framedex: the store is read with pylance and the CLI is a subprocess, so
 the same script measures another checkout (``--src OTHER/src``), e.g. the code before the
@@ -96,11 +96,10 @@ def store_counts(uri: str, options: dict[str, str] | None) -> dict[str, Any]:
     for vid, gen in zip(frames.column("video_id").to_pylist(),
                         frames.column("generation").to_pylist(), strict=True):
         counts[(vid, gen)] = counts.get((vid, gen), 0) + 1
-    lost = sum(counts.get((v["video_id"], v["generation"]), 0) != v["num_indexed"]
-               for v in videos)
-    live_rows = sum(v["num_indexed"] for v in videos)
-    return {"commits": commits, "upkeep_commits": upkeep, "videos": len(videos), "lost": lost,
-            "doubled_rows": frames.num_rows - live_rows}
+    held = [counts.get((v["video_id"], v["generation"]), 0) - v["num_indexed"] for v in videos]
+    return {"commits": commits, "upkeep_commits": upkeep, "videos": len(videos),
+            "lost": sum(h != 0 for h in held),  # listed without exactly its frames
+            "doubled_rows": sum(h for h in held if h > 0)}  # a live video's rows beyond its own
 
 
 def run(lib: Path, writers: int, where: str, model: str, src: Path,
