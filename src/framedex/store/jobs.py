@@ -220,22 +220,25 @@ class JobStore:
 
     def page(self, limit: int = 50, offset: int = 0, where: JobFilter | None = None
              ) -> tuple[list[Job], int]:
-        """Jobs newest first: one page, and how many match in all."""
-        import numpy as np
+        """Jobs newest first (ties by id): one page, and how many match in all."""
+        import pyarrow.compute as pc
 
         keys = self._read(where.where() if where else None, ["job_id", "created_at"])
         with self._lock:
             pending = dict(self._pending)
-        ids = keys.column("job_id").to_pylist()
-        created = keys.column("created_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
-        known = set(ids)
+        known: set[str] = set()
+        if pending:
+            ids = keys.column("job_id")
+            known = set(ids.filter(pc.is_in(ids, value_set=pa.array(list(pending)))).to_pylist())
         extra = [j for j in pending.values() if j.job_id not in known and _matches(j, where)]
         if extra:  # submitted here, not yet written
-            ids += [j.job_id for j in extra]
-            created = np.concatenate([created, [_us(j.created_at) for j in extra]])
-        order = np.lexsort((np.array(ids, dtype=object).astype(str), -np.asarray(created)))
-        chosen = [ids[i] for i in order[offset: offset + limit]]
-        return self._many(chosen, pending), len(ids)
+            keys = pa.concat_tables([keys, pa.table(
+                {"job_id": [j.job_id for j in extra], "created_at": [j.created_at for j in extra]},
+                schema=keys.schema)])
+        order = pc.sort_indices(keys, sort_keys=[("created_at", "descending"),
+                                                 ("job_id", "ascending")])
+        chosen = keys.column("job_id").take(order[offset: offset + limit]).to_pylist()
+        return self._many(chosen, pending), keys.num_rows
 
     def _many(self, ids: list[str], pending: dict[str, Job]) -> list[Job]:
         if not ids:
@@ -275,10 +278,6 @@ def expire_jobs(store: JobTables, retention: timedelta = DEFAULT_JOB_RETENTION) 
     for job_id in expired.column("job_id").to_pylist():
         store.locks.leases.purge(f"job-{job_id}")
     return int(expired.num_rows)
-
-
-def _us(t: datetime) -> int:
-    return int(t.timestamp() * 1_000_000)
 
 
 def _matches(job: Job, where: JobFilter | None) -> bool:
