@@ -70,8 +70,10 @@ class QueryImage:
                                        f"of {MAX_IMAGE_BYTES:,} bytes per image")
         try:
             self.image = Image.open(opener)  # the header only
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-                SyntaxError) as ex:
+        except UnidentifiedImageError:  # Pillow's message names the file: a server path
+            raise ConfigError(f"{name} is invalid: not a readable image (JPEG, PNG, WebP, GIF "
+                              "or BMP)") from None
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as ex:
             raise ConfigError(f"{name} is invalid: not a readable image ({ex})") from None
         w, h = self.image.size
         if w * h > MAX_IMAGE_PIXELS:
