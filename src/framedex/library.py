@@ -543,7 +543,7 @@ class Library(EntitiesMixin, AskMixin):
         images = [image] if isinstance(image, np.ndarray) else list(image or [])
         entities = [entity] if isinstance(entity, str) else list(entity or [])
         check(bool(texts or images or entities), "text", text,
-              "give a text, an image or an entity to search for")
+              "give a text or an image (or an entity) to search for")
         for t in texts:
             check_text("text", t)
         for im in images:
