@@ -29,7 +29,7 @@ We report hit@1 (the top result lies in a true scene) and MRR (of the first true
 
 Usage::
 
-    python scripts/bench_entities.py --trials 12
+    python scripts/bench_entities.py --trials 24 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -165,13 +165,16 @@ def _row(ranks: list[int]) -> tuple[str, str]:
     return f"{(r == 1).mean():.2f}", f"{(1 / r).mean():.2f}"
 
 
-def entities(world: World) -> tuple[list[list[str]], dict[str, str]]:
-    """Table rows for the entity vectors, and the clean entities' ids by trial."""
+Ranks = dict[tuple[str, ...], list[int]]
+
+
+def entities(world: World) -> tuple[Ranks, dict[str, str]]:
+    """Ranks for each (entity vector, references), and the clean entities' ids by trial."""
     from framedex.query.compose import entity_vector
 
     lib, (frames, _) = world.lib, world.frames
     collection = lib.create_entity_collection("bench")
-    ranks: dict[tuple[str, str], list[int]] = {}
+    ranks: Ranks = {}
     clean: dict[str, str] = {}
     for t, trial in enumerate(world.trials):
         truth = world.truth(trial["obj"])
@@ -188,18 +191,16 @@ def entities(world: World) -> tuple[list[list[str]], dict[str, str]]:
             hits = lib.search(f"<@{entity.entity_id}>", limit=50)
             ranks.setdefault(("mean, `lib.search`", kind), []).append(
                 world.rank_hits(hits, truth))
-    rows = [[name, kind, *_row(r)] for (name, kind), r in sorted(
-        ranks.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
-    return rows, clean
+    return ranks, clean
 
 
-def composed(world: World, clean: dict[str, str]) -> list[list[str]]:
-    """Table rows for composed queries against ``or`` parts and each input alone."""
+def composed(world: World, clean: dict[str, str]) -> Ranks:
+    """Ranks for composed queries, ``or`` parts, each input alone and each text weight."""
     from framedex.query.compose import fuse
     from framedex.rules import COMPOSE_TEXT_WEIGHT
 
     lib, (frames, _) = world.lib, world.frames
-    ranks: dict[str, list[int]] = {}
+    ranks: Ranks = {}
     for t, trial in enumerate(world.trials):
         obj, text = trial["obj"], f"on a {trial['bg_a']} background"
         truth = world.truth(obj, trial["bg_a"])
@@ -214,14 +215,14 @@ def composed(world: World, clean: dict[str, str]) -> list[list[str]]:
         }
         for name, query in queries.items():
             hits = lib.search(**query, limit=50)  # type: ignore[arg-type]
-            ranks.setdefault(name, []).append(world.rank_hits(hits, truth))
+            ranks.setdefault((name,), []).append(world.rank_hits(hits, truth))
         t_vec = lib.embed_text([text]).astype(np.float64)
         v_vec = np.asarray(lib.encoder.encode_images([image]), np.float64)
         for w in WEIGHTS:
             q = fuse(t_vec, v_vec, w).astype(np.float64)
-            ranks.setdefault(f"fused frames, w={w}", []).append(
+            ranks.setdefault((f"fused frames, w={w}",), []).append(
                 world.rank_scores(frames @ q, truth))
-    return [[name, *_row(r)] for name, r in ranks.items()]
+    return ranks
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -231,20 +232,29 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=12, help="objects (one video each)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=24,
+                        help="objects (one video each) per world")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one world each; the tables pool their trials")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench_entities_"))
-    t0 = time.perf_counter()
-    world = World(args.trials, args.seed, root)
-    index_s = time.perf_counter() - t0
-    rows, clean = entities(world)
-    print(f"{args.trials} trials, {len(world.frames[1])} indexed frames, "
-          f"indexed in {index_s:.1f} s\n")
-    print(_table(["entity vector", "references", "hit@1", "MRR"], rows))
+    vectors: Ranks = {}
+    queries: Ranks = {}
+    frames, t0 = 0, time.perf_counter()
+    for seed in args.seeds:
+        world = World(args.trials, seed, Path(tempfile.mkdtemp(prefix="bench_entities_")))
+        found, clean = entities(world)
+        for into, ranks in ((vectors, found), (queries, composed(world, clean))):
+            for key, r in ranks.items():
+                into.setdefault(key, []).extend(r)
+        frames += len(world.frames[1])
+        world.lib.close()
+    print(f"{args.trials * len(args.seeds)} trials ({len(args.seeds)} worlds), {frames} indexed "
+          f"frames, {time.perf_counter() - t0:.0f} s\n")
+    print(_table(["entity vector", "references", "hit@1", "MRR"],
+                 [[*key, *_row(r)] for key, r in sorted(vectors.items(),
+                                                        key=lambda kv: kv[0][::-1])]))
     print()
-    print(_table(["query", "hit@1", "MRR"], composed(world, clean)))
-    world.lib.close()
+    print(_table(["query", "hit@1", "MRR"], [[*key, *_row(r)] for key, r in queries.items()]))
 
 
 if __name__ == "__main__":
