@@ -135,7 +135,7 @@ def test_an_entity_ranks_before_scenes_sharing_its_colour_or_shape(world, entity
 
 
 def test_entity_lifecycle(world, entity):
-    lib, _, assets, root = world
+    lib, _, assets, _ = world
     cid = entity.entity_collection_id
     assert entity.vectors.shape == (3, 128) and entity.asset_ids == assets
     assert [e.entity_id for e in lib.entities(cid)] == [entity.entity_id]
@@ -243,7 +243,7 @@ def test_cli_finds_an_entity_and_composes(world, entity):
 
     from framedex.cli import app
 
-    lib, ids, _, root = world
+    _, ids, _, root = world
     run = CliRunner().invoke(app, ["search", "on a white background", "--entity",
                                    entity.entity_id, "--db", str(root / "db"), "--json",
                                    "--limit", "1"])
