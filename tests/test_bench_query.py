@@ -60,3 +60,18 @@ def test_bench_multivector(tmp_path):
     assert set(runs) == {"and 1 parts", "or 1 parts", "and 2 parts", "or 2 parts"}
     for run in runs.values():  # every top 10 equals numpy's exact MaxSim
         assert run["p50_ms"] > 0 and run["top10_vs_exact"] == 1.0
+
+
+def test_bench_entities(tmp_path):
+    out = run_script("bench_entities", tmp_path, "--trials", "2")
+    vectors, queries = tables(out)
+    by_row = {(r["entity vector"], r["references"]): r for r in vectors}
+    assert set(by_row) == {(v, k) for v in ("mean", "MaxSim", "mean, `lib.search`")
+                           for k in ("clean", "cluttered")}
+    for r in [*vectors, *queries]:
+        assert 0 <= number(r["hit@1"]) <= number(r["MRR"]) <= 1, r
+    # the entity of clean references is found first, by the library's own search too
+    assert number(by_row[("mean, `lib.search`", "clean")]["hit@1"]) == 1.0
+    hit = {r["query"].split(" (")[0]: number(r["hit@1"]) for r in queries}
+    assert hit["composed"] > hit["`or` parts"]  # one fused vector, not the best single part
+    assert sum(r["query"].startswith("fused frames, w=") for r in queries) == 6

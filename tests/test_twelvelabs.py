@@ -27,6 +27,7 @@ import hypothesis
 import numpy as np
 import pytest
 from api_server import ThreadServer, model_spec
+from entity_world import DISTRACTORS, ON_WHITE, overlaps, png, reference_image, tiny_png
 from needles import BLUE, BLUE_SPAN, RED, RED_SPAN, VIDEOS, needle_png, needle_spec
 
 twelvelabs = pytest.importorskip("twelvelabs")
@@ -70,6 +71,10 @@ def media(tmp_path_factory) -> Path:
         render(needle_spec(seed, red, blue), root / f"{name}.mp4")
     (root / "blue.png").write_bytes(needle_png(BLUE))
     (root / "red.png").write_bytes(needle_png(RED))
+    render(DISTRACTORS, root / "distractors.mp4")
+    for i in range(3):
+        (root / f"ref{i}.png").write_bytes(png(reference_image(i)))
+    (root / "tiny.png").write_bytes(tiny_png())
     return root
 
 
@@ -383,8 +388,7 @@ def test_search_pages_with_tokens_until_the_last(client, world, server):
 
 def test_search_refuses_audio_transcription_and_bad_limits(client, world):
     for kw, word in ((dict(search_options=["audio"]), "audio"),
-                     (dict(search_options=["visual", "transcription"]), "transcription"),
-                     (dict(search_options=["visual"], query_text="<@ent1> walks"), "entity")):
+                     (dict(search_options=["visual", "transcription"]), "transcription")):
         with pytest.raises(ApiError) as err:
             client.search.query(index_id=world["index"], **{"query_text": "x", **kw})
         assert err.value.status_code == 400 and word in err.value.body["message"]
@@ -394,6 +398,198 @@ def test_search_refuses_audio_transcription_and_bad_limits(client, world):
     body = err.value.body
     assert err.value.status_code == 400 and body["code"] == "parameter_invalid"
     assert body["error"]["code"] == "parameter_invalid" and "page_limit" in body["message"]
+
+
+# -- entities, composed queries, several images ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def entities(client, media, world) -> dict[str, Any]:
+    """An index of the distractor video (tests/entity_world.py) and the ``blue`` needle video
+    (added from its asset: it is not embedded again), and an entity made from three
+    reference images of a blue star uploaded as assets."""
+    index = client.indexes.create(index_name="entities", models=MARENGO)
+    with open(media / "distractors.mp4", "rb") as fh:
+        asset = client.assets.create(method="direct", file=fh)
+    ids = {"distractors": client.indexes.indexed_assets.create(index.id, asset_id=asset.id).id,
+           "blue": client.indexes.indexed_assets.create(
+               index.id, asset_id=world["assets"]["blue"]).id}
+    assert ids["blue"] == world["ids"]["blue"]
+    for video in ids.values():
+        ready = wait_for(lambda v=video: client.indexes.indexed_assets.retrieve(index.id, v),
+                         lambda a: a.status in ("ready", "failed"))
+        assert ready.status == "ready", ready
+    refs = []
+    for i in range(3):
+        with open(media / f"ref{i}.png", "rb") as fh:
+            refs.append(client.assets.create(method="direct", file=fh).id)
+    collection = client.entity_collections.create(name="shapes", description="coloured shapes")
+    entity = client.entity_collections.entities.create(
+        collection.id, name="blue star", asset_ids=refs, metadata={"kind": "shape"})
+    return {"index": index.id, "ids": ids, "refs": refs, "collection": collection.id,
+            "entity": entity.id}
+
+
+def _clips(client, entities, **kw) -> list:
+    return list(client.search.query(index_id=entities["index"], search_options=["visual"],
+                                    **kw))
+
+
+def _named(clip, entities) -> tuple[str, float, float]:
+    names = {v: k for k, v in entities["ids"].items()}
+    return names[clip.video_id], clip.start, clip.end
+
+
+def test_entity_collections_and_entities_through_the_sdk(client, entities):
+    ec = client.entity_collections
+    made = ec.retrieve(entities["collection"])
+    assert (made.name, made.description) == ("shapes", "coloured shapes")
+    assert made.created_at is not None and made.updated_at is not None
+    other = ec.create(name="players")
+    assert [c.id for c in ec.list(name="players")] == [other.id]
+    assert {c.id for c in ec.list(sort_by="name", sort_option="asc", page_limit=1)} >= \
+        {other.id}  # pages until the empty page: every collection, one per page
+    assert ec.update(other.id, name="team").name == "team"
+    entity = ec.entities.retrieve(entities["collection"], entities["entity"])
+    assert entity.status == "ready" and entity.asset_ids == entities["refs"]
+    assert entity.entity_collection_id == entities["collection"]
+    assert entity.metadata == {"kind": "shape"}
+    listed = list(ec.entities.list(entities["collection"], status="ready"))
+    assert [e.id for e in listed] == [entities["entity"]]
+    by_asset = list(ec.entities.list_by_asset(entities["refs"][0]))
+    assert [e.id for e in by_asset] == [entities["entity"]]
+    # a second entity in the other collection: changed, its references changed, deleted
+    temp = ec.entities.create(other.id, name="temp", asset_ids=entities["refs"][:1])
+    assert ec.entities.update(other.id, temp.id, description="short-lived").description == \
+        "short-lived"
+    grown = ec.entities.create_assets(other.id, temp.id, asset_ids=entities["refs"][1:])
+    assert grown.asset_ids == entities["refs"]
+    shrunk = ec.entities.delete_assets(other.id, temp.id, asset_ids=entities["refs"][:2])
+    assert shrunk.asset_ids == entities["refs"][2:]
+    bulk = ec.entities.create_bulk(other.id, entities=[
+        {"name": "ok", "asset_ids": entities["refs"][:1]},
+        {"name": "missing", "asset_ids": ["0" * 24]}])
+    assert (bulk.success_count, bulk.failed_count) == (1, 1)
+    assert bulk.entities[0].name == "ok" and bulk.entities[0].status == "ready"
+    assert bulk.errors[0].entity_index == 1 and "no asset" in bulk.errors[0].error_reason
+    ec.entities.delete(other.id, temp.id)
+    with pytest.raises(ApiError) as err:
+        ec.entities.retrieve(other.id, temp.id)
+    assert err.value.status_code == 404 and err.value.body["code"] == "resource_not_exists"
+    ec.delete(other.id)  # and its entities; the assets stay
+    assert other.id not in {c.id for c in ec.list()}
+    assert client.assets.retrieve(entities["refs"][0]).id == entities["refs"][0]
+
+
+@needs_shipped
+def test_entity_search_ranks_its_scenes_before_colour_and_shape_distractors(client, entities):
+    ref = f"<@{entities['entity']}>"
+    clips = _clips(client, entities, query_text=ref, page_limit=6)
+    top = [_named(c, entities) for c in clips[:2]]  # the two scenes that show a blue star
+    assert {n for n, *_ in top} == {"distractors", "blue"}, top
+    for name, start, end in top:
+        assert overlaps(start, end, ON_WHITE if name == "distractors" else BLUE_SPAN), top
+    assert clips[1].score > max(c.score for c in clips[2:])  # then the distractors
+    # with text: the scene it describes, first
+    white = _clips(client, entities, query_text=f"{ref} on a white background", page_limit=3)
+    assert _named(white[0], entities)[0] == "distractors"
+    assert overlaps(white[0].start, white[0].end, ON_WHITE)
+    # an entity search is a composed query: the same through framedex's /v1
+    r = httpx.post(f"{client._client_wrapper.get_base_url()[:-5]}/v1/search",
+                   headers={"x-api-key": KEY},
+                   json={"text": "on a white background", "entity": entities["entity"],
+                         "limit": 1})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["video_id"] == white[0].video_id
+
+
+@needs_shipped
+def test_composed_and_several_image_queries(client, entities, media, media_url, server):
+    # text + image without operator: one composed query ("this, on that")
+    with open(media / "blue.png", "rb") as fh:  # a blue star on black
+        composed = _clips(client, entities, query_text="on a white background",
+                          query_media_type="image", query_media_file=fh, page_limit=2)
+    assert _named(composed[0], entities)[0] == "distractors"
+    assert overlaps(composed[0].start, composed[0].end, ON_WHITE)
+    assert "part" not in (composed[0].model_extra or {})  # one part, every frame searched
+    with open(media / "blue.png", "rb") as fh:  # as parts: the image's best scene alone
+        parted = _clips(client, entities, query_text="on a white background",
+                        query_media_type="image", query_media_file=fh, operator="or",
+                        page_limit=2)
+    assert not overlaps(parted[0].start, parted[0].end, ON_WHITE) or \
+        _named(parted[0], entities)[0] != "distractors"
+    # several images, files and URLs together, composed: the blue star scenes first
+    files = [open(media / f"ref{i}.png", "rb") for i in range(3)]  # noqa: SIM115
+    try:
+        several = _clips(client, entities, query_media_type="image", query_media_files=files,
+                         query_media_urls=[f"{media_url}ref0.png", f"{media_url}blue.png"],
+                         page_limit=2)
+    finally:
+        for fh in files:
+            fh.close()
+    assert {_named(c, entities)[0] for c in several} == {"distractors", "blue"}
+    # ten images are fine, eleven are a clear 400 (in Twelve Labs' shape)
+    ref = (media / "ref1.png").read_bytes()
+    form = [("index_id", (None, entities["index"])), ("search_options", (None, "visual")),
+            ("query_media_type", (None, "image"))]
+    for n, status in ((10, 200), (11, 400)):
+        r = httpx.post(f"{server.base}/v1.3/search", headers={"x-api-key": KEY}, timeout=60,
+                       files=[*form, *[("query_media_file", (f"{i}.png", ref, "image/png"))
+                                       for i in range(n)]])
+        assert r.status_code == status, r.text[:300]
+    body = r.json()
+    assert body["code"] == "parameter_invalid" and "at most 10" in body["message"]
+    r = httpx.post(f"{server.base}/v1.3/search", headers={"x-api-key": KEY}, timeout=60,
+                   files=[*form, *[("query_media_file", (f"{i}.png", ref, "image/png"))
+                                   for i in range(6)],
+                          *[("query_media_url", (None, f"{media_url}ref0.png"))] * 5])
+    assert r.status_code == 400 and "11 images" in r.json()["message"]
+
+
+def test_image_and_entity_errors_have_twelve_labs_shapes(client, entities, media, server):
+    def fails(call, status: int, code: str, *words: str) -> None:
+        with pytest.raises(ApiError) as err:
+            call()
+        body = err.value.body
+        assert err.value.status_code == status, body
+        assert body["code"] == code and body["error"] == {"code": code,
+                                                          "message": body["message"]}
+        for word in words:
+            assert word in body["message"], body["message"]
+
+    with open(media / "tiny.png", "rb") as fh:  # under the smallest side
+        tiny = client.assets.create(method="direct", file=fh).id
+        fh.seek(0)
+        fails(lambda: client.search.create(
+            index_id=entities["index"], search_options=["visual"], query_media_type="image",
+            query_media_file=fh), 400, "parameter_invalid", "query_media_file", "4x4",
+            "at least 8 pixels")
+    ec = client.entity_collections.entities
+    fails(lambda: ec.create(entities["collection"], name="x",
+                            asset_ids=[entities["refs"][0], tiny]),
+          400, "parameter_invalid", "asset_ids[1]", "at least 8 pixels")
+    fails(lambda: ec.create(entities["collection"], name="x", asset_ids=[]),
+          400, "parameter_invalid", "asset_ids")
+    fails(lambda: ec.delete_assets(entities["collection"], entities["entity"],
+                                   asset_ids=entities["refs"]),
+          400, "parameter_invalid", "at least one")
+    fails(lambda: ec.create("0" * 24, name="x", asset_ids=entities["refs"]),
+          404, "resource_not_exists", "entity collection")
+    fails(lambda: client.search.create(index_id=entities["index"], search_options=["visual"],
+                                       query_text="<@nosuchentity> walks"),
+          404, "resource_not_exists", "no entity 'nosuchentity'")
+    fails(lambda: client.search.create(index_id=entities["index"], search_options=["visual"],
+                                       query_text="<@not an id> walks"),
+          400, "parameter_invalid", "entity reference")
+    # an image over the upload limit (8 MB here): 413, in both shapes
+    big = b"\x89PNG\r\n\x1a\n" + bytes(9 << 20)
+    r = httpx.post(f"{server.base}/v1.3/search", headers={"x-api-key": KEY}, timeout=60,
+                   files=[("index_id", (None, entities["index"])),
+                          ("search_options", (None, "visual")),
+                          ("query_media_type", (None, "image")),
+                          ("query_media_file", ("big.png", big, "image/png"))])
+    assert r.status_code == 413 and r.json()["code"] == "file_too_large"
+    assert r.json()["error"]["code"] == "file_too_large"
 
 
 # -- embeddings ---------------------------------------------------------------------------------
@@ -477,7 +673,6 @@ def test_analyze_without_a_video_llm_is_a_clear_4xx(client, world):
 @pytest.mark.parametrize("method, path, word", [
     ("POST", "/v1.3/analyze/tasks", "POST /v1.3/analyze"),
     ("GET", "/v1.3/analyze/batches", "analyze"),
-    ("POST", "/v1.3/entity-collections", "entity"),
     ("POST", "/v1.3/assets/multipart-uploads", "presigned"),
     ("GET", "/v1.3/assets/abc/transcription", "transcri"),
     ("POST", "/v1.3/embed/tasks", "embed-v2"),

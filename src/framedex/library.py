@@ -44,7 +44,8 @@ from framedex.indexer.clip_bpe import ClipTokenizer
 from framedex.indexer.encoder import load_encoder
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, discover
 from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
-from framedex.library_collections import CollectionInfo, CollectionsMixin
+from framedex.library_collections import CollectionInfo, check_id
+from framedex.library_entities import EntitiesMixin
 from framedex.query.cache import DEFAULT_CACHE_BYTES, DEFAULT_TEXT_CACHE, FrameCache, TextCache
 from framedex.query.delivery import (
     Delivery,
@@ -78,11 +79,14 @@ from framedex.rules import (
     GROUP_BY,
     LIMITS,
     MAX_PARTS,
+    MAX_QUERY_IMAGES,
     OPERATORS,
     PAYLOAD_FORMATS,
 )
 from framedex.store import (
     AssetRecord,
+    EntityCollectionRecord,
+    EntityRecord,
     FrameArrays,
     Job,
     JobFilter,
@@ -128,6 +132,8 @@ __all__ = [
     "CollectionInfo",
     "Delivery",
     "DeliveryOptions",
+    "EntityCollectionRecord",
+    "EntityRecord",
     "Job",
     "JobFilter",
     "JobStore",
@@ -209,7 +215,7 @@ def _store_went_away(ex: BaseException) -> bool:
     return is_missing_file(ex)
 
 
-class Library(CollectionsMixin, AskMixin):
+class Library(EntitiesMixin, AskMixin):
     """A framedex library on one store.
 
     Args:
@@ -490,8 +496,9 @@ class Library(CollectionsMixin, AskMixin):
     @_recovering
     def search(self, text: str | Sequence[str] | None = None, *,
                image: Array | Sequence[Array] | None = None,
-               operator: str = OPERATORS[0], limit: int = DEFAULT_LIMIT,
-               group_by: str = GROUP_BY[0],
+               entity: str | Sequence[str] | None = None,
+               operator: str = OPERATORS[0], compose: bool = False,
+               limit: int = DEFAULT_LIMIT, group_by: str = GROUP_BY[0],
                filters: SearchFilters | None = None,
                collection: str | None = None) -> list[Moment] | list[VideoHit]:
         """Ranked moments (or videos, ``group_by="video"``) matching a query.
@@ -503,32 +510,56 @@ class Library(CollectionsMixin, AskMixin):
         show all of these"), ``"or"`` by the best single part; each hit's moments are the
         parts' best segments.
 
+        A text may reference entities, ``"<@ENTITY_ID> on a white background"``: its part is
+        then the entities' vectors fused with the rest of the text. ``compose=True`` fuses
+        every text, image and entity into one part ("this, doing that"; Twelve Labs' composed
+        query). How a part is fused: ``framedex.query.compose``.
+
         Args:
-            text: a text or a list of texts.
-            image: an RGB uint8 array (H, W, 3) or a list of them
-                (:meth:`load_image` decodes files and uploads).
+            text: a text or a list of texts (each may hold ``<@ENTITY_ID>`` references).
+            image: an RGB uint8 array (H, W, 3) or a list of them, at most
+                ``framedex.rules.MAX_QUERY_IMAGES`` (:meth:`load_images` decodes files and
+                uploads).
+            entity: entity ids, as if written ``<@ENTITY_ID>`` in the first text (or a part
+                of their own without a text).
             operator: ``or`` or ``and`` (how several parts combine).
+            compose: fuse everything into one query vector (``operator`` then has no parts
+                to combine).
             limit: results to return.
             group_by: ``moment`` or ``video``.
             filters: metadata filters.
             collection: search only the videos of this collection (a Twelve Labs index).
 
         Raises:
-            ConfigError: no part, empty text, a bad image, limit, operator or group_by.
-            NotFoundError: an unknown collection. EmptyLibraryError: nothing indexed.
+            ConfigError: no part, empty text, a bad image, entity reference, limit, operator
+            or group_by; too many images, parts or entities. NotFoundError: an unknown
+            collection or entity. EmptyLibraryError: nothing indexed. EncoderMismatchError:
+            an entity embedded with another encoder.
         """
-        texts = [text] if isinstance(text, str) else list(text or [])
-        images = [image] if isinstance(image, np.ndarray) else list(image or [])
-        check(bool(texts or images), "text", text, "give a text or an image to search for")
-        for t in texts:
-            check_text("text", t)
+        from framedex.query.compose import fuse, plan_parts
         from framedex.query.images import check_image
 
+        texts = [text] if isinstance(text, str) else list(text or [])
+        images = [image] if isinstance(image, np.ndarray) else list(image or [])
+        entities = [entity] if isinstance(entity, str) else list(entity or [])
+        check(bool(texts or images or entities), "text", text,
+              "give a text or an image (or an entity) to search for")
+        for t in texts:
+            check_text("text", t)
         for im in images:
             check_image(im)
-        check(len(texts) + len(images) <= MAX_PARTS, "text", len(texts) + len(images),
+        for e in entities:
+            check_id("entity", e)
+        check(len(images) <= MAX_QUERY_IMAGES, "image", f"<{len(images)} images>",
+              LIMITS["images"].rule())
+        check(isinstance(compose, bool), "compose", compose, "must be true or false")
+        plan = plan_parts(texts, len(images), entities, compose)
+        check(len(plan) <= MAX_PARTS, "text", len(plan),
               f"a query has at most {MAX_PARTS} parts (texts and images)")
         check(operator in OPERATORS, "operator", operator, f"must be one of {', '.join(OPERATORS)}")
+        check(not compose or operator == OPERATORS[0], "operator", operator,
+              "combines a query's parts; a composed query is one vector (drop compose, or "
+              "the operator)")
         check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
         check_limit(limit, LIMITS["limit"])
         if collection is not None:
@@ -544,14 +575,20 @@ class Library(CollectionsMixin, AskMixin):
         if self._store.count_videos() == 0:  # before loading a model for nothing
             raise EmptyLibraryError(f"the store {self._store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
+        refs = list(dict.fromkeys(e for part in plan for e in part.entities))
+        known = dict(zip(refs, self.entity_vectors(refs), strict=True)) if refs else {}
         encoder = self._query_encoder()  # a first-use model load is not query latency
         if images:
             self._image_encoder()
         t0 = time.perf_counter()
-        parts = [self._text_cache.get_or_encode(t, encoder.encode_text) for t in texts]
-        if images:
-            parts.extend(self.encoder.encode_images(images))
-        queries = np.stack(parts).astype(np.float32)
+        pictures = (self.encoder.encode_images(images) if images
+                    else np.zeros((0, 0), np.float32))
+        queries = np.stack([fuse(
+            np.stack([self._text_cache.get_or_encode(t, encoder.encode_text)
+                      for t in part.texts]) if part.texts else None,
+            np.stack([*(known[e] for e in part.entities),
+                      *(pictures[i] for i in part.images)])
+            if part.entities or part.images else None) for part in plan]).astype(np.float32)
         if len(queries) == 1:
             hits = search_library(self._store, queries[0], limit=limit, group_by=group_by,
                                   filters=filters)
@@ -562,13 +599,13 @@ class Library(CollectionsMixin, AskMixin):
                                 group_by=group_by, filters=filters,
                                 frames=lambda record: self._frames(record)[0])
         if self._query_log is not None:
-            joiner = f" {operator.upper()} "
-            logged = joiner.join([*texts, *(["[image]"] * len(images))])
+            logged = f" {operator.upper()} ".join(part.label for part in plan)
             self._query_log.record(kind="search", query=logged, budget=limit,
                                   latency_ms=(time.perf_counter() - t0) * 1000.0,
                                   result_size=len(hits),
                                   params={"group_by": group_by, "operator": operator,
-                                          "parts": len(queries),
+                                          "parts": len(queries), "compose": compose,
+                                          "images": len(images), "entities": len(refs),
                                           "filters": _filters_json(filters)})
         return hits
 

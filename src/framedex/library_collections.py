@@ -67,7 +67,12 @@ def check_id(name: str, value: object) -> str:
     return value
 
 
-def _check_name(name: object) -> str:
+def check_name(name: object) -> str:
+    """Validate a collection's (or an entity's) name; returns it stripped.
+
+    Raises:
+        ConfigError: not non-empty text of at most :data:`MAX_NAME` characters.
+    """
     check(isinstance(name, str) and name.strip() != "" and len(name) <= MAX_NAME
           and "\x00" not in name, "name", name,
           f"must be non-empty text of at most {MAX_NAME} characters")
@@ -114,7 +119,7 @@ class CollectionsMixin:
         Raises:
             ConfigError: an empty, too long or already used name; malformed models.
         """
-        name = _check_name(name)
+        name = check_name(name)
         checked = _check_models(models)
         if any(c.name == name for c in self._store.list_indexes()):
             raise ConfigError(f"name={name!r} is invalid: a collection with this name exists; "
@@ -150,7 +155,7 @@ class CollectionsMixin:
             NotFoundError / ConfigError: no such collection; a bad or already used name.
         """
         record = self._collection_record(collection_id)
-        name = _check_name(name)
+        name = check_name(name)
         if any(c.name == name and c.index_id != record.index_id
                for c in self._store.list_indexes()):
             raise ConfigError(f"name={name!r} is invalid: another collection has this name")

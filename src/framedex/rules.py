@@ -208,11 +208,19 @@ DEFAULT_BATCH_SIZE = 64
 #:   capped it at 120).
 #: - ``parts``: 11 parts (texts and images) in one search (Twelve Labs takes up to 10 images
 #:   plus a text; the API counted 10 texts on top of the library's rule).
+#: - ``images``: 10 query images in one search, as parts or composed (Twelve Labs' documented
+#:   limit for repeated ``query_media_file``/``query_media_url``); ``entities``: 10 entities
+#:   referenced by one search (each is a store read); ``asset_ids``: 1 to 50 reference images
+#:   per entity (each is decoded and embedded once, when it is added).
+#: - ``image_side``: a query or reference image's shorter side is at least 8 pixels (smaller
+#:   carries nothing to match); ``image_bytes``: one image file is at most 32 MB (Twelve
+#:   Labs' Marengo 3.5 limit for one media source; its older image search took 5 MB).
 _TEXT = Limit("text", 1, 4000, "characters", "length")
 _SIDE = Limit("max_side", 8, 8192, "pixels")
 _NAME = Limit("model", 1, 256, "characters", "length")
 _RESULTS = Limit("limit", 1, 1000, "results")
 _CHEAPEST = min(tier_tokens().values())
+_COMMENT = Limit("comment", 0, 2000, "characters", "length")
 LIMITS: Mapping[str, Limit] = {limit.param: limit for limit in (
     _TEXT,
     dataclasses.replace(_TEXT, param="question"),
@@ -231,12 +239,17 @@ LIMITS: Mapping[str, Limit] = {limit.param: limit for limit in (
     Limit("decode_workers", 1, 256, ""),
     Limit("embed_texts", 1, 256, "texts"),
     Limit("image_bytes", 1, 32 << 20, "bytes"),
+    Limit("image_side", 8, None, "pixels"),
+    Limit("images", 1, 10, "query images"),
+    Limit("entities", 1, 10, "entities"),
+    Limit("asset_ids", 1, 50, "reference images"),
     Limit("path", 1, 4096, "characters", "length"),
     _NAME,
     dataclasses.replace(_NAME, param="rollout_key"),
     Limit("max_tokens", 1, 32768, "tokens"),
     Limit("temperature", 0, 2, "", "number"),
-    Limit("comment", 0, 2000, "characters", "length"),
+    _COMMENT,
+    dataclasses.replace(_COMMENT, param="description"),
     Limit("seconds", 0, None, "seconds", "number"),
     Limit("path_glob", 1, 1024, "characters", "length"),
 )}
@@ -249,8 +262,25 @@ MAX_BUDGET = int(LIMITS["budget"].high or 0)
 MIN_TOKENS = int(LIMITS["tokens"].low)
 #: Most parts (texts and images) in one search.
 MAX_PARTS = int(LIMITS["parts"].high or 0)
-#: Largest image file accepted as a query (Twelve Labs' own limit is 5 MB; we allow more).
+#: Largest image file accepted (a query image, an entity's reference image).
 MAX_IMAGE_BYTES = int(LIMITS["image_bytes"].high or 0)
+#: Smallest side, in pixels, of an image accepted as a query or a reference.
+MIN_IMAGE_SIDE = int(LIMITS["image_side"].low)
+#: Most query images in one search (parts or composed).
+MAX_QUERY_IMAGES = int(LIMITS["images"].high or 0)
+#: Most entities one search may reference.
+MAX_QUERY_ENTITIES = int(LIMITS["entities"].high or 0)
+#: Most reference images (assets) of one entity.
+MAX_ENTITY_ASSETS = int(LIMITS["asset_ids"].high or 0)
+
+#: How a composed query (a text with images or entities, fused into one vector) weighs its
+#: text against its visual side (the normalised mean of its images' and entities' vectors):
+#: ``q = normalise(w * text + (1 - w) * visual)``. A text's cosines with frames spread about
+#: half as wide as an image's (CLIP's modality gap), so an equal sum is an image query with a
+#: hint of text; 0.7 was best of 0.3-0.9 on the synthetic world for "this object, on that
+#: background" (hit@1 0.83; 0.6: 0.56, 0.8: 0.76; docs/twelvelabs.md,
+#: ``scripts/bench_entities.py``).
+COMPOSE_TEXT_WEIGHT = 0.7
 
 
 # -- names a request may choose, and the states it reports ----------------------------------
@@ -280,6 +310,7 @@ FINISHED = (JOB_DONE, JOB_FAILED)
 
 
 __all__ = [
+    "COMPOSE_TEXT_WEIGHT",
     "FAILED",
     "FAMILIES",
     "FINISHED",

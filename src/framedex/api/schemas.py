@@ -29,6 +29,8 @@ from framedex.rules import (
     JOB_STATUSES,
     LIMITS,
     MAX_PARTS,
+    MAX_QUERY_ENTITIES,
+    MAX_QUERY_IMAGES,
     MIN_TOKENS,
     OPERATORS,
     PAYLOAD_FORMATS,
@@ -188,18 +190,33 @@ class Filters(BaseModel):
 QueryText = Annotated[str, bounded("text")]
 
 
+Base64Image = Annotated[str, Field(min_length=1, max_length=1_000_000)]
+EntityId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "anyOf": [{"required": ["text"]}, {"required": ["image_base64"]}]})
+        "anyOf": [{"required": ["text"]}, {"required": ["image_base64"]},
+                  {"required": ["entity"]}]})
     text: QueryText | Annotated[list[QueryText], Field(json_schema_extra={
         "maxItems": MAX_PARTS})] | None = Field(
         None, description="What to look for (not only whitespace), or several texts: the "
                           f"parts of a multi-part query (see `operator`); at most {MAX_PARTS} "
-                          "parts, texts and images together.")
-    image_base64: str | None = Field(
-        None, min_length=1, max_length=1_000_000,
-        description="An image to search with, base64 (or a data URL); one more query part. "
-                    "Larger images: send multipart/form-data with an `image` file part.")
+                          "parts, texts and images together. `<@ENTITY_ID>` in a text finds "
+                          "that entity (combined with the rest of the text).")
+    image_base64: Base64Image | Annotated[list[Base64Image], Field(json_schema_extra={
+        "maxItems": MAX_QUERY_IMAGES})] | None = Field(
+        None, description="An image to search with, base64 (or a data URL), or several (at "
+                          f"most {MAX_QUERY_IMAGES}); each is one more query part, unless "
+                          "`compose`. Larger images: send multipart/form-data with `image` "
+                          "file parts.")
+    entity: EntityId | Annotated[list[EntityId], Field(json_schema_extra={
+        "maxItems": MAX_QUERY_ENTITIES})] | None = Field(
+        None, description="Entity ids to find, as if written `<@ENTITY_ID>` in the first "
+                          "text (a part of their own without a text).")
+    compose: bool = Field(False, description="Fuse the texts, images and entities into one "
+                                             "query vector (\"this, doing that\") instead of "
+                                             "parts combined by `operator`.")
     operator: str = choice(
         OPERATORS, OPERATORS[0],
         description="How several parts combine: `and` ranks videos by the sum of each "
@@ -210,16 +227,26 @@ class SearchRequest(BaseModel):
 
     @model_validator(mode="after")
     def _some_query(self, info: ValidationInfo) -> SearchRequest:
-        texts = [self.text] if isinstance(self.text, str) else list(self.text or [])
         uploaded = bool(info.context and info.context.get("image_uploaded"))
-        if not texts and self.image_base64 is None and not uploaded:
-            raise ValueError("give text, image_base64, or both")
+        if not self.texts and not self.images_base64 and not self.entities and not uploaded:
+            raise ValueError("give text, image_base64 or entity (or several)")
         return self
 
     @property
     def texts(self) -> list[str]:
         """The text parts as a list."""
         return [self.text] if isinstance(self.text, str) else list(self.text or [])
+
+    @property
+    def images_base64(self) -> list[str]:
+        """The base64 images as a list."""
+        given = self.image_base64
+        return [given] if isinstance(given, str) else list(given or [])
+
+    @property
+    def entities(self) -> list[str]:
+        """The entity ids as a list."""
+        return [self.entity] if isinstance(self.entity, str) else list(self.entity or [])
 
 
 class SearchResponse(BaseModel):

@@ -30,7 +30,15 @@ from framedex.cli._common import (
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
-from framedex.rules import DEFAULT_LIMIT, GROUP_BY, LIMITS, PAYLOAD_FORMATS, tier_costs_text
+from framedex.rules import (
+    COMPOSE_TEXT_WEIGHT,
+    DEFAULT_LIMIT,
+    GROUP_BY,
+    LIMITS,
+    MAX_QUERY_IMAGES,
+    PAYLOAD_FORMATS,
+    tier_costs_text,
+)
 
 if TYPE_CHECKING:
     from framedex.library import Moment, VideoHit
@@ -48,7 +56,8 @@ def _sampler_help() -> str:
 @handle_errors
 def search(
     text: Annotated[str | None, typer.Argument(
-        help="What to look for, in words (optional with --image or --and).")] = None,
+        help="What to look for, in words (optional with --image, --entity or --and); "
+             "<@ENTITY_ID> in it finds that entity.")] = None,
     db: Db = DEFAULT_DB,
     limit: Annotated[int, typer.Option(
         "--limit", "-n",
@@ -63,8 +72,15 @@ def search(
     path: Annotated[str | None, typer.Option("--path", help="Glob on the video path.")] = None,
     meta: Annotated[list[str] | None, typer.Option(
         "--meta", help="User metadata equality KEY=VALUE (repeatable).")] = None,
-    image: Annotated[Path | None, typer.Option(
-        "--image", help="Search with an image file (alone, or as one more query part).")] = None,
+    image: Annotated[list[Path] | None, typer.Option(
+        "--image", help="Search with an image file (alone, or as one more query part); "
+                        f"repeatable, at most {MAX_QUERY_IMAGES}.")] = None,
+    entity: Annotated[list[str] | None, typer.Option(
+        "--entity", help="Find this entity (an id; repeatable), as <@ENTITY_ID> in TEXT "
+                         "would: combined with the text.")] = None,
+    compose: Annotated[bool, typer.Option(
+        "--compose", help="Fuse TEXT, every --image and --entity into one query "
+                          f"(text weight {COMPOSE_TEXT_WEIGHT}) instead of parts.")] = False,
     and_: Annotated[list[str] | None, typer.Option(
         "--and", help="Another text the videos must also show (repeatable): ranks videos by "
                       "the sum of each part's best segment.")] = None,
@@ -76,21 +92,22 @@ def search(
 
     With --and, the text, every --and text and the --image are parts that a video must all
     show (LanceDB's MaxSim over each video's segments); each hit's moments are the parts'
-    best segments.
+    best segments. With --compose, the text, the images and the entities are one query
+    ("this, doing that").
     """
     from framedex.library import SearchFilters
 
-    if text is None and image is None and not and_:
+    if text is None and not image and not and_ and not entity:
         raise ConfigError("give what to look for: a text (framedex search \"a red car\"), "
-                          "or --image PATH")
+                          "--image PATH or --entity ID")
     filters = SearchFilters(min_duration=min_duration, max_duration=max_duration,
                             path_glob=path, metadata=parse_pairs(meta, "--meta"))
     lib = open_library(db, model=model, device=device)
     texts = ([text] if text is not None else []) + list(and_ or [])
-    picture = lib.load_image(image, "--image") if image is not None else None
+    pictures = lib.load_images(list(image), "--image") if image else []
     hits: Sequence[Moment | VideoHit] = lib.search(
-        texts, image=picture, operator="and" if and_ else "or", limit=limit,
-        group_by=group_by, filters=filters)
+        texts, image=pictures, entity=list(entity or []), operator="and" if and_ else "or",
+        compose=compose, limit=limit, group_by=group_by, filters=filters)
     for t in texts:
         for line in lib.query_notes(t):
             note(line)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from framedex.errors import ConfigError
-from framedex.rules import MAX_IMAGE_BYTES
+from framedex.errors import ConfigError, PayloadTooLargeError
+from framedex.rules import MAX_IMAGE_BYTES, MIN_IMAGE_SIDE
 from framedex.values import Array
 
 if TYPE_CHECKING:
@@ -35,8 +35,6 @@ MAX_REQUEST_PIXELS = 128_000_000
 #: Images decoded at once by one library (the server's request threads share it): with the
 #: per-image limit, this bounds the memory image queries can take, whatever the traffic.
 MAX_IMAGE_DECODES = 2
-#: Smallest side accepted (an image smaller than a few pixels carries nothing to match).
-MIN_IMAGE_SIDE = 8
 
 
 class QueryImage:
@@ -47,7 +45,9 @@ class QueryImage:
         name: the parameter's name, for error messages.
 
     Raises:
-        ConfigError: not a readable image, too large (bytes or pixels), or too small.
+        ConfigError: not a readable image, too many pixels, or a side under
+            ``framedex.rules.MIN_IMAGE_SIDE``. PayloadTooLargeError: over
+            ``framedex.rules.MAX_IMAGE_BYTES``.
     """
 
     def __init__(self, source: bytes | str | os.PathLike[str], name: str = "image"):
@@ -65,13 +65,15 @@ class QueryImage:
                 raise ConfigError(f"{name}={str(path)!r} is invalid: cannot read it "
                                   f"({ex.strerror or ex})") from None
             opener = path
-        if size > MAX_IMAGE_BYTES:
-            raise ConfigError(f"{name} is invalid: {size} bytes is over the limit of "
-                              f"{MAX_IMAGE_BYTES} bytes")
+        if size > MAX_IMAGE_BYTES:  # a 413, as Twelve Labs answers a media source too large
+            raise PayloadTooLargeError(f"{name} is too large: {size:,} bytes is over the limit "
+                                       f"of {MAX_IMAGE_BYTES:,} bytes per image")
         try:
             self.image = Image.open(opener)  # the header only
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-                SyntaxError) as ex:
+        except UnidentifiedImageError:  # Pillow's message names the file: a server path
+            raise ConfigError(f"{name} is invalid: not a readable image (JPEG, PNG, WebP, GIF "
+                              "or BMP)") from None
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as ex:
             raise ConfigError(f"{name} is invalid: not a readable image ({ex})") from None
         w, h = self.image.size
         if w * h > MAX_IMAGE_PIXELS:

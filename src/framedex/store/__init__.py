@@ -27,6 +27,8 @@ from framedex.store.lance_store import LanceStore as LanceStore
 from framedex.store.leases import lease_ttl_from_env as lease_ttl_from_env
 from framedex.store.querylog import QueryLog as QueryLog
 from framedex.store.schema import AssetRecord as AssetRecord
+from framedex.store.schema import EntityCollectionRecord as EntityCollectionRecord
+from framedex.store.schema import EntityRecord as EntityRecord
 from framedex.store.schema import IndexRecord as IndexRecord
 from framedex.store.schema import MemberRecord as MemberRecord
 from framedex.store.schema import VideoRecord as VideoRecord

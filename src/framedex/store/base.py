@@ -7,7 +7,7 @@ never to Lance. The seam has four parts, and each caller asks for the part it us
 
 - :class:`StoreReader`: videos, their frames and segments, library search (as arrays);
 - :class:`StoreWriter`: the write protocol below, and the small tables' appends;
-- :class:`StoreCollections`: collections of videos ("indexes") and uploaded assets;
+- :class:`StoreCollections`: collections of videos ("indexes"), uploaded assets, entities;
 - :class:`StoreMaintenance`: ANN and scalar indexes, compaction and retention.
 
 :class:`Store` is all four, plus the ingest jobs (:class:`~framedex.store.jobs.JobStore`).
@@ -49,7 +49,14 @@ import pyarrow.dataset as pa_dataset
 from framedex.errors import check
 from framedex.store.location import StoreLocation
 from framedex.store.locks import Claim
-from framedex.store.schema import AssetRecord, IndexRecord, MemberRecord, VideoRecord
+from framedex.store.schema import (
+    AssetRecord,
+    EntityCollectionRecord,
+    EntityRecord,
+    IndexRecord,
+    MemberRecord,
+    VideoRecord,
+)
 from framedex.values import Array, Json, JsonObject
 
 if TYPE_CHECKING:
@@ -318,7 +325,9 @@ class StoreWriter(Protocol):
 
 @runtime_checkable
 class StoreCollections(Protocol):
-    """Collections of videos ("indexes", as Twelve Labs calls them) and uploaded assets."""
+    """Collections of videos ("indexes", as Twelve Labs calls them), uploaded assets, and
+    entity collections with their entities (reference images' embeddings, for entity
+    search)."""
 
     def list_indexes(self) -> list[IndexRecord]: ...
     def get_index(self, index_id: str) -> IndexRecord | None: ...
@@ -332,6 +341,15 @@ class StoreCollections(Protocol):
     def list_assets(self, created_before: datetime | None = None) -> list[AssetRecord]: ...
     def page_assets(self, limit: int, offset: int = 0) -> tuple[list[AssetRecord], int]: ...
     def delete_asset(self, asset_id: str) -> None: ...
+    def list_entity_collections(self) -> list[EntityCollectionRecord]: ...
+    def get_entity_collection(self, entity_collection_id: str
+                              ) -> EntityCollectionRecord | None: ...
+    def save_entity_collection(self, record: EntityCollectionRecord) -> None: ...
+    def delete_entity_collection(self, entity_collection_id: str) -> None: ...
+    def list_entities(self, entity_collection_id: str | None = None) -> list[EntityRecord]: ...
+    def get_entity(self, entity_id: str) -> EntityRecord | None: ...
+    def save_entity(self, record: EntityRecord) -> None: ...
+    def delete_entity(self, entity_id: str) -> None: ...
 
 
 @runtime_checkable

@@ -48,6 +48,7 @@ from framedex.store.base import (
     VectorRows,
 )
 from framedex.store.collections import LanceCollections
+from framedex.store.entities import LanceEntities
 from framedex.store.jobs import JobStore
 from framedex.store.location import StoreLocation, store_io
 from framedex.store.locks import STATE_DIR, Claim, StoreLocks
@@ -56,6 +57,8 @@ from framedex.store.schema import (
     ANSWERS_SCHEMA,
     ASSETS_SCHEMA,
     ENCODER_KEY,
+    ENTITIES_SCHEMA,
+    ENTITY_COLLECTIONS_SCHEMA,
     GENERATION_TABLES,
     INDEX_MEMBERS_SCHEMA,
     INDEXES_SCHEMA,
@@ -85,6 +88,7 @@ SMALL_TABLES: dict[str, pa.Schema] = {
     "video_paths": VIDEO_PATHS_SCHEMA, "indexes": INDEXES_SCHEMA,
     "index_members": INDEX_MEMBERS_SCHEMA, "assets": ASSETS_SCHEMA,
     "answers": ANSWERS_SCHEMA, "answer_feedback": ANSWER_FEEDBACK_SCHEMA,
+    "entity_collections": ENTITY_COLLECTIONS_SCHEMA, "entities": ENTITIES_SCHEMA,
 }
 
 #: The key column each table is read by (a BTREE index on it).
@@ -99,7 +103,7 @@ def new_generation() -> int:
     return time.time_ns()
 
 
-class LanceStore(LanceCollections):
+class LanceStore(LanceCollections, LanceEntities):
     """A framedex store on LanceDB (implements :class:`framedex.store.Store`).
 
     Args:

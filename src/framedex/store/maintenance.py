@@ -51,7 +51,8 @@ DEFAULT_LOG_RETENTION = timedelta(days=30)
 DEFAULT_KEEP_VERSIONS = timedelta(minutes=10)
 
 _TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
-           "video_vectors", "indexes", "index_members", "assets", "answers", "answer_feedback")
+           "video_vectors", "indexes", "index_members", "assets", "answers", "answer_feedback",
+           "entity_collections", "entities")
 
 
 def optimize(store: LanceParts, *, log_retention: timedelta | None = None,

@@ -25,6 +25,11 @@ Tables (one LanceDB database, a local folder by default):
   video can be in several, and deleting or renaming an index never touches its videos.
   Membership counts only for committed videos.
 - ``assets``: uploaded files not yet indexed (a Twelve Labs *asset*).
+- ``entity_collections`` and ``entities``: named sets of entities (a person, a product, a
+  logo), each entity the embeddings of its reference images (assets), searched for with
+  ``<@entity_id>`` in a query (Twelve Labs' *entity search*). An entity keeps its reference
+  vectors and the encoder that made them, so a search needs neither the files nor the image
+  tower.
 
 **Generations.** Every index run of a video writes its rows under a new ``generation`` number;
 the ``videos`` row names the generation that is live. A re-index therefore writes its new rows
@@ -340,6 +345,34 @@ ASSETS_SCHEMA = pa.schema(
 )
 
 
+ENTITY_COLLECTIONS_SCHEMA = pa.schema(
+    [
+        ("entity_collection_id", pa.string()),
+        ("name", pa.string()),
+        ("description", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+ENTITIES_SCHEMA = pa.schema(
+    [
+        ("entity_id", pa.string()),
+        ("entity_collection_id", pa.string()),
+        ("name", pa.string()),
+        ("description", pa.string()),
+        ("metadata", pa.string()),  # JSON object of scalars
+        ("asset_ids", pa.list_(pa.string())),
+        # one L2-normalised vector per reference image, in asset_ids' order (any dimension:
+        # the table does not depend on the store's encoder, the encoder column names it)
+        ("vectors", pa.list_(pa.list_(pa.float32()))),
+        ("encoder", pa.string()),  # JSON identity of the encoder that embedded the images
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 def video_vectors_schema(dim: int) -> pa.Schema:
     """Schema of the ``video_vectors`` table: a multivector column of the segment vectors."""
     return pa.schema(
@@ -474,3 +507,68 @@ class AssetRecord:
         row = dict(row)
         row["metadata"] = json.loads(row.get("metadata") or "{}")
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
+
+
+@dataclass
+class EntityCollectionRecord:
+    """One row of the ``entity_collections`` table: a named set of entities."""
+
+    entity_collection_id: str
+    name: str
+    description: str | None = None
+    created_at: datetime = field(default_factory=now_utc)
+    updated_at: datetime = field(default_factory=now_utc)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row for this record."""
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EntityCollectionRecord:
+        """Build from a row read back from the table."""
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
+
+
+@dataclass
+class EntityRecord:
+    """One row of the ``entities`` table: an entity and its reference images' embeddings.
+
+    Attributes:
+        vectors: (R, D) float32, one L2-normalised vector per reference image, in the order
+            of ``asset_ids``.
+        encoder: the identity of the encoder that embedded them (checked against the store's
+            at every search).
+    """
+
+    entity_id: str
+    entity_collection_id: str
+    name: str
+    asset_ids: list[str]
+    vectors: np.ndarray
+    encoder: dict[str, Any]
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=now_utc)
+    updated_at: datetime = field(default_factory=now_utc)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row for this record."""
+        return {"entity_id": self.entity_id, "entity_collection_id": self.entity_collection_id,
+                "name": self.name, "description": self.description,
+                "metadata": json.dumps(self.metadata, sort_keys=True),
+                "asset_ids": list(self.asset_ids),
+                "vectors": np.asarray(self.vectors, np.float32).tolist(),
+                "encoder": json.dumps(self.encoder, sort_keys=True),
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EntityRecord:
+        """Build from a row read back from the table."""
+        vectors = np.asarray(row.get("vectors") or [], np.float32)
+        return cls(entity_id=row["entity_id"], entity_collection_id=row["entity_collection_id"],
+                   name=row["name"], asset_ids=list(row.get("asset_ids") or []),
+                   vectors=vectors.reshape(len(vectors), -1) if len(vectors) else vectors,
+                   encoder=json.loads(row.get("encoder") or "{}"),
+                   description=row.get("description"),
+                   metadata=json.loads(row.get("metadata") or "{}"),
+                   created_at=row["created_at"], updated_at=row["updated_at"])

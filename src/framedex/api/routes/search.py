@@ -1,4 +1,5 @@
-"""``POST /v1/search``: find moments (or videos) matching a text, an image, or several parts."""
+"""``POST /v1/search``: find moments (or videos) matching a text, images, entities, or several
+parts; or one composed query of them (``compose``)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, b
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import SearchFilters
-from framedex.rules import GROUP_BY, LIMITS, MAX_IMAGE_BYTES, OPERATORS
+from framedex.rules import GROUP_BY, LIMITS, MAX_IMAGE_BYTES, MAX_QUERY_IMAGES, OPERATORS
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 _FORM = {"type": "object", "required": ["image"], "properties": {
-    "image": {"type": "string", "format": "binary"},
+    "image": {"type": "string", "format": "binary",
+              "description": f"Repeat for several images (at most {MAX_QUERY_IMAGES})."},
     "text": {"type": "string", "description": "Optional text part(s); repeat the field for "
                                               "several."},
+    "entity": {"type": "string", "description": "An entity id to find; repeat for several."},
+    "compose": {"type": "boolean", "description": "Fuse everything into one query vector."},
     "operator": {"type": "string", "enum": list(OPERATORS)},
     "limit": {"type": "integer", **LIMITS["limit"].json_schema()},
     "group_by": {"type": "string", "enum": list(GROUP_BY)},
@@ -64,29 +68,36 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
                  settings: SettingsDep) -> SearchResponse:
     """Best-matching moments (``group_by=moment``) or videos (``group_by=video``).
 
-    JSON ``{"text": ..., "image_base64"?: ..., "operator"?: "and"|"or", ...}``, or
-    multipart/form-data with an ``image`` file part (and optional ``text``, ``operator``,
-    ``limit``, ``group_by``, ``filters`` fields). One part (a text or an image) searches every
+    JSON ``{"text": ..., "image_base64"?: ..., "entity"?: ..., "operator"?: "and"|"or",
+    "compose"?: bool, ...}``, or multipart/form-data with ``image`` file parts (and optional
+    ``text``, ``entity``, ``compose``, ``operator``, ``limit``, ``group_by``, ``filters``
+    fields). One part (a text, an image, or a text with the entities it names) searches every
     indexed frame; several parts rank videos (``and``: the sum of each part's best segment,
-    ``or``: the best part) and each hit's moments name their ``part``.
+    ``or``: the best part) and each hit's moments name their ``part``; ``compose`` fuses
+    everything into one part.
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    image = None
+    images: list[Any] = []
     if ctype == "multipart/form-data":
         dest = settings.resolved_upload_dir_for(library.uri) / f"search-{new_job_id()}"
+        upload = None
         try:
-            upload = await receive_upload(request, file_field="image", dest=dest,
-                                          max_bytes=min(MAX_IMAGE_BYTES,
-                                                        settings.max_upload_bytes))
-            image = await run_in_threadpool(library.load_image, dest, "image")
+            upload = await receive_upload(
+                request, file_field="image", dest=dest, max_files=MAX_QUERY_IMAGES,
+                max_bytes=min(MAX_QUERY_IMAGES * MAX_IMAGE_BYTES, settings.max_upload_bytes))
+            files = [p for _, p in upload.files]
+            names = [f"image[{i}]" if len(files) > 1 else "image" for i in range(len(files))]
+            images = await run_in_threadpool(library.load_images, files, names)
         finally:
-            dest.unlink(missing_ok=True)
+            for _, p in (upload.files if upload is not None else [("", dest)]):
+                p.unlink(missing_ok=True)
         form: dict[str, Any] = {k: v for k, v in upload.fields.items()
-                                if k in ("operator", "limit", "group_by")}
-        texts = upload.lists.get("text", [])
+                                if k in ("operator", "limit", "group_by", "compose")}
+        texts, entities = upload.lists.get("text", []), upload.lists.get("entity", [])
         try:
             req = SearchRequest.model_validate(
-                {**form, "text": texts or None, "filters": json_field(upload, "filters")},
+                {**form, "text": texts or None, "entity": entities or None,
+                 "filters": json_field(upload, "filters")},
                 context={"image_uploaded": True})
         except ValidationError as ex:
             raise _validation_error(ex) from None
@@ -95,9 +106,12 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
             req = SearchRequest.model_validate_json(await read_json_body(request))
         except ValidationError as ex:
             raise _validation_error(ex) from None
-        if req.image_base64 is not None:
-            data = _decode_base64(req.image_base64)
-            image = await run_in_threadpool(library.load_image, data, "image_base64")
+        given = req.images_base64
+        if given:
+            names = [f"image_base64[{i}]" if len(given) > 1 else "image_base64"
+                     for i in range(len(given))]
+            images = await run_in_threadpool(library.load_images,
+                                             [_decode_base64(g) for g in given], names)
     else:
         from starlette.exceptions import HTTPException
 
@@ -107,9 +121,10 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
     texts = req.texts
     with body_fields(SearchRequest):
         hits = await run_in_threadpool(lambda: library.search(
-            texts, image=image, operator=req.operator, limit=req.limit, group_by=req.group_by,
-            filters=filters))
-    parts = [*texts, *(["[image]"] if image is not None else [])]
+            texts, image=images, entity=req.entities, operator=req.operator,
+            compose=req.compose, limit=req.limit, group_by=req.group_by, filters=filters))
+    parts = [*texts, *(f"<@{e}>" for e in req.entities), *(["[image]"] * len(images))]
+    joiner = " + " if req.compose else f" {req.operator.upper()} "
     notes = [line for t in texts for line in library.query_notes(t)]
-    return SearchResponse(query=f" {req.operator.upper()} ".join(parts), group_by=req.group_by,
+    return SearchResponse(query=joiner.join(parts), group_by=req.group_by,
                           results=[public_hit(h.to_json(), paths) for h in hits], notes=notes)

@@ -12,6 +12,7 @@ runner; what they add is translation between Twelve Labs' wire format and framed
 
 One router per resource: ``indexes`` (collections of videos), ``assets``,
 ``indexed_assets``, ``tasks`` (legacy indexing), ``search``, ``embed`` (v2, sync and tasks),
+``entities`` (entity collections and their entities, for entity search),
 ``analyze`` (Pegasus' call, answered by the server's own video LLM through ``Library.ask``),
 and ``unsupported`` (what a visual-only, self-hosted server does not offer: a 400 that names
 it). docs/twelvelabs.md lists what is supported.
@@ -40,6 +41,7 @@ def twelvelabs_app(parent: FastAPI) -> FastAPI:
         analyze,
         assets,
         embed,
+        entities,
         indexed_assets,
         indexes,
         search,
@@ -59,9 +61,10 @@ def twelvelabs_app(parent: FastAPI) -> FastAPI:
     search.install_pages(app)
     install_tl_error_handlers(app)
     protected = APIRouter(dependencies=[Depends(require_api_key)])
-    for module in (indexes, indexed_assets, assets, tasks, search, embed, analyze,
+    for module in (indexes, indexed_assets, assets, tasks, search, embed, analyze, entities,
                    unsupported):
         protected.include_router(module.router)
     protected.include_router(indexed_assets.videos_router)  # the legacy indexes.videos view
+    protected.include_router(entities.assets_router)  # GET /assets/{id}/entities
     app.include_router(protected)
     return app

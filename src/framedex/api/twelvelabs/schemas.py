@@ -2,7 +2,7 @@
 and the rules that name what a visual-only, self-hosted server does not offer.
 
 Shape errors are 400 ``parameter_invalid``; a well-formed request for a feature framedex lacks
-(audio, transcription, Pegasus, fused embeddings, entity search...) is 400 ``unsupported`` with
+(audio, transcription, Pegasus, fused embeddings...) is 400 ``unsupported`` with
 a message naming it. Domain rules (a text's length, an image's size, a segment length) are
 the core's (``framedex.rules``): these models document them in the schema and the
 :class:`~framedex.library.Library`, the one place that owns them, checks them once.
@@ -10,14 +10,13 @@ the core's (``framedex.rules``): these models document them in the schema and th
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from framedex.api.schemas import QueryText, bounded, choice
 from framedex.errors import ConfigError, UnsupportedError
-from framedex.rules import OPERATORS
+from framedex.rules import LIMITS, MAX_ENTITY_ASSETS, MAX_QUERY_IMAGES, OPERATORS
 
 #: Model names accepted for this server's encoder (the response reports which one it is).
 MARENGO = ("marengo3.0", "marengo3.5")
@@ -127,21 +126,67 @@ class TaskForm(BaseModel):
     user_metadata: str | None = Field(None, max_length=65536)
 
 
-# -- search ---------------------------------------------------------------------------------
+# -- entity collections and entities -------------------------------------------------------
 
-_ENTITY = re.compile(r"<@[^>]*>")
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+AssetIds = Annotated[list[Id], Field(json_schema_extra={
+    "minItems": int(LIMITS["asset_ids"].low), "maxItems": MAX_ENTITY_ASSETS})]
+
+
+class EntityCollectionCreate(BaseModel):
+    model_config = _LAX
+    name: Name
+    description: str | None = bounded("description", None)
+
+
+class EntityCollectionUpdate(BaseModel):
+    model_config = _LAX
+    name: Name | None = None
+    description: str | None = bounded("description", None)
+
+
+class EntityCreate(BaseModel):
+    model_config = _LAX
+    name: Name
+    asset_ids: AssetIds
+    description: str | None = bounded("description", None)
+    metadata: dict[str, MetaValue] | None = None
+
+
+class EntityBulkCreate(BaseModel):
+    model_config = _LAX
+    entities: list[EntityCreate] = Field(min_length=1, max_length=100)
+
+
+class EntityUpdate(BaseModel):
+    model_config = _LAX
+    name: Name | None = None
+    description: str | None = bounded("description", None)
+    metadata: dict[str, MetaValue] | None = None
+
+
+class EntityAssets(BaseModel):
+    model_config = _LAX
+    asset_ids: AssetIds
+
+
+# -- search ---------------------------------------------------------------------------------
 
 
 class SearchForm(BaseModel):
+    """The search form. Without ``operator``, the query is *composed*: its text (entity
+    references included) and images are fused into one query vector, as Twelve Labs does;
+    with ``operator``, each text and image is a part (framedex's multi-part search)."""
+
     model_config = _LAX
     index_id: Id
     search_options: list[str] = Field(min_length=1, max_length=3)
     query_text: list[QueryText] = Field(default_factory=list, max_length=10)
     query_media_type: str | None = Field(None, max_length=32)
     query_media_url: list[Annotated[str, Field(min_length=1, max_length=4096)]] = \
-        Field(default_factory=list, max_length=10)
+        Field(default_factory=list, max_length=MAX_QUERY_IMAGES)
     group_by: Literal["clip", "video"] = "clip"
-    operator: str = choice(OPERATORS, OPERATORS[0])
+    operator: str | None = choice(OPERATORS, None)
     page_limit: int = Field(10, ge=1, le=50)
     filter: str | None = Field(None, max_length=65536)
     include_user_metadata: bool = False
@@ -163,9 +208,6 @@ class SearchForm(BaseModel):
             raise ConfigError("query_text is invalid: give query_text, an image "
                               "(query_media_type=image with query_media_file or "
                               "query_media_url), or both")
-        if any(_ENTITY.search(t) for t in self.query_text):
-            raise UnsupportedError("entity search (<@entity_id> in query_text) is not "
-                                   "supported: framedex has no entity collections")
 
 
 # -- embeddings -----------------------------------------------------------------------------

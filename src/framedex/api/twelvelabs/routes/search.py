@@ -1,11 +1,13 @@
-"""``/search``: text and image search in an index, paged with tokens.
+"""``/search``: text, image, composed and entity search in an index, paged with tokens.
 
-The form (multipart, as the SDK sends it) becomes one :meth:`Library.search` call: the
-``query_text`` values and the images (``query_media_file`` parts, or allowed
-``query_media_url`` values) are the query's parts; one part searches every indexed frame of
-the index's videos, several combine with ``operator`` (``and``: LanceDB MaxSim over each
-video's segments, the sum of each part's best segment; ``or``: the best part). ``filter``
-takes ``id``, ``duration`` (a number or ``{"gte", "lte"}``) and user metadata.
+The form (multipart, as the SDK sends it) becomes one :meth:`Library.search` call. Without
+``operator`` the query is *composed*, as on Twelve Labs: the ``query_text`` (with any
+``<@ENTITY_ID>`` in it) and the images (up to 10 ``query_media_file`` parts and allowed
+``query_media_url`` values) are fused into one query vector that searches every indexed frame
+of the index's videos. With ``operator``, each text and image is a part (framedex's multi-part
+search: ``and``, LanceDB MaxSim over each video's segments, the sum of each part's best
+segment; ``or``, the best part). ``filter`` takes ``id``, ``duration`` (a number or
+``{"gte", "lte"}``) and user metadata.
 
 Results (at most :data:`MAX_RESULTS`) are kept in memory for an hour and paged:
 ``page_info.next_page_token`` names the next page (``GET /search/{token}``) and is absent on
@@ -37,7 +39,7 @@ from framedex.api.twelvelabs.schemas import SearchForm
 from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, NotFoundError, UnsupportedError
 from framedex.library import Library, Moment, SearchFilters, VideoHit
-from framedex.rules import MAX_IMAGE_BYTES, OPERATORS
+from framedex.rules import MAX_IMAGE_BYTES, MAX_QUERY_IMAGES, OPERATORS
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -47,8 +49,6 @@ MAX_RESULTS = 200
 PAGE_TTL_S = 3600.0
 #: Searches kept in memory at once (the oldest go first).
 MAX_SEARCHES = 256
-#: Most query images in one search (the SDK's documented limit).
-MAX_IMAGES = 10
 
 _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["index_id", "search_options"], "properties": {
@@ -59,7 +59,9 @@ _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
         "query_media_file": {"type": "string", "format": "binary"},
         "query_media_url": {"type": "string"},
         "group_by": {"type": "string", "enum": ["clip", "video"]},
-        "operator": {"type": "string", "enum": list(OPERATORS)},
+        "operator": {"type": "string", "enum": list(OPERATORS),
+                     "description": "Absent: the text and images are one composed query. "
+                                    "Given: each text and image is a part it combines."},
         "page_limit": {"type": "integer", "minimum": 1, "maximum": 50},
         "filter": {"type": "string", "description": "A JSON object: id, duration, user "
                                                     "metadata."},
@@ -206,8 +208,9 @@ def build_items(hits: Sequence[Moment | VideoHit], origin: str,
 def _search(library: Library, form: SearchForm, images: list[Any], filters: Any,
             origin: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     info = library.collection(form.index_id)
-    hits = library.search(form.query_text, image=images, operator=form.operator,
-                          limit=MAX_RESULTS,
+    hits = library.search(form.query_text, image=images,
+                          operator=form.operator or OPERATORS[0],
+                          compose=form.operator is None, limit=MAX_RESULTS,
                           group_by="video" if form.group_by == "video" else "moment",
                           filters=filters, collection=form.index_id)
     metadata = None
@@ -221,28 +224,35 @@ def _search(library: Library, form: SearchForm, images: list[Any], filters: Any,
 @router.post("", openapi_extra=_FORM)
 async def create_search(request: Request, library: LibraryDep,
                         settings: SettingsDep) -> dict[str, Any]:
-    """Search an index with ``query_text`` and/or images (``query_media_type=image`` with
-    ``query_media_file`` or ``query_media_url``); ``search_options=[visual]``."""
+    """Search an index with ``query_text`` (``<@ENTITY_ID>`` finds an entity) and/or up to
+    10 images (``query_media_type=image`` with repeated ``query_media_file`` or
+    ``query_media_url``); ``search_options=[visual]``. Without ``operator`` the text and the
+    images are one composed query."""
     folder = settings.resolved_upload_dir_for(library.uri)
     dest = folder / f"search-{new_job_id()}"
     upload = await receive_upload(
         request, file_field="query_media_file", dest=dest, require_file=False,
-        max_files=MAX_IMAGES, max_bytes=min(MAX_IMAGES * MAX_IMAGE_BYTES,
-                                            settings.max_upload_bytes))
+        max_files=MAX_QUERY_IMAGES, max_bytes=min(MAX_QUERY_IMAGES * MAX_IMAGE_BYTES,
+                                                  settings.max_upload_bytes))
     files = [p for _, p in upload.files]
     try:
         form = parse_form(SearchForm, upload, lists=("search_options", "query_text",
                                                      "query_media_url",
                                                      "transcription_options"))
-        form.require_supported(media=len(files) + len(form.query_media_url))
-        if len(files) + len(form.query_media_url) > MAX_IMAGES:
-            raise ConfigError(f"query_media_file is invalid: at most {MAX_IMAGES} images")
+        count = len(files) + len(form.query_media_url)
+        form.require_supported(media=count)
+        if count > MAX_QUERY_IMAGES:  # before any URL is fetched (the facade checks it too)
+            raise ConfigError(f"query_media_file is invalid: {count} images (query_media_file "
+                              f"and query_media_url together), at most {MAX_QUERY_IMAGES} per "
+                              "query")
         filters = parse_filter(form.filter)
-        names = ["query_media_file"] * len(files)
+        names = [f"query_media_file[{i}]" if len(files) > 1 else "query_media_file"
+                 for i in range(len(files))]
         for i, url in enumerate(form.query_media_url):
             fetched = Path(f"{dest}-url{i}")
             files.append(fetched)
-            names.append("query_media_url")
+            names.append(f"query_media_url[{i}]" if len(form.query_media_url) > 1
+                         else "query_media_url")
             await run_in_threadpool(fetch_url, url, fetched, settings, "query_media_url")
         # all the request's images at once: their pixels are bounded together, and decoded
         # straight to the model's input size (Library.load_images)

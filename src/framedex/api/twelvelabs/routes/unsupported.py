@@ -26,7 +26,6 @@ UNSUPPORTED: tuple[tuple[str, str], ...] = (
                   "that asks for a summary"),
     ("gist", "Pegasus gists are not offered"),
     ("responses", "the Responses API (a generative model) is not offered"),
-    ("entity-collections", "entity collections (face and person search) are not offered"),
     ("assets/multipart-uploads", "multipart uploads through presigned URLs need an object "
                                  "store: upload with POST /v1.3/assets (method=direct)"),
     ("knowledge-stores", "knowledge stores are not offered: search an index with "
@@ -62,9 +61,3 @@ def transcription(request: Request) -> None:
     """Transcripts need speech recognition, which framedex does not run."""
     raise UnsupportedError("transcription is not supported: framedex does not transcribe "
                            "speech (it embeds the visual stream)")
-
-
-@router.api_route("/assets/{asset_id}/entities", methods=_ALL)
-def entities(request: Request) -> None:
-    """Entities belong to entity collections, which framedex does not have."""
-    raise UnsupportedError("entities are not supported: framedex has no entity collections")
