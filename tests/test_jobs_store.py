@@ -93,3 +93,29 @@ def test_retention_deletes_old_finished_jobs_and_their_leases(store):
     assert [j.job_id for j in jobs.page(limit=10)[0]] == ["job0003", "job0002"]
     assert leases._epochs("job-job0000") == [] and leases._epochs("job-job0001") == []
     assert leases._epochs("job-job0002") and leases._epochs("job-job0003")  # kept
+
+
+def test_a_burst_of_job_commits_keeps_the_table_small(store, monkeypatch):
+    """Each durable save is a commit, and each version's manifest lists every fragment: a
+    burst used to leave one fragment per commit and megabytes of manifests. The store that
+    commits compacts the table every COMPACT_EVERY commits, off the request's thread."""
+    import time
+
+    import framedex.store.jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "COMPACT_EVERY", 8)
+    jobs = JobStore(store, flush_s=60)
+    for i in range(40):
+        job = _job(i)
+        jobs.save(job, durable=True)
+        job.status, job.progress = "done", 1.0
+        jobs.save(job, durable=True)
+    deadline = time.monotonic() + 30
+    while jobs._compacting.locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fragments = len(store.tables.snapshot("jobs").get_fragments())
+    assert fragments < 16, f"{fragments} fragments after 80 commits"  # one per commit before
+    other = JobStore(store)  # nothing lost on the way
+    page, total = other.page(limit=100)
+    assert total == 40 and {j.status for j in page} == {"done"}
+    assert other.get("job0039").progress == 1.0

@@ -38,7 +38,6 @@ from framedex.errors import check
 from framedex.store.jobs import DEFAULT_JOB_RETENTION, expire_jobs
 from framedex.store.location import store_io
 from framedex.store.schema import GENERATION_TABLES, now_utc, sql_str, sql_timestamp
-from framedex.store.tables import retry_conflicts
 
 if TYPE_CHECKING:
     from framedex.store.base import LanceParts
@@ -112,7 +111,7 @@ def _optimize(store: LanceParts, log_retention: timedelta, keep_versions: timede
     with store.locks.sweeper() as no_writer:
         orphans = sweep_orphans and no_writer
         for name in tables:
-            _compact(store, name, keep_versions, delete_unverified=orphans)
+            store.tables.compact(name, keep_versions, delete_unverified=orphans)
             if orphans:
                 _sweep_partial_files(store, name)
     return {"bytes_before": before, "bytes_after": sum(store.disk_usage().values()),
@@ -210,12 +209,3 @@ def _unnamed_generations(store: LanceParts, live: dict[str, int]) -> set[str]:
     return out
 
 
-def _compact(store: LanceParts, name: str, keep_versions: timedelta,
-             delete_unverified: bool) -> None:
-    table = store.tables.table(name)
-    if table is None:
-        return
-    with store_io(store.location, "optimize"):
-        retry_conflicts(lambda: table.optimize(cleanup_older_than=keep_versions,
-                                               delete_unverified=delete_unverified),
-                        f"compact {name}")

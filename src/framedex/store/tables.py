@@ -32,6 +32,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
@@ -394,6 +395,19 @@ class LanceTables:
         if n:
             self._write(name, "delete from", lambda w: w.delete(where))
         return n
+
+    def compact(self, name: str, keep_versions: timedelta, *,
+                delete_unverified: bool = False) -> None:
+        """Compact ``name``'s small fragments, fold its new rows into its indexes and remove
+        its versions older than ``keep_versions`` (a lost commit race is retried)."""
+        table = self.table(name)
+        if table is None:
+            return
+        with store_io(self.location, "optimize"):
+            retry_conflicts(lambda: table.optimize(cleanup_older_than=keep_versions,
+                                                   delete_unverified=delete_unverified),
+                            f"compact {name}")
+        self.touched(name)
 
     def table(self, name: str) -> Any:
         """The LanceDB table (for index building and maintenance), or None."""
