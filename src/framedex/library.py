@@ -35,13 +35,19 @@ from framedex.errors import (
     ConfigError,
     EmptyLibraryError,
     FramedexError,
+    ModelLoadError,
     NotFoundError,
     StoreError,
     StoreUnavailableError,
     check,
 )
 from framedex.indexer.clip_bpe import ClipTokenizer
-from framedex.indexer.encoder import load_encoder
+from framedex.indexer.encoder import (
+    ModelSpec,
+    is_model_path,
+    load_encoder,
+    missing_model_path,
+)
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, discover
 from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
 from framedex.library_collections import CollectionInfo, CollectionsMixin
@@ -297,7 +303,14 @@ class Library(CollectionsMixin, AskMixin):
             return self.model
         identity = self._store.encoder_identity()
         if identity and identity.get("spec"):
-            return str(identity["spec"])
+            spec = str(identity["spec"])
+            gone = missing_model_path(spec)
+            if gone is not None:
+                raise ModelLoadError(
+                    f"the store {self._store.uri} was built with the model at {gone}, which is "
+                    "no longer there (moved or deleted): pass --model with its new place (the "
+                    "store checks that the weights are the same)")
+            return spec
         from framedex.indexer.encoder import DEFAULT_MODEL
 
         return DEFAULT_MODEL
@@ -324,9 +337,24 @@ class Library(CollectionsMixin, AskMixin):
     def _query_encoder(self) -> TextEncoder:
         """The encoder for queries, checked against the store's identity."""
         encoder = self.text_encoder
-        if self._store.encoder_identity() is not None:
-            self._store.ensure_encoder(encoder.identity)
+        self._check_encoder(encoder.identity)
         return encoder
+
+    def _check_encoder(self, identity: Mapping[str, Json]) -> None:
+        """Refuse an encoder the store was not built with; when the same weights were given
+        from a new place (``--model``), record it, so later commands without ``--model`` find
+        them there."""
+        stored = self._store.encoder_identity()
+        if stored is None:
+            return
+        self._store.ensure_encoder(identity)
+        here, before = identity.get("spec"), stored.get("spec")
+        if (self.model and isinstance(here, str) and here != before
+                and is_model_path(str(before or "")) and identity.get("weights_digest")):
+            try:
+                self._store.remember_model(here)
+            except StoreError as ex:  # a read-only store still answers; it just forgets
+                log.info("could not record the model's new place in %s: %s", self.uri, ex)
 
     def encoder_info(self) -> JsonObject:
         """The encoder's identity, its device and backend, and whether it is the shipped toy
@@ -391,8 +419,16 @@ class Library(CollectionsMixin, AskMixin):
             # and a first run that indexes nothing leaves no empty store behind.
             made = self._store.location.create()
             try:
-                spec = self.model_spec
+                # where the weights are, as a spec any process finds them by (a relative
+                # folder would break for a Ray worker or a command run from elsewhere)
+                spec = ModelSpec.parse(self.model_spec).location or self.model_spec
                 where = runner.prepare(self._store, spec, self.device, lambda: self.encoder)
+                if self.model:
+                    from framedex.indexer.encoder import load_text_encoder
+
+                    # the loaded encoder, or the one the engine checked the store with (cached)
+                    self._check_encoder((self._encoder or load_text_encoder(
+                        spec, device="cpu")).identity)
                 if on_model is not None:
                     on_model(spec, where)
                 report = runner.index(paths, metadata=meta, progress=progress,
@@ -575,8 +611,7 @@ class Library(CollectionsMixin, AskMixin):
     def _image_encoder(self) -> ImageEncoder:
         """The full encoder for image queries, checked against the store's encoder."""
         encoder = self.encoder
-        if self._store.encoder_identity() is not None:
-            self._store.ensure_encoder(encoder.identity)
+        self._check_encoder(encoder.identity)
         return encoder
 
     @_recovering
