@@ -105,3 +105,25 @@ def test_an_old_store_that_recorded_a_relative_path_still_reads(tiny_model, smal
     one_line(cli("search", "a red circle", "--db", str(db)), "models/m1", "--model")
     ok(cli("search", "a red circle", "--db", str(db), "--model", tiny_model))
     ok(cli("search", "a red circle", "--db", str(db)))  # the new place was recorded
+
+
+# -- 3. what is not framedex's own text is printed as it is -------------------------------
+
+
+def test_markup_in_file_names_and_sql_results_is_printed_as_it_is(tiny_model, small_video,
+                                                                   tmp_path):
+    """`[red]clip :x:.mp4` showed as a red `clip ❌.mp4`, `holiday [bold] 2024.mp4` lost its
+    `[bold]`, and `framedex sql "select ':x: [bold]hi[/bold]'"` printed an emoji."""
+    names = ["[red]clip :x:.mp4", "holiday [bold] 2024.mp4"]
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(small_video, folder / names[0])
+    (folder / names[1]).write_bytes(small_video.read_bytes() + b"\0")  # another content id
+    db = str(tmp_path / "db")
+    index = ok(cli("index", str(folder), "--db", db, "--model", tiny_model))
+    videos = ok(cli("videos", "--db", db))
+    search = ok(cli("search", "a red circle", "--db", db, "--group-by", "video"))
+    for name in names:
+        assert name in index.stdout and name in videos.stdout and name in search.stdout
+    sql = ok(cli("sql", "select ':x: [bold]hi[/bold]' as t", "--db", db))
+    assert ":x: [bold]hi[/bold]" in sql.stdout and "❌" not in sql.stdout

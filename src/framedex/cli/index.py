@@ -109,7 +109,7 @@ def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
         return lib.index(paths, metadata=meta, on_model=_say_model, on_note=_warn, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console(), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
