@@ -127,3 +127,30 @@ def test_markup_in_file_names_and_sql_results_is_printed_as_it_is(tiny_model, sm
         assert name in index.stdout and name in videos.stdout and name in search.stdout
     sql = ok(cli("sql", "select ':x: [bold]hi[/bold]' as t", "--db", db))
     assert ":x: [bold]hi[/bold]" in sql.stdout and "❌" not in sql.stdout
+
+
+# -- 4. a photo is not a video --------------------------------------------------------------
+
+
+def test_an_image_given_explicitly_is_refused_not_indexed_as_a_video(tiny_model, small_video,
+                                                                     tmp_path):
+    """`index photo.jpg` gave `indexed ... 1 frames 0.0s`, and the photo then came up in
+    search."""
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(photo)
+    renamed = tmp_path / "still.mp4"  # an image by its content, whatever its name
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(renamed, format="PNG")
+    db = tmp_path / "db"
+    run = cli("index", str(photo), "--db", str(db), "--model", tiny_model)
+    assert run.returncode == 1 and "0 indexed, 0 unchanged, 1 failed" in run.stdout
+    (failed,) = [line for line in run.stderr.splitlines() if line.startswith("failed")]
+    assert "it is an image (jpeg_pipe), not a video" in failed and "--image" in failed
+    assert not db.exists()
+    run = ok(cli("index", str(photo), str(renamed), str(small_video), "--db", str(db),
+                 "--model", tiny_model, "--json"))
+    report = json.loads(run.stdout)
+    assert [o["path"] for o in report["indexed"]] == [str(small_video)]
+    assert sorted(f["path"] for f in report["failed"]) == sorted([str(photo), str(renamed)])

@@ -128,18 +128,17 @@ def emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-#: What every console prints text as: as it is. framedex writes no rich markup of its own,
-#: and what it prints carries the user's text (file names, SQL results, metadata): with
-#: markup on, `[red]clip :x:.mp4` printed as a red `clip ❌.mp4` and `holiday [bold] 2024.mp4`
-#: lost its `[bold]`.
-_PLAIN = {"markup": False, "emoji": False, "highlight": False}
-
-
 def console() -> Console:
-    """A rich console on stderr (notes and progress; stdout stays machine-readable)."""
+    """A rich console on stderr (notes and progress; stdout stays machine-readable).
+
+    Every console prints text as it is: framedex writes no rich markup of its own, and what
+    it prints carries the user's text (file names, SQL results, metadata). With markup on,
+    `[red]clip :x:.mp4` printed as a red `clip ❌.mp4` and `holiday [bold] 2024.mp4` lost its
+    `[bold]`.
+    """
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True, **_PLAIN)
+    return Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 def out_console() -> Console:
@@ -148,7 +147,7 @@ def out_console() -> Console:
     from rich.console import Console
 
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100_000
-    return Console(soft_wrap=True, width=wide, **_PLAIN)
+    return Console(soft_wrap=True, width=wide, markup=False, emoji=False, highlight=False)
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
