@@ -2,7 +2,7 @@
 
 Start a server, then run this file (it generates its own videos, so it works offline)::
 
-    framedex serve --db tl.db --model synthetic-shapes --api-key my-secret-key &
+    framedex serve --db tl.db --create --model synthetic-shapes --api-key my-secret-key &
     pip install twelvelabs==1.3.6
     FRAMEDEX_API_KEY=my-secret-key python examples/twelvelabs_sdk.py
 

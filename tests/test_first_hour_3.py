@@ -154,3 +154,18 @@ def test_an_image_given_explicitly_is_refused_not_indexed_as_a_video(tiny_model,
     report = json.loads(run.stdout)
     assert [o["path"] for o in report["indexed"]] == [str(small_video)]
     assert sorted(f["path"] for f in report["failed"]) == sorted([str(photo), str(renamed)])
+
+
+# -- 5. serve needs a store ------------------------------------------------------------------
+
+
+def test_serve_on_a_mistyped_store_says_so_and_creates_nothing(tmp_path):
+    """`framedex serve --db typo.db` reported that the default model cannot load (and with
+    network access would have served a new, empty store at the typo)."""
+    import time
+
+    t0 = time.monotonic()
+    line = one_line(cli("serve", "--db", str(tmp_path / "typo.db"), "--port", "0"),
+                    f"no store at {tmp_path / 'typo.db'}", "--create")
+    assert "model" not in line and time.monotonic() - t0 < 5  # no model was loaded
+    assert list(tmp_path.iterdir()) == []

@@ -51,7 +51,7 @@ def _serve(db: str, model: str, *extra: str, env: dict[str, str] | None = None
            ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "framedex.cli", "serve", "--db", db, "--model", model,
-           "--port", str(port), "--device", "cpu", *extra]
+           "--port", str(port), "--device", "cpu", "--create", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(env or os.environ, FRAMEDEX_API_KEY=""),
                             start_new_session=True)
