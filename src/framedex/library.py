@@ -899,21 +899,25 @@ class Library(CollectionsMixin, AskMixin):
         see ``framedex.store.ann``).
 
         Below :data:`MIN_ANN_ROWS` frames an exact search is already fast and an index only
-        costs build time, so it is refused unless ``force``.
+        costs build time, so nothing is built unless ``force``: the result then says why in
+        ``skipped`` (not an error: the library is fine as it is).
+
+        Returns:
+            what was built (``index_type``, ``table``, ``rows``, ``seconds``...), or
+            ``{"skipped": reason, "rows": frames}``.
 
         Raises:
-            EmptyLibraryError: nothing indexed. ConfigError: too small (without ``force``) or
-            a bad index setting.
+            EmptyLibraryError: nothing indexed. ConfigError: a bad index setting.
         """
         if self._store.count_videos() == 0:
             raise EmptyLibraryError(f"the store {self._store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
         rows = sum(v.num_indexed for v in self._store.list_videos())
         if rows < MIN_ANN_ROWS and not force:
-            raise ConfigError(
-                f"the library has {rows:,} frames: exact search over fewer than "
-                f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would only cost build "
-                "time; index more videos first, or pass --force")
+            return {"skipped": f"the library has {rows:,} frames: exact search over fewer than "
+                               f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would "
+                               "only cost build time; index more videos first, or pass --force",
+                    "rows": rows}
         t0 = time.perf_counter()
         info = self._store.build_index(table=table, index_type=index_type,
                                       num_partitions=num_partitions,

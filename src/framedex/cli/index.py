@@ -183,6 +183,9 @@ def build_index(
     if as_json:
         emit(info)
         return
+    if "skipped" in info:  # a small library needs no index: a notice, not a failure
+        typer.echo(f"nothing built: {info['skipped']}")
+        return
     extra = f", {info['num_sub_vectors']} sub-vectors" if "num_sub_vectors" in info else ""
     parts = info["num_partitions"]
     typer.echo(f"built {info['index_type']} on {info['table']} over {info['rows']} rows "
