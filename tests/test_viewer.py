@@ -378,6 +378,14 @@ def test_stats_page_shows_the_query_log(page, server, indexed):
     rows = page.locator("[data-testid=stats-row]")
     assert rows.count() >= 1
     assert page.locator("svg[data-testid=stats-chart] rect").count() == 2 * rows.count()
+    # each bar's label ends inside the chart (the longest bar's was cut at the right edge)
+    chart = page.locator("svg[data-testid=stats-chart]").bounding_box()
+    for box in (label.bounding_box() for label in
+                page.locator("[data-testid=stats-bar-label]").all()):
+        assert box is not None and chart is not None
+        assert box["x"] + box["width"] <= chart["x"] + chart["width"] + 0.5, (box, chart)
+    text_cache = page.locator("[data-testid=cache-row][data-cache=text]").inner_text()
+    assert "1024" in text_cache  # its max_entries, in the max_entries column
 
 
 # -- over HTTP, without a browser -----------------------------------------------------------

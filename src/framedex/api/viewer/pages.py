@@ -114,6 +114,12 @@ def jobs_page(request: Request, jobs: JobsDep) -> Response:
     return page(request, "jobs.html", title="Jobs", jobs=rows, count=count, active=active)
 
 
+#: Width of the chart (its viewBox), where bars start, and the longest bar: the label after
+#: the longest bar ("123.4 / 1234.5 ms", ~130 px) must fit in what is left (with 560 it was
+#: cut at the right edge).
+CHART_WIDTH, BAR_X, BAR_MAX = 820, 180, 480
+
+
 def stats_chart(rows: Sequence[QueryStats]) -> dict[str, Any]:
     """Bar geometry of p50/p95 latency per (kind, sampler)."""
     top = max([r["p95_ms"] or 0.0 for r in rows] + [1e-9])
@@ -122,17 +128,20 @@ def stats_chart(rows: Sequence[QueryStats]) -> dict[str, Any]:
         label = r["kind"] + (f" · {r['sampler']}" if r["sampler"] else "")
         bars.append({"label": label, "y": 8 + i * 26, "p50": r["p50_ms"] or 0.0,
                      "p95": r["p95_ms"] or 0.0,
-                     "w50": 560 * (r["p50_ms"] or 0.0) / top,
-                     "w95": 560 * (r["p95_ms"] or 0.0) / top})
-    return {"bars": bars, "height": 16 + 26 * len(rows), "max": top}
+                     "w50": BAR_MAX * (r["p50_ms"] or 0.0) / top,
+                     "w95": BAR_MAX * (r["p95_ms"] or 0.0) / top})
+    return {"bars": bars, "height": 16 + 26 * len(rows), "max": top, "width": CHART_WIDTH,
+            "x": BAR_X}
 
 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request, library: LibraryDep) -> Response:
     """Per-sampler latency and usage from the query log (``framedex stats``'s numbers)."""
     rows = library.stats()
+    cache = library.cache_stats()
+    columns = list(dict.fromkeys(k for c in cache.values() if isinstance(c, dict) for k in c))
     return page(request, "stats.html", title="Stats", rows=rows, chart=stats_chart(rows),
-                cache=library.cache_stats())
+                cache=cache, cache_columns=columns)
 
 
 # -- sign-in ------------------------------------------------------------------------------
