@@ -201,7 +201,8 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        one_line(cli("serve", "--create", "--db", str(tmp_path / "db"), "--model", "synthetic-shapes",
+        one_line(cli("serve", "--create", "--db", str(tmp_path / "db"), "--model",
+                     "synthetic-shapes",
                      "--port", str(port)), f"127.0.0.1:{port} is already in use", "--port")
     assert list(tmp_path.iterdir()) == []
 

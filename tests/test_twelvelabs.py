@@ -618,3 +618,27 @@ def test_fuzz_v13_never_5xx(case, server, world):
     response = case.call(base_url=f"{server.base}/v1.3", headers={"x-api-key": KEY},
                          timeout=60)
     assert response.status_code < 500, (case.method, case.formatted_path, response.text[:300])
+
+
+def test_the_example_says_what_is_wrong_in_one_line(server, capsys, monkeypatch):
+    """examples/twelvelabs_sdk.py printed tracebacks when the key was unset or wrong, or the
+    server was down."""
+    import runpy
+
+    from api_server import free_port
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" /
+                                 "twelvelabs_sdk.py"))
+    cases = [({"FRAMEDEX_URL": server.base}, "set FRAMEDEX_API_KEY"),
+             ({"FRAMEDEX_URL": server.base, "FRAMEDEX_API_KEY": "wrong-key-123"},
+              f"the server at {server.base} refused the key in FRAMEDEX_API_KEY"),
+             ({"FRAMEDEX_URL": f"http://127.0.0.1:{free_port()}", "FRAMEDEX_API_KEY": KEY},
+              "no framedex server answers at http://127.0.0.1:")]
+    for env, expected in cases:
+        monkeypatch.delenv("FRAMEDEX_API_KEY", raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert example["run"]() == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("twelvelabs_sdk.py: error: "), err
+        assert expected in err and "Traceback" not in err
