@@ -212,7 +212,7 @@ def check_writable(path: Path | None, option: str, *, folder: bool = False) -> N
         return
     target = path if folder else path.parent
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        make_folder(target, path, option)
         probe = target / f".framedex-write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
@@ -236,6 +236,26 @@ def as_options(names: Mapping[str, str]) -> Iterator[None]:
         raise ConfigError(option + str(ex)[len(param):], param=param) from None
 
 
+def make_folder(folder: Path, path: Path, option: str) -> None:
+    """Create ``folder`` (where an output goes) when only its last level is missing; a typo
+    higher up is an error naming the missing folder (``--plot /nonexistent/dir/p.png`` used
+    to create ``/nonexistent``).
+
+    Raises:
+        ConfigError: a folder above ``folder`` does not exist (names the option, the path and
+            the outermost missing folder).
+        OSError: the folder cannot be made.
+    """
+    folder = folder.expanduser()
+    if folder.is_dir():
+        return
+    missing = [p for p in folder.absolute().parents if not p.exists()]
+    if missing:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: the folder {missing[-1]} does "
+                          "not exist (framedex creates only the last folder of an output path)")
+    folder.mkdir(exist_ok=True)
+
+
 def write_output(path: Path, data: bytes, option: str) -> None:
     """Write an output file the user asked for (``--plot``, ``--out``).
 
@@ -243,7 +263,7 @@ def write_output(path: Path, data: bytes, option: str) -> None:
         ConfigError: the file cannot be written (names the option and the reason).
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, path, option)
         path.write_bytes(data)
     except OSError as ex:
         raise ConfigError(f"{option}={str(path)!r} is invalid: cannot write it "

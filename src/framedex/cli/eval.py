@@ -20,6 +20,7 @@ from framedex.cli._common import (
     VlmTimeout,
     VlmUrl,
     app,
+    check_writable,
     emit,
     handle_errors,
     open_library,
@@ -68,6 +69,7 @@ def eval_(
     """Benchmark every sampler on synthetic videos with known truth (quality vs cost); with
     --qa, the accuracy of a video LLM's answers per sampler and budget."""
     names = [s.strip() for s in samplers.split(",") if s.strip()] if samplers else None
+    check_writable(out, "--out", folder=True)  # before minutes of work
     if qa:
         _eval_qa(suite, out, names, db, model, budgets, token_budgets,
                  vlm_endpoint(vlm_url, vlm_model, vlm_api_key_env, vlm_timeout, vlm_retries,
@@ -159,11 +161,12 @@ def export_selections(
     from framedex.eval.export import load_manifest
 
     items = load_manifest(manifest)
+    check_writable(out, "--out")  # before any video is indexed
     lib = open_library(db, model=model, device=device, must_exist=False, log_queries=False)
     report = run_export(items, lib, sampler, budget, fmt,
                         progress=None if as_json else lambda m: typer.echo(m, err=True),
                         **parse_pairs(param, "--param"))
-    write_output(out, (json.dumps(report.data) + "\n").encode(), "out")
+    write_output(out, (json.dumps(report.data) + "\n").encode(), "--out")
     if as_json:
         emit({**report.summary(), "out": str(out)})
     else:

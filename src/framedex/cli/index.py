@@ -14,6 +14,7 @@ from framedex.cli._common import (
     Json,
     Model,
     app,
+    check_writable,
     console,
     emit,
     file_name,
@@ -233,6 +234,7 @@ def synth(
     """Render a synthetic video (coloured shapes, hard cuts) with its ground truth."""
     from framedex.synth import render, truth_path
 
+    check_writable(out, "out")
     truth = render(read_json_file(spec, "spec"), out)
     summary = {"video": str(out), "truth": str(truth_path(out)), "duration": truth.duration,
                "scenes": len(truth.scenes)}
