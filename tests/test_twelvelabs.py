@@ -525,6 +525,11 @@ def test_errors_have_both_shapes_and_validation_is_400(server, client):
     assert r.status_code == 400 and r.json()["error"]["code"] == "parameter_invalid"
     r = httpx.get(f"{server.base}/v1.3/no-such-thing", headers={"x-api-key": KEY})
     assert r.status_code == 404 and r.json()["code"] == "resource_not_exists"
+    # a model's own rule reads as the rule, without pydantic's "Value error, " before it
+    r = httpx.post(f"{server.base}/v1.3/indexes", headers={"x-api-key": KEY}, json={
+        "index_name": "x", "models": [{"model_name": "nope", "model_options": ["visual"]}]})
+    assert r.status_code == 400 and "model_name='nope' is invalid" in r.json()["message"]
+    assert "Value error" not in r.text
     # user_metadata that is not JSON, on every route that takes it: a 400 naming it
     ix = client.indexes.create(index_name="metadata-check", models=MARENGO).id
     for path, data in (("/v1.3/tasks", {"index_id": ix, "video_url": "http://x/v.mp4"}),
