@@ -458,6 +458,28 @@ def test_pages_fetch_nothing_from_elsewhere(api, indexed):
         assert r.headers["content-type"].startswith("text/html")
 
 
+def test_jobs_page_names_the_files_and_links_only_live_videos(api, tmp_path):
+    """The jobs page showed no file names, and linked to videos that had been deleted."""
+    from framedex.synth import render
+
+    clip = tmp_path / "upload-me.mp4"
+    render(dict(OTHER, seed=31), clip)
+    with clip.open("rb") as fh:
+        r = api.post("/v1/videos", files={"file": ("upload-me.mp4", fh, "video/mp4")})
+    job = poll_job(api, r.json()["job_id"])
+    vid = job["video_id"]
+
+    def row() -> str:
+        html = api.get("/jobs").text
+        return re.search(rf'<tr data-testid="job" data-job-id="{job["job_id"]}".*?</tr>', html,
+                         re.S).group(0)
+
+    assert '<td data-testid="job-file">upload-me.mp4</td>' in row()
+    assert f'href="/videos/{vid}"' in row()
+    assert api.delete(f"/v1/videos/{vid}").status_code in (200, 204)
+    assert f'href="/videos/{vid}"' not in row() and "(deleted)" in row()
+
+
 def test_stats_page_has_the_numbers_of_framedex_stats(server, api, indexed):
     api.get(f"/videos/{indexed['haystack.mp4']}", params={"q": QUESTION, "sampler": "bolt"})
     html = api.get("/stats").text

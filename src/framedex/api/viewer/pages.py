@@ -21,6 +21,7 @@ from framedex.api.viewer.auth import (
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
 from framedex.errors import check
 from framedex.library import (
+    Job,
     Moment,
     QueryStats,
     SearchFilters,
@@ -106,12 +107,26 @@ def home(request: Request, library: LibraryDep, paths: PathsDep) -> Response:
                 if offset + PAGE_SIZE < count else None)
 
 
+def job_view(job: Job, paths: PathView, live: set[str]) -> dict[str, Any]:
+    """What the jobs page shows of a job: its file as the user named it (an upload is stored
+    as ``<job id>-<name>``: the name), and its video only while that video exists."""
+    name = paths.public(job.path)
+    stored = name.rsplit("/", 1)[-1]
+    if job.source == "upload" and stored.startswith(f"{job.job_id}-"):
+        name = stored[len(job.job_id) + 1:]
+    return {"job": job, "name": name,
+            "video_live": job.video_id is not None and job.video_id in live}
+
+
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, jobs: JobsDep) -> Response:
+def jobs_page(request: Request, jobs: JobsDep, library: LibraryDep,
+              paths: PathsDep) -> Response:
     """Ingest jobs, newest first; the page refreshes itself while one is queued or running."""
     rows, count = jobs.list(limit=100, offset=0)
     active = any(j.status in UNFINISHED for j in rows)
-    return page(request, "jobs.html", title="Jobs", jobs=rows, count=count, active=active)
+    live = {r.video_id for r in library.videos()}
+    return page(request, "jobs.html", title="Jobs", jobs=[job_view(j, paths, live) for j in rows],
+                count=count, active=active)
 
 
 #: Width of the chart (its viewBox), where bars start, and the longest bar: the label after
