@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from framedex.cli import app
@@ -169,3 +170,138 @@ def test_serve_on_a_mistyped_store_says_so_and_creates_nothing(tmp_path):
                     f"no store at {tmp_path / 'typo.db'}", "--create")
     assert "model" not in line and time.monotonic() - t0 < 5  # no model was loaded
     assert list(tmp_path.iterdir()) == []
+
+
+# -- 6. search output: confidence, a threshold, grouped counts, --and rows ------------------
+
+
+@pytest.fixture(scope="module")
+def shapes_world(tmp_path_factory):
+    """A synthetic-shapes store of three 24 s videos, ``both`` (a red circle at 4-8 s, a blue
+    star at 14-18 s), ``red`` (red circles at 3-7 s and 15-19 s) and ``plain`` (neither), in
+    one collection (``index``). Between the needles: gray scenes with orange shapes, which no
+    query here names."""
+    from framedex import Library
+    from framedex.synth import render
+
+    root = tmp_path_factory.mktemp("shapes_world")
+    red = [{"shape": "circle", "color": "red"}]
+    blue = [{"shape": "star", "color": "blue"}]
+    orange = [{"shape": "square", "color": "orange"}]
+    scenes = {"both": [(4, []), (4, red), (6, orange), (4, blue), (6, [])],
+              "red": [(3, orange), (4, red), (8, []), (4, red), (5, orange)],
+              "plain": [(6, orange), (6, []), (6, orange), (6, [])]}
+    ids = {}
+    with Library(root / "db", model="synthetic-shapes", log_queries=False) as lib:
+        for seed, (name, parts) in enumerate(scenes.items()):
+            spec = {"fps": 5, "size": [64, 64], "seed": seed, "scenes": [
+                {"duration": float(d), "background": "white" if objs in (red, blue) else "gray",
+                 "objects": objs} for d, objs in parts]}
+            render(spec, root / f"{name}.mp4")
+            outcome = lib.index_file(root / f"{name}.mp4")
+            assert outcome.status == "indexed", outcome.error
+            ids[name] = outcome.video_id
+        collection = lib.create_collection("all").collection.index_id
+        for vid in ids.values():
+            lib.add_to_collection(collection, vid)
+    return str(root / "db"), {**ids, "index": collection}
+
+
+def test_grouped_moments_do_not_change_with_limit_and_weak_videos_are_left_out(shapes_world):
+    """`--group-by video` said `+49 more moments` at -n 4 and `+680` at -n 50, and listed a
+    video without the object with `+33 more moments` at score 0.04."""
+    db, ids = shapes_world
+
+    def grouped(*extra: str) -> dict[str, dict]:
+        run = ok(cli("search", "a red circle", "--db", db, "--group-by", "video", "--json",
+                     *extra))
+        return {h["video_id"]: h for h in json.loads(run.stdout)}
+
+    one, many = grouped("-n", "1"), grouped("-n", "50")
+    assert set(many) == {ids["red"], ids["both"]}  # not plain: no red circle, no result
+    best = next(iter(one))
+    assert len(many[best]["moments"]) == len(one[best]["moments"])
+    spans = sorted((m["start"], m["end"]) for m in many[ids["red"]]["moments"])
+    assert [(round(a), round(b)) for a, b in spans] == [(3, 7), (15, 19)]
+    assert {h["confidence"] for h in many.values()} <= {"high", "medium", "low"}
+    everything = grouped("-n", "50", "--threshold", "none")
+    assert set(everything) == {ids["red"], ids["both"], ids["plain"]}
+    assert everything[ids["plain"]]["confidence"] == "none"
+    table = ok(cli("search", "a red circle", "--db", db, "--group-by", "video", "-n", "1"))
+    header = table.stdout.splitlines()[0].split()
+    assert header == ["#", "score", "confidence", "start", "end", "video_id", "file",
+                      "moments"]
+    assert "more moment" not in table.stdout
+
+
+def test_and_prints_each_video_once_with_a_part_column_best_first(shapes_world):
+    """`--and` printed one row per part, with no part column, no combined score and rows
+    out of order."""
+    db, ids = shapes_world
+    run = ok(cli("search", "a red circle", "--and", "a blue star", "--db", db,
+                 "--threshold", "none"))
+    lines = run.stdout.splitlines()
+    assert lines[0].split()[:6] == ["#", "score", "confidence", "video_id", "file", "part"]
+    ranked = [line.split() for line in lines[1:] if line.split()[0].isdigit()]
+    assert [r[0] for r in ranked] == ["1", "2", "3"]
+    assert ranked[0][3] == ids["both"]
+    scores = [float(r[1]) for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert sum("a red circle" in line for line in lines) == 3  # one row per part per video
+    assert sum("a blue star" in line for line in lines) == 3
+    hits = json.loads(ok(cli("search", "a red circle", "--and", "a blue star", "--db", db,
+                             "--json")).stdout)
+    assert [h["video_id"] for h in hits] == [ids["both"]]  # the only one showing both
+    assert sorted(m["part"] for m in hits[0]["moments"]) == [0, 1]
+
+
+def test_a_threshold_that_is_not_a_level_is_one_line(shapes_world):
+    db, _ = shapes_world
+    one_line(cli("search", "a red circle", "--db", db, "--threshold", "maybe"),
+             "--threshold='maybe'", "high, medium, low, none")
+    quiet = ok(cli("search", "a green triangle", "--db", db, "--threshold", "high"))
+    assert quiet.stdout.strip() == ("no match of high confidence or better (--threshold none "
+                                    "lists every result)")
+
+
+def test_v1_and_v1_3_search_report_confidence_and_filter_by_threshold(shapes_world):
+    """The same levels over HTTP: `/v1/search` and Twelve Labs' `/v1.3/search`."""
+    from fastapi.testclient import TestClient
+
+    from framedex.api.app import create_app
+    from framedex.api.settings import Settings
+
+    db, ids = shapes_world
+    settings = Settings(db=db, model="synthetic-shapes", device="cpu", log_queries=False)
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/search", json={"text": "a red circle", "group_by": "video"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["threshold"] == "low"
+        assert {h["video_id"] for h in body["results"]} == {ids["red"], ids["both"]}
+        assert body["results"][0]["confidence"] in ("high", "medium", "low")
+        r = client.post("/v1/search", json={"text": "a red circle", "threshold": "none",
+                                            "group_by": "video"})
+        assert len(r.json()["results"]) == 3
+        bad = client.post("/v1/search", json={"text": "a red circle", "threshold": "maybe"})
+        assert bad.status_code == 422
+        error = bad.json()["error"]
+        assert error["detail"][0]["field"] == "body.threshold"
+        assert "high, medium, low, none" in error["message"]
+
+        form = {"index_id": ids["index"], "search_options": "visual",
+                "query_text": "a red circle", "group_by": "video"}
+        for threshold, videos in ((None, {ids["red"], ids["both"]}), ("none", 3)):
+            sent = form if threshold is None else {**form, "threshold": threshold}
+            r = client.post("/v1.3/search", data=sent, files={"unused": ("", b"")})
+            assert r.status_code == 200, r.text
+            data = r.json()["data"]
+            if isinstance(videos, set):
+                assert {d["video_id"] for d in data} == videos
+                assert data[0]["confidence"] in ("high", "medium", "low")
+                assert {c["confidence"] for c in data[0]["clips"]} <= {"high", "medium", "low"}
+            else:
+                assert len(data) == videos and data[-1]["confidence"] == "none"
+        r = client.post("/v1.3/search", data={**form, "threshold": "maybe"},
+                        files={"unused": ("", b"")})
+        assert r.status_code == 400 and "threshold" in r.json()["message"], r.text

@@ -332,7 +332,9 @@ def test_and_search_ranks_the_video_with_both_needles_first(client, world, media
         videos = search_items(client, world, query_text="a red circle",
                               query_media_type="image", query_media_file=fh,
                               operator="and", group_by="video")
-    assert videos[0].id == both and len(videos) == 4
+    # the video with neither needle is left out (below the default threshold, low)
+    assert videos[0].id == both and world["ids"]["none"] not in {v.id for v in videos}
+    assert videos[0].confidence in ("high", "medium", "low")
     spans = sorted((c.start, c.end) for c in videos[0].clips)
     assert spans == [RED_SPAN, BLUE_SPAN]
     with open(media / "red.png", "rb") as red, open(media / "blue.png", "rb") as blue:
@@ -360,11 +362,11 @@ def test_search_filters_by_id_duration_and_metadata(client, world):
 
 def test_search_pages_with_tokens_until_the_last(client, world, server):
     first = client.search.create(index_id=world["index"], search_options=["visual"],
-                                 query_text="a blue star", page_limit=2)
+                                 query_text="a blue star", page_limit=1)
     total = first.page_info.total_results
-    assert total > 2 and len(first.data) == 2
+    assert total >= 2 and len(first.data) == 1  # the two videos with a blue star
     items = list(client.search.query(index_id=world["index"], search_options=["visual"],
-                                     query_text="a blue star", page_limit=2))
+                                     query_text="a blue star", page_limit=1))
     assert [i.rank for i in items] == list(range(1, total + 1))
     token = first.page_info.next_page_token
     pages = 1
@@ -372,7 +374,7 @@ def test_search_pages_with_tokens_until_the_last(client, world, server):
         page = client.search.retrieve(token)
         pages += 1
         token = page.page_info.next_page_token
-    assert pages == -(-total // 2)
+    assert pages == total
     sid = first.page_info.next_page_token.rsplit("-", 1)[0]
     past = client.search.retrieve(f"{sid}-{pages + 1}")
     assert past.data == [] and past.page_info.next_page_token is None

@@ -81,11 +81,13 @@ from framedex.rules import (
     DEFAULT_INDEX_FPS,
     DEFAULT_LIMIT,
     DEFAULT_QUALITY,
+    DEFAULT_THRESHOLD,
     GROUP_BY,
     LIMITS,
     MAX_PARTS,
     OPERATORS,
     PAYLOAD_FORMATS,
+    THRESHOLDS,
 )
 from framedex.store import (
     AssetRecord,
@@ -529,7 +531,8 @@ class Library(CollectionsMixin, AskMixin):
                operator: str = OPERATORS[0], limit: int = DEFAULT_LIMIT,
                group_by: str = GROUP_BY[0],
                filters: SearchFilters | None = None,
-               collection: str | None = None) -> list[Moment] | list[VideoHit]:
+               collection: str | None = None,
+               threshold: str = DEFAULT_THRESHOLD) -> list[Moment] | list[VideoHit]:
         """Ranked moments (or videos, ``group_by="video"``) matching a query.
 
         A query has one or more parts: texts and/or RGB images (an image query finds the same
@@ -548,9 +551,14 @@ class Library(CollectionsMixin, AskMixin):
             group_by: ``moment`` or ``video``.
             filters: metadata filters.
             collection: search only the videos of this collection (a Twelve Labs index).
+            threshold: the least confidence a result must have, ``high``, ``medium``,
+                ``low`` (the default) or ``none`` (every result, however weak); a result's
+                ``confidence`` is its score's margin over the query's background
+                (``framedex.rules.CONFIDENCE_TABLE``, calibrated on the synthetic world).
 
         Raises:
-            ConfigError: no part, empty text, a bad image, limit, operator or group_by.
+            ConfigError: no part, empty text, a bad image, limit, operator, group_by or
+            threshold.
             NotFoundError: an unknown collection. EmptyLibraryError: nothing indexed.
         """
         texts = [text] if isinstance(text, str) else list(text or [])
@@ -566,6 +574,8 @@ class Library(CollectionsMixin, AskMixin):
               f"a query has at most {MAX_PARTS} parts (texts and images)")
         check(operator in OPERATORS, "operator", operator, f"must be one of {', '.join(OPERATORS)}")
         check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
+        check(threshold in THRESHOLDS, "threshold", threshold,
+              f"must be one of {', '.join(THRESHOLDS)}")
         check_limit(limit, LIMITS["limit"])
         if collection is not None:
             ids = self.collection_ids(collection)
@@ -590,13 +600,14 @@ class Library(CollectionsMixin, AskMixin):
         queries = np.stack(parts).astype(np.float32)
         if len(queries) == 1:
             hits = search_library(self._store, queries[0], limit=limit, group_by=group_by,
-                                  filters=filters)
+                                  filters=filters, threshold=threshold)
         else:
             if self._store.count_video_vectors() < self._store.count_videos():
                 self._store.backfill_video_vectors()  # a store indexed before the table existed
             hits = search_parts(self._store, queries, operator=operator, limit=limit,
                                 group_by=group_by, filters=filters,
-                                frames=lambda record: self._frames(record)[0])
+                                frames=lambda record: self._frames(record)[0],
+                                threshold=threshold)
         if self._query_log is not None:
             joiner = f" {operator.upper()} "
             logged = joiner.join([*texts, *(["[image]"] * len(images))])
@@ -604,6 +615,7 @@ class Library(CollectionsMixin, AskMixin):
                                   latency_ms=(time.perf_counter() - t0) * 1000.0,
                                   result_size=len(hits),
                                   params={"group_by": group_by, "operator": operator,
+                                          "threshold": threshold,
                                           "parts": len(queries),
                                           "filters": _filters_json(filters)})
         return hits

@@ -24,6 +24,7 @@ from pydantic import (
 from framedex.rules import (
     DEFAULT_BUDGET,
     DEFAULT_LIMIT,
+    DEFAULT_THRESHOLD,
     GROUP_BY,
     INCLUDE,
     JOB_STATUSES,
@@ -33,7 +34,9 @@ from framedex.rules import (
     OPERATORS,
     PAYLOAD_FORMATS,
     RATINGS,
+    THRESHOLDS,
     WIRE_FRAME_SIDE,
+    confidence_cuts,
 )
 
 _STRICT = ConfigDict(extra="forbid")
@@ -206,6 +209,12 @@ class SearchRequest(BaseModel):
                     "part's best segment (LanceDB MaxSim), `or` by the best part.")
     limit: int = bounded("limit", DEFAULT_LIMIT)
     group_by: str = choice(GROUP_BY, GROUP_BY[0])
+    threshold: str = choice(
+        THRESHOLDS, DEFAULT_THRESHOLD,
+        description="The least `confidence` a result must have (`none`: every result, "
+                    "however weak). A result's confidence is its score's margin over the "
+                    "query's background: " + confidence_cuts() + " (calibrated on the "
+                    "synthetic world: docs/search.md).")
     filters: Filters | None = None
 
     @model_validator(mode="after")
@@ -225,6 +234,7 @@ class SearchRequest(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     group_by: str
+    threshold: str = Field(description="The least confidence the results have.")
     results: list[dict[str, Any]]
     notes: list[str] = Field(default_factory=list,
                              description="Warnings about the query (e.g. words the store's "

@@ -30,7 +30,16 @@ from framedex.cli._common import (
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
-from framedex.rules import DEFAULT_LIMIT, GROUP_BY, LIMITS, PAYLOAD_FORMATS, tier_costs_text
+from framedex.rules import (
+    DEFAULT_LIMIT,
+    DEFAULT_THRESHOLD,
+    GROUP_BY,
+    LIMITS,
+    PAYLOAD_FORMATS,
+    THRESHOLDS,
+    confidence_cuts,
+    tier_costs_text,
+)
 
 if TYPE_CHECKING:
     from framedex.library import Moment, VideoHit
@@ -67,16 +76,24 @@ def search(
         "--image", help="Search with an image file (alone, or as one more query part).")] = None,
     and_: Annotated[list[str] | None, typer.Option(
         "--and", help="Another text the videos must also show (repeatable): ranks videos by "
-                      "the sum of each part's best segment.")] = None,
+                      "the sum of each part's best segment; one row per part of each "
+                      "video.")] = None,
+    threshold: Annotated[str, typer.Option(
+        "--threshold", help=f"The least confidence a result must have: "
+                            f"{', '.join(THRESHOLDS)} (none: every result, however weak). "
+                            "A result's confidence is its score's margin over the query's "
+                            f"background: {confidence_cuts()}.")] = DEFAULT_THRESHOLD,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
 ) -> None:
-    """Search the whole library: ranked moments (start/end seconds, score), best first.
+    """Search the whole library: ranked moments (start/end seconds, score, confidence), best
+    first.
 
-    With --and, the text, every --and text and the --image are parts that a video must all
-    show (LanceDB's MaxSim over each video's segments); each hit's moments are the parts'
-    best segments.
+    With --group-by video, one row per video with its best moment and how many moments of it
+    pass --threshold. With --and (or --image beside a text), the parts are what a video must
+    all show (LanceDB's MaxSim over each video's segments): one row per part of each video,
+    under the video's combined score.
     """
     from framedex.library import SearchFilters
 
@@ -88,9 +105,13 @@ def search(
     lib = open_library(db, model=model, device=device)
     texts = ([text] if text is not None else []) + list(and_ or [])
     picture = lib.load_image(image, "--image") if image is not None else None
-    hits: Sequence[Moment | VideoHit] = lib.search(
-        texts, image=picture, operator="and" if and_ else "or", limit=limit,
-        group_by=group_by, filters=filters)
+    parts = [*texts, *(["[image]"] if picture is not None else [])]
+    # several parts rank videos: each result is a video and its parts' moments
+    grouped = GROUP_BY[1] if len(parts) > 1 else group_by
+    with as_options({"group_by": "--group-by", "threshold": "--threshold"}):
+        hits: Sequence[Moment | VideoHit] = lib.search(
+            texts, image=picture, operator="and" if and_ else "or", limit=limit,
+            group_by=grouped, filters=filters, threshold=threshold)
     for t in texts:
         for line in lib.query_notes(t):
             note(line)
@@ -98,18 +119,46 @@ def search(
         emit([h.to_json() for h in hits])
         return
     if not hits:
-        typer.echo("no match")
+        weaker = "" if threshold == THRESHOLDS[-1] else (
+            f" of {threshold} confidence or better (--threshold none lists every result)")
+        typer.echo(f"no match{weaker}")
         return
     from framedex.library import VideoHit
 
+    if len(parts) > 1:
+        _print_parts([h for h in hits if isinstance(h, VideoHit)], parts)
+        return
     rows = []
     for rank, h in enumerate(hits, start=1):
         best = h.moments[0] if isinstance(h, VideoHit) else h
-        more = len(h.moments) - 1 if isinstance(h, VideoHit) else 0
-        extra = f" (+{more} more moment{'s' if more != 1 else ''})" if more > 0 else ""
-        rows.append((rank, f"{h.score:.4f}", f"{best.start:.1f}s", f"{best.end:.1f}s",
-                     h.video_id, file_name(h.path) + extra))
-    print_table(("#", "score", "start", "end", "video_id", "file"), rows)
+        row = [rank, f"{h.score:.4f}", h.confidence, f"{best.start:.1f}s", f"{best.end:.1f}s",
+               h.video_id, file_name(h.path)]
+        if isinstance(h, VideoHit):
+            row.append(len(h.moments))
+        rows.append(row)
+    columns = ["#", "score", "confidence", "start", "end", "video_id", "file"]
+    print_table(columns + (["moments"] if grouped == GROUP_BY[1] else []), rows)
+
+
+def _print_parts(hits: Sequence[VideoHit], parts: Sequence[str]) -> None:
+    """A multi-part result: each video once (rank, combined score, confidence, file), then
+    one row per part with the part's best moment, in the parts' order."""
+    rows: list[list[object]] = []
+    for rank, h in enumerate(hits, start=1):
+        by_part = {m.part: m for m in h.moments}
+        first = True
+        for p, name in enumerate(parts):
+            m = by_part.get(p)
+            head: list[object] = [rank, f"{h.score:.4f}", h.confidence, h.video_id,
+                                  file_name(h.path)] if first else [None] * 5
+            if m is None:  # the part shares a segment with a better part, or did not pass
+                rows.append([*head, name, None, None, None, None])
+            else:
+                rows.append([*head, name, f"{m.score:.4f}", m.confidence, f"{m.start:.1f}s",
+                             f"{m.end:.1f}s"])
+            first = False
+    print_table(("#", "score", "confidence", "video_id", "file", "part", "part score",
+                 "part confidence", "start", "end"), rows)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, b
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import SearchFilters
-from framedex.rules import GROUP_BY, LIMITS, MAX_IMAGE_BYTES, OPERATORS
+from framedex.rules import GROUP_BY, LIMITS, MAX_IMAGE_BYTES, OPERATORS, THRESHOLDS
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -30,6 +30,7 @@ _FORM = {"type": "object", "required": ["image"], "properties": {
     "operator": {"type": "string", "enum": list(OPERATORS)},
     "limit": {"type": "integer", **LIMITS["limit"].json_schema()},
     "group_by": {"type": "string", "enum": list(GROUP_BY)},
+    "threshold": {"type": "string", "enum": list(THRESHOLDS)},
     "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
 }}
 _BODY = {"requestBody": {"required": True, "content": {
@@ -66,9 +67,11 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
 
     JSON ``{"text": ..., "image_base64"?: ..., "operator"?: "and"|"or", ...}``, or
     multipart/form-data with an ``image`` file part (and optional ``text``, ``operator``,
-    ``limit``, ``group_by``, ``filters`` fields). One part (a text or an image) searches every
-    indexed frame; several parts rank videos (``and``: the sum of each part's best segment,
-    ``or``: the best part) and each hit's moments name their ``part``.
+    ``limit``, ``group_by``, ``threshold``, ``filters`` fields). One part (a text or an image)
+    searches every indexed frame; several parts rank videos (``and``: the sum of each part's
+    best segment, ``or``: the best part) and each hit's moments name their ``part``. Each
+    result has a ``confidence`` (``high``, ``medium``, ``low``); results below ``threshold``
+    (default ``low``) are left out.
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     image = None
@@ -82,7 +85,7 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
         finally:
             dest.unlink(missing_ok=True)
         form: dict[str, Any] = {k: v for k, v in upload.fields.items()
-                                if k in ("operator", "limit", "group_by")}
+                                if k in ("operator", "limit", "group_by", "threshold")}
         texts = upload.lists.get("text", [])
         try:
             req = SearchRequest.model_validate(
@@ -108,8 +111,9 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
     with body_fields(SearchRequest):
         hits = await run_in_threadpool(lambda: library.search(
             texts, image=image, operator=req.operator, limit=req.limit, group_by=req.group_by,
-            filters=filters))
+            filters=filters, threshold=req.threshold))
     parts = [*texts, *(["[image]"] if image is not None else [])]
     notes = [line for t in texts for line in library.query_notes(t)]
     return SearchResponse(query=f" {req.operator.upper()} ".join(parts), group_by=req.group_by,
+                          threshold=req.threshold,
                           results=[public_hit(h.to_json(), paths) for h in hits], notes=notes)
