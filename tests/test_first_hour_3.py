@@ -305,3 +305,29 @@ def test_v1_and_v1_3_search_report_confidence_and_filter_by_threshold(shapes_wor
         r = client.post("/v1.3/search", data={**form, "threshold": "maybe"},
                         files={"unused": ("", b"")})
         assert r.status_code == 400 and "threshold" in r.json()["message"], r.text
+
+
+# -- 9. a budget that takes every frame, and one set of limits --------------------------------
+
+
+def test_a_budget_above_the_frames_indexed_says_all_are_returned(tiny_model, small_video,
+                                                                 tmp_path):
+    """`--budget 32` on a 7-frame video said "1.0x fewer", as if 32 frames had been chosen
+    and saved tokens."""
+    db = str(tmp_path / "lib.db")
+    ok(cli("index", str(small_video), "--db", db, "--model", tiny_model))
+    run = ok(cli("select", str(small_video), "a red circle", "--db", db, "--budget", "32",
+                 "--sampler", "topk"))
+    assert "chose 7 of 7 frames" in run.stdout
+    assert "1.0x fewer" not in run.stdout and "about as many" in run.stdout
+    assert ("framedex: budget 32 >= the 7 frames indexed of video" in run.stderr
+            and "all 7 frames are returned" in run.stderr), run.stderr
+    data = json.loads(ok(cli("select", str(small_video), "a red circle", "--db", db,
+                             "--budget", "32", "--json")).stdout)
+    assert data["notes"] and "all 7 frames are returned" in data["notes"][0]
+    fewer = json.loads(ok(cli("select", str(small_video), "a red circle", "--db", db,
+                              "--budget", "3", "--json")).stdout)
+    assert fewer["notes"] == []
+    # the CLI's bound is the API's (framedex.rules.LIMITS): 100000 was accepted here, 422 there
+    one_line(cli("select", str(small_video), "a red circle", "--db", db, "--budget", "100000"),
+             "budget=100000 is invalid", "10000")

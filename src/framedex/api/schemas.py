@@ -293,6 +293,8 @@ class SelectResponse(BaseModel):
     frame_sizes: list[list[int]] | None = None
     payload: dict[str, Any] | None = None
     plot: str | None = None
+    notes: list[str] = Field(default_factory=list, description="What to know about the "
+                             "selection, e.g. a budget that takes every indexed frame.")
 
 
 class AskRequest(BaseModel):

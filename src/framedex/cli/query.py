@@ -209,7 +209,7 @@ def select(
     result = lib.select(video, question, budget=budget, tokens=tokens,
                         params=parse_pairs(param, "--param"))
     delivery = lib.deliver(result, options)
-    for line in lib.query_notes(question):
+    for line in [*lib.query_notes(question), *result.notes]:
         note(line)
     data: dict[str, Any] = result.to_json()
     data["cost"] = delivery.cost
