@@ -331,3 +331,52 @@ def test_a_budget_above_the_frames_indexed_says_all_are_returned(tiny_model, sma
     # the CLI's bound is the API's (framedex.rules.LIMITS): 100000 was accepted here, 422 there
     one_line(cli("select", str(small_video), "a red circle", "--db", db, "--budget", "100000"),
              "budget=100000 is invalid", "10000")
+
+
+# -- 8. frame sizes: one default on every face, the high tier never below untiered ----------
+
+
+def _sizes_of(folder) -> list[tuple[int, int]]:
+    from PIL import Image
+
+    out = []
+    for f in sorted(folder.iterdir()):
+        with Image.open(f) as im:
+            out.append(im.size)
+    return out
+
+
+def test_frames_are_512_by_default_and_high_is_never_below_untiered(tiny_model, tmp_path):
+    """The CLI sent 1280x720 frames where the API capped at 512, and on a 128 px video the
+    "high" tier was 64 px while an untiered frame was 128 px."""
+    from framedex.synth import render
+
+    scene = {"duration": 4.0, "background": "white",
+             "objects": [{"shape": "circle", "color": "red"}]}
+    for name, size in (("wide", [640, 360]), ("small", [128, 128])):
+        render({"fps": 5, "size": size, "scenes": [scene]}, tmp_path / f"{name}.mp4")
+    db = str(tmp_path / "lib.db")
+    ok(cli("index", str(tmp_path), "--db", db, "--model", tiny_model))
+
+    plain = tmp_path / "plain"
+    ok(cli("select", str(tmp_path / "wide.mp4"), "a red circle", "--db", db, "--budget", "2",
+           "--frames-out", str(plain)))
+    assert _sizes_of(plain) == [(512, 288)] * 2  # the API's default frame_max_side
+    native = tmp_path / "native"
+    ok(cli("select", str(tmp_path / "wide.mp4"), "a red circle", "--db", db, "--budget", "2",
+           "--frames-out", str(native), "--max-side", "8192"))
+    assert _sizes_of(native) == [(640, 360)] * 2
+
+    tiered = tmp_path / "tiered"
+    out = json.loads(ok(cli("select", str(tmp_path / "small.mp4"), "a red circle", "--db", db,
+                            "--sampler", "qframe", "--tokens", "600", "--frames-out",
+                            str(tiered), "--json")).stdout)
+    assert "high" in out["tiers"], out["tiers"]
+    from PIL import Image
+
+    by_tier = {}
+    for tier, frame in zip(out["tiers"], out["frames"], strict=True):
+        with Image.open(frame) as im:
+            by_tier[tier] = im.size
+    assert by_tier["high"] == (128, 128)  # the untiered size, not 64 px
+    assert all(s[0] <= 128 for s in by_tier.values())

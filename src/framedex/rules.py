@@ -181,9 +181,12 @@ def _num(value: float) -> str:
 DEFAULT_BUDGET = 8
 #: Results a search returns when it names no ``limit``.
 DEFAULT_LIMIT = 10
-#: Longer side of frames the HTTP API returns when a request names none (data-URLs in JSON; the
-#: CLI and the Python API deliver the tiers' own sizes).
-WIRE_FRAME_SIDE = 512
+#: Longer side of delivered frames when a request names none, on every face: the CLI's
+#: ``--max-side``, the API's ``frame_max_side``, the viewer and ``Library.deliver`` (the CLI
+#: used to send native 1280x720 frames where the API sent 512 px ones). A VLM reads a 512 px
+#: frame in one tile (OpenAI's ``low`` detail is 512 px); ``--max-side 8192`` sends the native
+#: size. The ``high`` tier is this size, ``mid`` and ``low`` are smaller.
+DEFAULT_MAX_SIDE = 512
 #: JPEG quality of delivered frames (budget-sized sets: a few dozen frames at most).
 DEFAULT_QUALITY = 85
 #: Index rate when a run names none.

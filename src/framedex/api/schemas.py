@@ -24,6 +24,7 @@ from pydantic import (
 from framedex.rules import (
     DEFAULT_BUDGET,
     DEFAULT_LIMIT,
+    DEFAULT_MAX_SIDE,
     DEFAULT_THRESHOLD,
     GROUP_BY,
     INCLUDE,
@@ -35,7 +36,6 @@ from framedex.rules import (
     PAYLOAD_FORMATS,
     RATINGS,
     THRESHOLDS,
-    WIRE_FRAME_SIDE,
     confidence_cuts,
 )
 
@@ -265,9 +265,11 @@ class SelectRequest(BaseModel):
         description="frames: JPEG data-URLs at each frame's tier; payload: a chat request body; "
                     "plot: a PNG data-URL of the relevance curve and the chosen frames.")
     payload_format: str = choice(PAYLOAD_FORMATS, PAYLOAD_FORMATS[0])
-    frame_max_side: int = bounded("max_side", WIRE_FRAME_SIDE,
+    frame_max_side: int = bounded("max_side", DEFAULT_MAX_SIDE,
                                   description="Cap on the longer side of returned frames, "
-                                              "pixels (a frame's tier can make it smaller).")
+                                              f"pixels (default {DEFAULT_MAX_SIDE}, as on every "
+                                              "face); the high tier is this size, mid and "
+                                              "low smaller.")
 
 
 class SelectResponse(BaseModel):
@@ -325,7 +327,8 @@ class AskRequest(BaseModel):
                           "\"schema\"}}.")
     system: str | None = bounded("system", None, description="A system message.")
     frame_max_side: int | None = bounded("max_side", None,
-                                         description="Cap on the longer side of the frames sent.")
+                                         description="Cap on the longer side of the frames "
+                                                     f"sent (null: {DEFAULT_MAX_SIDE}).")
     rollout_key: str | None = bounded("rollout_key", None,
                                       description="Who asks (a user or session id): the rollout "
                                                   "keeps one key on one arm. Default: the video "

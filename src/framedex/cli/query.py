@@ -32,6 +32,7 @@ from framedex.errors import ConfigError
 from framedex.library import parse_pairs
 from framedex.rules import (
     DEFAULT_LIMIT,
+    DEFAULT_MAX_SIDE,
     DEFAULT_THRESHOLD,
     GROUP_BY,
     LIMITS,
@@ -187,7 +188,9 @@ def select(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the --payload request body to this file (default: stdout).")] = None,
     max_side: Annotated[int | None, typer.Option(
-        "--max-side", help="Cap on the longer side of delivered frames (pixels).")] = None,
+        "--max-side", help=f"Cap on the longer side of the frames sent, pixels (default "
+                           f"{DEFAULT_MAX_SIDE}, as on every face; 8192: native). The high "
+                           "tier is this size, mid and low smaller.")] = None,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
