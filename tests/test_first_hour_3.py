@@ -380,3 +380,29 @@ def test_frames_are_512_by_default_and_high_is_never_below_untiered(tiny_model, 
             by_tier[tier] = im.size
     assert by_tier["high"] == (128, 128)  # the untiered size, not 64 px
     assert all(s[0] <= 128 for s in by_tier.values())
+
+
+# -- what users of similar tools expect: delete and collections in the CLI -------------------
+
+
+def test_delete_removes_videos_by_name_and_a_typo_deletes_nothing(tiny_model, small_video,
+                                                                  tmp_path):
+    db = str(tmp_path / "lib.db")
+    ok(cli("index", str(small_video), "--db", db, "--model", tiny_model))
+    ids = [v["video_id"] for v in json.loads(ok(cli("videos", "--db", db, "--json")).stdout)]
+    one_line(cli("delete", ids[0], "nosuchvideo.mp4", "--db", db), "nosuchvideo.mp4")
+    assert len(json.loads(ok(cli("videos", "--db", db, "--json")).stdout)) == 1
+    run = ok(cli("delete", str(small_video), "--db", db))
+    assert run.stdout.strip() == f"deleted {ids[0]}  small.mp4"
+    assert json.loads(ok(cli("videos", "--db", db, "--json")).stdout) == []
+    one_line(cli("delete", ids[0], "--db", db), "has no indexed video")
+
+
+def test_collections_lists_the_twelve_labs_indexes(shapes_world, tmp_path):
+    db, ids = shapes_world
+    listed = json.loads(ok(cli("collections", "--db", db, "--json")).stdout)
+    assert listed == [{"id": ids["index"], "name": "all", "video_count": 3,
+                       "total_duration": 72.0}]
+    table = ok(cli("collections", "--db", db)).stdout.splitlines()
+    assert table[0].split() == ["id", "name", "videos", "duration"]
+    assert table[1].split() == [ids["index"], "all", "3", "72.0s"]

@@ -162,6 +162,49 @@ def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
         note(line)
 
 
+@app.command()
+@handle_errors
+def delete(
+    video: Annotated[list[str], typer.Argument(help="Videos to remove: ids, unique id prefixes "
+                                               "(4+ characters) or paths they were indexed "
+                                               "from.")],
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Remove videos from the library: their records, frames and segments (not the files).
+
+    Every name is resolved first: one that matches no video deletes nothing.
+    """
+    lib = open_library(db)
+    records = {r.video_id: r for r in (lib.video(ref) for ref in video)}
+    for record in records.values():
+        lib.delete(record.video_id)
+    if as_json:
+        emit({"deleted": [r.video_id for r in records.values()]})
+        return
+    for record in records.values():
+        typer.echo(f"deleted {record.video_id}  {file_name(record.path)}")
+
+
+@app.command()
+@handle_errors
+def collections(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """List the collections (Twelve Labs indexes): id, name, videos, total duration."""
+    lib = open_library(db)
+    infos = lib.collections()
+    if as_json:
+        emit([{"id": c.collection.index_id, "name": c.collection.name,
+               "video_count": c.video_count, "total_duration": round(c.total_duration, 3)}
+              for c in infos])
+        return
+    if not infos:
+        typer.echo(f"no collection in {db} (create one with POST /v1.3/indexes)")
+        return
+    print_table(("id", "name", "videos", "duration"),
+                ((c.collection.index_id, c.collection.name, c.video_count,
+                  f"{c.total_duration:.1f}s") for c in infos))
+
+
 @app.command("build-index")
 @handle_errors
 def build_index(
