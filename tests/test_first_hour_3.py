@@ -406,3 +406,17 @@ def test_collections_lists_the_twelve_labs_indexes(shapes_world, tmp_path):
     table = ok(cli("collections", "--db", db)).stdout.splitlines()
     assert table[0].split() == ["id", "name", "videos", "duration"]
     assert table[1].split() == [ids["index"], "all", "3", "72.0s"]
+
+
+def test_scenes_lists_the_shots_the_shots_sampler_sees(shapes_world):
+    """PySceneDetect users expect the scene list: here the shots of `both` (4 s, 4 s, 6 s,
+    4 s, 6 s scenes) as CSV and JSON with start and end seconds."""
+    db, ids = shapes_world
+    run = ok(cli("scenes", ids["both"], "--db", db))
+    assert run.stdout.splitlines() == [
+        "scene,start,end,frame_idx,frames", "1,0.000,4.000,0,4", "2,4.000,8.000,20,4",
+        "3,8.000,14.000,40,6", "4,14.000,18.000,70,4", "5,18.000,24.000,90,6"]
+    data = json.loads(ok(cli("scenes", ids["both"], "--db", db, "--json")).stdout)
+    assert [(s["start"], s["end"]) for s in data["scenes"]] == [
+        (0.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 18.0), (18.0, 24.0)]
+    one_line(cli("scenes", ids["both"], "--db", db, "--param", "z=-1"), "z=-1")

@@ -265,6 +265,50 @@ def _print_selection(out: dict[str, Any]) -> None:
 
 @app.command()
 @handle_errors
+def scenes(
+    video: Annotated[str, typer.Argument(help="A video id, unique id prefix (4+ characters) "
+                                         "or a path it was indexed from.")],
+    db: Db = DEFAULT_DB,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="A `shots` sampler parameter KEY=VALUE (threshold, z, min_drop; "
+                        "`framedex samplers shots`).")] = None,
+    as_json: Json = False,
+) -> None:
+    """The scenes (shots) the `shots` sampler sees in a video, as CSV (scene, start and end
+    seconds, first frame_idx, indexed frames), or JSON with --json.
+
+    A scene starts where the cosine between neighbouring indexed frames drops (see
+    `framedex samplers shots`); times are the indexed frames' timestamps, the last scene ends
+    at the video's end.
+    """
+    from framedex.query.samplers import create_sampler
+    from framedex.query.samplers.shots import ShotsSampler
+
+    sampler = create_sampler("shots", **parse_pairs(param, "--param"))
+    assert isinstance(sampler, ShotsSampler)
+    lib = open_library(db, log_queries=False)
+    record, frames, _ = lib.embeddings(video)
+    n = len(frames.pts_sec)
+    starts: list[int] = ([0, *sampler.cuts(frames.vectors, n).tolist()] if n else [])
+    rows = []
+    for i, a in enumerate(starts):
+        b = starts[i + 1] if i + 1 < len(starts) else n
+        end = float(frames.pts_sec[b]) if b < n else max(float(record.duration),
+                                                          float(frames.pts_sec[-1]))
+        rows.append({"scene": i + 1, "start": round(float(frames.pts_sec[a]), 3),
+                     "end": round(end, 3), "frame_idx": int(frames.frame_idx[a]),
+                     "frames": b - a})
+    if as_json:
+        emit({"video_id": record.video_id, "path": record.path, "scenes": rows})
+        return
+    typer.echo("scene,start,end,frame_idx,frames")
+    for r in rows:
+        typer.echo(f"{r['scene']},{r['start']:.3f},{r['end']:.3f},{r['frame_idx']},"
+                   f"{r['frames']}")
+
+
+@app.command()
+@handle_errors
 def samplers(
     name: Annotated[str | None, typer.Argument(help="One sampler to describe.")] = None,
     as_json: Json = False,
