@@ -420,3 +420,35 @@ def test_scenes_lists_the_shots_the_shots_sampler_sees(shapes_world):
     assert [(s["start"], s["end"]) for s in data["scenes"]] == [
         (0.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 18.0), (18.0, 24.0)]
     one_line(cli("scenes", ids["both"], "--db", db, "--param", "z=-1"), "z=-1")
+
+
+def test_the_payload_names_the_model_asked_for(shapes_world):
+    """The payload's model was always gpt-4o: `--vlm-model` / `vlm_model` name another (a
+    vLLM server's), on the CLI and over HTTP."""
+    from fastapi.testclient import TestClient
+
+    from framedex.api.app import create_app
+    from framedex.api.settings import Settings
+
+    db, ids = shapes_world
+    qwen = "Qwen/Qwen2.5-VL-7B-Instruct"
+    out = json.loads(ok(cli("select", ids["both"], "a red circle", "--db", db, "--budget", "2",
+                            "--payload", "openai", "--vlm-model", qwen, "--json")).stdout)
+    assert out["payload"]["model"] == qwen
+    default = json.loads(ok(cli("select", ids["both"], "a red circle", "--db", db, "--budget",
+                                "2", "--payload", "openai", "--json")).stdout)
+    assert default["payload"]["model"] == "gpt-4o"
+    one_line(cli("select", ids["both"], "a red circle", "--db", db, "--payload", "gemini",
+                 "--vlm-model", qwen), "--vlm-model=", "names its model in the URL")
+    settings = Settings(db=db, model="synthetic-shapes", device="cpu", log_queries=False)
+    with TestClient(create_app(settings)) as client:
+        r = client.post(f"/v1/videos/{ids['both']}/select", json={
+            "question": "a red circle", "budget": 2, "include": ["payload"],
+            "vlm_model": qwen})
+        assert r.status_code == 200, r.text
+        assert r.json()["payload"]["model"] == qwen
+        bad = client.post(f"/v1/videos/{ids['both']}/select", json={
+            "question": "a red circle", "include": ["payload"], "payload_format": "gemini",
+            "vlm_model": qwen})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["detail"][0]["field"] == "body.vlm_model"

@@ -265,6 +265,9 @@ class SelectRequest(BaseModel):
         description="frames: JPEG data-URLs at each frame's tier; payload: a chat request body; "
                     "plot: a PNG data-URL of the relevance curve and the chosen frames.")
     payload_format: str = choice(PAYLOAD_FORMATS, PAYLOAD_FORMATS[0])
+    vlm_model: str | None = bounded("model", None, description=(
+        "The `model` of an openai payload (default gpt-4o), e.g. your vLLM model's name; a "
+        "Gemini request names its model in the URL."))
     frame_max_side: int = bounded("max_side", DEFAULT_MAX_SIDE,
                                   description="Cap on the longer side of returned frames, "
                                               f"pixels (default {DEFAULT_MAX_SIDE}, as on every "

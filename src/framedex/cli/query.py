@@ -191,6 +191,9 @@ def select(
         "--max-side", help=f"Cap on the longer side of the frames sent, pixels (default "
                            f"{DEFAULT_MAX_SIDE}, as on every face; 8192: native). The high "
                            "tier is this size, mid and low smaller.")] = None,
+    vlm_model: Annotated[str | None, typer.Option(
+        "--vlm-model", help="The model an openai --payload names (default gpt-4o), e.g. your "
+                            "vLLM model's name.")] = None,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
@@ -202,9 +205,11 @@ def select(
                                          ("plot", plot is not None),
                                          ("payload", payload is not None)) if wanted]
     # checked once, before any work: the payload format and the size are the library's rules
-    with as_options({"payload_format": "--payload"}):
+    with as_options({"payload_format": "--payload", "vlm_model": "--vlm-model",
+                     "max_side": "--max-side"}):
         options = DeliveryOptions(include=include, max_side=max_side, payload_format=(
-            PAYLOAD_FORMATS[0] if payload is None else payload))
+            PAYLOAD_FORMATS[0] if payload is None else payload),
+            payload_options={} if vlm_model is None else {"model": vlm_model})
     check_writable(frames_out, "--frames-out", folder=True)
     check_writable(plot, "--plot")
     check_writable(out, "--out")

@@ -70,6 +70,11 @@ class DeliveryOptions:
         object.__setattr__(self, "include", items)
         check(self.payload_format in PAYLOAD_FORMATS, "payload_format", self.payload_format,
               f"must be one of {', '.join(PAYLOAD_FORMATS)}")
+        model = self.payload_options.get("model")
+        check(model is None or (self.payload_format == PAYLOAD_FORMATS[0]
+                                and isinstance(model, str) and LIMITS["model"].holds(len(model))),
+              "vlm_model", model, f"must be a model name of {LIMITS['model'].rule()} for an "
+              f"{PAYLOAD_FORMATS[0]} payload (a Gemini request names its model in the URL)")
         if self.max_side is None:
             object.__setattr__(self, "max_side", DEFAULT_MAX_SIDE)
         for name in ("max_side", "width", "quality"):
