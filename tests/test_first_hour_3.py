@@ -452,3 +452,17 @@ def test_the_payload_names_the_model_asked_for(shapes_world):
             "vlm_model": qwen})
         assert bad.status_code == 422
         assert bad.json()["error"]["detail"][0]["field"] == "body.vlm_model"
+
+
+def test_eval_prints_the_main_table_of_its_report():
+    """`framedex eval` only named the files it wrote; it now prints the K = 8 table (the
+    README's) first."""
+    from framedex.cli.eval import main_table
+
+    report = ("# framedex eval\n\n24 videos.\n\n## K=4\n\n| sampler | hit |\n|---|---:|\n"
+              "| aks | 97 |\n\n## K=8\n\n| sampler | hit |\n|---|---:|\n| aks | 100 |\n"
+              "| uniform | 7 |\n\n## K=16\n\n| sampler | hit |\n")
+    assert main_table(report) == ("## K=8\n\n| sampler | hit |\n|---|---:|\n| aks | 100 |\n"
+                                  "| uniform | 7 |")
+    assert main_table(report.replace("K=8", "K=9")).startswith("## K=4\n")
+    assert main_table("# nothing scored\n") == ""

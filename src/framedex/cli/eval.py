@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,6 +89,9 @@ def eval_(
     if as_json:
         emit(summary)
         return
+    table = main_table(Path(files["markdown"]).read_text())
+    if table:
+        typer.echo(table)
     typer.echo(f"{result.num_videos} videos, {result.num_questions} questions in "
                f"{result.timings.get('total_s', 0):.0f}s; wrote {files['markdown']}, "
                f"{files['results']}, {files['plot']}")
@@ -95,6 +99,16 @@ def eval_(
         if c["changed"]:
             typer.echo(f"sweep: {name} {c['default']} -> {c['params']} "
                        f"(objective {c['default_objective']:.3f} -> {c['objective']:.3f})")
+
+
+def main_table(markdown: str) -> str:
+    """The report's main table, as the README shows it: the K = 8 section (else the first
+    K section), heading included; empty when the report has none."""
+    sections = re.findall(r"^(## K=(\d+)\n\n(?:\|.*\n?)+)", markdown, flags=re.M)
+    if not sections:
+        return ""
+    chosen = next((s for s, k in sections if k == "8"), sections[0][0])
+    return chosen.rstrip("\n")
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
