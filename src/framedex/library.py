@@ -518,6 +518,33 @@ class Library(CollectionsMixin, AskMixin):
         record = self._store.find_video(video)
         return record, self._frames(record)[0], self._store.read_segments(record.video_id)
 
+    def scenes(self, video: str, params: Mapping[str, Json] | None = None
+               ) -> tuple[VideoRecord, list[JsonObject]]:
+        """The scenes (shots) the ``shots`` sampler sees in a video: ``{"scene", "start",
+        "end", "frame_idx", "frames"}`` each (seconds of the indexed frames; the last scene
+        ends at the video's end).
+
+        Raises:
+            ConfigError / UnknownNameError: bad ``shots`` parameters. VideoNotFoundError.
+        """
+        from framedex.query.samplers.shots import ShotsSampler
+
+        sampler = create_sampler("shots", **dict(params or {}))
+        assert isinstance(sampler, ShotsSampler)
+        record = self._store.find_video(video)
+        frames = self._frames(record)[0]
+        n = len(frames.pts_sec)
+        starts: list[int] = [0, *sampler.cuts(frames.vectors, n).tolist()] if n else []
+        rows: list[JsonObject] = []
+        for i, a in enumerate(starts):
+            b = starts[i + 1] if i + 1 < len(starts) else n
+            end = float(frames.pts_sec[b]) if b < n else max(float(record.duration),
+                                                              float(frames.pts_sec[-1]))
+            rows.append({"scene": i + 1, "start": round(float(frames.pts_sec[a]), 3),
+                         "end": round(end, 3), "frame_idx": int(frames.frame_idx[a]),
+                         "frames": b - a})
+        return record, rows
+
     def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:
         """The video's frames (through the cache), and whether the cache had them."""
         key = (self._store.uri, record.video_id, record.generation)

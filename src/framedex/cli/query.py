@@ -286,23 +286,8 @@ def scenes(
     `framedex samplers shots`); times are the indexed frames' timestamps, the last scene ends
     at the video's end.
     """
-    from framedex.query.samplers import create_sampler
-    from framedex.query.samplers.shots import ShotsSampler
-
-    sampler = create_sampler("shots", **parse_pairs(param, "--param"))
-    assert isinstance(sampler, ShotsSampler)
     lib = open_library(db, log_queries=False)
-    record, frames, _ = lib.embeddings(video)
-    n = len(frames.pts_sec)
-    starts: list[int] = ([0, *sampler.cuts(frames.vectors, n).tolist()] if n else [])
-    rows = []
-    for i, a in enumerate(starts):
-        b = starts[i + 1] if i + 1 < len(starts) else n
-        end = float(frames.pts_sec[b]) if b < n else max(float(record.duration),
-                                                          float(frames.pts_sec[-1]))
-        rows.append({"scene": i + 1, "start": round(float(frames.pts_sec[a]), 3),
-                     "end": round(end, 3), "frame_idx": int(frames.frame_idx[a]),
-                     "frames": b - a})
+    record, rows = lib.scenes(video, parse_pairs(param, "--param"))
     if as_json:
         emit({"video_id": record.video_id, "path": record.path, "scenes": rows})
         return

@@ -379,11 +379,11 @@ def _spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> lis
     if (ctx.embeddings is None or ctx.scores is None or not len(indices) or steps < 1
             or steps * len(indices) > SPREAD_MAX_WORK):
         return None
-    from framedex.query.samplers._common import minmax_or_zeros
-
     idx = np.asarray(indices, dtype=np.int64)
     emb = np.asarray(ctx.embeddings[idx], dtype=np.float32)
-    gain = minmax_or_zeros(ctx.scores[idx]).copy()
+    rel = np.asarray(ctx.scores[idx], dtype=np.float64)
+    span = float(rel.max() - rel.min())
+    gain = (rel - rel.min()) / span if span > 0 else np.zeros(len(idx))
     rel = gain.copy()
     order: list[int] = []
     for _ in range(min(steps, len(idx))):
