@@ -2,23 +2,27 @@
 
 Start a server, then run this file (it generates its own videos, so it works offline)::
 
-    framedex serve --db tl.db --model synthetic-shapes --api-key my-secret-key &
+    framedex serve --db tl.db --create --model synthetic-shapes --api-key my-secret-key &
     pip install twelvelabs==1.3.6
     FRAMEDEX_API_KEY=my-secret-key python examples/twelvelabs_sdk.py
 
 ``FRAMEDEX_URL`` defaults to http://127.0.0.1:8000. Only the ``base_url`` differs from code
-written for Twelve Labs' cloud.
+written for Twelve Labs' cloud. A missing or wrong key, or no server at the URL, is one line
+on stderr and exit code 1.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from PIL import Image
 from twelvelabs import TwelveLabs
+from twelvelabs.core.api_error import ApiError
 
 from framedex.synth import iter_frames, parse_spec, render
 
@@ -32,9 +36,9 @@ def needle_video(path: Path, seed: int, objects: list[tuple[str, str]]) -> Path:
     return path
 
 
-def main() -> None:
-    base = os.environ.get("FRAMEDEX_URL", "http://127.0.0.1:8000")
-    client = TwelveLabs(api_key=os.environ["FRAMEDEX_API_KEY"], base_url=f"{base}/v1.3")
+def main(base: str, key: str) -> None:
+    """The tour: an index, three videos, search (text, and text AND image), embeddings."""
+    client = TwelveLabs(api_key=key, base_url=f"{base}/v1.3")
     folder = Path(tempfile.mkdtemp())
     videos = {
         "both": needle_video(folder / "both.mp4", 1, [("circle", "red"), ("star", "blue")]),
@@ -85,5 +89,31 @@ def main() -> None:
     print("video embedding:", [(d.embedding_scope, d.start_sec, d.end_sec) for d in done.data])
 
 
+def run() -> int:
+    """:func:`main` with the three ways a first run goes wrong said in one line each."""
+    base = os.environ.get("FRAMEDEX_URL", "http://127.0.0.1:8000")
+    key = os.environ.get("FRAMEDEX_API_KEY")
+    if not key:
+        return fail("set FRAMEDEX_API_KEY to the key the server was started with "
+                    "(framedex serve ... --api-key KEY)")
+    try:
+        main(base, key)
+    except httpx.TransportError as ex:  # nothing listening, a timeout, a dropped connection
+        return fail(f"no framedex server answers at {base} ({type(ex).__name__}: {ex}); start "
+                    "one (see the top of this file) or set FRAMEDEX_URL")
+    except ApiError as ex:
+        body = ex.body if isinstance(ex.body, dict) else {}
+        message = body.get("message") or body.get("error", {}).get("message") or ex.body
+        if ex.status_code == 401:
+            return fail(f"the server at {base} refused the key in FRAMEDEX_API_KEY ({message})")
+        return fail(f"the server at {base} answered {ex.status_code}: {message}")
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f"twelvelabs_sdk.py: error: {message}", file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

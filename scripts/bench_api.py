@@ -132,7 +132,8 @@ def serve_and_measure(args: argparse.Namespace, db: Path, model: str, media: Pat
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "framedex", "serve", "--db", str(db), "--model", model,
-         "--device", args.device, "--port", str(port), "--allow-root", str(media)],
+         "--device", args.device, "--port", str(port), "--allow-root", str(media),
+         "--create"],
         stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -43,7 +43,7 @@ def _serve(db: Path, src: Path, *extra: str) -> tuple[subprocess.Popen[bytes], s
     env = dict(os.environ, PYTHONPATH=str(src), FRAMEDEX_API_KEY="")
     proc = subprocess.Popen([sys.executable, "-m", "framedex", "serve", "--db", str(db),
                              "--model", "synthetic-shapes", "--port", str(port), "--device",
-                             "cpu", *extra], env=env, stdout=subprocess.DEVNULL,
+                             "cpu", "--create", *extra], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, db: Path, vid: str, index_id: str) -> list[tup
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "framedex", "serve", "--db", str(db), "--model", args.model,
-         "--device", args.device, "--port", str(port), "--api-key", KEY],
+         "--device", args.device, "--port", str(port), "--api-key", KEY, "--create"],
         stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     rows: list[tuple] = []

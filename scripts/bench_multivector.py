@@ -73,9 +73,11 @@ def needles(args: argparse.Namespace) -> dict:
     for text_a, text_b, ids in pairs:
         for name in results:
             if name == "one text":
-                hits = lib.search(f"{text_a} and {text_b}", group_by="video", limit=100)
+                hits = lib.search(f"{text_a} and {text_b}", group_by="video", limit=100,
+                                  threshold="none")  # the rank of "both" among all videos
             else:
-                hits = lib.search([text_a, text_b], operator=name, group_by="video", limit=100)
+                hits = lib.search([text_a, text_b], operator=name, group_by="video", limit=100,
+                                  threshold="none")
             order = [h.video_id for h in hits]
             results[name].append(order.index(ids["both"]) + 1 if ids["both"] in order else 999)
     out = {"videos": lib.count_videos(), "pairs": len(pairs), "index_s": round(indexed_s, 1)}

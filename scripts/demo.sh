@@ -33,7 +33,7 @@ framedex search "a purple star" --db "$DB" --limit 5
 framedex search "a purple star" --db "$DB" --limit 5 --json | $CHECK search star purple
 framedex search "an orange triangle" --db "$DB" --limit 3
 framedex search "an orange triangle" --db "$DB" --limit 3 --json | $CHECK search triangle orange
-echo "-- the same search, one row per video (its best moment, and how many more it has):"
+echo "-- the same search, one row per video (its best moment, and how many moments pass --threshold):"
 framedex search "an orange triangle" --db "$DB" --limit 3 --group-by video
 
 step "6. Pick 8 frames of the 20-minute video for a video LLM, with three samplers"

@@ -75,7 +75,7 @@ def start_cli_server(db: Path, model: str, *extra: str, port: int | None = None
     """``framedex serve`` in a subprocess (its own process group, so kill -9 is clean)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "framedex.cli", "serve", "--db", str(db), "--model", model,
-           "--port", str(port), "--device", "cpu", *extra]
+           "--port", str(port), "--device", "cpu", "--create", *extra]
     env = dict(os.environ, FRAMEDEX_API_KEY="")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                             start_new_session=True)

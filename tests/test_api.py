@@ -84,6 +84,10 @@ def test_health_is_open_and_names_the_encoder(server):
     assert body["version"] and body["encoder"]["dim"] > 0
     assert body["store"]["name"] == "lib.db"  # the folder's name, never the server path
     assert httpx.get(f"{server.base}/docs").status_code == 200
+    # the text cache is bounded by a count: it said "bytes" for its number of entries
+    text, frames = body["cache"]["text"], body["cache"]["frames"]
+    assert "bytes" not in text and text["max_entries"] == 1024 and "entries" in text
+    assert frames["max_bytes"] == 256 << 20 and "max_entries" not in frames
 
 
 def test_ingest_lists_videos_with_their_metadata(client, indexed):

@@ -237,6 +237,11 @@ def test_search_validation(client, video_id):
     assert "max_duration" in err["message"]
     error_of(client.post("/v1/embed", json={"text": ""}), 422)
     error_of(client.post("/v1/embed", files={"image": ("x.png", b"not an image")}), 422)
+    # a rule a request model checks itself reads as the rule, without pydantic's
+    # "Value error, " in front of it
+    err = error_of(client.post("/v1/search", json={"limit": 3}), 422)
+    assert err["message"] == "body: give text, image_base64, or both", err
+    assert err["detail"][0]["message"] == "give text, image_base64, or both"
 
 
 # -- fuzzing: schemathesis against the app's own OpenAPI document -----------------------------

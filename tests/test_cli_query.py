@@ -49,7 +49,7 @@ def test_search_json_is_a_ranked_list_of_moments(indexed):
     hits = json.loads(res.stdout)
     assert 1 <= len(hits) <= 3
     for h in hits:
-        assert set(h) == {"video_id", "path", "start", "end", "score"}
+        assert set(h) == {"video_id", "path", "start", "end", "score", "confidence"}
         assert h["video_id"] == vid and h["path"] == path and 0 <= h["start"] < h["end"] <= 20.0
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     grouped = json.loads(run("search", "a red circle", "--db", db, "--group-by", "video",
@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_and_non_zero(indexed, tmp_path):
     one_line_error(run("select", path, "", "--db", db), "question")
     one_line_error(run("select", path, "a red circle", "--db", db, "--param", "oops"), "--param")
     one_line_error(run("search", "", "--db", db), "text")
-    one_line_error(run("search", "a star", "--db", db, "--group-by", "x"), "group_by")
+    one_line_error(run("search", "a star", "--db", db, "--group-by", "x"), "--group-by")
     empty = str(tmp_path / "empty.db")
     one_line_error(run("select", "clip.mp4", "a red circle", "--db", empty), "no store at",
                    "empty.db")

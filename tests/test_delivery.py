@@ -21,8 +21,9 @@ from framedex.synth import haystack_spec, render
 
 NEEDLE = {"time": 20.0, "duration": 4.0, "background": "white",
           "objects": [{"shape": "star", "color": "purple"}]}
-#: Longer side per tier of a 640 x 360 video: 1/2, 1/4, 1/8 of 640 (at least 64 px).
-TIER_SIZE = {"high": (320, 180), "mid": (160, 90), "low": (80, 45)}
+#: Size per tier of a 640 x 360 video: high is the untiered size (the default --max-side /
+#: frame_max_side, 512, on every face), mid and low 1/4 and 1/8 of 640 (at least 64 px).
+TIER_SIZE = {"high": (512, 288), "mid": (160, 90), "low": (80, 45)}
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,34 @@ def test_spec_forms(tiny_model, tmp_path):
     assert shipped.model_name == f"local-dir:{BUILTIN_MODELS['synthetic-shapes']}"
 
 
-@pytest.mark.parametrize("bad", ["", "ViT-B-32", "/no/such/folder"])
+@pytest.mark.parametrize("bad", ["", "ViT-B-32"])
 def test_bad_spec_names_the_parameter(bad):
     with pytest.raises(ConfigError, match="model="):
         ModelSpec.parse(bad)
+
+
+@pytest.mark.parametrize("spec", ["/no/such/folder", "models/m1", "ViT-B-32:models/gone.bin"])
+def test_a_missing_folder_or_file_is_missing_not_invalid(spec, tmp_path, monkeypatch):
+    """A model folder that moved was reported as `model='models/m1' is invalid: give
+    ARCH:TAG ...`, and a moved checkpoint was tried as a pretrained tag to download."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"there is no (folder|checkpoint file) at /") as err:
+        ModelSpec.parse(spec)
+    assert "invalid" not in str(err.value) and "moved or deleted" in str(err.value)
+
+
+def test_a_spec_records_where_the_weights_are_from_any_folder(tiny_model, tmp_path,
+                                                              monkeypatch):
+    """A relative --model broke every later command run from another folder: the store
+    recorded the path as typed."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(tiny_model).parent)
+    relative = ModelSpec.parse(Path(tiny_model).name)
+    assert relative.location == str(Path(tiny_model).resolve())
+    shipped_folder = ModelSpec.parse(str(BUILTIN_MODELS["synthetic-shapes"]))
+    assert shipped_folder.location == "synthetic-shapes"
+    assert ModelSpec.parse("ViT-B-32:laion2b_s34b_b79k").location is None
 
 
 def test_local_model_encodes_normalised_batches(tiny_model):

@@ -211,6 +211,22 @@ def test_export_aks_layout_is_manifest_ordered_native_indices(manifest, tiny_mod
     validate(data, "aks")
     assert len(data) == 4 and data[1] == [] and data[3] == []
     assert data[0] == data[2] == [0, 30, 60]  # uniform over a 7 s video at 10 fps
+    # a second run reuses the indexed video and says so, as `framedex index` does (it said
+    # `index PATH`, as if it indexed it again); an output under a missing folder is refused
+    # before any work, naming the folder (it was created with every parent)
+    again = runner.invoke(app, ["export-selections", str(manifest), "--sampler", "uniform",
+                                "--budget", "3", "--out", str(out), "--db", str(tmp_path / "db"),
+                                "--model", tiny_model, "--format", "aks"])
+    assert again.exit_code == 0, again.output
+    assert "unchanged  " in again.stderr and "vid.a.mp4" in again.stderr
+    assert "index " not in again.stderr
+    deep = tmp_path / "nope" / "deeper" / "aks.json"
+    bad = runner.invoke(app, ["export-selections", str(manifest), "--sampler", "uniform",
+                              "--budget", "3", "--out", str(deep), "--db", str(tmp_path / "db")])
+    assert bad.exit_code == 1 and bad.stderr.strip().splitlines() == [
+        f"framedex: error: --out={str(deep)!r} is invalid: the folder {tmp_path / 'nope'} does "
+        "not exist (framedex creates only the last folder of an output path)"]
+    assert not (tmp_path / "nope").exists()
 
 
 def test_export_schema_and_manifest_errors(tmp_path):

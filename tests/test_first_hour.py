@@ -94,7 +94,11 @@ def test_the_same_content_at_a_new_path_is_the_same_video(store, tmp_path):
 
 def test_build_index_on_a_small_library_advises_instead_of_flooding(store):
     db, _, _ = store
-    one_line(cli("build-index", "--db", str(db)), "exact search", "--force")
+    # `framedex build-index` as the README lists it: a notice and exit 0 (it was `error:`, 1)
+    run = cli("build-index", "--db", str(db))
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert run.stdout.startswith("nothing built: the library has 30 frames: exact search")
+    assert "--force" in run.stdout
     run = cli("build-index", "--db", str(db), "--force", "--partitions", "2")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("built IVF_HNSW_SQ on segments over 5 rows")
@@ -184,7 +188,8 @@ def test_serve_with_a_model_that_cannot_load_is_one_line_and_leaves_nothing(tmp_
     shutil.copy(Path(framedex.__file__).parent / "indexer" / "models" / "synthetic-shapes" /
                 "open_clip_config.json", weightless)
     db = tmp_path / "srv.db"
-    one_line(cli("serve", "--db", str(db), "--model", str(weightless), "--port", "0"),
+    one_line(cli("serve", "--db", str(db), "--model", str(weightless), "--port", "0",
+                 "--create"),
              str(weightless))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
@@ -196,7 +201,8 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        one_line(cli("serve", "--db", str(tmp_path / "db"), "--model", "synthetic-shapes",
+        one_line(cli("serve", "--create", "--db", str(tmp_path / "db"), "--model",
+                     "synthetic-shapes",
                      "--port", str(port)), f"127.0.0.1:{port} is already in use", "--port")
     assert list(tmp_path.iterdir()) == []
 
@@ -253,7 +259,7 @@ def test_an_empty_weights_file_is_one_line_on_index_and_serve(tmp_path):
     (folder / "open_clip_pytorch_model.bin").write_bytes(b"")
     video = tmp_path / "v.mp4"
     render(haystack_spec(2.0, [], seed=1, fps=5, size=[32, 32]), video)
-    for args in (("index", str(video)), ("serve", "--port", "0")):
+    for args in (("index", str(video)), ("serve", "--port", "0", "--create")):
         db = tmp_path / f"{args[0]}.db"
         one_line(cli(*args, "--db", str(db), "--model", str(folder)),
                  f"cannot load model {str(folder)!r}", "EOFError", "empty or truncated")

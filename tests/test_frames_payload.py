@@ -66,8 +66,8 @@ def test_decode_returns_the_requested_frames_in_requested_order(video, decoder):
 
 def test_tiers_follow_qframe_scales(video):
     imgs = decode_frames(video, [5, 25, 45, 45], tiers=["high", "mid", "low", None])
-    # 1/2, 1/4, 1/8 of the native 640x360; no tier = native.
-    assert [im.shape[:2] for im in imgs] == [(180, 320), (90, 160), (45, 80), (360, 640)]
+    # high: the untiered size (no max_side here: native); mid, low: 1/4, 1/8 of 640x360
+    assert [im.shape[:2] for im in imgs] == [(360, 640), (90, 160), (45, 80), (360, 640)]
     assert [level(im) for im in imgs] == pytest.approx([0, 255, 128, 128], abs=12)
 
 

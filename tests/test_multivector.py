@@ -53,9 +53,15 @@ def test_and_ranks_the_video_with_both_needles_first(world):
     lib, ids, _ = world
     names = {v: k for k, v in ids.items()}
     hits = lib.search(["a red circle", "a blue star"], operator="and", group_by="video",
-                      limit=4)
+                      limit=4, threshold="none")
     order = [names[h.video_id] for h in hits]
     assert order[0] == "both" and order[-1] == "none", order
+    # by default (threshold low) a video must show every part: the one-needle videos and
+    # the video with neither are left out, not listed below it
+    shown = lib.search(["a red circle", "a blue star"], operator="and", group_by="video",
+                       limit=4)
+    assert [names[h.video_id] for h in shown] == ["both"]
+    assert shown[0].confidence in ("high", "medium", "low")
     best = hits[0]
     by_part = {m.part: m for m in best.moments}
     assert (by_part[0].start, by_part[0].end) == RED_SPAN
@@ -75,7 +81,7 @@ def test_or_scores_the_best_single_part(world):
     for h in hits:
         assert h.score == pytest.approx(max(m.score for m in h.moments), abs=1e-5)
     and_hits = lib.search(["a red circle", "a blue star"], operator="and", group_by="video",
-                          limit=4)
+                          limit=4, threshold="none")
     # the one-needle videos are far behind "both" under and, close to it under or
     gap_and = and_hits[0].score - and_hits[1].score
     gap_or = hits[0].score - hits[1].score
@@ -251,7 +257,8 @@ def test_uncommitted_vectors_are_invisible(scratch):
     claim.release()  # (a killed run's claim: see test_store_integrity for the expiry)
     assert (ghost, gen) in _vector_rows(lib)
     for op in ("and", "or"):
-        hits = lib.search(["a red circle", "a blue star"], operator=op, group_by="video")
+        hits = lib.search(["a red circle", "a blue star"], operator=op, group_by="video",
+                          threshold="none")
         assert ghost not in {h.video_id for h in hits}
         assert {h.video_id for h in hits} == set(ids.values())
     lib.optimize()  # sweeps the dead generation
@@ -262,7 +269,8 @@ def test_missing_rows_are_backfilled(scratch):
     lib, ids, _ = scratch
     internals(lib).store.tables.delete("video_vectors", "true")  # a store indexed before the table
     assert internals(lib).store.count_video_vectors() == 0
-    hits = lib.search(["a red circle", "a blue star"], operator="and", group_by="video")
+    hits = lib.search(["a red circle", "a blue star"], operator="and", group_by="video",
+                      threshold="none")
     assert {h.video_id for h in hits} == set(ids.values())
     assert internals(lib).store.count_video_vectors() == 2
 

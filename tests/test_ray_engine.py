@@ -464,6 +464,7 @@ def test_joining_a_cluster_without_authentication_warns_in_one_line(monkeypatch,
     from framedex.indexer.pipeline import IndexOptions
 
     joined: list[dict] = []
+    monkeypatch.setattr(ray_engine, "check_reachable", lambda address: None)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: joined.append(kw))
     monkeypatch.setattr(ray, "shutdown", lambda: None)
@@ -474,3 +475,29 @@ def test_joining_a_cluster_without_authentication_warns_in_one_line(monkeypatch,
                                     * notes)
     assert [kw["address"] for kw in joined] == ["10.1.2.3:6379"] * 2
     assert "no token authentication" in ray_engine.NO_AUTH_NOTE
+
+
+def test_an_unreachable_cluster_is_one_line_within_the_documented_time(tmp_path, small_video):
+    """`--ray-address 127.0.0.1:1` hung past 120 s, printing raw Ray GCS warnings."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from framedex.cli import app
+    from framedex.indexer import ray_engine
+
+    t0 = time.monotonic()
+    res = CliRunner().invoke(app, ["index", str(small_video), "--db", str(tmp_path / "db"),
+                                   "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    assert res.exit_code == 1, res.stderr
+    assert res.stderr.splitlines() == [
+        "framedex: error: ray_address='127.0.0.1:1' is invalid: cannot reach a Ray cluster at "
+        "127.0.0.1:1 (connection refused); start one with `ray start --head`, or leave "
+        "--ray-address out for a local one"]
+    assert time.monotonic() - t0 < ray_engine.RAY_CONNECT_TIMEOUT_S
+    assert not (tmp_path / "db").exists()
+    # an address that never answers (TEST-NET-1, routed nowhere) is bounded by the timeout
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"cannot reach a Ray cluster at 192\.0\.2\.1:6379"):
+        ray_engine.check_reachable("ray://192.0.2.1:6379", timeout=0.5)
+    assert time.monotonic() - t0 < 5

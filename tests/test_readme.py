@@ -87,3 +87,22 @@ def test_the_readme_serve_example_starts_a_server(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_readme_request_bodies_are_valid_requests():
+    """The `/v1` request bodies the README shows are accepted by the routes' own models (a
+    renamed or removed field fails here, not in a user's terminal)."""
+    import json
+
+    from framedex.api.schemas import AskRequest, IngestPath, SearchRequest, SelectRequest
+
+    models = {"/v1/videos ": IngestPath, "/v1/search ": SearchRequest,
+              "/select ": SelectRequest, "/ask ": AskRequest}
+    seen = set()
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S):
+        for call in re.findall(r"curl -s \$API(\S+ ).*?-d '(\{.*?\})'", block, flags=re.S):
+            route, body = call
+            model = next(m for suffix, m in models.items() if route.endswith(suffix))
+            model.model_validate(json.loads(body))
+            seen.add(model)
+    assert seen == set(models.values())

@@ -30,7 +30,7 @@ def _serve(db: str, model: str, *extra: str, env: dict[str, str] | None = None
            ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "framedex.cli", "serve", "--db", db, "--model", model,
-           "--port", str(port), "--device", "cpu", *extra]
+           "--port", str(port), "--device", "cpu", "--create", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(env or os.environ, FRAMEDEX_API_KEY=""),
                             start_new_session=True)
@@ -112,7 +112,8 @@ def test_a_replica_sees_a_video_indexed_elsewhere_within_its_staleness(s3_store,
             while c.get("/v1/videos").json()["count"] == 0:
                 assert time.monotonic() - t0 < 1.0 + 1.5, "not visible within the staleness"
                 time.sleep(0.05)
-            hits = c.post("/v1/search", json={"text": "a red circle", "limit": 3}).json()
+            hits = c.post("/v1/search", json={"text": "a red circle", "limit": 3,
+                                                 "threshold": "none"}).json()
             assert hits["results"], hits
     finally:
         kill9(proc)
@@ -130,7 +131,7 @@ def test_a_server_whose_store_is_replaced_answers_503_then_recovers(tmp_path, sc
     proc, base = start_cli_server(db, tiny_model)
     try:
         with httpx.Client(base_url=base, timeout=30) as c:
-            body = {"text": "a red circle", "limit": 3}
+            body = {"text": "a red circle", "limit": 3, "threshold": "none"}  # a random model
             assert c.post("/v1/search", json=body).status_code == 200
             old = c.get("/v1/videos").json()["data"][0]["video_id"]
             shutil.rmtree(db)

@@ -97,7 +97,7 @@ def test_neighbouring_frames_merge_into_one_moment(world):
 
 def test_group_by_video_gives_one_entry_per_video_best_first(world):
     lib, truths, ids = world
-    hits = lib.search("a purple star", limit=10, group_by="video")
+    hits = lib.search("a purple star", limit=10, group_by="video", threshold="none")
     vids = [h.video_id for h in hits]
     assert len(vids) == len(set(vids)) == len(ids)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -114,7 +114,7 @@ def test_moment_results_are_ranked_and_within_the_video(world):
     assert 1 <= len(hits) <= 8
     assert [m.score for m in hits] == sorted((m.score for m in hits), reverse=True)
     for m in hits:
-        assert set(m.to_json()) == {"video_id", "path", "start", "end", "score"}
+        assert set(m.to_json()) == {"video_id", "path", "start", "end", "score", "confidence"}
         assert 0.0 <= m.start < m.end <= truths[m.video_id].duration + 1e-6
         assert m.start <= m.best_pts_sec < m.end
 
@@ -123,7 +123,7 @@ def test_filters_on_duration_path_and_metadata(world):
     lib, _, ids = world
 
     def videos_of(**kw) -> set[str]:
-        return {m.video_id for m in lib.search("a star", limit=50,
+        return {m.video_id for m in lib.search("a star", limit=50, threshold="none",
                                                filters=SearchFilters(**kw))}
 
     assert videos_of(max_duration=20.0) == {ids["short_c"]}
@@ -167,7 +167,7 @@ def test_uncommitted_frames_are_invisible(world):
 def test_search_logs_one_row_per_query(world):
     lib, _, _ = world
     before = lib.sql("SELECT count(*) AS n FROM query_log WHERE kind = 'search'")["n"][0]
-    lib.search("a yellow triangle", limit=3)
+    lib.search("a yellow triangle", limit=3, threshold="none")
     after = lib.sql("SELECT query, budget, result_size FROM query_log WHERE kind = 'search' "
                     "ORDER BY ts DESC LIMIT 1").to_pylist()[0]
     n = lib.sql("SELECT count(*) AS n FROM query_log WHERE kind = 'search'")["n"][0]

@@ -185,3 +185,21 @@ def test_a_short_video_spends_the_rest_of_the_budget_on_resolution():
     assert res.tiers[res.indices.index(best)] == "high"
     assert sorted(res.tiers, key=["high", "mid", "low"].index) == \
         [res.tiers[res.indices.index(int(i))] for i in np.argsort(-rel, kind="stable")]
+
+
+def test_a_budget_larger_than_a_short_video_upgrades_frames_across_scenes():
+    """`--tokens 4096` with AKS on a short video sent 12 consecutive seconds of one scene at
+    the high tier: every frame fitted at the low tier, and the rest of the budget raised the
+    most relevant frames first, all in the best scene. The upgrades now spread over scenes."""
+    rng = np.random.default_rng(0)
+    scenes = rng.standard_normal((3, 32))
+    emb = np.repeat(scenes, 10, axis=0) + 0.01 * rng.standard_normal((30, 32))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    scores = np.repeat([0.30, 0.25, 0.20], 10) + 0.001 * rng.random(30)
+    sel = create_sampler("aks").select_result(emb, None, TokenBudget(4096), scores=scores)
+    assert len(sel.indices) == 30 and sel.tokens_used <= 4096
+    high = [i for i, t in zip(sel.indices, sel.tiers, strict=True) if t == "high"]
+    per_scene = [sum(i // 10 == s for i in high) for s in range(3)]
+    assert sum(per_scene) == 11  # 4096 - 30 x 66 pays for 11 upgrades to high (+192 each)
+    # each scene gets some, the most relevant the most (it took 10 of 11 before)
+    assert per_scene[0] >= per_scene[1] >= per_scene[2] >= 1 and per_scene[0] <= 6, per_scene

@@ -337,7 +337,9 @@ def test_and_search_ranks_the_video_with_both_needles_first(client, world, media
         videos = search_items(client, world, query_text="a red circle",
                               query_media_type="image", query_media_file=fh,
                               operator="and", group_by="video")
-    assert videos[0].id == both and len(videos) == 4
+    # the video with neither needle is left out (below the default threshold, low)
+    assert videos[0].id == both and world["ids"]["none"] not in {v.id for v in videos}
+    assert videos[0].confidence in ("high", "medium", "low")
     spans = sorted((c.start, c.end) for c in videos[0].clips)
     assert spans == [RED_SPAN, BLUE_SPAN]
     with open(media / "red.png", "rb") as red, open(media / "blue.png", "rb") as blue:
@@ -365,11 +367,11 @@ def test_search_filters_by_id_duration_and_metadata(client, world):
 
 def test_search_pages_with_tokens_until_the_last(client, world, server):
     first = client.search.create(index_id=world["index"], search_options=["visual"],
-                                 query_text="a blue star", page_limit=2)
+                                 query_text="a blue star", page_limit=1)
     total = first.page_info.total_results
-    assert total > 2 and len(first.data) == 2
+    assert total >= 2 and len(first.data) == 1  # the two videos with a blue star
     items = list(client.search.query(index_id=world["index"], search_options=["visual"],
-                                     query_text="a blue star", page_limit=2))
+                                     query_text="a blue star", page_limit=1))
     assert [i.rank for i in items] == list(range(1, total + 1))
     token = first.page_info.next_page_token
     pages = 1
@@ -377,7 +379,7 @@ def test_search_pages_with_tokens_until_the_last(client, world, server):
         page = client.search.retrieve(token)
         pages += 1
         token = page.page_info.next_page_token
-    assert pages == -(-total // 2)
+    assert pages == total
     sid = first.page_info.next_page_token.rsplit("-", 1)[0]
     past = client.search.retrieve(f"{sid}-{pages + 1}")
     assert past.data == [] and past.page_info.next_page_token is None
@@ -720,6 +722,11 @@ def test_errors_have_both_shapes_and_validation_is_400(server, client):
     assert r.status_code == 400 and r.json()["error"]["code"] == "parameter_invalid"
     r = httpx.get(f"{server.base}/v1.3/no-such-thing", headers={"x-api-key": KEY})
     assert r.status_code == 404 and r.json()["code"] == "resource_not_exists"
+    # a model's own rule reads as the rule, without pydantic's "Value error, " before it
+    r = httpx.post(f"{server.base}/v1.3/indexes", headers={"x-api-key": KEY}, json={
+        "index_name": "x", "models": [{"model_name": "nope", "model_options": ["visual"]}]})
+    assert r.status_code == 400 and "model_name='nope' is invalid" in r.json()["message"]
+    assert "Value error" not in r.text
     # user_metadata that is not JSON, on every route that takes it: a 400 naming it
     ix = client.indexes.create(index_name="metadata-check", models=MARENGO).id
     for path, data in (("/v1.3/tasks", {"index_id": ix, "video_url": "http://x/v.mp4"}),
@@ -813,3 +820,27 @@ def test_fuzz_v13_never_5xx(case, server, world):
     response = case.call(base_url=f"{server.base}/v1.3", headers={"x-api-key": KEY},
                          timeout=60)
     assert response.status_code < 500, (case.method, case.formatted_path, response.text[:300])
+
+
+def test_the_example_says_what_is_wrong_in_one_line(server, capsys, monkeypatch):
+    """examples/twelvelabs_sdk.py printed tracebacks when the key was unset or wrong, or the
+    server was down."""
+    import runpy
+
+    from api_server import free_port
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" /
+                                 "twelvelabs_sdk.py"))
+    cases = [({"FRAMEDEX_URL": server.base}, "set FRAMEDEX_API_KEY"),
+             ({"FRAMEDEX_URL": server.base, "FRAMEDEX_API_KEY": "wrong-key-123"},
+              f"the server at {server.base} refused the key in FRAMEDEX_API_KEY"),
+             ({"FRAMEDEX_URL": f"http://127.0.0.1:{free_port()}", "FRAMEDEX_API_KEY": KEY},
+              "no framedex server answers at http://127.0.0.1:")]
+    for env, expected in cases:
+        monkeypatch.delenv("FRAMEDEX_API_KEY", raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert example["run"]() == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("twelvelabs_sdk.py: error: "), err
+        assert expected in err and "Traceback" not in err

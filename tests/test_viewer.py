@@ -378,6 +378,14 @@ def test_stats_page_shows_the_query_log(page, server, indexed):
     rows = page.locator("[data-testid=stats-row]")
     assert rows.count() >= 1
     assert page.locator("svg[data-testid=stats-chart] rect").count() == 2 * rows.count()
+    # each bar's label ends inside the chart (the longest bar's was cut at the right edge)
+    chart = page.locator("svg[data-testid=stats-chart]").bounding_box()
+    for box in (label.bounding_box() for label in
+                page.locator("[data-testid=stats-bar-label]").all()):
+        assert box is not None and chart is not None
+        assert box["x"] + box["width"] <= chart["x"] + chart["width"] + 0.5, (box, chart)
+    text_cache = page.locator("[data-testid=cache-row][data-cache=text]").inner_text()
+    assert "1024" in text_cache  # its max_entries, in the max_entries column
 
 
 # -- over HTTP, without a browser -----------------------------------------------------------
@@ -448,6 +456,28 @@ def test_pages_fetch_nothing_from_elsewhere(api, indexed):
         assert "default-src 'self'" in csp and "script-src 'self'" in csp, path
         assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//""", r.text), path
         assert r.headers["content-type"].startswith("text/html")
+
+
+def test_jobs_page_names_the_files_and_links_only_live_videos(api, tmp_path):
+    """The jobs page showed no file names, and linked to videos that had been deleted."""
+    from framedex.synth import render
+
+    clip = tmp_path / "upload-me.mp4"
+    render(dict(OTHER, seed=31), clip)
+    with clip.open("rb") as fh:
+        r = api.post("/v1/videos", files={"file": ("upload-me.mp4", fh, "video/mp4")})
+    job = poll_job(api, r.json()["job_id"])
+    vid = job["video_id"]
+
+    def row() -> str:
+        html = api.get("/jobs").text
+        return re.search(rf'<tr data-testid="job" data-job-id="{job["job_id"]}".*?</tr>', html,
+                         re.S).group(0)
+
+    assert '<td data-testid="job-file">upload-me.mp4</td>' in row()
+    assert f'href="/videos/{vid}"' in row()
+    assert api.delete(f"/v1/videos/{vid}").status_code in (200, 204)
+    assert f'href="/videos/{vid}"' not in row() and "(deleted)" in row()
 
 
 def test_stats_page_has_the_numbers_of_framedex_stats(server, api, indexed):

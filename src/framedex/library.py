@@ -35,13 +35,19 @@ from framedex.errors import (
     ConfigError,
     EmptyLibraryError,
     FramedexError,
+    ModelLoadError,
     NotFoundError,
     StoreError,
     StoreUnavailableError,
     check,
 )
 from framedex.indexer.clip_bpe import ClipTokenizer
-from framedex.indexer.encoder import load_encoder
+from framedex.indexer.encoder import (
+    ModelSpec,
+    is_model_path,
+    load_encoder,
+    missing_model_path,
+)
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, discover
 from framedex.library_ask import AskMixin, AskResult, AskStream, Rollout, VLMEndpoint
 from framedex.library_collections import CollectionInfo, check_id
@@ -76,12 +82,14 @@ from framedex.rules import (
     DEFAULT_INDEX_FPS,
     DEFAULT_LIMIT,
     DEFAULT_QUALITY,
+    DEFAULT_THRESHOLD,
     GROUP_BY,
     LIMITS,
     MAX_PARTS,
     MAX_QUERY_IMAGES,
     OPERATORS,
     PAYLOAD_FORMATS,
+    THRESHOLDS,
 )
 from framedex.store import (
     AssetRecord,
@@ -303,7 +311,14 @@ class Library(EntitiesMixin, AskMixin):
             return self.model
         identity = self._store.encoder_identity()
         if identity and identity.get("spec"):
-            return str(identity["spec"])
+            spec = str(identity["spec"])
+            gone = missing_model_path(spec)
+            if gone is not None:
+                raise ModelLoadError(
+                    f"the store {self._store.uri} was built with the model at {gone}, which is "
+                    "no longer there (moved or deleted): pass --model with its new place (the "
+                    "store checks that the weights are the same)")
+            return spec
         from framedex.indexer.encoder import DEFAULT_MODEL
 
         return DEFAULT_MODEL
@@ -330,9 +345,24 @@ class Library(EntitiesMixin, AskMixin):
     def _query_encoder(self) -> TextEncoder:
         """The encoder for queries, checked against the store's identity."""
         encoder = self.text_encoder
-        if self._store.encoder_identity() is not None:
-            self._store.ensure_encoder(encoder.identity)
+        self._check_encoder(encoder.identity)
         return encoder
+
+    def _check_encoder(self, identity: Mapping[str, Json]) -> None:
+        """Refuse an encoder the store was not built with; when the same weights were given
+        from a new place (``--model``), record it, so later commands without ``--model`` find
+        them there."""
+        stored = self._store.encoder_identity()
+        if stored is None:
+            return
+        self._store.ensure_encoder(identity)
+        here, before = identity.get("spec"), stored.get("spec")
+        if (self.model and isinstance(here, str) and here != before
+                and is_model_path(str(before or "")) and identity.get("weights_digest")):
+            try:
+                self._store.remember_model(here)
+            except StoreError as ex:  # a read-only store still answers; it just forgets
+                log.info("could not record the model's new place in %s: %s", self.uri, ex)
 
     def encoder_info(self) -> JsonObject:
         """The encoder's identity, its device and backend, and whether it is the shipped toy
@@ -397,8 +427,16 @@ class Library(EntitiesMixin, AskMixin):
             # and a first run that indexes nothing leaves no empty store behind.
             made = self._store.location.create()
             try:
-                spec = self.model_spec
+                # where the weights are, as a spec any process finds them by (a relative
+                # folder would break for a Ray worker or a command run from elsewhere)
+                spec = ModelSpec.parse(self.model_spec).location or self.model_spec
                 where = runner.prepare(self._store, spec, self.device, lambda: self.encoder)
+                if self.model:
+                    from framedex.indexer.encoder import load_text_encoder
+
+                    # the loaded encoder, or the one the engine checked the store with (cached)
+                    self._check_encoder((self._encoder or load_text_encoder(
+                        spec, device="cpu")).identity)
                 if on_model is not None:
                     on_model(spec, where)
                 report = runner.index(paths, metadata=meta, progress=progress,
@@ -486,6 +524,33 @@ class Library(EntitiesMixin, AskMixin):
         record = self._store.find_video(video)
         return record, self._frames(record)[0], self._store.read_segments(record.video_id)
 
+    def scenes(self, video: str, params: Mapping[str, Json] | None = None
+               ) -> tuple[VideoRecord, list[JsonObject]]:
+        """The scenes (shots) the ``shots`` sampler sees in a video: ``{"scene", "start",
+        "end", "frame_idx", "frames"}`` each (seconds of the indexed frames; the last scene
+        ends at the video's end).
+
+        Raises:
+            ConfigError / UnknownNameError: bad ``shots`` parameters. VideoNotFoundError.
+        """
+        from framedex.query.samplers.shots import ShotsSampler
+
+        sampler = create_sampler("shots", **dict(params or {}))
+        assert isinstance(sampler, ShotsSampler)
+        record = self._store.find_video(video)
+        frames = self._frames(record)[0]
+        n = len(frames.pts_sec)
+        starts: list[int] = [0, *sampler.cuts(frames.vectors, n).tolist()] if n else []
+        rows: list[JsonObject] = []
+        for i, a in enumerate(starts):
+            b = starts[i + 1] if i + 1 < len(starts) else n
+            end = float(frames.pts_sec[b]) if b < n else max(float(record.duration),
+                                                              float(frames.pts_sec[-1]))
+            rows.append({"scene": i + 1, "start": round(float(frames.pts_sec[a]), 3),
+                         "end": round(end, 3), "frame_idx": int(frames.frame_idx[a]),
+                         "frames": b - a})
+        return record, rows
+
     def _frames(self, record: VideoRecord) -> tuple[FrameArrays, bool]:
         """The video's frames (through the cache), and whether the cache had them."""
         key = (self._store.uri, record.video_id, record.generation)
@@ -500,7 +565,8 @@ class Library(EntitiesMixin, AskMixin):
                operator: str = OPERATORS[0], compose: bool = False,
                limit: int = DEFAULT_LIMIT, group_by: str = GROUP_BY[0],
                filters: SearchFilters | None = None,
-               collection: str | None = None) -> list[Moment] | list[VideoHit]:
+               collection: str | None = None,
+               threshold: str = DEFAULT_THRESHOLD) -> list[Moment] | list[VideoHit]:
         """Ranked moments (or videos, ``group_by="video"``) matching a query.
 
         A query has one or more parts: texts and/or RGB images (an image query finds the same
@@ -529,12 +595,16 @@ class Library(EntitiesMixin, AskMixin):
             group_by: ``moment`` or ``video``.
             filters: metadata filters.
             collection: search only the videos of this collection (a Twelve Labs index).
+            threshold: the least confidence a result must have, ``high``, ``medium``,
+                ``low`` (the default) or ``none`` (every result, however weak); a result's
+                ``confidence`` is its score's margin over the query's background
+                (``framedex.rules.CONFIDENCE_TABLE``, calibrated on the synthetic world).
 
         Raises:
-            ConfigError: no part, empty text, a bad image, entity reference, limit, operator
-            or group_by; too many images, parts or entities. NotFoundError: an unknown
-            collection or entity. EmptyLibraryError: nothing indexed. EncoderMismatchError:
-            an entity embedded with another encoder.
+            ConfigError: no part, empty text, a bad image, entity reference, limit, operator,
+            group_by or threshold; too many images, parts or entities. NotFoundError: an
+            unknown collection or entity. EmptyLibraryError: nothing indexed.
+            EncoderMismatchError: an entity embedded with another encoder.
         """
         from framedex.query.compose import fuse, plan_parts
         from framedex.query.images import check_image
@@ -561,6 +631,8 @@ class Library(EntitiesMixin, AskMixin):
               "combines a query's parts; a composed query is one vector (drop compose, or "
               "the operator)")
         check(group_by in GROUP_BY, "group_by", group_by, f"must be one of {', '.join(GROUP_BY)}")
+        check(threshold in THRESHOLDS, "threshold", threshold,
+              f"must be one of {', '.join(THRESHOLDS)}")
         check_limit(limit, LIMITS["limit"])
         if collection is not None:
             ids = self.collection_ids(collection)
@@ -591,13 +663,14 @@ class Library(EntitiesMixin, AskMixin):
             if part.entities or part.images else None) for part in plan]).astype(np.float32)
         if len(queries) == 1:
             hits = search_library(self._store, queries[0], limit=limit, group_by=group_by,
-                                  filters=filters)
+                                  filters=filters, threshold=threshold)
         else:
             if self._store.count_video_vectors() < self._store.count_videos():
                 self._store.backfill_video_vectors()  # a store indexed before the table existed
             hits = search_parts(self._store, queries, operator=operator, limit=limit,
                                 group_by=group_by, filters=filters,
-                                frames=lambda record: self._frames(record)[0])
+                                frames=lambda record: self._frames(record)[0],
+                                threshold=threshold)
         if self._query_log is not None:
             logged = f" {operator.upper()} ".join(part.label for part in plan)
             self._query_log.record(kind="search", query=logged, budget=limit,
@@ -606,14 +679,14 @@ class Library(EntitiesMixin, AskMixin):
                                   params={"group_by": group_by, "operator": operator,
                                           "parts": len(queries), "compose": compose,
                                           "images": len(images), "entities": len(refs),
+                                          "threshold": threshold,
                                           "filters": _filters_json(filters)})
         return hits
 
     def _image_encoder(self) -> ImageEncoder:
         """The full encoder for image queries, checked against the store's encoder."""
         encoder = self.encoder
-        if self._store.encoder_identity() is not None:
-            self._store.ensure_encoder(encoder.identity)
+        self._check_encoder(encoder.identity)
         return encoder
 
     @_recovering
@@ -901,21 +974,25 @@ class Library(EntitiesMixin, AskMixin):
         see ``framedex.store.ann``).
 
         Below :data:`MIN_ANN_ROWS` frames an exact search is already fast and an index only
-        costs build time, so it is refused unless ``force``.
+        costs build time, so nothing is built unless ``force``: the result then says why in
+        ``skipped`` (not an error: the library is fine as it is).
+
+        Returns:
+            what was built (``index_type``, ``table``, ``rows``, ``seconds``...), or
+            ``{"skipped": reason, "rows": frames}``.
 
         Raises:
-            EmptyLibraryError: nothing indexed. ConfigError: too small (without ``force``) or
-            a bad index setting.
+            EmptyLibraryError: nothing indexed. ConfigError: a bad index setting.
         """
         if self._store.count_videos() == 0:
             raise EmptyLibraryError(f"the store {self._store.uri} has no indexed video: run "
                                     "`framedex index PATH` first")
         rows = sum(v.num_indexed for v in self._store.list_videos())
         if rows < MIN_ANN_ROWS and not force:
-            raise ConfigError(
-                f"the library has {rows:,} frames: exact search over fewer than "
-                f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would only cost build "
-                "time; index more videos first, or pass --force")
+            return {"skipped": f"the library has {rows:,} frames: exact search over fewer than "
+                               f"{MIN_ANN_ROWS:,} takes milliseconds, and an ANN index would "
+                               "only cost build time; index more videos first, or pass --force",
+                    "rows": rows}
         t0 = time.perf_counter()
         info = self._store.build_index(table=table, index_type=index_type,
                                       num_partitions=num_partitions,
@@ -929,6 +1006,19 @@ class Library(EntitiesMixin, AskMixin):
         if identity.get("spec") == "synthetic-shapes":
             return [SYNTHETIC_NOTE]
         return []
+
+    @staticmethod
+    def query_parts(texts: Sequence[str], *, images: int = 0,
+                    entity: Sequence[str] = (), compose: bool = False) -> list[str]:
+        """The labels of a search's parts, in the order its moments' ``part`` numbers them
+        (``["a red circle <@ENTITY>", "[image]"]``; one label for a composed query).
+
+        Raises:
+            ConfigError: a malformed entity reference.
+        """
+        from framedex.query.compose import plan_parts
+
+        return [p.label for p in plan_parts(list(texts), images, list(entity), compose)]
 
     def query_notes(self, text: str) -> list[str]:
         """Warnings about a query, e.g. words the shipped toy model cannot know."""

@@ -15,7 +15,9 @@ Its tables:
 - :data:`TIER_TABLE`: the resolution tiers a frame can be sent at, with everything a tier
   decides (its scale, its token cost per model family, OpenAI's ``detail``, its plot colour);
 - :data:`LIMITS`: the numeric bounds of request values (:class:`Limit`), keyed by parameter,
-  and the defaults a request gets when it names none.
+  and the defaults a request gets when it names none;
+- :data:`CONFIDENCE_TABLE`: the confidence levels of a search result and their cut points
+  (the ``threshold`` a search may ask, :data:`DEFAULT_THRESHOLD` when it names none).
 
 This module imports nothing of framedex, so every layer may import it.
 """
@@ -23,6 +25,7 @@ This module imports nothing of framedex, so every layer may import it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -178,9 +181,12 @@ def _num(value: float) -> str:
 DEFAULT_BUDGET = 8
 #: Results a search returns when it names no ``limit``.
 DEFAULT_LIMIT = 10
-#: Longer side of frames the HTTP API returns when a request names none (data-URLs in JSON; the
-#: CLI and the Python API deliver the tiers' own sizes).
-WIRE_FRAME_SIDE = 512
+#: Longer side of delivered frames when a request names none, on every face: the CLI's
+#: ``--max-side``, the API's ``frame_max_side``, the viewer and ``Library.deliver`` (the CLI
+#: used to send native 1280x720 frames where the API sent 512 px ones). A VLM reads a 512 px
+#: frame in one tile (OpenAI's ``low`` detail is 512 px); ``--max-side 8192`` sends the native
+#: size. The ``high`` tier is this size, ``mid`` and ``low`` are smaller.
+DEFAULT_MAX_SIDE = 512
 #: JPEG quality of delivered frames (budget-sized sets: a few dozen frames at most).
 DEFAULT_QUALITY = 85
 #: Index rate when a run names none.
@@ -283,6 +289,75 @@ MAX_ENTITY_ASSETS = int(LIMITS["asset_ids"].high or 0)
 COMPOSE_TEXT_WEIGHT = 0.7
 
 
+# -- confidence of a search result --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """A confidence level of a search result (Twelve Labs' high/medium/low).
+
+    Attributes:
+        name: ``high``, ``medium`` or ``low``.
+        margin: the least *margin* a result needs for this level: its cosine minus the
+            query's background (the query's cosine with the library's mean frame, which
+            search already computes). A margin, not a raw cosine: the background varies per
+            query (0.008 to 0.054 over the synthetic world's 24 object queries), so one raw
+            cut would be strict for one query and loose for another.
+        rule: how the cut point was chosen, in words.
+    """
+
+    name: str
+    margin: float
+    rule: str
+
+
+#: The levels, best first, calibrated on the synthetic world with the shipped model
+#: (``scripts/calibrate_confidence.py``; the table and the method: docs/search.md, "Confidence").
+#: A model other than ``synthetic-shapes`` gets the same cut points: they are margins over the
+#: query's own background, but they were measured on that model only.
+CONFIDENCE_TABLE: tuple[Confidence, ...] = (
+    Confidence("high", 0.17, "the least margin where >= 90 % of the moments kept are true"),
+    Confidence("medium", 0.11, "the least margin where >= 50 % of the moments kept are true"),
+    Confidence("low", 0.06, "the largest margin that keeps >= 99 % of the true moments"),
+)
+#: Confidence level names, best first; a result below the lowest is ``none``.
+CONFIDENCES: tuple[str, ...] = tuple(c.name for c in CONFIDENCE_TABLE)
+NO_CONFIDENCE = "none"
+#: What a search may ask as its ``threshold``: the least confidence a result must have
+#: (``none``: every result, however weak).
+THRESHOLDS: tuple[str, ...] = (*CONFIDENCES, NO_CONFIDENCE)
+#: A search that names no threshold lists results of ``low`` confidence and better, so
+#: near-zero and negative scores (a video without the object) are not listed.
+DEFAULT_THRESHOLD = "low"
+
+
+def confidence(margin: float) -> str:
+    """The confidence level of a result whose score is ``margin`` above its query's
+    background (``none`` below the lowest level)."""
+    for level in CONFIDENCE_TABLE:
+        if margin >= level.margin:
+            return level.name
+    return NO_CONFIDENCE
+
+
+def threshold_margin(threshold: str) -> float:
+    """The least margin a result needs to pass ``threshold`` (one of :data:`THRESHOLDS`;
+    ``none``: -inf). KeyError for another name: names come from a checked request."""
+    if threshold == NO_CONFIDENCE:
+        return -math.inf
+    return {c.name: c.margin for c in CONFIDENCE_TABLE}[threshold]
+
+
+def confidence_cuts() -> str:
+    """The levels' cut points in words (``high >= 0.17, ...``), for help texts."""
+    return ", ".join(f"{c.name} >= {c.margin:g}" for c in CONFIDENCE_TABLE)
+
+
+def passes(level: str, threshold: str) -> bool:
+    """Whether a result of confidence ``level`` passes ``threshold``."""
+    return THRESHOLDS.index(level) <= THRESHOLDS.index(threshold)
+
+
 # -- names a request may choose, and the states it reports ----------------------------------
 
 #: How search results are grouped: each ``moment`` on its own, or one hit per ``video``.
@@ -311,6 +386,9 @@ FINISHED = (JOB_DONE, JOB_FAILED)
 
 __all__ = [
     "COMPOSE_TEXT_WEIGHT",
+    "CONFIDENCES",
+    "CONFIDENCE_TABLE",
+    "DEFAULT_THRESHOLD",
     "FAILED",
     "FAMILIES",
     "FINISHED",
@@ -324,18 +402,25 @@ __all__ = [
     "JOB_QUEUED",
     "JOB_RUNNING",
     "JOB_STATUSES",
+    "NO_CONFIDENCE",
     "OPENAI",
     "OPERATORS",
     "OUTCOME_STATUSES",
     "PAYLOAD_FORMATS",
     "RATINGS",
+    "THRESHOLDS",
     "TIERS",
     "TIER_TABLE",
     "UNCHANGED",
     "UNFINISHED",
     "UNTIERED",
+    "Confidence",
     "ModelFamily",
     "Tier",
+    "confidence",
+    "confidence_cuts",
+    "passes",
+    "threshold_margin",
     "tier",
     "tier_costs_text",
     "tier_tokens",

@@ -35,13 +35,19 @@ from framedex.library import Library, VLMEndpoint
 log = logging.getLogger("framedex.api")
 
 
-def open_library(settings: Settings, *, load_model: bool = False) -> Library:
+def open_library(settings: Settings, *, load_model: bool = False,
+                 must_exist: bool = False) -> Library:
     """The library the settings describe, with its store location and upload folder checked
     (``framedex serve`` calls this before it listens, so a bad ``--db`` or a model that cannot
     load is one line, and leaves no upload folder behind).
 
+    Args:
+        must_exist: refuse a location with no store (``framedex serve`` without
+            ``--create``: a mistyped ``--db`` must not start a server on an empty library).
+
     Raises:
         ConfigError / StoreError: a bad store location or upload folder.
+        StoreNotFoundError: ``must_exist`` and there is no store at ``settings.db``.
         ModelLoadError: ``load_model`` and the model cannot be loaded.
     """
     vlm = None
@@ -53,7 +59,7 @@ def open_library(settings: Settings, *, load_model: bool = False) -> Library:
                       default_sampler=settings.default_sampler,
                       log_queries=settings.log_queries, cache_bytes=settings.cache_bytes,
                       consistency_s=settings.staleness_s, lease_ttl=settings.lease_ttl_s,
-                      rollout=settings.rollout, vlm=vlm)
+                      rollout=settings.rollout, vlm=vlm, must_exist=must_exist)
     if load_model:
         load_encoders(library)
     settings.resolved_upload_dir_for(library.uri)

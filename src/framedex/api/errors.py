@@ -77,11 +77,24 @@ async def _framedex_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.http_status, exc.code, str(exc), headers=headers)
 
 
+#: What pydantic puts before the message of an error a validator raised ("Value error, give
+#: text, image_base64, or both"): its own wording, not the rule's, so clients never see it.
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def field_message(error: Mapping[str, Any]) -> str:
+    """The message of one of pydantic's field errors, without pydantic's prefix."""
+    message = str(error.get("msg", ""))
+    for prefix in _PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
+
+
 def _field_errors(errors: list[Any]) -> list[dict[str, Any]]:
     out = []
     for e in errors:
         loc = [str(p) for p in e.get("loc", ())]
-        out.append({"field": ".".join(loc), "message": e.get("msg", ""), "type": e.get("type")})
+        out.append({"field": ".".join(loc), "message": field_message(e), "type": e.get("type")})
     return out
 
 

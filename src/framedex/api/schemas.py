@@ -24,6 +24,8 @@ from pydantic import (
 from framedex.rules import (
     DEFAULT_BUDGET,
     DEFAULT_LIMIT,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_THRESHOLD,
     GROUP_BY,
     INCLUDE,
     JOB_STATUSES,
@@ -35,7 +37,8 @@ from framedex.rules import (
     OPERATORS,
     PAYLOAD_FORMATS,
     RATINGS,
-    WIRE_FRAME_SIDE,
+    THRESHOLDS,
+    confidence_cuts,
 )
 
 _STRICT = ConfigDict(extra="forbid")
@@ -223,6 +226,12 @@ class SearchRequest(BaseModel):
                     "part's best segment (LanceDB MaxSim), `or` by the best part.")
     limit: int = bounded("limit", DEFAULT_LIMIT)
     group_by: str = choice(GROUP_BY, GROUP_BY[0])
+    threshold: str = choice(
+        THRESHOLDS, DEFAULT_THRESHOLD,
+        description="The least `confidence` a result must have (`none`: every result, "
+                    "however weak). A result's confidence is its score's margin over the "
+                    "query's background: " + confidence_cuts() + " (calibrated on the "
+                    "synthetic world: docs/search.md).")
     filters: Filters | None = None
 
     @model_validator(mode="after")
@@ -252,6 +261,7 @@ class SearchRequest(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     group_by: str
+    threshold: str = Field(description="The least confidence the results have.")
     results: list[dict[str, Any]]
     notes: list[str] = Field(default_factory=list,
                              description="Warnings about the query (e.g. words the store's "
@@ -282,9 +292,14 @@ class SelectRequest(BaseModel):
         description="frames: JPEG data-URLs at each frame's tier; payload: a chat request body; "
                     "plot: a PNG data-URL of the relevance curve and the chosen frames.")
     payload_format: str = choice(PAYLOAD_FORMATS, PAYLOAD_FORMATS[0])
-    frame_max_side: int = bounded("max_side", WIRE_FRAME_SIDE,
+    vlm_model: str | None = bounded("model", None, description=(
+        "The `model` of an openai payload (default gpt-4o), e.g. your vLLM model's name; a "
+        "Gemini request names its model in the URL."))
+    frame_max_side: int = bounded("max_side", DEFAULT_MAX_SIDE,
                                   description="Cap on the longer side of returned frames, "
-                                              "pixels (a frame's tier can make it smaller).")
+                                              f"pixels (default {DEFAULT_MAX_SIDE}, as on every "
+                                              "face); the high tier is this size, mid and "
+                                              "low smaller.")
 
 
 class SelectResponse(BaseModel):
@@ -310,6 +325,8 @@ class SelectResponse(BaseModel):
     frame_sizes: list[list[int]] | None = None
     payload: dict[str, Any] | None = None
     plot: str | None = None
+    notes: list[str] = Field(default_factory=list, description="What to know about the "
+                             "selection, e.g. a budget that takes every indexed frame.")
 
 
 class AskRequest(BaseModel):
@@ -340,7 +357,8 @@ class AskRequest(BaseModel):
                           "\"schema\"}}.")
     system: str | None = bounded("system", None, description="A system message.")
     frame_max_side: int | None = bounded("max_side", None,
-                                         description="Cap on the longer side of the frames sent.")
+                                         description="Cap on the longer side of the frames "
+                                                     f"sent (null: {DEFAULT_MAX_SIDE}).")
     rollout_key: str | None = bounded("rollout_key", None,
                                       description="Who asks (a user or session id): the rollout "
                                                   "keeps one key on one arm. Default: the video "

@@ -129,10 +129,16 @@ def emit(data: Any) -> None:
 
 
 def console() -> Console:
-    """A rich console on stderr (notes and progress; stdout stays machine-readable)."""
+    """A rich console on stderr (notes and progress; stdout stays machine-readable).
+
+    Every console prints text as it is: framedex writes no rich markup of its own, and what
+    it prints carries the user's text (file names, SQL results, metadata). With markup on,
+    `[red]clip :x:.mp4` printed as a red `clip ❌.mp4` and `holiday [bold] 2024.mp4` lost its
+    `[bold]`.
+    """
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 def out_console() -> Console:
@@ -141,7 +147,7 @@ def out_console() -> Console:
     from rich.console import Console
 
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100_000
-    return Console(highlight=False, soft_wrap=True, width=wide)
+    return Console(soft_wrap=True, width=wide, markup=False, emoji=False, highlight=False)
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -206,7 +212,7 @@ def check_writable(path: Path | None, option: str, *, folder: bool = False) -> N
         return
     target = path if folder else path.parent
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        make_folder(target, path, option)
         probe = target / f".framedex-write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
@@ -230,6 +236,26 @@ def as_options(names: Mapping[str, str]) -> Iterator[None]:
         raise ConfigError(option + str(ex)[len(param):], param=param) from None
 
 
+def make_folder(folder: Path, path: Path, option: str) -> None:
+    """Create ``folder`` (where an output goes) when only its last level is missing; a typo
+    higher up is an error naming the missing folder (``--plot /nonexistent/dir/p.png`` used
+    to create ``/nonexistent``).
+
+    Raises:
+        ConfigError: a folder above ``folder`` does not exist (names the option, the path and
+            the outermost missing folder).
+        OSError: the folder cannot be made.
+    """
+    folder = folder.expanduser()
+    if folder.is_dir():
+        return
+    missing = [p for p in folder.absolute().parents if not p.exists()]
+    if missing:
+        raise ConfigError(f"{option}={str(path)!r} is invalid: the folder {missing[-1]} does "
+                          "not exist (framedex creates only the last folder of an output path)")
+    folder.mkdir(exist_ok=True)
+
+
 def write_output(path: Path, data: bytes, option: str) -> None:
     """Write an output file the user asked for (``--plot``, ``--out``).
 
@@ -237,7 +263,7 @@ def write_output(path: Path, data: bytes, option: str) -> None:
         ConfigError: the file cannot be written (names the option and the reason).
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, path, option)
         path.write_bytes(data)
     except OSError as ex:
         raise ConfigError(f"{option}={str(path)!r} is invalid: cannot write it "

@@ -28,7 +28,7 @@ from framedex.cli._common import (
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
-from framedex.rules import tier_costs_text
+from framedex.rules import DEFAULT_MAX_SIDE, tier_costs_text
 
 
 @app.command()
@@ -66,7 +66,9 @@ def ask(
         "--json-schema", help="Ask for JSON that fits this schema (a JSON object; sent as "
                               "response_format).")] = None,
     max_side: Annotated[int | None, typer.Option(
-        "--max-side", help="Cap on the longer side of the frames sent (pixels).")] = None,
+        "--max-side", help=f"Cap on the longer side of the frames sent, pixels (default "
+                           f"{DEFAULT_MAX_SIDE}, as on every face; 8192: native). The high "
+                           "tier is this size, mid and low smaller.")] = None,
     rollout: Annotated[str | None, typer.Option(
         "--rollout", envvar="FRAMEDEX_ROLLOUT",
         help="Split asks without --sampler between samplers: aks=0.9,bolt=0.1.")] = None,

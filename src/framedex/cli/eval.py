@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from framedex.cli._common import (
     VlmTimeout,
     VlmUrl,
     app,
+    check_writable,
     emit,
     handle_errors,
     open_library,
@@ -68,6 +70,7 @@ def eval_(
     """Benchmark every sampler on synthetic videos with known truth (quality vs cost); with
     --qa, the accuracy of a video LLM's answers per sampler and budget."""
     names = [s.strip() for s in samplers.split(",") if s.strip()] if samplers else None
+    check_writable(out, "--out", folder=True)  # before minutes of work
     if qa:
         _eval_qa(suite, out, names, db, model, budgets, token_budgets,
                  vlm_endpoint(vlm_url, vlm_model, vlm_api_key_env, vlm_timeout, vlm_retries,
@@ -86,6 +89,9 @@ def eval_(
     if as_json:
         emit(summary)
         return
+    table = main_table(Path(files["markdown"]).read_text())
+    if table:
+        typer.echo(table)
     typer.echo(f"{result.num_videos} videos, {result.num_questions} questions in "
                f"{result.timings.get('total_s', 0):.0f}s; wrote {files['markdown']}, "
                f"{files['results']}, {files['plot']}")
@@ -93,6 +99,16 @@ def eval_(
         if c["changed"]:
             typer.echo(f"sweep: {name} {c['default']} -> {c['params']} "
                        f"(objective {c['default_objective']:.3f} -> {c['objective']:.3f})")
+
+
+def main_table(markdown: str) -> str:
+    """The report's main table, as the README shows it: the K = 8 section (else the first
+    K section), heading included; empty when the report has none."""
+    sections = re.findall(r"^(## K=(\d+)\n\n(?:\|.*\n?)+)", markdown, flags=re.M)
+    if not sections:
+        return ""
+    chosen = next((s for s, k in sections if k == "8"), sections[0][0])
+    return chosen.rstrip("\n")
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -159,11 +175,12 @@ def export_selections(
     from framedex.eval.export import load_manifest
 
     items = load_manifest(manifest)
+    check_writable(out, "--out")  # before any video is indexed
     lib = open_library(db, model=model, device=device, must_exist=False, log_queries=False)
     report = run_export(items, lib, sampler, budget, fmt,
                         progress=None if as_json else lambda m: typer.echo(m, err=True),
                         **parse_pairs(param, "--param"))
-    write_output(out, (json.dumps(report.data) + "\n").encode(), "out")
+    write_output(out, (json.dumps(report.data) + "\n").encode(), "--out")
     if as_json:
         emit({**report.summary(), "out": str(out)})
     else:

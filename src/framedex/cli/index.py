@@ -14,6 +14,7 @@ from framedex.cli._common import (
     Json,
     Model,
     app,
+    check_writable,
     console,
     emit,
     file_name,
@@ -109,7 +110,7 @@ def _run_with_progress(lib: Library, paths: list[Path], meta: dict[str, Any], *,
         return lib.index(paths, metadata=meta, on_model=_say_model, on_note=_warn, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console(), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
@@ -161,6 +162,49 @@ def videos(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
         note(line)
 
 
+@app.command()
+@handle_errors
+def delete(
+    video: Annotated[list[str], typer.Argument(help="Videos to remove: ids, unique id prefixes "
+                                               "(4+ characters) or paths they were indexed "
+                                               "from.")],
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Remove videos from the library: their records, frames and segments (not the files).
+
+    Every name is resolved first: one that matches no video deletes nothing.
+    """
+    lib = open_library(db)
+    records = {r.video_id: r for r in (lib.video(ref) for ref in video)}
+    for record in records.values():
+        lib.delete(record.video_id)
+    if as_json:
+        emit({"deleted": [r.video_id for r in records.values()]})
+        return
+    for record in records.values():
+        typer.echo(f"deleted {record.video_id}  {file_name(record.path)}")
+
+
+@app.command()
+@handle_errors
+def collections(db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """List the collections (Twelve Labs indexes): id, name, videos, total duration."""
+    lib = open_library(db)
+    infos = lib.collections()
+    if as_json:
+        emit([{"id": c.collection.index_id, "name": c.collection.name,
+               "video_count": c.video_count, "total_duration": round(c.total_duration, 3)}
+              for c in infos])
+        return
+    if not infos:
+        typer.echo(f"no collection in {db} (create one with POST /v1.3/indexes)")
+        return
+    print_table(("id", "name", "videos", "duration"),
+                ((c.collection.index_id, c.collection.name, c.video_count,
+                  f"{c.total_duration:.1f}s") for c in infos))
+
+
 @app.command("build-index")
 @handle_errors
 def build_index(
@@ -182,6 +226,9 @@ def build_index(
                            num_sub_vectors=sub_vectors, force=force)
     if as_json:
         emit(info)
+        return
+    if "skipped" in info:  # a small library needs no index: a notice, not a failure
+        typer.echo(f"nothing built: {info['skipped']}")
         return
     extra = f", {info['num_sub_vectors']} sub-vectors" if "num_sub_vectors" in info else ""
     parts = info["num_partitions"]
@@ -230,6 +277,7 @@ def synth(
     """Render a synthetic video (coloured shapes, hard cuts) with its ground truth."""
     from framedex.synth import render, truth_path
 
+    check_writable(out, "out")
     truth = render(read_json_file(spec, "spec"), out)
     summary = {"video": str(out), "truth": str(truth_path(out)), "duration": truth.duration,
                "scenes": len(truth.scenes)}

@@ -33,10 +33,14 @@ from framedex.library import parse_pairs
 from framedex.rules import (
     COMPOSE_TEXT_WEIGHT,
     DEFAULT_LIMIT,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_THRESHOLD,
     GROUP_BY,
     LIMITS,
     MAX_QUERY_IMAGES,
     PAYLOAD_FORMATS,
+    THRESHOLDS,
+    confidence_cuts,
     tier_costs_text,
 )
 
@@ -83,17 +87,25 @@ def search(
                           f"(text weight {COMPOSE_TEXT_WEIGHT}) instead of parts.")] = False,
     and_: Annotated[list[str] | None, typer.Option(
         "--and", help="Another text the videos must also show (repeatable): ranks videos by "
-                      "the sum of each part's best segment.")] = None,
+                      "the sum of each part's best segment; one row per part of each "
+                      "video.")] = None,
+    threshold: Annotated[str, typer.Option(
+        "--threshold", help=f"The least confidence a result must have: "
+                            f"{', '.join(THRESHOLDS)} (none: every result, however weak). "
+                            "A result's confidence is its score's margin over the query's "
+                            f"background: {confidence_cuts()}.")] = DEFAULT_THRESHOLD,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
 ) -> None:
-    """Search the whole library: ranked moments (start/end seconds, score), best first.
+    """Search the whole library: ranked moments (start/end seconds, score, confidence), best
+    first.
 
-    With --and, the text, every --and text and the --image are parts that a video must all
-    show (LanceDB's MaxSim over each video's segments); each hit's moments are the parts'
-    best segments. With --compose, the text, the images and the entities are one query
-    ("this, doing that").
+    With --group-by video, one row per video with its best moment and how many moments of it
+    pass --threshold. With --and (or --image beside a text), the parts are what a video must
+    all show (LanceDB's MaxSim over each video's segments): one row per part of each video,
+    under the video's combined score. With --compose, the text, the images and the entities
+    are one query ("this, doing that").
     """
     from framedex.library import SearchFilters
 
@@ -105,9 +117,15 @@ def search(
     lib = open_library(db, model=model, device=device)
     texts = ([text] if text is not None else []) + list(and_ or [])
     pictures = lib.load_images(list(image), "--image") if image else []
-    hits: Sequence[Moment | VideoHit] = lib.search(
-        texts, image=pictures, entity=list(entity or []), operator="and" if and_ else "or",
-        compose=compose, limit=limit, group_by=group_by, filters=filters)
+    parts = lib.query_parts(texts, images=len(pictures), entity=list(entity or []),
+                            compose=compose)
+    # several parts rank videos: each result is a video and its parts' moments
+    grouped = GROUP_BY[1] if len(parts) > 1 else group_by
+    with as_options({"group_by": "--group-by", "threshold": "--threshold"}):
+        hits: Sequence[Moment | VideoHit] = lib.search(
+            texts, image=pictures, entity=list(entity or []), operator="and" if and_ else "or",
+            compose=compose, limit=limit, group_by=grouped, filters=filters,
+            threshold=threshold)
     for t in texts:
         for line in lib.query_notes(t):
             note(line)
@@ -115,18 +133,46 @@ def search(
         emit([h.to_json() for h in hits])
         return
     if not hits:
-        typer.echo("no match")
+        weaker = "" if threshold == THRESHOLDS[-1] else (
+            f" of {threshold} confidence or better (--threshold none lists every result)")
+        typer.echo(f"no match{weaker}")
         return
     from framedex.library import VideoHit
 
+    if len(parts) > 1:
+        _print_parts([h for h in hits if isinstance(h, VideoHit)], parts)
+        return
     rows = []
     for rank, h in enumerate(hits, start=1):
         best = h.moments[0] if isinstance(h, VideoHit) else h
-        more = len(h.moments) - 1 if isinstance(h, VideoHit) else 0
-        extra = f" (+{more} more moment{'s' if more != 1 else ''})" if more > 0 else ""
-        rows.append((rank, f"{h.score:.4f}", f"{best.start:.1f}s", f"{best.end:.1f}s",
-                     h.video_id, file_name(h.path) + extra))
-    print_table(("#", "score", "start", "end", "video_id", "file"), rows)
+        row = [rank, f"{h.score:.4f}", h.confidence, f"{best.start:.1f}s", f"{best.end:.1f}s",
+               h.video_id, file_name(h.path)]
+        if isinstance(h, VideoHit):
+            row.append(len(h.moments))
+        rows.append(row)
+    columns = ["#", "score", "confidence", "start", "end", "video_id", "file"]
+    print_table(columns + (["moments"] if grouped == GROUP_BY[1] else []), rows)
+
+
+def _print_parts(hits: Sequence[VideoHit], parts: Sequence[str]) -> None:
+    """A multi-part result: each video once (rank, combined score, confidence, file), then
+    one row per part with the part's best moment, in the parts' order."""
+    rows: list[list[object]] = []
+    for rank, h in enumerate(hits, start=1):
+        by_part = {m.part: m for m in h.moments}
+        first = True
+        for p, name in enumerate(parts):
+            m = by_part.get(p)
+            head: list[object] = [rank, f"{h.score:.4f}", h.confidence, h.video_id,
+                                  file_name(h.path)] if first else [None] * 5
+            if m is None:  # the part shares a segment with a better part, or did not pass
+                rows.append([*head, name, None, None, None, None])
+            else:
+                rows.append([*head, name, f"{m.score:.4f}", m.confidence, f"{m.start:.1f}s",
+                             f"{m.end:.1f}s"])
+            first = False
+    print_table(("#", "score", "confidence", "video_id", "file", "part", "part score",
+                 "part confidence", "start", "end"), rows)
 
 
 @app.command()
@@ -155,7 +201,12 @@ def select(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the --payload request body to this file (default: stdout).")] = None,
     max_side: Annotated[int | None, typer.Option(
-        "--max-side", help="Cap on the longer side of delivered frames (pixels).")] = None,
+        "--max-side", help=f"Cap on the longer side of the frames sent, pixels (default "
+                           f"{DEFAULT_MAX_SIDE}, as on every face; 8192: native). The high "
+                           "tier is this size, mid and low smaller.")] = None,
+    vlm_model: Annotated[str | None, typer.Option(
+        "--vlm-model", help="The model an openai --payload names (default gpt-4o), e.g. your "
+                            "vLLM model's name.")] = None,
     model: Model = None,
     device: Device = "auto",
     as_json: Json = False,
@@ -167,9 +218,11 @@ def select(
                                          ("plot", plot is not None),
                                          ("payload", payload is not None)) if wanted]
     # checked once, before any work: the payload format and the size are the library's rules
-    with as_options({"payload_format": "--payload"}):
+    with as_options({"payload_format": "--payload", "vlm_model": "--vlm-model",
+                     "max_side": "--max-side"}):
         options = DeliveryOptions(include=include, max_side=max_side, payload_format=(
-            PAYLOAD_FORMATS[0] if payload is None else payload))
+            PAYLOAD_FORMATS[0] if payload is None else payload),
+            payload_options={} if vlm_model is None else {"model": vlm_model})
     check_writable(frames_out, "--frames-out", folder=True)
     check_writable(plot, "--plot")
     check_writable(out, "--out")
@@ -177,7 +230,7 @@ def select(
     result = lib.select(video, question, budget=budget, tokens=tokens,
                         params=parse_pairs(param, "--param"))
     delivery = lib.deliver(result, options)
-    for line in lib.query_notes(question):
+    for line in [*lib.query_notes(question), *result.notes]:
         note(line)
     data: dict[str, Any] = result.to_json()
     data["cost"] = delivery.cost
@@ -226,6 +279,35 @@ def _print_selection(out: dict[str, Any]) -> None:
     for key in ("plot", "payload"):
         if out.get(key):
             con.print(f"{key}: {out[key]}")
+
+
+@app.command()
+@handle_errors
+def scenes(
+    video: Annotated[str, typer.Argument(help="A video id, unique id prefix (4+ characters) "
+                                         "or a path it was indexed from.")],
+    db: Db = DEFAULT_DB,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="A `shots` sampler parameter KEY=VALUE (threshold, z, min_drop; "
+                        "`framedex samplers shots`).")] = None,
+    as_json: Json = False,
+) -> None:
+    """The scenes (shots) the `shots` sampler sees in a video, as CSV (scene, start and end
+    seconds, first frame_idx, indexed frames), or JSON with --json.
+
+    A scene starts where the cosine between neighbouring indexed frames drops (see
+    `framedex samplers shots`); times are the indexed frames' timestamps, the last scene ends
+    at the video's end.
+    """
+    lib = open_library(db, log_queries=False)
+    record, rows = lib.scenes(video, parse_pairs(param, "--param"))
+    if as_json:
+        emit({"video_id": record.video_id, "path": record.path, "scenes": rows})
+        return
+    typer.echo("scene,start,end,frame_idx,frames")
+    for r in rows:
+        typer.echo(f"{r['scene']},{r['start']:.3f},{r['end']:.3f},{r['frame_idx']},"
+                   f"{r['frames']}")
 
 
 @app.command()

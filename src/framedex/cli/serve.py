@@ -25,7 +25,7 @@ from framedex.cli._common import (
     note,
     vlm_endpoint,
 )
-from framedex.errors import ConfigError
+from framedex.errors import ConfigError, StoreNotFoundError
 
 
 @app.command()
@@ -74,6 +74,9 @@ def serve(
              "one keeps its source file. 0: keep them for good.")
     ] = DEFAULT_ASSET_RETENTION_DAYS,
     device: Device = "auto",
+    create: Annotated[bool, typer.Option(
+        "--create", help="Start on a new, empty store when there is none at --db (ingests "
+                         "fill it). Without it, a --db with no store is refused.")] = False,
 ) -> None:
     """Serve the HTTP API (ingest jobs, search, select, ask, frames, embeddings) and the web
     viewer (at /); API docs at /docs. With --vlm-url and --vlm-model, /v1/videos/{id}/ask and
@@ -100,7 +103,11 @@ def serve(
     # A bad --db, upload folder or model, or a port in use, fails here in one line, before
     # anything is served.
     listening = bind(host, port)
-    library = open_library(settings, load_model=True)
+    try:  # before the model loads: a mistyped --db is not an empty library
+        library = open_library(settings, load_model=True, must_exist=not create)
+    except StoreNotFoundError as ex:
+        raise StoreNotFoundError(f"{ex}; or pass --create to serve a new, empty store") \
+            from None
     app_ = create_app(settings, library=library)
     logging.getLogger("framedex").setLevel(logging.WARNING)  # job recovery, server errors
     note(f"serving {db} on http://{host}:{port} (viewer at /, docs at /docs, the Twelve Labs "

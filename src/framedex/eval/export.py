@@ -196,16 +196,17 @@ def _index_videos(items: list[dict[str, Any]], library: Library,
     """Index each distinct video once: {video_path: IndexOutcome}, failures."""
     outcomes, failed = {}, []
     for path in dict.fromkeys(it["video_path"] for it in items):
-        if progress:
-            progress(f"index {path}")
         if not Path(path).expanduser().is_file():
             failed.append({"video_path": path, "error": f"no such file: {path}"})
             continue
         o = library.index_file(path)
         if o.status == FAILED:
             failed.append({"video_path": path, "error": o.error or "failed"})
-        else:
-            outcomes[path] = o
+            continue
+        outcomes[path] = o
+        if progress:  # what happened, as `framedex index` says it (a reused video is
+            # `unchanged`, not `index PATH`)
+            progress(f"{o.status:<10} {o.video_id}  {path}")
     return outcomes, failed
 
 

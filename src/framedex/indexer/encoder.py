@@ -170,17 +170,41 @@ class ModelSpec:
             return cls(spec, _LOCAL_DIR + str(BUILTIN_MODELS[spec]), None)
         if spec.startswith((_HF_HUB, _LOCAL_DIR)):
             return cls(spec, spec, None)
-        if Path(spec).is_dir():
-            return cls(spec, _LOCAL_DIR + str(Path(spec).resolve()), None)
+        folder = Path(spec).expanduser()
+        if folder.is_dir():
+            return cls(spec, _LOCAL_DIR + str(folder.resolve()), None)
         arch, sep, tag = spec.partition(":")
+        if not sep and _looks_like_path(spec):
+            # a folder that moved is missing, not an invalid spec: say where it was looked for
+            raise ModelLoadError(
+                f"cannot load model {spec!r}: there is no folder at {folder.absolute()} "
+                "(moved or deleted?); a model folder holds open_clip_config.json and the "
+                "weights")
         if not sep or not tag:
             raise ConfigError(
                 f"model={spec!r} is invalid: give ARCH:TAG (e.g. {DEFAULT_MODEL}), "
                 "ARCH:/path/to/checkpoint, hf-hub:org/name or a local model folder"
             )
-        if Path(tag).expanduser().is_file():
-            tag = str(Path(tag).expanduser().resolve())
+        checkpoint = Path(tag).expanduser()
+        if checkpoint.is_file():
+            tag = str(checkpoint.resolve())
+        elif _looks_like_path(tag):  # else open_clip would try it as a pretrained tag
+            raise ModelLoadError(
+                f"cannot load model {spec!r}: there is no checkpoint file at "
+                f"{checkpoint.absolute()} (moved or deleted?)")
         return cls(spec, arch, tag)
+
+    @property
+    def location(self) -> str | None:
+        """The spec that finds these weights again from any folder: the absolute path of a
+        model folder (``ARCH:/absolute/file`` for a checkpoint file), the alias of a shipped
+        model, None for a pretrained tag or a Hub id (found by name)."""
+        if self.model_name.startswith(_LOCAL_DIR):
+            folder = Path(self.model_name[len(_LOCAL_DIR):])
+            return _builtin_alias(folder) or str(folder.resolve())
+        if self.pretrained is not None and os.path.isabs(self.pretrained):
+            return f"{self.model_name}:{self.pretrained}"
+        return None
 
     @property
     def is_local(self) -> bool:
@@ -188,6 +212,49 @@ class ModelSpec:
         return self.model_name.startswith(_LOCAL_DIR) or (
             self.pretrained is not None and os.path.isfile(self.pretrained)
         )
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether a spec (or the tag of ``ARCH:TAG``) names a place on disk rather than a name:
+    pretrained tags and architectures never hold a slash or start with ``.`` or ``~``."""
+    return "/" in text or os.sep in text or text.startswith((".", "~"))
+
+
+def _builtin_alias(folder: Path) -> str | None:
+    """The alias of a shipped model whose folder this is (None for any other folder): the
+    shipped model loaded through its folder path is the shipped model."""
+    try:
+        resolved = folder.resolve()
+    except OSError:
+        return None
+    for alias, path in BUILTIN_MODELS.items():
+        if path.resolve() == resolved:
+            return alias
+    return None
+
+
+def is_model_path(spec: str) -> bool:
+    """Whether ``spec`` names a folder or a checkpoint file (as opposed to a shipped model, a
+    pretrained tag or a Hub id): the specs that stop working when the files move."""
+    if spec in BUILTIN_MODELS or spec.startswith(_HF_HUB):
+        return False
+    if spec.startswith(_LOCAL_DIR):
+        return True
+    _, sep, tag = spec.partition(":")
+    return _looks_like_path(tag if sep else spec)
+
+
+def missing_model_path(spec: str) -> str | None:
+    """The absolute path a folder or checkpoint spec names when nothing is there any more
+    (None when it is there, or when ``spec`` names no path)."""
+    if not is_model_path(spec):
+        return None
+    _, sep, tag = spec.removeprefix(_LOCAL_DIR).partition(":")
+    if spec.startswith(_LOCAL_DIR) or not sep:
+        folder = Path(spec.removeprefix(_LOCAL_DIR)).expanduser()
+        return None if folder.is_dir() else str(folder.absolute())
+    checkpoint = Path(tag).expanduser()
+    return None if checkpoint.is_file() else str(checkpoint.absolute())
 
 
 def _weights_digest(spec: ModelSpec) -> str | None:
@@ -250,13 +317,21 @@ def _local_folder_files(spec: ModelSpec) -> tuple[Path, Path]:
 
 def _identity(spec: ModelSpec, digest: str | None, dim: int, preprocess: dict[str, Any],
               open_clip_version: str) -> dict[str, Any]:
-    """The encoder identity a store records; one function for the torch and numpy encoders."""
-    name = spec.raw if spec.raw in BUILTIN_MODELS else spec.model_name
+    """The encoder identity a store records; one function for the torch and numpy encoders.
+
+    ``spec`` is where the weights were found, as a spec that loads them again from any folder
+    (an absolute path, not the relative one typed), so a store's queries find the model
+    without ``--model``. The weights themselves are identified by ``weights_digest``
+    (:func:`framedex.store.lance_store.check_same_encoder` compares that, not the path).
+    """
+    location = spec.location
+    alias = location if location in BUILTIN_MODELS else None
+    name = alias or spec.model_name
     pretrained = spec.pretrained
     if pretrained and os.path.isfile(pretrained):
         pretrained = "file:" + os.path.basename(pretrained)
     return {
-        "spec": spec.raw,
+        "spec": location or spec.raw,
         "model": name,
         "pretrained": pretrained,
         "weights_digest": digest,

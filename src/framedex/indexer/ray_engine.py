@@ -73,6 +73,11 @@ LOOPBACK = "127.0.0.1"
 NO_AUTH_NOTE = ("the Ray cluster at {address} has no token authentication: anyone who can "
                 "reach its ports can run code on it (docs/ray.md: Security)")
 
+#: Seconds a job waits for a cluster address to accept a connection before it says, in one
+#: line, that nothing answers there (Ray itself retries an unreachable address for minutes,
+#: printing its GCS client's warnings).
+RAY_CONNECT_TIMEOUT_S = 10.0
+
 #: Linux's limit on a Unix socket path (``sun_path`` is 108 bytes with its NUL).
 MAX_SOCKET_PATH = 107
 #: What a local Ray cluster appends to its temp dir for its longest socket path.
@@ -119,6 +124,36 @@ def is_loopback(address: str) -> bool:
     """True for a ``host:port`` Ray address on this machine's loopback."""
     host = address.rsplit(":", 1)[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_reachable(address: str, timeout: float | None = None) -> None:
+    """Fail fast when nothing listens at a ``host:port`` (or ``ray://host:port``) address.
+
+    ``auto`` and ``local`` name no port and are left to Ray (which finds the local cluster or
+    says there is none at once).
+
+    Raises:
+        ConfigError: the connection is refused, or nothing answers within ``timeout``.
+    """
+    import socket
+
+    timeout = RAY_CONNECT_TIMEOUT_S if timeout is None else timeout
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    host = host.strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except TimeoutError:
+        reason = f"no answer within {timeout:g} s"
+    except OSError as ex:
+        reason = (ex.strerror or str(ex)).lower()
+    else:
+        return
+    raise ConfigError(f"ray_address={address!r} is invalid: cannot reach a Ray cluster at "
+                      f"{host}:{port} ({reason}); start one with `ray start --head`, or leave "
+                      "--ray-address out for a local one")
 
 
 def private_cluster() -> Callable[[], None]:
@@ -223,6 +258,8 @@ class RayEngine(IndexEngine):
         quiet: dict[str, Any] = {"logging_level": logging.INFO if verbose else logging.WARNING,
                                  "log_to_driver": verbose}
         address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address is not None:
+            check_reachable(address)  # before Ray retries it for minutes
         try:
             if address is None:
                 self._restore = private_cluster()

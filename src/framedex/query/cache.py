@@ -43,13 +43,20 @@ V = TypeVar("V")
 
 @dataclass(frozen=True)
 class CacheStats:
-    """Counters of one cache (what ``framedex stats`` and ``/health`` show)."""
+    """Counters of one cache (what ``framedex stats`` and ``/health`` show).
+
+    Attributes:
+        size: what the cache holds, in ``unit``; ``max_size`` its bound.
+        unit: ``bytes`` (the frames cache) or ``entries`` (the text cache, bounded by count:
+            its JSON once called the count ``bytes``).
+    """
 
     hits: int
     misses: int
     entries: int
-    bytes: int
-    max_bytes: int
+    size: int
+    max_size: int
+    unit: str = "bytes"
 
     @property
     def hit_rate(self) -> float | None:
@@ -59,16 +66,21 @@ class CacheStats:
 
     def to_json(self) -> dict[str, float | int | None]:
         """A JSON-ready dict."""
-        return {"hits": self.hits, "misses": self.misses, "entries": self.entries,
-                "bytes": self.bytes, "max_bytes": self.max_bytes,
-                "hit_rate": None if self.hit_rate is None else round(self.hit_rate, 4)}
+        out: dict[str, float | int | None] = {"hits": self.hits, "misses": self.misses,
+                                               "entries": self.entries}
+        if self.unit == "bytes":
+            out.update(bytes=self.size, max_bytes=self.max_size)
+        else:  # a count bound: the entries are the size
+            out["max_entries"] = self.max_size
+        out["hit_rate"] = None if self.hit_rate is None else round(self.hit_rate, 4)
+        return out
 
 
 class _LRU(Generic[V]):
     """A thread-safe LRU map bounded by a total size."""
 
-    def __init__(self, max_size: int, size_of: Callable[[V], int]):
-        self.max_size, self._size_of = max_size, size_of
+    def __init__(self, max_size: int, size_of: Callable[[V], int], unit: str = "bytes"):
+        self.max_size, self._size_of, self._unit = max_size, size_of, unit
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._size = 0
         self._hits = self._misses = 0
@@ -118,7 +130,7 @@ class _LRU(Generic[V]):
     def stats(self) -> CacheStats:
         with self._lock:
             return CacheStats(self._hits, self._misses, len(self._items), self._size,
-                              self.max_size)
+                              self.max_size, self._unit)
 
 
 class FrameCache:
@@ -184,7 +196,7 @@ class TextCache:
     def __init__(self, max_items: int = DEFAULT_TEXT_CACHE):
         check(isinstance(max_items, int) and max_items >= 0, "text_cache", max_items,
               "must be an integer >= 0")
-        self._lru: _LRU[Array] = _LRU(max_items, lambda _v: 1)
+        self._lru: _LRU[Array] = _LRU(max_items, lambda _v: 1, unit="entries")
 
     def get_or_encode(self, text: str, encode: Callable[[list[str]], Array]) -> Array:
         """The (D,) embedding of ``text``, from the cache or ``encode([text])[0]``."""
@@ -196,5 +208,5 @@ class TextCache:
         return vec
 
     def stats(self) -> CacheStats:
-        """Hits, misses and entries (``bytes`` counts entries)."""
+        """Hits, misses, entries and the most entries kept (``max_entries``)."""
         return self._lru.stats()

@@ -26,7 +26,7 @@ from framedex.errors import ConfigError, VideoOpenError, check
 from framedex.query.frames import decode_sized, encode_jpeg, jpeg_data_url, write_frames
 from framedex.query.payload import cost_of, in_time_order, request_body
 from framedex.query.select import SelectResult
-from framedex.rules import DEFAULT_QUALITY, INCLUDE, LIMITS, PAYLOAD_FORMATS
+from framedex.rules import DEFAULT_MAX_SIDE, DEFAULT_QUALITY, INCLUDE, LIMITS, PAYLOAD_FORMATS
 from framedex.store.schema import VideoRecord
 from framedex.values import Json, JsonObject
 
@@ -40,7 +40,9 @@ class DeliveryOptions:
         include: any of ``frames`` (JPEGs), ``payload`` (a chat request) and ``plot``
             (``framedex.rules.INCLUDE``).
         payload_format: ``openai`` (also vLLM) or ``gemini`` (``framedex.rules.PAYLOAD_FORMATS``).
-        max_side: cap on the longer side of every frame (tiers cap it further).
+        max_side: cap on the longer side of every frame (None:
+            ``framedex.rules.DEFAULT_MAX_SIDE``, 512, the default of every face); the
+            ``high`` tier is this size, ``mid`` and ``low`` are smaller.
         width: cap on the width of every frame.
         quality: JPEG quality.
         payload_options: more arguments of the payload builder (``model``, ``system``,
@@ -68,6 +70,13 @@ class DeliveryOptions:
         object.__setattr__(self, "include", items)
         check(self.payload_format in PAYLOAD_FORMATS, "payload_format", self.payload_format,
               f"must be one of {', '.join(PAYLOAD_FORMATS)}")
+        model = self.payload_options.get("model")
+        check(model is None or (self.payload_format == PAYLOAD_FORMATS[0]
+                                and isinstance(model, str) and LIMITS["model"].holds(len(model))),
+              "vlm_model", model, f"must be a model name of {LIMITS['model'].rule()} for an "
+              f"{PAYLOAD_FORMATS[0]} payload (a Gemini request names its model in the URL)")
+        if self.max_side is None:
+            object.__setattr__(self, "max_side", DEFAULT_MAX_SIDE)
         for name in ("max_side", "width", "quality"):
             limit, value = LIMITS[name], getattr(self, name)
             check((value is None and name != "quality") or (

@@ -6,9 +6,11 @@ touched. Frames come back as RGB arrays, which :func:`to_jpeg` / :func:`to_data_
 what a VLM request carries, or :func:`write_frames` saves as files named by their timestamp.
 
 Sizes: ``max_side`` fits the longer side (never upscales); ``width`` sets the output width
-(keeps the aspect ratio, never upscales); a resolution *tier* follows Q-Frame's official
-scales, ``high``/``mid``/``low`` = 1/2, 1/4, 1/8 of the native frame side, floored at
-:data:`MIN_TIER_SIDE` pixels so that a low tier of a small video still shows something.
+(keeps the aspect ratio, never upscales). A resolution *tier* caps the side further:
+``mid``/``low`` follow Q-Frame's official scales, 1/4 and 1/8 of the native frame side,
+floored at :data:`MIN_TIER_SIDE` pixels so that a low tier of a small video still shows
+something; ``high`` is delivered at the untiered size (``max_side``, the faces' default 512),
+never below it (Q-Frame's 1/2 made a 128 px video's high frames 64 px, worse than untiered).
 
 Example::
 
@@ -92,7 +94,10 @@ def _check_sizes(max_side: int | None, width: int | None) -> None:
 
 def _sized(width: int, height: int, max_side: int | None, out_width: int | None,
            tier: str | None) -> tuple[int, int]:
-    sides = [s for s in (max_side, tier and _tier_side(width, height, tier)) if s]
+    # the high tier is the untiered size: on a 128 px video it was 64 px (1/2) while an
+    # untiered frame was 128 px, so asking for the best tier gave a worse frame
+    own = None if tier is None or tier == TIERS[0] else _tier_side(width, height, tier)
+    sides = [s for s in (max_side, own) if s]
     w, h = output_size(width, height, min(sides) if sides else None)
     if out_width is not None and w > out_width:
         w, h = out_width, max(1, round(h * out_width / w))

@@ -340,9 +340,9 @@ def cost_of(num_frames: int, tokens_used: int | None, duration_sec: float,
     out["text"] = (
         f"{num_frames} frames = {gem:,} tokens vs {whole_gem:,} for the whole "
         f"{_clock(duration_sec)} video at {_family_rate('gemini')} "
-        f"({_x(savings_gem)} fewer); {FAMILIES['qwen'].label}: {qwen:,} vs "
+        f"({_fewer(savings_gem)}); {FAMILIES['qwen'].label}: {qwen:,} vs "
         f"{whole_qwen:,} at {_family_rate('qwen', label=False)} "
-        f"({_x(savings_qwen)} fewer)"
+        f"({_fewer(savings_qwen)})"
     )
     return out
 
@@ -367,6 +367,17 @@ def _clock(sec: float) -> str:
     if s >= 3600:
         return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
     return f"{s // 60}:{s % 60:02d}"
+
+
+def _fewer(ratio: float) -> str:
+    """``12x fewer`` tokens than the whole video; about as many, or more (a selection of
+    every frame of a short video costs what the whole video does: "1.0x fewer" said
+    otherwise)."""
+    if ratio >= 1.05:
+        return f"{_x(ratio)} fewer"
+    if ratio > 1 / 1.05:
+        return "about as many"
+    return f"{_x(1 / ratio)} more"
 
 
 def _x(ratio: float) -> str:

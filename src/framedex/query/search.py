@@ -50,7 +50,14 @@ import numpy as np
 
 from framedex.errors import EmptyLibraryError, check
 from framedex.query.moments import MomentFinder, RawMoment, frame_scores
-from framedex.rules import LIMITS
+from framedex.rules import (
+    LIMITS,
+    NO_CONFIDENCE,
+    THRESHOLDS,
+    confidence,
+    passes,
+    threshold_margin,
+)
 from framedex.store.base import (
     FrameArrays,
     Nearest,
@@ -169,13 +176,16 @@ class Moment:
     frame_idx: int | None = None
     #: Which part of a multi-part query this moment answers (None for a one-part query).
     part: int | None = None
+    #: How sure the match is: ``high``, ``medium``, ``low`` or ``none``, from the score's
+    #: margin over the query's background (``framedex.rules.CONFIDENCE_TABLE``).
+    confidence: str = NO_CONFIDENCE
 
     def to_json(self) -> JsonObject:
-        """``{"video_id", "path", "start", "end", "score"}`` (seconds, cosine), plus ``part``
-        for the moments of a multi-part query."""
+        """``{"video_id", "path", "start", "end", "score", "confidence"}`` (seconds, cosine,
+        level), plus ``part`` for the moments of a multi-part query."""
         out: JsonObject = {"video_id": self.video_id, "path": self.path,
                                "start": round(self.start, 3), "end": round(self.end, 3),
-                               "score": round(self.score, 6)}
+                               "score": round(self.score, 6), "confidence": self.confidence}
         if self.part is not None:
             out["part"] = self.part
         return out
@@ -183,19 +193,28 @@ class Moment:
 
 @dataclass
 class VideoHit:
-    """One video in a ``group_by="video"`` result: its best score and its moments, best first."""
+    """One video in a ``group_by="video"`` result: its score and its moments, best first.
+
+    For a one-part query the score and the confidence are its best moment's, and the moments
+    are every moment of the video that passed the search's threshold (the same set whatever
+    the search's ``limit``). For a multi-part query the score combines the parts (``and``:
+    their sum, ``or``: the best) and the moments are the parts' best segments; with ``and``
+    the confidence is the weakest part's (a video must show every part).
+    """
 
     video_id: str
     path: str
     score: float
     moments: list[Moment]
+    confidence: str = NO_CONFIDENCE
 
     def to_json(self) -> JsonObject:
-        """The best moment's fields plus ``moments`` (each as :meth:`Moment.to_json`)."""
+        """The best moment's fields plus ``confidence`` and ``moments`` (each as
+        :meth:`Moment.to_json`)."""
         best = self.moments[0]
         return {"video_id": self.video_id, "path": self.path, "start": round(best.start, 3),
                 "end": round(best.end, 3), "score": round(self.score, 6),
-                "moments": [m.to_json() for m in self.moments]}
+                "confidence": self.confidence, "moments": [m.to_json() for m in self.moments]}
 
 
 @dataclass
@@ -225,7 +244,8 @@ class SearchResult:
 
 def search_library(store: StoreReader, query: Array, *, limit: int = 10,
                    group_by: str = "moment", filters: SearchFilters | None = None,
-                   params: SearchParams | None = None) -> list[Moment] | list[VideoHit]:
+                   params: SearchParams | None = None,
+                   threshold: str = NO_CONFIDENCE) -> list[Moment] | list[VideoHit]:
     """Rank the moments of the library against a query embedding.
 
     Args:
@@ -235,6 +255,8 @@ def search_library(store: StoreReader, query: Array, *, limit: int = 10,
         group_by: ``"moment"`` or ``"video"``.
         filters: metadata filters (None: every committed video).
         params: ANN query settings (None: the index's defaults).
+        threshold: the least confidence a moment must have (``framedex.rules.THRESHOLDS``;
+            ``none``: every moment).
 
     Returns:
         Moments (or VideoHits) best first; empty when no video passes the filters.
@@ -245,14 +267,21 @@ def search_library(store: StoreReader, query: Array, *, limit: int = 10,
         EmptyLibraryError: nothing is indexed.
     """
     return search_moments(store, query, limit=limit, group_by=group_by, filters=filters,
-                          params=params).hits
+                          params=params, threshold=threshold).hits
 
 
 def search_moments(store: StoreReader, query: Array, *, limit: int = 10,
                    group_by: str = "moment", filters: SearchFilters | None = None,
                    params: SearchParams | None = None,
-                   per_result: int | None = None) -> SearchResult:
+                   per_result: int | None = None,
+                   threshold: str = NO_CONFIDENCE) -> SearchResult:
     """:func:`search_library`, returning what was read as well.
+
+    A finite threshold is a floor on a moment's peak score (the query's background plus the
+    threshold's margin): the search stops at the first peak below it instead of listing weak
+    moments up to ``limit``. With ``group_by="video"`` it then also finds every moment above
+    the floor of the videos it returns, so a video's moments (and their count) do not depend
+    on ``limit`` (they did: "+49 more moments" at limit 4, "+680" at limit 50).
 
     Args:
         per_result: candidates fetched per wanted result in the first round (None:
@@ -270,38 +299,70 @@ def search_moments(store: StoreReader, query: Array, *, limit: int = 10,
         return SearchResult([], 0, 0, candidates.source)
     live = {vid: v.generation for vid, v in allowed.items()}
     frames = StoreFrames(tables, q, live)
-    finder = MomentFinder(frames, baseline=float(tables.mean @ q), block=READ_BLOCK)
+    baseline = float(tables.mean @ q)
+    floor = baseline + threshold_margin(threshold)  # -inf without a threshold
+    finder = MomentFinder(frames, baseline=baseline, block=READ_BLOCK)
     moments: list[Moment] = []
     seen_videos: set[str] = set()
 
     def done() -> bool:
         return (len(seen_videos) if group_by == "video" else len(moments)) >= limit
 
+    def take(raw: RawMoment) -> None:
+        moments.append(_moment(raw, allowed[raw.video_id], frames.frame_idx(raw), baseline))
+        seen_videos.add(raw.video_id)
+
+    exhausted = False  # no moment at or above the floor is left anywhere
     for windows, bound in candidates.batches(allowed, where):
         finder.add([w for w in windows if w[0] in allowed], margin=candidates.margin)
         while not done():
-            raw = finder.next(bound)
+            raw = finder.next(max(bound, floor))
             if raw is None:
+                # the unfetched candidates score below the floor: nothing more passes
+                exhausted = bound <= floor
                 break
-            moments.append(_moment(raw, allowed[raw.video_id], frames.frame_idx(raw)))
-            seen_videos.add(raw.video_id)
-        if done():
+            take(raw)
+        if done() or exhausted:
             break
+    if group_by == "video" and math.isfinite(floor) and not exhausted and seen_videos:
+        _rest_of_videos(tables, q, limit, params, per_result, allowed, seen_videos, finder,
+                        floor, take)
     moments.sort(key=lambda m: (-m.score, m.video_id, m.start))
     hits: list[Moment] | list[VideoHit] = (
         moments[:limit] if group_by == "moment" else group_by_video(moments)[:limit])
     return SearchResult(hits, candidates.fetched, candidates.rounds, candidates.source, finder)
 
 
-def _moment(raw: RawMoment, video: VideoRecord, frame_idx: int | None) -> Moment:
+def _rest_of_videos(tables: SearchSnapshot, q: Array, limit: int,
+                    params: SearchParams | None, per_result: int | None,
+                    allowed: dict[str, VideoRecord], seen: set[str], finder: MomentFinder,
+                    floor: float, take: Callable[[RawMoment], None]) -> None:
+    """Find the remaining moments above ``floor`` of the ``seen`` videos only (candidates
+    from those videos alone, so the cost is bounded by them, not by the library)."""
+    ids = sorted(seen)
+    mine = {vid: allowed[vid] for vid in ids}
+    candidates = StoreCandidates(tables, q, limit, params, per_result)
+    for windows, bound in candidates.batches(mine, ids):
+        finder.add([w for w in windows if w[0] in mine], margin=candidates.margin)
+        while (raw := finder.next(max(bound, floor))) is not None:
+            if raw.video_id in seen:  # frames of other videos read before are claimed, unused
+                take(raw)
+        if bound <= floor:
+            return
+
+
+def _moment(raw: RawMoment, video: VideoRecord, frame_idx: int | None,
+            baseline: float) -> Moment:
     """Seconds from frame indices: ``end`` is the last frame's time plus one grid step,
-    clipped to the duration (a moment never ends past the video)."""
+    clipped to the duration (a moment never ends past the video); the confidence from the
+    peak's margin over the query's background."""
     step = 1.0 / video.index_fps if video.index_fps > 0 else 1.0
     end = raw.end_pts + step
     if video.duration > 0:
         end = min(end, max(float(video.duration), raw.end_pts))
     return Moment(video.video_id, video.path, raw.start_pts, end, raw.score, raw.peak_pts,
-                  raw.hi - raw.lo + 1, frame_idx=frame_idx)
+                  raw.hi - raw.lo + 1, frame_idx=frame_idx,
+                  confidence=confidence(raw.score - baseline))
 
 
 def allowed_videos(store: StoreReader, filters: SearchFilters | None
@@ -326,8 +387,8 @@ def allowed_videos(store: StoreReader, filters: SearchFilters | None
 
 def search_parts(store: StoreReader, queries: Array, *, operator: str = "and", limit: int = 10,
                  group_by: str = "video", filters: SearchFilters | None = None,
-                 frames: Callable[[VideoRecord], FrameArrays] | None = None
-                 ) -> list[Moment] | list[VideoHit]:
+                 frames: Callable[[VideoRecord], FrameArrays] | None = None,
+                 threshold: str = NO_CONFIDENCE) -> list[Moment] | list[VideoHit]:
     """Rank videos against a query of several parts (texts and/or images) with LanceDB's MaxSim
     over each video's segment vectors (the ``video_vectors`` multivector table).
 
@@ -346,6 +407,9 @@ def search_parts(store: StoreReader, queries: Array, *, operator: str = "and", l
         group_by: ``"moment"`` or ``"video"``.
         filters: metadata filters.
         frames: optional loader ``record -> FrameArrays`` (e.g. the library's frames cache).
+        threshold: the least confidence a hit must have (``framedex.rules.THRESHOLDS``):
+            with ``and`` every part's moment must pass it, with ``or`` the best part's (the
+            parts' moments below it are left out).
 
     Returns:
         VideoHits (score: the combined score) or Moments (score: the part's cosine).
@@ -372,13 +436,28 @@ def search_parts(store: StoreReader, queries: Array, *, operator: str = "and", l
             fetch *= 4
         for vid, row in live.items():
             found.setdefault(vid, row)
+    # each part's background: its cosine with the library's mean frame
+    backgrounds = q.astype(np.float64) @ store.search_snapshot().mean
     hits = []
     for vid, (starts, ends, vectors) in found.items():
         sims = vectors.astype(np.float64) @ q.T.astype(np.float64)  # (S, P)
         best = sims.max(axis=0)
         score = float(best.sum()) if operator == "and" else float(best.max())
-        moments = _part_moments(allowed[vid], starts, ends, sims, q, frames)
-        hits.append(VideoHit(vid, allowed[vid].path, score, moments))
+        arrays = frames(allowed[vid]) if frames is not None else None
+        # a part's confidence is its best *frame's* margin, as for a one-part query (the
+        # levels were calibrated on frames; a segment's pooled vector scores lower)
+        peaks = best if arrays is None or not len(arrays.pts_sec) else \
+            (arrays.vectors.astype(np.float64) @ q.T.astype(np.float64)).max(axis=0)
+        levels = [confidence(float(peaks[p] - backgrounds[p])) for p in range(len(q))]
+        # and: the weakest part decides (every part must be shown); or: the best part
+        level = max(levels, key=THRESHOLDS.index) if operator == "and" else \
+            min(levels, key=THRESHOLDS.index)
+        if not passes(level, threshold):
+            continue
+        moments = [m for m in _part_moments(allowed[vid], starts, ends, sims, q, arrays,
+                                            backgrounds)
+                   if passes(m.confidence, threshold)]
+        hits.append(VideoHit(vid, allowed[vid].path, score, moments, level))
     hits.sort(key=lambda h: (-h.score, h.video_id))
     hits = hits[:limit]
     if group_by == "video":
@@ -399,11 +478,10 @@ def _live_vector_rows(rows: VectorRows, allowed: dict[str, VideoRecord]
 
 
 def _part_moments(video: VideoRecord, starts: Array, ends: Array, sims: Array,
-                  q: Array, frames: Callable[[VideoRecord], FrameArrays] | None
-                  ) -> list[Moment]:
+                  q: Array, arrays: FrameArrays | None, backgrounds: Array) -> list[Moment]:
     """Each part's best segment as a moment (one per segment: two parts that pick the same
-    segment share it, under the better part), best first."""
-    arrays = frames(video) if frames is not None else None
+    segment share it, under the better part), best first, with its confidence (from the
+    segment's best frame when the frames are given)."""
     by_segment: dict[int, Moment] = {}
     for p in range(sims.shape[1]):
         s = int(np.argmax(sims[:, p]))
@@ -411,13 +489,15 @@ def _part_moments(video: VideoRecord, starts: Array, ends: Array, sims: Array,
         if s in by_segment and by_segment[s].score >= score:
             continue
         moment = Moment(video.video_id, video.path, float(starts[s]), float(ends[s]), score,
-                        float(starts[s]), part=p)
+                        float(starts[s]), part=p,
+                        confidence=confidence(score - float(backgrounds[p])))
         if arrays is not None and len(arrays.pts_sec):
             inside = np.flatnonzero((arrays.pts_sec >= starts[s] - 1e-6)
                                     & (arrays.pts_sec < ends[s] + 1e-6))
             if len(inside):
                 frame_scores = arrays.vectors[inside] @ q[p]
                 k = int(inside[int(np.argmax(frame_scores))])
+                moment.confidence = confidence(float(frame_scores.max()) - float(backgrounds[p]))
                 moment.best_pts_sec = float(arrays.pts_sec[k])
                 moment.frame_idx = int(arrays.frame_idx[k])
         by_segment[s] = moment
@@ -518,7 +598,7 @@ def group_by_video(moments: list[Moment]) -> list[VideoHit]:
     for m in sorted(moments, key=lambda m: -m.score):
         hit = by_video.get(m.video_id)
         if hit is None:
-            by_video[m.video_id] = VideoHit(m.video_id, m.path, m.score, [m])
+            by_video[m.video_id] = VideoHit(m.video_id, m.path, m.score, [m], m.confidence)
         else:
             hit.moments.append(m)
     return sorted(by_video.values(), key=lambda h: (-h.score, h.video_id))

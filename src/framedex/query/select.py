@@ -92,6 +92,8 @@ class SelectResult:
     extras: dict[str, object] = field(default_factory=dict)
     #: The rollout arm that chose the sampler (None: the request named it, or no rollout).
     arm: str | None = None
+    #: What the caller should know about the selection (e.g. a budget that takes every frame).
+    notes: list[str] = field(default_factory=list)
     curve: RelevanceCurve | None = field(default=None, repr=False)
     record: VideoRecord | None = field(default=None, repr=False)
 
@@ -106,7 +108,7 @@ class SelectResult:
             "tiers": self.tiers, "tokens_used": self.tokens_used, "decision": self.decision,
             "reason": self.reason, "latency_ms": round(self.latency_ms, 3),
             "params": self.params, "num_frames": self.num_frames,
-            "extras": _jsonable(self.extras), "arm": self.arm,
+            "extras": _jsonable(self.extras), "arm": self.arm, "notes": self.notes,
         }
 
 
@@ -174,6 +176,7 @@ def select_frames(frames: FrameArrays, record: VideoRecord, query: Array,
     idx = np.asarray(sel.indices, dtype=np.int64)
     tokens = spend.tokens if isinstance(spend, TokenBudget) else None
     return SelectResult(
+        notes=_budget_notes(spend, len(frames.pos), len(idx), record),
         video_id=record.video_id, path=record.path, question=question, sampler=sampler.name,
         budget=None if tokens is not None else int(spend),  # type: ignore[arg-type]
         tokens=tokens,
@@ -186,3 +189,18 @@ def select_frames(frames: FrameArrays, record: VideoRecord, query: Array,
         num_frames=len(frames.pos), extras=sel.extras,
         curve=RelevanceCurve(frames.pts_sec, scores), record=record,
     )
+
+
+def _budget_notes(spend: Budget, available: int, chosen: int, record: VideoRecord) -> list[str]:
+    """A note when the budget leaves nothing to choose: K at or above the frames indexed (the
+    sampler returns them all), or a token budget that bought every frame."""
+    more = (f"index it at a higher fps for more to choose from (it is indexed at "
+            f"{record.index_fps:g} fps)")
+    if not isinstance(spend, TokenBudget) and int(spend) >= available:
+        return [f"budget {int(spend)} >= the {available} frames indexed of video "
+                f"{record.video_id}: all {available} frames are returned, none was selected; "
+                f"{more}"]
+    if isinstance(spend, TokenBudget) and chosen >= available:
+        return [f"tokens {spend.tokens} buy every one of the {available} frames indexed of "
+                f"video {record.video_id}: all are returned, none was selected; {more}"]
+    return []

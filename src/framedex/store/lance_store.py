@@ -184,6 +184,26 @@ class LanceStore(LanceCollections, LanceEntities):
             return
         check_same_encoder(existing, identity, self.uri)
 
+    def remember_model(self, spec: str) -> None:
+        """Record ``spec`` as where the store's weights are now found (the caller checked they
+        are the same weights): one metadata commit, so queries without ``--model`` find a
+        model folder that moved.
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        identity = self.encoder_identity()
+        if identity is None or identity.get("spec") == spec:
+            return
+        updated = dict(identity, spec=spec)
+        with self.writing(), store_io(self.location, "write to"):
+            frames = self.tables.writable("frames")
+            if frames is None:
+                return
+            frames.update_schema_metadata(
+                {ENCODER_KEY.decode(): json.dumps(updated, sort_keys=True)})
+        self._identity = updated
+
     @property
     def dim(self) -> int:
         """Embedding dimension of the store."""
@@ -794,29 +814,49 @@ def check_ref(ref: object) -> None:
                           f"{int(limit.high or 0)} characters", param="video")
 
 
+def same_encoder(stored: Mapping[str, Any], asked: Mapping[str, Any]) -> bool:
+    """Whether two encoder identities encode alike.
+
+    Local weights are identified by their content (``weights_digest``), not by the path they
+    were loaded from: a moved or copied model folder, a relative path given from another
+    folder, and the shipped model loaded through its folder are the same encoder. Weights
+    found by name (a pretrained tag, a Hub id) have no digest and match by name.
+    """
+    if stored.get("weights_digest") and asked.get("weights_digest"):
+        return (stored["weights_digest"], stored.get("dim")) == \
+            (asked["weights_digest"], asked.get("dim"))
+    return all(stored.get(f) == asked.get(f) for f in IDENTITY_FIELDS)
+
+
 def check_same_encoder(stored: Mapping[str, Any], asked: Mapping[str, Any], where: str) -> None:
-    """Refuse an encoder whose identity differs from the store's.
+    """Refuse an encoder whose identity differs from the store's (:func:`same_encoder`).
 
     Raises:
         EncoderMismatchError: naming both encoders and how to proceed.
     """
-    diff = [f for f in IDENTITY_FIELDS if stored.get(f) != asked.get(f)]
-    if diff:
-        def name(i: Mapping[str, Any]) -> str:
-            tag = f":{i['pretrained']}" if i.get("pretrained") else ""
-            return f"{i.get('model')}{tag} (dim {i.get('dim')})"
+    if same_encoder(stored, asked):
+        return
 
-        # The stored spec is the exact string the store was indexed with, so it loads again.
-        spec = stored.get("spec") or name(stored).split(" (")[0]
-        if name(stored) == name(asked):  # same model and dim: only the weights differ
-            raise EncoderMismatchError(
-                f"the store {where} was built with {name(stored)} weights "
-                f"{stored.get('weights_digest')}, but this {name(asked).split(' (')[0]} has "
-                f"weights {asked.get('weights_digest')} (the model files changed since, e.g. "
-                "a retrained shipped model): re-index into another --db, or delete this store "
-                "and index again"
-            )
+    def model(i: Mapping[str, Any]) -> str:
+        tag = f":{i['pretrained']}" if i.get("pretrained") else ""
+        return f"{i.get('model')}{tag}"
+
+    def name(i: Mapping[str, Any]) -> str:
+        digest = f"weights {i['weights_digest']}, " if i.get("weights_digest") else ""
+        return f"{i.get('spec') or model(i)} ({digest}dim {i.get('dim')})"
+
+    if model(stored) == model(asked) and stored.get("dim") == asked.get("dim"):
+        # same model and dim: only the weights differ
         raise EncoderMismatchError(
-            f"the store {where} was built with {name(stored)}, not {name(asked)}: use "
-            f"--model {spec} or another --db"
+            f"the store {where} was built with {model(stored)} weights "
+            f"{stored.get('weights_digest')}, but this {model(asked)} has "
+            f"weights {asked.get('weights_digest')} (the model files changed since, e.g. "
+            "a retrained shipped model): re-index into another --db, or delete this store "
+            "and index again"
         )
+    # The stored spec is where the store last found its weights, so it loads them again.
+    spec = stored.get("spec") or model(stored)
+    raise EncoderMismatchError(
+        f"the store {where} was built with {name(stored)}, not {name(asked)}: use "
+        f"--model {spec} (or those weights from another place) or another --db"
+    )

@@ -20,7 +20,14 @@ from framedex.api.schemas import ErrorResponse, SearchRequest, SearchResponse, b
 from framedex.api.uploads import json_field, read_json_body, receive_upload
 from framedex.errors import ConfigError
 from framedex.library import SearchFilters
-from framedex.rules import GROUP_BY, LIMITS, MAX_IMAGE_BYTES, MAX_QUERY_IMAGES, OPERATORS
+from framedex.rules import (
+    GROUP_BY,
+    LIMITS,
+    MAX_IMAGE_BYTES,
+    MAX_QUERY_IMAGES,
+    OPERATORS,
+    THRESHOLDS,
+)
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -34,6 +41,7 @@ _FORM = {"type": "object", "required": ["image"], "properties": {
     "operator": {"type": "string", "enum": list(OPERATORS)},
     "limit": {"type": "integer", **LIMITS["limit"].json_schema()},
     "group_by": {"type": "string", "enum": list(GROUP_BY)},
+    "threshold": {"type": "string", "enum": list(THRESHOLDS)},
     "filters": {"type": "string", "description": "A JSON object (as in the JSON body)."},
 }}
 _BODY = {"requestBody": {"required": True, "content": {
@@ -70,11 +78,12 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
 
     JSON ``{"text": ..., "image_base64"?: ..., "entity"?: ..., "operator"?: "and"|"or",
     "compose"?: bool, ...}``, or multipart/form-data with ``image`` file parts (and optional
-    ``text``, ``entity``, ``compose``, ``operator``, ``limit``, ``group_by``, ``filters``
-    fields). One part (a text, an image, or a text with the entities it names) searches every
-    indexed frame; several parts rank videos (``and``: the sum of each part's best segment,
-    ``or``: the best part) and each hit's moments name their ``part``; ``compose`` fuses
-    everything into one part.
+    ``text``, ``entity``, ``compose``, ``operator``, ``limit``, ``group_by``, ``threshold``,
+    ``filters`` fields). One part (a text, an image, or a text with the entities it names)
+    searches every indexed frame; several parts rank videos (``and``: the sum of each part's
+    best segment, ``or``: the best part) and each hit's moments name their ``part``;
+    ``compose`` fuses everything into one part. Each result has a ``confidence`` (``high``,
+    ``medium``, ``low``); results below ``threshold`` (default ``low``) are left out.
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     images: list[Any] = []
@@ -92,7 +101,7 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
             for _, p in (upload.files if upload is not None else [("", dest)]):
                 p.unlink(missing_ok=True)
         form: dict[str, Any] = {k: v for k, v in upload.fields.items()
-                                if k in ("operator", "limit", "group_by", "compose")}
+                                if k in ("operator", "limit", "group_by", "compose", "threshold")}
         texts, entities = upload.lists.get("text", []), upload.lists.get("entity", [])
         try:
             req = SearchRequest.model_validate(
@@ -122,9 +131,11 @@ async def search(request: Request, library: LibraryDep, paths: PathsDep,
     with body_fields(SearchRequest):
         hits = await run_in_threadpool(lambda: library.search(
             texts, image=images, entity=req.entities, operator=req.operator,
-            compose=req.compose, limit=req.limit, group_by=req.group_by, filters=filters))
-    parts = [*texts, *(f"<@{e}>" for e in req.entities), *(["[image]"] * len(images))]
-    joiner = " + " if req.compose else f" {req.operator.upper()} "
+            compose=req.compose, limit=req.limit, group_by=req.group_by, filters=filters,
+            threshold=req.threshold))
+    parts = library.query_parts(texts, images=len(images), entity=req.entities,
+                                compose=req.compose)
     notes = [line for t in texts for line in library.query_notes(t)]
-    return SearchResponse(query=joiner.join(parts), group_by=req.group_by,
+    return SearchResponse(query=f" {req.operator.upper()} ".join(parts), group_by=req.group_by,
+                          threshold=req.threshold,
                           results=[public_hit(h.to_json(), paths) for h in hits], notes=notes)

@@ -41,7 +41,8 @@ def _select(library: Library, video_id: str, req: SelectRequest) -> dict[str, An
     # The library checks each rule once: the delivery options before any selection runs.
     with body_fields(SelectRequest, {"max_side": "frame_max_side"}):
         options = DeliveryOptions(include=req.include, payload_format=req.payload_format,
-                                  max_side=req.frame_max_side)
+                                  max_side=req.frame_max_side, payload_options=(
+                                      {} if req.vlm_model is None else {"model": req.vlm_model}))
         result = library.select(video_id, req.question, sampler=req.sampler,
                                 budget=req.budget, tokens=req.tokens, params=req.params)
     return library.deliver(result, options).to_json(req.include)

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from framedex.api.errors import field_message
 from framedex.errors import (
     AuthenticationError,
     ConfigError,
@@ -80,7 +81,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     fields = []
     for e in exc.errors():
         loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form")]
-        fields.append({"field": ".".join(loc), "message": e.get("msg", ""),
+        fields.append({"field": ".".join(loc), "message": field_message(e),
                        "type": e.get("type")})
     fields = jsonable_encoder(fields)
     if any(f["type"] == "json_invalid" for f in fields):

@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from framedex.api.schemas import QueryText, bounded, choice
 from framedex.errors import ConfigError, UnsupportedError
-from framedex.rules import LIMITS, MAX_ENTITY_ASSETS, MAX_QUERY_IMAGES, OPERATORS
+from framedex.rules import (
+    DEFAULT_THRESHOLD,
+    LIMITS,
+    MAX_ENTITY_ASSETS,
+    MAX_QUERY_IMAGES,
+    OPERATORS,
+    THRESHOLDS,
+)
 
 #: Model names accepted for this server's encoder (the response reports which one it is).
 MARENGO = ("marengo3.0", "marengo3.5")
@@ -188,6 +195,7 @@ class SearchForm(BaseModel):
     group_by: Literal["clip", "video"] = "clip"
     operator: str | None = choice(OPERATORS, None)
     page_limit: int = Field(10, ge=1, le=50)
+    threshold: str = choice(THRESHOLDS, DEFAULT_THRESHOLD)
     filter: str | None = Field(None, max_length=65536)
     include_user_metadata: bool = False
     transcription_options: list[str] | None = Field(None, max_length=2)

@@ -21,6 +21,7 @@ from framedex.api.viewer.auth import (
 from framedex.api.viewer.render import SECURITY_HEADERS, PageRoute, page
 from framedex.errors import check
 from framedex.library import (
+    Job,
     Moment,
     QueryStats,
     SearchFilters,
@@ -106,12 +107,32 @@ def home(request: Request, library: LibraryDep, paths: PathsDep) -> Response:
                 if offset + PAGE_SIZE < count else None)
 
 
+def job_view(job: Job, paths: PathView, live: set[str]) -> dict[str, Any]:
+    """What the jobs page shows of a job: its file as the user named it (an upload is stored
+    as ``<job id>-<name>``: the name), and its video only while that video exists."""
+    name = paths.public(job.path)
+    stored = name.rsplit("/", 1)[-1]
+    if job.source == "upload" and stored.startswith(f"{job.job_id}-"):
+        name = stored[len(job.job_id) + 1:]
+    return {"job": job, "name": name,
+            "video_live": job.video_id is not None and job.video_id in live}
+
+
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, jobs: JobsDep) -> Response:
+def jobs_page(request: Request, jobs: JobsDep, library: LibraryDep,
+              paths: PathsDep) -> Response:
     """Ingest jobs, newest first; the page refreshes itself while one is queued or running."""
     rows, count = jobs.list(limit=100, offset=0)
     active = any(j.status in UNFINISHED for j in rows)
-    return page(request, "jobs.html", title="Jobs", jobs=rows, count=count, active=active)
+    live = {r.video_id for r in library.videos()}
+    return page(request, "jobs.html", title="Jobs", jobs=[job_view(j, paths, live) for j in rows],
+                count=count, active=active)
+
+
+#: Width of the chart (its viewBox), where bars start, and the longest bar: the label after
+#: the longest bar ("123.4 / 1234.5 ms", ~130 px) must fit in what is left (with 560 it was
+#: cut at the right edge).
+CHART_WIDTH, BAR_X, BAR_MAX = 820, 180, 480
 
 
 def stats_chart(rows: Sequence[QueryStats]) -> dict[str, Any]:
@@ -122,17 +143,20 @@ def stats_chart(rows: Sequence[QueryStats]) -> dict[str, Any]:
         label = r["kind"] + (f" · {r['sampler']}" if r["sampler"] else "")
         bars.append({"label": label, "y": 8 + i * 26, "p50": r["p50_ms"] or 0.0,
                      "p95": r["p95_ms"] or 0.0,
-                     "w50": 560 * (r["p50_ms"] or 0.0) / top,
-                     "w95": 560 * (r["p95_ms"] or 0.0) / top})
-    return {"bars": bars, "height": 16 + 26 * len(rows), "max": top}
+                     "w50": BAR_MAX * (r["p50_ms"] or 0.0) / top,
+                     "w95": BAR_MAX * (r["p95_ms"] or 0.0) / top})
+    return {"bars": bars, "height": 16 + 26 * len(rows), "max": top, "width": CHART_WIDTH,
+            "x": BAR_X}
 
 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request, library: LibraryDep) -> Response:
     """Per-sampler latency and usage from the query log (``framedex stats``'s numbers)."""
     rows = library.stats()
+    cache = library.cache_stats()
+    columns = list(dict.fromkeys(k for c in cache.values() if isinstance(c, dict) for k in c))
     return page(request, "stats.html", title="Stats", rows=rows, chart=stats_chart(rows),
-                cache=library.cache_stats())
+                cache=cache, cache_columns=columns)
 
 
 # -- sign-in ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from framedex.library import (
     parse_pairs,
     sampler_infos,
 )
-from framedex.rules import PAYLOAD_FORMATS, WIRE_FRAME_SIDE
+from framedex.rules import DEFAULT_MAX_SIDE, PAYLOAD_FORMATS
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False,
                    dependencies=[Depends(viewer_access)])
@@ -38,7 +38,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False,
 PLAYABLE = {".mp4", ".m4v", ".mov", ".webm", ".ogv"}
 #: Longer side of delivered frames on the video page: the API's default ``frame_max_side``,
 #: so the page shows what an API client's VLM receives (a frame's tier can make it smaller).
-FRAME_MAX_SIDE = WIRE_FRAME_SIDE
+FRAME_MAX_SIDE = DEFAULT_MAX_SIDE
 #: Longer side of the frames in the compare view (four columns of them).
 COMPARE_MAX_SIDE = 256
 #: Most frames a page shows (a larger budget belongs in the API or the CLI).

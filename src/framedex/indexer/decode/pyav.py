@@ -51,6 +51,13 @@ class PacketTable:
     time_base: tuple[int, int]
 
 
+def _is_image_format(name: str) -> bool:
+    """Whether FFmpeg's demuxer name is that of a still image: its image pipes (``jpeg_pipe``,
+    ``png_pipe``, ``webp_pipe``...) and the ``image2`` sequence reader (an animated GIF is
+    ``gif`` and stays a video)."""
+    return name == "image2" or name.endswith("_pipe")
+
+
 @register_decoder("pyav")
 class PyAVDecoder(VideoDecoder):
     """Decode with PyAV.
@@ -110,6 +117,12 @@ class PyAVDecoder(VideoDecoder):
                 f"cannot open video {self.path!r}: not a readable media file or corrupt/"
                 f"truncated header ({ex.strerror or ex})") from ex
         c = self._container
+        if _is_image_format(c.format.name):
+            # FFmpeg opens a photo as a one-frame "video" of 0 seconds, which would then be
+            # indexed and found by search; a folder scan already skips images by extension
+            raise VideoOpenError(
+                f"cannot open video {self.path!r}: it is an image ({c.format.name}), not a "
+                "video; to search with it: framedex search --image PATH")
         if not c.streams.video:
             kinds: list[str] = sorted({str(s.type) for s in c.streams}) or ["none"]
             raise VideoOpenError(f"cannot open video {self.path!r}: no video stream "

@@ -208,7 +208,13 @@ class Sampler(ABC):
             sel.tiers = sel.tiers or [tier] * len(sel.indices)
             if len(sel.indices) >= ctx.n:  # every frame fits: spend the rest on resolution
                 relevance = _pick(ctx.scores, sel.indices) or [0.0] * len(sel.indices)
-                sel.tiers = upgrade_tiers(sel.tiers, relevance, ctx.token_budget)
+                tb = ctx.token_budget
+                left = tb.tokens - sum(tb.cost(t) for t in sel.tiers)
+                step = min((tb.cost(t) - tb.cost(tier) for t in tb.tokens_per_tier
+                            if tb.cost(t) > tb.cost(tier)), default=0)
+                upgrades = min(len(sel.indices), left // step) if step else 0
+                sel.tiers = upgrade_tiers(sel.tiers, relevance, tb,
+                                          order=_spread_order(ctx, sel.indices, upgrades))
             sel.tokens_used = sum(ctx.token_budget.cost(t) for t in sel.tiers)
         if sel.scores is None:
             sel.scores = _pick(ctx.scores, sel.indices)
@@ -333,19 +339,21 @@ def build_context(
                          token_budget=token_budget, requested_k=k)
 
 
-def upgrade_tiers(tiers: Sequence[str], scores: Sequence[float], budget: TokenBudget
-                  ) -> list[str]:
+def upgrade_tiers(tiers: Sequence[str], scores: Sequence[float], budget: TokenBudget, *,
+                  order: Sequence[int] | None = None) -> list[str]:
     """Raise frames to better tiers, the most relevant first, with the tokens ``tiers`` leave
     of ``budget``: a short video whose every frame fits at the cheapest tier should not send
     all of them at 66 tokens when 4,096 were offered.
 
-    Each frame gets the best tier the rest of the budget pays for, in order of relevance
-    (ties: the earlier frame).
+    Each frame gets the best tier the rest of the budget pays for, in ``order`` (positions
+    into ``tiers``; None: order of relevance, ties: the earlier frame).
     """
     out = list(tiers)
     left = budget.tokens - sum(budget.cost(t) for t in out)
     better = sorted(budget.tokens_per_tier, key=budget.cost, reverse=True)  # dearest first
-    for i in sorted(range(len(out)), key=lambda j: (-float(scores[j]), j)):
+    if order is None:
+        order = sorted(range(len(out)), key=lambda j: (-float(scores[j]), j))
+    for i in order:
         for tier in better:
             extra = budget.cost(tier) - budget.cost(out[i])
             if extra <= 0:
@@ -354,6 +362,42 @@ def upgrade_tiers(tiers: Sequence[str], scores: Sequence[float], budget: TokenBu
                 out[i], left = tier, left - extra
                 break
     return out
+
+
+def _spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> list[int] | None:
+    """The order in which to upgrade the chosen frames: greedy on relevance (min-max, in
+    [0, 1]) minus the frame's summed similarity to the frames already upgraded, so that the
+    better tiers go round the scenes by relevance instead of to the consecutive frames of the
+    best one (``--tokens 4096`` on a short video sent 12 consecutive seconds of one scene at
+    ``high``). A sum, not MMR's max: with a max, a near-duplicate of the best scene (penalty
+    1 once) keeps beating a less relevant scene forever.
+
+    Only the first ``steps`` places (the upgrades the budget can pay for) are ordered so; the
+    rest follow by relevance. None (then: relevance order) without embeddings or scores, or
+    when ``steps`` x frames exceeds :data:`SPREAD_MAX_WORK` (each step is a pass over all).
+    """
+    if (ctx.embeddings is None or ctx.scores is None or not len(indices) or steps < 1
+            or steps * len(indices) > SPREAD_MAX_WORK):
+        return None
+    idx = np.asarray(indices, dtype=np.int64)
+    emb = np.asarray(ctx.embeddings[idx], dtype=np.float32)
+    rel = np.asarray(ctx.scores[idx], dtype=np.float64)
+    span = float(rel.max() - rel.min())
+    gain = (rel - rel.min()) / span if span > 0 else np.zeros(len(idx))
+    rel = gain.copy()
+    order: list[int] = []
+    for _ in range(min(steps, len(idx))):
+        best = int(np.argmax(gain))  # ties: the earlier frame
+        order.append(best)
+        gain -= np.clip(emb @ emb[best], 0.0, None)
+        gain[order] = -np.inf
+    taken = set(order)
+    return order + [int(j) for j in np.argsort(-rel, kind="stable") if int(j) not in taken]
+
+
+#: Most (upgrade steps x chosen frames) :func:`_spread_order` spends (about 0.1 s of matrix
+#: products at 512 dimensions); more: relevance order.
+SPREAD_MAX_WORK = 250_000
 
 
 _SAMPLERS: Registry[type[Sampler]] = Registry("sampler")

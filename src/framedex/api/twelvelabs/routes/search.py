@@ -12,7 +12,9 @@ segment; ``or``, the best part). ``filter`` takes ``id``, ``duration`` (a number
 Results (at most :data:`MAX_RESULTS`) are kept in memory for an hour and paged:
 ``page_info.next_page_token`` names the next page (``GET /search/{token}``) and is absent on
 the last one. Items are ``{video_id, start, end, rank}`` plus ``score`` (cosine; for several
-parts, see docs) and ``thumbnail_url`` (the best frame's JPEG from ``/v1``).
+parts, see docs), ``confidence`` (``high``, ``medium`` or ``low``, as Twelve Labs' v1.2 had;
+``threshold`` leaves out the results below a level, ``low`` by default) and ``thumbnail_url``
+(the best frame's JPEG from ``/v1``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ from framedex.api.twelvelabs.schemas import SearchForm
 from framedex.api.uploads import json_object, receive_upload
 from framedex.errors import ConfigError, NotFoundError, UnsupportedError
 from framedex.library import Library, Moment, SearchFilters, VideoHit
-from framedex.rules import MAX_IMAGE_BYTES, MAX_QUERY_IMAGES, OPERATORS
+from framedex.rules import (
+    DEFAULT_THRESHOLD,
+    MAX_IMAGE_BYTES,
+    MAX_QUERY_IMAGES,
+    OPERATORS,
+    THRESHOLDS,
+)
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -63,6 +71,9 @@ _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
                      "description": "Absent: the text and images are one composed query. "
                                     "Given: each text and image is a part it combines."},
         "page_limit": {"type": "integer", "minimum": 1, "maximum": 50},
+        "threshold": {"type": "string", "enum": list(THRESHOLDS),
+                      "description": "The least confidence a result must have (default "
+                                     f"{DEFAULT_THRESHOLD}; none: every result)."},
         "filter": {"type": "string", "description": "A JSON object: id, duration, user "
                                                     "metadata."},
         "include_user_metadata": {"type": "boolean"},
@@ -175,6 +186,7 @@ def _clip(m: Moment, rank: int, origin: str, metadata: dict[str, Any] | None
           ) -> dict[str, Any]:
     out: dict[str, Any] = {"video_id": m.video_id, "start": round(m.start, 3),
                            "end": round(m.end, 3), "rank": rank, "score": round(m.score, 6),
+                           "confidence": m.confidence,
                            "thumbnail_url": (f"{origin}/v1/videos/{m.video_id}/frames/"
                                              f"{m.frame_idx}.jpg" if m.frame_idx is not None
                                              else None)}
@@ -194,7 +206,8 @@ def build_items(hits: Sequence[Moment | VideoHit], origin: str,
         if isinstance(hit, VideoHit):
             clips = [_clip(m, i, origin, None) for i, m in enumerate(hit.moments, start=1)]
             item = {"id": hit.video_id, "video_id": hit.video_id, "rank": rank,
-                    "score": round(hit.score, 6), "start": clips[0]["start"],
+                    "score": round(hit.score, 6), "confidence": hit.confidence,
+                    "start": clips[0]["start"],
                     "end": clips[0]["end"], "thumbnail_url": clips[0]["thumbnail_url"],
                     "clips": clips}
             if meta is not None:
@@ -212,7 +225,8 @@ def _search(library: Library, form: SearchForm, images: list[Any], filters: Any,
                           operator=form.operator or OPERATORS[0],
                           compose=form.operator is None, limit=MAX_RESULTS,
                           group_by="video" if form.group_by == "video" else "moment",
-                          filters=filters, collection=form.index_id)
+                          filters=filters, collection=form.index_id,
+                          threshold=form.threshold)
     metadata = None
     if form.include_user_metadata:
         metadata = {v.video_id: v.metadata for _, v in library.collection_videos(form.index_id)}
