@@ -412,7 +412,7 @@ def exact_moments(ds: Dataset, qi: int, baseline: float, videos: dict,
             raw = finder.next(bound)
             if raw is None:
                 break
-            out.append(_moment(raw, videos[raw.video_id], None))  # the peak frame is not compared
+            out.append(_moment(raw, videos[raw.video_id], None, baseline))  # peak not compared
     return sorted(out, key=lambda m: (-m.score, m.video_id, m.start))
 
 

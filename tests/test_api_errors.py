@@ -240,8 +240,8 @@ def test_search_validation(client, video_id):
     # a rule a request model checks itself reads as the rule, without pydantic's
     # "Value error, " in front of it
     err = error_of(client.post("/v1/search", json={"limit": 3}), 422)
-    assert err["message"] == "body: give text, image_base64, or both", err
-    assert err["detail"][0]["message"] == "give text, image_base64, or both"
+    assert err["message"] == "body: give text, image_base64 or entity (or several)", err
+    assert err["detail"][0]["message"] == "give text, image_base64 or entity (or several)"
 
 
 # -- fuzzing: schemathesis against the app's own OpenAPI document -----------------------------

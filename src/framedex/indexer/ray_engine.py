@@ -251,7 +251,9 @@ class RayEngine(IndexEngine):
             import ray
         except ImportError:
             raise ConfigError("engine='ray' needs Ray: pip install 'framedex[ray]'") from None
-        if ray.is_initialized():  # a caller's own session (a notebook, the tests): use it
+        if ray.is_initialized():  # a caller's own session (a notebook, the tests): use it,
+            if self.address is not None:  # but an address given that answers nothing is a
+                check_reachable(self.address)  # mistake whatever this process joined
             return
         t0 = time.perf_counter()
         verbose = logging.getLogger("framedex").isEnabledFor(logging.INFO)
