@@ -30,6 +30,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from framedex.errors import check
+from framedex.rules import MAX_TEXT
 from framedex.store.base import FrameArrays
 from framedex.values import Array
 
@@ -120,6 +121,11 @@ class _LRU(Generic[V]):
             return CacheStats(self._hits, self._misses, len(self._items), self._size,
                               self.max_size)
 
+    def held(self) -> list[tuple[Hashable, V]]:
+        """The entries, least recently used first (a copy)."""
+        with self._lock:
+            return [(k, v) for k, (v, _) in self._items.items()]
+
 
 class FrameCache:
     """Frames matrices of recently used videos, bounded by ``max_bytes`` (0 disables it).
@@ -196,5 +202,11 @@ class TextCache:
         return vec
 
     def stats(self) -> CacheStats:
-        """Hits, misses and entries (``bytes`` counts entries)."""
-        return self._lru.stats()
+        """Hits, misses, entries and the bytes they hold (vectors and texts). Bounded by
+        count: ``max_bytes`` is ``max_items`` entries of the longest text allowed."""
+        counts = self._lru.stats()
+        held = self._lru.held()
+        size = sum(vec.nbytes + len(str(text)) for text, vec in held)
+        per_vector = held[0][1].nbytes if held else 0
+        return CacheStats(counts.hits, counts.misses, counts.entries, size,
+                          counts.max_bytes * (per_vector + MAX_TEXT))

@@ -218,6 +218,21 @@ class LanceStore(LanceCollections):
             self._videos_cache = cached
         return cached[1]
 
+    def memory(self) -> dict[str, Any]:
+        """The store's in-memory caches, as ``/health`` reports them: Lance's index and
+        metadata caches (bounded by ``framedex.rules.LANCE_*_CACHE_BYTES``), the search row
+        maps (one per table, newest version only) and the videos table (newest version)."""
+        from framedex.rules import LANCE_INDEX_CACHE_BYTES, LANCE_METADATA_CACHE_BYTES
+
+        videos = self._videos_cache
+        return {
+            "lance": {"bytes": self.tables.cache_bytes(),
+                      "max_bytes": LANCE_INDEX_CACHE_BYTES + LANCE_METADATA_CACHE_BYTES},
+            "search_maps": {"entries": len(self._search_cache),
+                            "bytes": self._search_cache.nbytes()},
+            "videos": {"entries": 0 if videos is None else len(videos[1])},
+        }
+
     def videos_version(self) -> int:
         """The ``videos`` table's version: changes with every commit, re-index and delete."""
         return self.tables.version("videos")

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 
 from framedex.errors import StoreError, StoreUnavailableError
+from framedex.rules import LANCE_INDEX_CACHE_BYTES, LANCE_METADATA_CACHE_BYTES
 from framedex.store.location import StoreLocation, store_io
 
 if TYPE_CHECKING:
@@ -128,6 +129,11 @@ class LanceTables:
         (a writer reads its own writes, whatever ``consistency_s`` is)."""
         self._checked.pop(name, None)
 
+    def cache_bytes(self) -> int:
+        """Bytes held by Lance's index and metadata caches of this store (its session)."""
+        session = self._session
+        return 0 if session is None else int(session.size_bytes())
+
     def refresh(self) -> None:
         """The next read of every table looks up its newest version (after taking a claim:
         what the previous holder committed before releasing it must be seen)."""
@@ -145,7 +151,9 @@ class LanceTables:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = lance.Session()
+                    self._session = lance.Session(
+                        index_cache_size_bytes=LANCE_INDEX_CACHE_BYTES,
+                        metadata_cache_size_bytes=LANCE_METADATA_CACHE_BYTES)
         try:
             return lance.dataset(self.uri(name), session=self._session,
                                  storage_options=self.storage_options)
