@@ -254,10 +254,11 @@ class SearchCache:
     """
 
     def __init__(self) -> None:
-        self._items: dict[str, tuple[int, Any]] = {}
+        self._items: dict[str, tuple[object, Any]] = {}
 
-    def get(self, key: str, version: int, build: Callable[[], Any]) -> Any:
-        """The cached value for ``key`` at ``version``; ``build()`` it on a miss."""
+    def get(self, key: str, version: object, build: Callable[[], Any]) -> Any:
+        """The cached value for ``key`` at ``version`` (a table version, or a tuple of them);
+        ``build()`` it on a miss."""
         item = self._items.get(key)
         if item is None or item[0] != version:
             item = (version, build())

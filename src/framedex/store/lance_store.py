@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from framedex.store.base import (
     INDEX_TABLES,
     FrameArrays,
     IndexSpec,
+    MaxSimSnapshot,
     SearchSnapshot,
     SegmentArrays,
     VectorRows,
@@ -241,6 +243,11 @@ class LanceStore(LanceCollections):
         """Indexed videos, oldest first."""
         videos = list(self._videos().values())
         return videos[offset: None if limit is None else offset + limit]
+
+    def videos_by_id(self) -> Mapping[str, VideoRecord]:
+        """Every committed video by id (a read-only view of one version: no copy, so a
+        search over 100,000 videos does not build a dict per query)."""
+        return MappingProxyType(self._videos())
 
     def count_videos(self) -> int:
         """Number of indexed videos."""
@@ -615,6 +622,16 @@ class LanceStore(LanceCollections):
         table existed). Returns how many were written."""
         return multivector.backfill_video_vectors(self)
 
+    def maxsim_snapshot(self) -> MaxSimSnapshot | None:
+        """The codebook multi-part search scores with, at the newest versions (None without
+        one): see :mod:`framedex.store.multivector`."""
+        return multivector.open_maxsim(self, self._search_cache)
+
+    def video_segments(self, video_ids: Sequence[str]) -> VectorRows:
+        """The live generation's segment vectors of each video (one read): see
+        :func:`framedex.store.multivector.read_video_segments`."""
+        return multivector.read_video_segments(self, video_ids, self._search_cache)
+
     def count_video_vectors(self) -> int:
         """Rows in ``video_vectors`` (every generation; a cheap completeness check)."""
         ds = self.tables.snapshot(multivector.TABLE)
@@ -712,6 +729,8 @@ class LanceStore(LanceCollections):
             frames_ds = self.tables.writable("frames")
             assert frames_ds is not None
             ann.store_frame_mean(frames_ds, self.dim)
+            multivector.backfill_video_vectors(self)
+            info["codebook"] = multivector.build_codebook(self, spec.codebook)
         self.ensure_scalar_indexes()
         return info
 

@@ -335,6 +335,24 @@ class LanceTables:
             self._write(name, "add columns to", lambda w: w.add_columns(missing))
         self._write(name, "append to", lambda ds: ds.insert(_cast(data, ds)), schema)
 
+    def overwrite(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
+        """Replace every row of ``name`` (creating it) with ``data``, in one commit: readers
+        see the old rows or the new ones, never a mix."""
+        import lance
+
+        def write() -> None:
+            self.location.create()
+            exists = self.snapshot(name) is not None
+            with store_io(self.location, "write to"):
+                lance.write_dataset(data.cast(schema), self.uri(name), schema=schema,
+                                    mode="overwrite" if exists else "create",
+                                    storage_options=self.storage_options)
+
+        try:
+            retry_conflicts(write, f"overwrite {name}")
+        finally:
+            self.touched(name)
+
     def stage(self, name: str, data: pa.Table) -> list[str]:
         """Write rows as new data files of table ``name`` (which must exist) and commit
         nothing (Lance's ``write_fragments``, for a distributed write).
