@@ -33,6 +33,14 @@ def test_bench_select(tmp_path):
     assert all(number(r["warm p50 ms"]) > 0 and number(r["cold p50 ms"]) > 0 for r in rows)
 
 
+def test_bench_select_wider_vectors(tmp_path):
+    out = run_script("bench_select", tmp_path, "--reps", "2", "--samplers", "bolt",
+                     "--skip-baseline", "--dim", "512")
+    assert "D=512" in out
+    (row,) = tables(out)[0]
+    assert row["sampler"] == "bolt" and number(row["warm p50 ms"]) > 0
+
+
 def test_bench_querylog(tmp_path):
     out = run_script("bench_querylog", tmp_path, "--rows", "2000", "--flush-rows", "512",
                      "--per-query", "10")
