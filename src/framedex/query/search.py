@@ -480,11 +480,11 @@ def coded_candidates(store: StoreReader, codes: MaxSimSnapshot, q: Array, limit:
     while True:
         batch.extend(codes.video_ids[int(r)] for r in order[at:at + size])
         at += size
-        scored.update(_exact_scores(store.video_segments(batch), q, "and"))
+        scored.update(_exact_scores(store.video_segments(batch, times=False), q, "and"))
         batch, size = [], size * 2
         if at >= len(order) or float(approx[order[at]]) + margin < _kth(scored, limit):
             break
-    return _best(scored, limit)
+    return _best(store, scored, limit)
 
 
 def nearest_segment_candidates(store: StoreReader, q: Array, limit: int,
@@ -515,9 +515,9 @@ def nearest_segment_candidates(store: StoreReader, q: Array, limit: int,
                     new.add(vid)
             if len(found.rows) == k and k < cap:
                 bound = max(bound, 1.0 - float(found.distances.max()))
-        scored.update(_exact_scores(store.video_segments(sorted(new)), q, "or"))
+        scored.update(_exact_scores(store.video_segments(sorted(new), times=False), q, "or"))
         if bound == -math.inf or _kth(scored, limit) >= bound:
-            return _best(scored, limit)
+            return _best(store, scored, limit)
         k = min(k * FETCH_GROWTH, cap)
 
 
@@ -528,20 +528,26 @@ def _kth(scored: Mapping[str, tuple[float, object]], limit: int) -> float:
     return sorted((s for s, _ in scored.values()), reverse=True)[limit - 1]
 
 
-def _best(scored: Mapping[str, tuple[float, tuple[Array, Array, Array]]], limit: int
+def _best(store: StoreReader, scored: Mapping[str, tuple[float, object]], limit: int
           ) -> dict[str, tuple[Array, Array, Array]]:
-    """The ``limit`` best of ``scored``, by score then video id (the final ranking's order)."""
-    best = sorted(scored.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
-    return {vid: arrays for vid, (_, arrays) in best}
+    """The ``limit`` best of ``scored``, by score then video id (the final ranking's order),
+    with their segments' times (one more read, of ``limit`` rows: scoring read vectors
+    only)."""
+    best = [vid for vid, _ in sorted(scored.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]]
+    rows = store.video_segments(best)
+    return dict(zip(rows.video_ids, zip(rows.start_sec, rows.end_sec, rows.vectors,
+                                        strict=True), strict=True))
 
 
 def _exact_scores(rows: VectorRows, q: Array, operator: str
                   ) -> dict[str, tuple[float, tuple[Array, Array, Array]]]:
-    """Exact MaxSim of each row (float64, as the final ranking computes it), one product."""
+    """Exact MaxSim of each row, one float32 product (the storage precision; the chosen
+    ``limit`` are scored again in float64 for the final ranking: a float64 copy of 640
+    videos' vectors cost more than the product)."""
     if not len(rows):
         return {}
     counts = np.array([len(v) for v in rows.vectors])
-    sims = np.concatenate(rows.vectors).astype(np.float64) @ q.T.astype(np.float64)
+    sims = (np.concatenate(rows.vectors) @ q.T.astype(np.float32)).astype(np.float64)
     best = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
     scores = _combine(best, operator)
     return {vid: (float(scores[i]), (rows.start_sec[i], rows.end_sec[i], rows.vectors[i]))

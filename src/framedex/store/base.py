@@ -325,9 +325,10 @@ class StoreReader(Protocol):
     def search_video_vectors(self, queries: Array, limit: int,
                              video_ids: Sequence[str] | None = None) -> VectorRows: ...
     def count_video_vectors(self) -> int: ...
-    def video_segments(self, video_ids: Sequence[str]) -> VectorRows:
+    def video_segments(self, video_ids: Sequence[str], *, times: bool = True) -> VectorRows:
         """The live generation's ``video_vectors`` row of each of ``video_ids`` (exact
-        vectors, one read), in that order; videos without one are left out."""
+        vectors, one read), in that order; videos without one are left out. ``times=False``:
+        the vectors only (``start_sec``/``end_sec`` empty), for scoring."""
         ...
     def maxsim_snapshot(self) -> MaxSimSnapshot | None:
         """The multi-part search's codes at the newest versions, or None when the store has

@@ -627,10 +627,11 @@ class LanceStore(LanceCollections):
         one): see :mod:`framedex.store.multivector`."""
         return multivector.open_maxsim(self, self._search_cache)
 
-    def video_segments(self, video_ids: Sequence[str]) -> VectorRows:
+    def video_segments(self, video_ids: Sequence[str], *, times: bool = True) -> VectorRows:
         """The live generation's segment vectors of each video (one read): see
         :func:`framedex.store.multivector.read_video_segments`."""
-        return multivector.read_video_segments(self, video_ids, self._search_cache)
+        return multivector.read_video_segments(self, video_ids, self._search_cache,
+                                               times=times)
 
     def count_video_vectors(self) -> int:
         """Rows in ``video_vectors`` (every generation; a cheap completeness check)."""
