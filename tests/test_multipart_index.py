@@ -56,6 +56,12 @@ def _add_videos(store, ids: list[str], cube: np.ndarray) -> None:
                         VIDEOS_SCHEMA)
 
 
+@pytest.fixture(autouse=True)
+def _codebook_at_any_size(monkeypatch):
+    """The codebook path from the first video (it is used from 20,000 by default)."""
+    monkeypatch.setattr("framedex.query.search.PARTS_CODES_MIN_VIDEOS", 0)
+
+
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     """(store, ids, (V, S, D) segment vectors, cluster centres) with the index built."""
