@@ -45,6 +45,12 @@ Usage::
     python scripts/bench_search.py                       # 1M frames, topics: the README table
     python scripts/bench_search.py --n 200000 --methods segments-hnsw,today
     python scripts/bench_search.py --data video --methods today,segments-hnsw
+    python scripts/bench_search.py --n 1000000 3000000 10000000 --methods segments-hnsw --no-api
+
+The vectors are generated one video at a time and written as float16 ``.npy`` files (10M x
+512 = 10 GB; the exact truth reads them back in chunks), the stores are compacted every
+1,050,000 frames (never two copies of the frames on disk), and each row's query RSS is the
+peak RSS of a fresh process that only opens the store and runs the queries.
 """
 
 from __future__ import annotations
