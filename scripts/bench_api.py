@@ -7,6 +7,11 @@ latency does not depend on what the vectors mean), with the identity of the serv
 httpx clients send ``POST /v1/videos/{id}/select`` at concurrency 1 and 8, then again while an
 ingest job of a generated video runs. Prints a markdown table; errors must be zero.
 
+Memory: the server's RSS (``VmRSS`` of the server and any child process) right after start-up
+(idle), after ``--rss-requests`` (1,000) mixed requests (searches of one and two parts, group
+by clip and video, and selects of two samplers, new texts every time), and after the ingest
+job (the first request that needs torch); with the cache bytes ``/health`` reports.
+
 Usage::
 
     .venv/bin/python scripts/bench_api.py                      # synthetic-shapes, CPU
@@ -16,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -124,8 +130,44 @@ def measure_during_ingest(client: httpx.Client, url: str, args: argparse.Namespa
     return (f"during ingest (job {final['status']})", sampler, 8, res)
 
 
+def rss_mb(pid: int) -> float:
+    """RSS (MB) of ``pid`` and its children (``/proc``; 0 for a process that has ended)."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        total += next(int(line.split()[1]) for line in status.splitlines()
+                      if line.startswith("VmRSS"))
+        pids.extend(int(c) for c in children)
+    return total / 1024
+
+
+def mixed_load(client: httpx.Client, vid: str, n: int, samplers: list[str]) -> int:
+    """``n`` searches and selects, each with a text never sent before; returns the errors."""
+    errors = 0
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            r = client.post("/v1/search", json={"text": f"{QUESTIONS[i % 4]} {i}", "limit": 10})
+        elif kind == 1:
+            r = client.post("/v1/search", json={
+                "text": [f"a red circle {i}", f"a blue star {i}"], "operator": "and",
+                "group_by": "video"})
+        else:
+            r = client.post(f"/v1/videos/{vid}/select", json={
+                "question": f"{QUESTIONS[i % 4]} ({i})", "sampler": samplers[i % len(samplers)],
+                "budget": 8})
+        errors += r.status_code != 200
+    return errors
+
+
 def serve_and_measure(args: argparse.Namespace, db: Path, model: str, media: Path, vid: str,
-                      ingest_video: Path) -> list[tuple]:
+                      ingest_video: Path, memory: list[tuple]) -> list[tuple]:
     """Start ``framedex serve``, run the idle and during-ingest loads, stop the server."""
     from api_server import free_port, kill9, wait_ready
 
@@ -138,11 +180,22 @@ def serve_and_measure(args: argparse.Namespace, db: Path, model: str, media: Pat
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, timeout=180, proc=proc)
+        time.sleep(1.0)  # start-up work after the first answer (the upkeep timer's first run)
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
         with httpx.Client(base_url=base, timeout=60, limits=limits) as client:
+            def note(stage: str) -> None:
+                cache = client.get("/health").json().get("cache", {})
+                sizes = {name: v.get("bytes") for name, v in cache.items()
+                         if isinstance(v, dict) and v.get("bytes") is not None}
+                memory.append((stage, rss_mb(proc.pid), sizes))
+
+            note("idle, after start-up")
+            errors = mixed_load(client, vid, args.rss_requests, args.samplers.split(","))
+            note(f"after {args.rss_requests} mixed searches and selects ({errors} errors)")
             url = f"/v1/videos/{vid}/select"
             rows = measure_idle(client, url, args)
             rows.append(measure_during_ingest(client, url, args, ingest_video))
+            note("after the ingest job (torch loaded)")
     finally:
         kill9(proc)
     return rows
@@ -156,6 +209,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--samplers", default="bolt,uniform")
     ap.add_argument("--budget", type=int, default=8)
+    ap.add_argument("--rss-requests", type=int, default=1000,
+                    help="mixed searches and selects between the two RSS readings")
     ap.add_argument("--ingest-seconds", type=float, default=300.0,
                     help="length of the video ingested during the second phase")
     args = ap.parse_args()
@@ -176,8 +231,9 @@ def main() -> None:
     ingest_video = media / "ingest.mp4"
     render(random_spec(args.ingest_seconds, seed=7, fps=10, size=[160, 120]), ingest_video)
 
+    memory: list[tuple] = []
     try:
-        rows = serve_and_measure(args, db, model, media, vid, ingest_video)
+        rows = serve_and_measure(args, db, model, media, vid, ingest_video, memory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nselect over HTTP, 1-hour cached video ({args.frames} frames), budget "
@@ -188,6 +244,10 @@ def main() -> None:
     for scenario, sampler, conc, r in rows:
         print(f"| {scenario} | {sampler} | {conc} | {r['n']} | {r['errors']} | {r['p50']:.1f} "
               f"| {r['p95']:.1f} | {r['rps']:.1f} | {r['server_p50']:.1f} |")
+    print("\n| server memory | RSS MB | caches in /health (bytes) |")
+    print("|---|---:|---|")
+    for stage, mb, caches in memory:
+        print(f"| {stage} | {mb:.0f} | {json.dumps(caches, sort_keys=True)} |")
     errors = [r["first_error"] for *_, r in rows if r["errors"]]
     if errors:
         print(f"\nERRORS: {errors}")

@@ -11,6 +11,10 @@ processes of each command below and prints the medians as a markdown table:
 - ``load_text_encoder('synthetic-shapes').encode_text(['a red circle'])`` (numpy encoder);
 - the same with ``load_encoder(..., device='cpu')`` (open_clip + torch), for comparison.
 
+``--unchanged N`` (default 100; 0 skips) adds the no-work rows: ``framedex index FOLDER`` of
+N already-indexed files (every one ``unchanged``) and of an empty folder, with the peak RSS of
+each run: both answer from hashes and metadata, without loading the encoder.
+
 ``framedex`` runs as ``python -m framedex`` with this checkout's ``src`` first on the path;
 ``--compare-src DIR`` adds the two CLI rows run with another source tree (e.g. the commit
 before a change: ``git archive BASE src | tar -x -C /tmp/base``).
@@ -29,6 +33,7 @@ Usage::
     python scripts/bench_cli_startup.py --runs 9 --importtime --encode
     python scripts/bench_cli_startup.py --compare-src /tmp/base/src
     python scripts/bench_cli_startup.py --no-cli --encode
+    python scripts/bench_cli_startup.py --no-cli --unchanged 100
 """
 
 from __future__ import annotations
@@ -119,6 +124,49 @@ def run(cmd: list[str], *, importtime: bool = False,
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     return wall, proc.stdout, proc.stderr
+
+
+def run_peak(cmd: list[str], codes: tuple[int, ...] = (0,)) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MB) of one fresh process; exits on an exit code
+    not in ``codes``. On a shared machine the wall time includes waiting for a core."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) not in codes:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def bench_unchanged(root: Path, files: int, runs: int) -> None:
+    """``framedex index`` of ``files`` indexed files (all unchanged) and of an empty folder."""
+    from framedex.synth.render import render
+
+    folder, empty, db = root / "lib", root / "empty", root / "db-unchanged"
+    folder.mkdir()
+    empty.mkdir()
+    for i in range(files):
+        render({"fps": 5, "size": [32, 32], "seed": i, "scenes": [
+            {"duration": 2.0, "background": "black",
+             "objects": [{"shape": "circle", "color": "red"}]}]}, folder / f"v{i:03d}.mp4")
+    fx = [sys.executable, "-m", "framedex", "index"]
+    t0 = time.perf_counter()
+    run([*fx, str(folder), "--db", str(db), "--model", "synthetic-shapes", "--device", "cpu"])
+    first = time.perf_counter() - t0
+    print(f"\n## No work: `framedex index` of unchanged files ({runs} fresh processes each, "
+          f"{load()}; the first index of the {files} files took {first:.1f} s)\n")
+    print("| command | median s | min s | max s | median CPU s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, cmd, codes in (
+            (f"framedex index FOLDER ({files} unchanged files)",
+             [*fx, str(folder), "--db", str(db)], (0,)),
+            # "no video files found": a one-line error, exit 1, and no model load
+            ("framedex index EMPTY_FOLDER (exit 1)", [*fx, str(empty), "--db", str(db)], (1,))):
+        results = [run_peak(cmd, codes) for _ in range(runs)]
+        walls = [w for w, _, _ in results]
+        print(f"| `{name}` | {statistics.median(walls):.2f} | {min(walls):.2f} | "
+              f"{max(walls):.2f} | {statistics.median(c for _, c, _ in results):.2f} "
+              f"| {max(m for _, _, m in results):.0f} |", flush=True)
 
 
 def build_store(root: Path) -> tuple[Path, Path]:
@@ -232,12 +280,16 @@ def main() -> None:
     ap.add_argument("--compare-src", type=Path, default=None,
                     help="also time search/select with this src folder on the path")
     ap.add_argument("--no-cli", action="store_true", help="skip the cold CLI runs")
+    ap.add_argument("--unchanged", type=int, default=100,
+                    help="files in the no-work index rows (0: skip them)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="framedex-startup-") as tmp:
         root = Path(tmp)
         if not args.no_cli:
             db, video = build_store(root)
             bench_commands(db, video, args.runs, args.importtime, args.compare_src)
+        if args.unchanged:
+            bench_unchanged(root, args.unchanged, args.runs)
         if args.encode:
             bench_encode(root, args.runs)
 

@@ -45,6 +45,12 @@ Usage::
     python scripts/bench_search.py                       # 1M frames, topics: the README table
     python scripts/bench_search.py --n 200000 --methods segments-hnsw,today
     python scripts/bench_search.py --data video --methods today,segments-hnsw
+    python scripts/bench_search.py --n 1000000 3000000 10000000 --methods segments-hnsw --no-api
+
+The vectors are generated one video at a time and written as float16 ``.npy`` files (10M x
+512 = 10 GB; the exact truth reads them back in chunks), the stores are compacted every
+1,050,000 frames (never two copies of the frames on disk), and each row's query RSS is the
+peak RSS of a fresh process that only opens the store and runs the queries.
 """
 
 from __future__ import annotations
@@ -94,28 +100,35 @@ def make_video(rng, n: int, kind: str, noise: float, topics: np.ndarray):
     return unit(x), centres
 
 
-def generate(n: int, kind: str, noise: float, queries: int, seed: int = 0):
-    """(vectors (n, D), queries (q, D)), deterministic in the arguments."""
+def generate(n: int, kind: str, noise: float, queries: int, path: Path, seed: int = 0
+             ) -> np.ndarray:
+    """Write n vectors to ``path`` (float16 .npy, one video at a time, so 10M fit a 24 GB
+    machine) and return the queries (q, D), deterministic in the arguments. The float16
+    values are the data: the store holds them widened to float32, the exact reference reads
+    the same values."""
     rng = np.random.default_rng(seed)
     topics = unit(rng.standard_normal((max(1, n // 1000), D), dtype=np.float32))
-    vecs = np.empty((n, D), np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, D))
     centres = []
     for start in range(0, n, VIDEO_FRAMES):
         m = min(VIDEO_FRAMES, n - start)
         v, c = make_video(rng, m, kind, noise, topics)
-        vecs[start:start + m] = v
-        if c is not None:
+        out[start:start + m] = v
+        if c is not None and kind == "video":
             centres.append(c)
+    out.flush()
+    del out
     rng = np.random.default_rng(seed + 1)
     if kind == "random":
-        base = vecs[rng.integers(0, n, queries)]
+        vecs = np.load(path, mmap_mode="r")
+        base = np.asarray(vecs[np.sort(rng.integers(0, n, queries))], dtype=np.float32)
     elif kind == "video":
         allc = np.concatenate(centres)
         base = allc[rng.integers(0, len(allc), queries)]
     else:
         base = topics[rng.integers(0, len(topics), queries)]
     noise_q = rng.standard_normal(base.shape, dtype=np.float32) * (noise / np.sqrt(D))
-    return vecs, unit(base + noise_q)
+    return unit(base + noise_q)
 
 
 def exact_topk(vecs: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131_072):
@@ -123,7 +136,7 @@ def exact_topk(vecs: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131_0
     best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), k), dtype=np.int64)
     for start in range(0, len(vecs), chunk):
-        s = queries @ vecs[start:start + chunk].T
+        s = queries @ np.asarray(vecs[start:start + chunk], dtype=np.float32).T
         cand_s = np.concatenate([best_s, s], axis=1)
         cand_i = np.concatenate([best_i, np.broadcast_to(
             np.arange(start, start + s.shape[1]), s.shape)], axis=1)
@@ -141,6 +154,7 @@ def video_of(i: int) -> tuple[str, int]:
 def fill_store(path: Path, vecs: np.ndarray) -> None:
     """Frames, segments (mean-pooled, re-normalised, as the indexer) and committed videos."""
     from framedex.store import LanceStore as Store
+    from framedex.store.base import SegmentArrays
     from framedex.store.schema import VideoRecord
 
     store = Store(path)
@@ -148,7 +162,7 @@ def fill_store(path: Path, vecs: np.ndarray) -> None:
                           "weights_digest": None, "dim": D})
     for v, start in enumerate(range(0, len(vecs), VIDEO_FRAMES)):
         m = min(VIDEO_FRAMES, len(vecs) - start)
-        x = vecs[start:start + m]
+        x = np.asarray(vecs[start:start + m], dtype=np.float32)
         pos = np.arange(m)
         vid = f"bench{v:05d}"
         store.add_frames(vid, 0, pos, pos * 30, pos.astype(np.float64), x)
@@ -157,11 +171,37 @@ def fill_store(path: Path, vecs: np.ndarray) -> None:
         store.add_segments(vid, 0, seg_start.astype(np.float64),
                            np.minimum(seg_start + SEGMENT_SEC, m).astype(np.float64),
                            np.diff(np.append(seg_start, m)), unit(sums))
+        if v % COMPACT_VIDEOS == COMPACT_VIDEOS - 1:
+            compact(store)
+            log(f"  {start + m:,} of {len(vecs):,} frames written")
+        ends = np.minimum(seg_start + SEGMENT_SEC, m).astype(np.float64)
         store.commit_video(VideoRecord(
             video_id=vid, path=f"/bench/{vid}.mp4", duration=float(m), frame_rate=30.0,
             num_frames=m * 30, width=640, height=360, start_sec=0.0, is_vfr=False,
-            index_fps=1.0, num_indexed=m, decoder="pyav", encoder="bench"))
+            index_fps=1.0, num_indexed=m, decoder="pyav", encoder="bench"),
+            SegmentArrays(vid, seg_start.astype(np.float64), ends, ["fixed"] * len(ends),
+                          unit(sums)))  # the video_vectors row, as the indexer writes it
+    compact(store)
     store.ensure_scalar_indexes()
+
+
+#: Videos written between compactions: 1,050,000 frames, just over Lance's target fragment
+#: (1,048,576 rows), so ``build_index``'s compaction leaves these fragments alone and the
+#: store never holds two copies of the frames (10M float32 frames are 20 GB).
+COMPACT_VIDEOS = 105
+
+
+def compact(store) -> None:
+    """Compact the tables and delete the files no version needs any more."""
+    from datetime import timedelta
+
+    for name in ("frames", "segments", "video_vectors"):
+        ds = store.tables.writable(name)
+        if ds is not None and len(ds.get_fragments()) > 1:
+            ds.optimize.compact_files()
+            store.tables.touched(name)
+            ds = store.tables.writable(name)
+            ds.cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
 
 
 def clone_store(src: Path, dst: Path) -> None:
@@ -193,26 +233,29 @@ class Dataset:
 
 def load_dataset(cache: Path, n: int, kind: str, noise: float, q: int) -> Dataset:
     cache.mkdir(parents=True, exist_ok=True)
-    stem = cache / f"{kind}-n{n}-noise{noise}-q{q}"
+    stem = cache / f"{kind}-n{n}-noise{noise}-q{q}-f16"
     vec_path, truth_path = Path(f"{stem}.npy"), Path(f"{stem}-truth.npz")
-    if vec_path.exists() and truth_path.exists():
-        vecs = np.load(vec_path)
-        t = np.load(truth_path)
-        queries, idx, scores = t["queries"], t["idx"], t["scores"]
-    else:
+    if not (vec_path.exists() and truth_path.exists()):
         t0 = time.perf_counter()
-        vecs, queries = generate(n, kind, noise, q)
-        idx, scores = exact_topk(vecs, queries, min(TRUTH_K, n))
-        np.save(vec_path, vecs)
+        tmp = vec_path.with_name(vec_path.stem + ".tmp.npy")
+        queries = generate(n, kind, noise, q, tmp)
+        log(f"generated {n:,} vectors in {time.perf_counter() - t0:.0f} s")
+        idx, scores = exact_topk(np.load(tmp, mmap_mode="r"), queries, min(TRUTH_K, n))
+        tmp.rename(vec_path)
         np.savez(truth_path, queries=queries, idx=idx, scores=scores)
         log(f"generated {n:,} vectors and the exact truth in {time.perf_counter() - t0:.0f} s")
+    vecs = np.load(vec_path, mmap_mode="r")  # float16, paged in as read
+    t = np.load(truth_path)
+    queries, idx, scores = t["queries"], t["idx"], t["scores"]
     base = Path(f"{stem}-store")
     if not base.exists():
         t0 = time.perf_counter()
+        shutil.rmtree(base.with_name(base.name + ".tmp"), ignore_errors=True)
         fill_store(base.with_name(base.name + ".tmp"), vecs)
         base.with_name(base.name + ".tmp").rename(base)
         log(f"wrote the base store in {time.perf_counter() - t0:.0f} s")
-    return Dataset(vecs, queries, idx, scores, base, f"{n:,} x {D} float32, data={kind}")
+    return Dataset(vecs, queries, idx, scores, base,
+                   f"{n:,} x {D} (float16 values, float32 in the store), data={kind}")
 
 
 def log(msg: str) -> None:
@@ -381,8 +424,8 @@ class MemoryFrames:
         for video_id, lo, hi in windows:
             base = int(video_id[5:]) * VIDEO_FRAMES
             pos = np.arange(lo, hi)
-            out.append((pos, pos.astype(np.float64),
-                        frame_scores(self.vecs[base + lo:base + hi], self.query)))
+            x = np.asarray(self.vecs[base + lo:base + hi], dtype=np.float32)
+            out.append((pos, pos.astype(np.float64), frame_scores(x, self.query)))
         return out
 
 
@@ -399,7 +442,8 @@ def exact_moments(ds: Dataset, qi: int, baseline: float, videos: dict,
     out, done_upto, chunk = [], 0, 64
     while len(out) < limit and done_upto < len(ds.vecs):
         if done_upto >= len(idx):
-            full = ds.vecs @ q
+            full = np.concatenate([np.asarray(ds.vecs[a:a + (1 << 20)], np.float32) @ q
+                                   for a in range(0, len(ds.vecs), 1 << 20)])
             idx = np.argsort(-full, kind="stable")
             sc = full[idx]
         nxt = min(done_upto + chunk, len(idx))
@@ -493,9 +537,39 @@ def run_method(ds: Dataset, method: Method, nq: int) -> dict[str, Any]:
                 ref = exact_moments(ds, qi, float(mean @ q), videos)
                 same += same_moments(res.hits, ref)
     p50, p95 = percentiles(lat)
+    rss = 0 if method.legacy else query_rss(ds, path, method, nq)
     return {"method": method, "info": info, "recall": float(np.mean(recalls)), "same": same,
+            "rss": rss,
             "ones": ones, "p50": p50, "p95": p95, "fetched": float(np.mean(fetched)),
             "read": float(np.mean(read))}
+
+
+#: A fresh process that opens the store and runs every query once: its peak RSS is the
+#: query-time memory (the benchmark's own process holds the vectors and the truth).
+RSS_CHILD = """
+import json, sys
+import numpy as np
+from framedex.query.search import search_moments
+from framedex.store import LanceStore
+from framedex.store.base import SearchParams
+store = LanceStore(sys.argv[1])
+opts = json.loads(sys.argv[3])
+params = SearchParams(**opts["params"]) if opts["params"] else None
+for q in np.load(sys.argv[2]):
+    search_moments(store, q, limit=10, params=params, per_result=opts["per_result"])
+print(next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM")) // 1024)
+"""
+
+
+def query_rss(ds: Dataset, path: Path, method: Method, nq: int) -> int:
+    """Peak RSS (MB) of a fresh process running the method's queries (:data:`RSS_CHILD`)."""
+    qpath = ds.base.with_name(ds.base.name + "-queries.npy")
+    np.save(qpath, ds.queries[:nq])
+    opts = json.dumps({"params": method.params, "per_result": method.per_result})
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(path), str(qpath), opts],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip().splitlines()[-1])
 
 
 #: Timed passes over the queries; latency is reported from the pass with the lowest p50 (on
@@ -572,7 +646,8 @@ def api_overhead(ds: Dataset, nq: int) -> list[tuple[str, float, float]]:
 def main() -> None:
     global PASSES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--n", type=int, nargs="+", default=[1_000_000],
+                    help="frame vectors; several sizes print one table (the growth)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--data", choices=["topics", "video", "random"], default="topics")
     ap.add_argument("--noise", type=float, default=0.5,
@@ -587,8 +662,7 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     PASSES = args.passes
 
-    ds = load_dataset(args.cache, args.n, args.data, args.noise, args.queries)
-    chosen = methods(args.n)
+    chosen = methods(max(args.n))
     if args.methods:
         names = args.methods.split(",")
         unknown = set(names) - {m.name for m in chosen}
@@ -597,12 +671,19 @@ def main() -> None:
         chosen = [m for m in chosen if m.name in names]
     if args.api_only:
         chosen = []
-    load = os.getloadavg()[0]
-    print(f"\n{ds.desc}; {args.queries} queries; limit {LIMIT}; {os.cpu_count()} CPUs "
-          f"(load average {load:.1f} at start); pylance {version('pylance')}, "
+    print(f"\n{args.queries} queries; limit {LIMIT}; {os.cpu_count()} CPUs (load average "
+          f"{os.getloadavg()[0]:.1f} at start); pylance {version('pylance')}, "
           f"lancedb {version('lancedb')}\n")
     if chosen:
-        print_methods(ds, chosen, args.queries)
+        print_header()
+    for n in args.n:
+        ds = load_dataset(args.cache, n, args.data, args.noise, args.queries)
+        log(f"{ds.desc}: load average {os.getloadavg()[0]:.1f}")
+        if chosen:
+            print_methods(ds, [m for m in methods(n) if m.name in {c.name for c in chosen}],
+                          args.queries)
+    if chosen:
+        print_footer()
     if not args.no_api:
         print("\n| query path (segments IVF_HNSW_SQ) | p50 ms | p95 ms |")
         print("|---|---:|---:|")
@@ -610,15 +691,28 @@ def main() -> None:
             print(f"| {name} | {p50:.2f} | {'' if math.isnan(p95) else f'{p95:.2f}'} |")
 
 
+def print_header() -> None:
+    print("| frames | method | index | query | candidates | vectors read | recall@10 "
+          "| moments = exact | p50 ms | p95 ms | build s | query RSS MB | load |")
+    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def print_footer() -> None:
+    print("\n** = recall@10 >= 0.95, p50 <= 10 ms and every recall-1 query's moments exact. "
+          "candidates = rows the index returned per query (all rounds); vectors read = full "
+          "vectors scored exactly (today: the refine re-rank). build s = Store.build_index "
+          "wall time (compaction, index, stats, codebook, scalar indexes). query RSS = peak "
+          "RSS of a fresh process running the queries. load = 1-min load average after the "
+          "timed passes.")
+
+
 def print_methods(ds: Dataset, chosen: list[Method], nq: int) -> None:
-    """The main table: one row per method, printed as each finishes."""
+    """Rows of the main table, one per method, printed as each finishes."""
     from framedex.query.search import FRAMES_PER_RESULT, SEGMENTS_PER_RESULT
 
-    print("| method | index | query | candidates | vectors read | recall@10 | moments = exact "
-          "| p50 ms | p95 ms | build s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for m in chosen:
         r = run_method(ds, m, nq)
+        load = os.getloadavg()[0]
         info = r["info"]
         index = ("none" if m.index is None else
                  f"{info.get('index_type')} on {info.get('table')}, "
@@ -631,14 +725,10 @@ def print_methods(ds: Dataset, chosen: list[Method], nq: int) -> None:
             query += ("; " if query else "") + f"k = {per} x limit"
         mark = " **" if r["recall"] >= 0.95 and r["p50"] <= 10 and r["same"] == r["ones"] else ""
         build_s = info.get("seconds_total", 0.0)
-        print(f"| {m.name}{' (' + m.note + ')' if m.note else ''} | {index} | {query} "
-              f"| {r['fetched']:.0f} | {r['read']:.0f} "
+        print(f"| {len(ds.vecs):,} | {m.name}{' (' + m.note + ')' if m.note else ''} | {index} "
+              f"| {query} | {r['fetched']:.0f} | {r['read']:.0f} "
               f"| {r['recall']:.3f} | {r['same']}/{r['ones']} | {r['p50']:.2f}{mark} "
-              f"| {r['p95']:.2f} | {build_s:.0f} |", flush=True)
-    print("\n** = recall@10 >= 0.95, p50 <= 10 ms and every recall-1 query's moments exact. "
-          "candidates = rows the index returned per query (all rounds); vectors read = full "
-          "vectors scored exactly (today: the refine re-rank). build s = Store.build_index "
-          "wall time (compaction, index, stats, scalar indexes).")
+              f"| {r['p95']:.2f} | {build_s:.0f} | {r['rss'] or ''} | {load:.1f} |", flush=True)
 
 
 def version(dist: str) -> str:

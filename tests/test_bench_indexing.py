@@ -41,7 +41,16 @@ def test_bench_ray(tmp_path):
 
 @pytest.mark.slow
 def test_bench_cli_startup(tmp_path):
-    out = run_script("bench_cli_startup", tmp_path, "--runs", "1")
+    out = run_script("bench_cli_startup", tmp_path, "--runs", "1", "--unchanged", "0")
     rows = tables(out)[0]
     commands = " ".join(r[next(iter(r))] for r in rows)
     assert "search" in commands and "select" in commands
+
+
+def test_bench_index_unchanged(tmp_path):
+    out = run_script("bench_cli_startup", tmp_path, "--no-cli", "--runs", "1", "--unchanged",
+                     "2")
+    unchanged, empty = tables(out)[0]
+    assert "2 unchanged files" in unchanged["command"] and "EMPTY" in empty["command"]
+    for row in (unchanged, empty):  # no encoder load: far below the ~1 GB torch costs
+        assert 0 < number(row["peak RSS MB"]) < 500, row

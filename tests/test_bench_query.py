@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from benchmarks import number, run_script, tables
 
@@ -32,6 +33,14 @@ def test_bench_select(tmp_path):
     assert all(number(r["warm p50 ms"]) > 0 and number(r["cold p50 ms"]) > 0 for r in rows)
 
 
+def test_bench_select_wider_vectors(tmp_path):
+    out = run_script("bench_select", tmp_path, "--reps", "2", "--samplers", "bolt",
+                     "--skip-baseline", "--dim", "512")
+    assert "D=512" in out
+    (row,) = tables(out)[0]
+    assert row["sampler"] == "bolt" and number(row["warm p50 ms"]) > 0
+
+
 def test_bench_querylog(tmp_path):
     out = run_script("bench_querylog", tmp_path, "--rows", "2000", "--flush-rows", "512",
                      "--per-query", "10")
@@ -41,25 +50,34 @@ def test_bench_querylog(tmp_path):
 
 
 def test_bench_search(tmp_path):
-    out = run_script("bench_search", tmp_path, "--n", "3000", "--queries", "3", "--methods",
-                     "today,segments-hnsw,exact", "--passes", "1", "--cache",
-                     str(tmp_path / "search"))
+    out = run_script("bench_search", tmp_path, "--n", "2000", "3000", "--queries", "3",
+                     "--methods", "today,segments-hnsw,exact", "--passes", "1", "--cache",
+                     str(tmp_path / "search"), "--no-api")
     rows = tables(out)[0]
-    assert [r["method"].split()[0] for r in rows] == ["today", "segments-hnsw", "exact"]
+    assert [(r["frames"], r["method"].split()[0]) for r in rows] == [
+        (n, m) for n in ("2,000", "3,000") for m in ("today", "segments-hnsw", "exact")]
     for r in rows:  # on 3,000 vectors every method finds the exact top 10 and its moments
         assert number(r["recall@10"]) >= 0.9, r
+        if not r["method"].startswith("today"):  # a fresh query process's peak RSS
+            assert number(r["query RSS MB"]) > 50, r
     exact = rows[-1]
     assert exact["moments = exact"] == "3/3" and number(exact["recall@10"]) == 1.0
+    # the vectors are written to disk as float16, streamed (what lets 10M fit in memory)
+    (vectors,) = (tmp_path / "search").glob("*-n3000-*-f16.npy")
+    assert np.load(vectors, mmap_mode="r").dtype == np.float16
 
 
 def test_bench_multivector(tmp_path):
-    out = run_script("bench_multivector", tmp_path, "latency", "--videos", "100", "--segments",
-                     "4", "--dim", "32", "--parts", "1", "2", "--queries", "2")
+    out = run_script("bench_multivector", tmp_path, "latency", "--videos", "100", "200",
+                     "--segments", "4", "--dim", "32", "--parts", "1", "2", "--queries", "2")
     result = json.loads(out[out.index("{"):])
-    runs = {k: v for k, v in result.items() if isinstance(v, dict)}
-    assert set(runs) == {"and 1 parts", "or 1 parts", "and 2 parts", "or 2 parts"}
-    for run in runs.values():  # every top 10 equals numpy's exact MaxSim
-        assert run["p50_ms"] > 0 and run["top10_vs_exact"] == 1.0
+    assert {k for k in result if k.endswith("videos")} == {"100 videos", "200 videos"}
+    for size in ("100 videos", "200 videos"):
+        assert result[size]["codebook"]["videos"] == int(size.split()[0])
+        runs = {k: v for k, v in result[size].items() if k.endswith("parts")}
+        assert set(runs) == {"and 1 parts", "or 1 parts", "and 2 parts", "or 2 parts"}
+        for run in runs.values():  # every top 10 equals numpy's exact MaxSim
+            assert run["p50_ms"] > 0 and run["top10_vs_exact"] == 1.0
 
 
 def test_bench_entities(tmp_path):

@@ -13,10 +13,13 @@ pytestmark = pytest.mark.heavy  # benchmark processes: not in make test-fast
 
 def test_bench_api(tmp_path):
     out = run_script("bench_api", tmp_path, "--requests", "8", "--frames", "300", "--samplers",
-                     "aks", "--ingest-seconds", "2")
-    rows = tables(out)[0]
+                     "aks", "--ingest-seconds", "2", "--rss-requests", "8")
+    rows, memory = tables(out)[:2]
     assert rows and all(number(r["errors"]) == 0 for r in rows)
     assert any("ingest" in r["scenario"] for r in rows)
+    idle, loaded, ingested = (number(r["RSS MB"]) for r in memory)
+    assert "(0 errors)" in memory[1]["server memory"]
+    assert 0 < idle <= loaded < ingested  # torch arrives with the first ingest, not before
 
 
 @pytest.mark.slow

@@ -335,3 +335,22 @@ def test_library_search_and_select_equal_with_numpy_and_torch(shipped_library, m
                                    atol=ATOL)
     assert fast[3].frame_idx == full[3].frame_idx and len(fast[3].frame_idx) == 4
     assert fast[1][0]["start"] < 4.0  # the red circle is in the first scene (0-4 s)
+
+
+def test_token_rows_cache_is_bounded_and_changes_nothing(monkeypatch):
+    """The token-row cache (first in, first out) keeps at most its bound, and texts encode
+    to the same vectors with it full, evicting, or empty."""
+    from framedex.indexer import numpy_text
+    from framedex.indexer.encoder import load_text_encoder
+
+    texts = ["a red circle on black", "a blue star", "the white background, then a square"]
+    encoder = load_text_encoder("synthetic-shapes")
+    tower = next(v for v in vars(encoder).values() if hasattr(v, "_token_rows"))
+    tower._token_rows.clear()
+    fresh = encoder.encode_text(texts)
+    assert len(tower._token_rows) > 3  # these texts have more distinct tokens than that
+    tower._token_rows.clear()
+    monkeypatch.setattr(numpy_text, "TOKEN_ROWS_CACHED", 3)
+    for _ in range(2):
+        assert np.array_equal(encoder.encode_text(texts), fresh)
+        assert 0 < len(tower._token_rows) <= 3

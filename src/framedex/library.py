@@ -274,6 +274,7 @@ class Library(EntitiesMixin, AskMixin):
               "must be a VLMEndpoint or None")
         self.vlm = vlm
         self._encoder: Encoder | None = None
+        self._encoder_lock = threading.Lock()
         self._text_encoder: TextEncoder | None = None
         self._init_answers()
         self._image_decodes = threading.BoundedSemaphore(MAX_IMAGE_DECODES)
@@ -325,12 +326,27 @@ class Library(EntitiesMixin, AskMixin):
 
     @property
     def encoder(self) -> Encoder:
-        """The full encoder (both towers; indexing and images), loaded on first use."""
+        """The full encoder (both towers; indexing and images), loaded on first use: torch
+        is imported by the first request that encodes an image or a frame, never by a text
+        query (:attr:`text_encoder`)."""
         if self._encoder is None:
-            from framedex.indexer.encoder import load_encoder
+            with self._encoder_lock:  # concurrent first image requests load it once
+                if self._encoder is None:
+                    from framedex.indexer.encoder import load_encoder
 
-            self._encoder = load_encoder(self.model_spec, device=self.device)
+                    self._encoder = load_encoder(self.model_spec, device=self.device)
         return self._encoder
+
+    def _index_encoder(self) -> ImageEncoder:
+        """The encoder an index run gets: the model loads when its first frame needs
+        encoding (an unchanged file loads nothing), unless only the model can tell its
+        identity."""
+        from framedex.indexer.encoder import LazyEncoder, files_identity
+
+        if self._encoder is not None:
+            return self._encoder
+        identity = files_identity(self.model_spec)
+        return self.encoder if identity is None else LazyEncoder(identity, lambda: self.encoder)
 
     @property
     def text_encoder(self) -> TextEncoder:
@@ -392,7 +408,8 @@ class Library(EntitiesMixin, AskMixin):
         nothing, and a failed first run leaves no empty store behind.
 
         Args:
-            on_model: called once with the model spec and device when the encoder is loaded.
+            on_model: called once with the model spec and device when the encoder is loaded
+                (not at all when nothing needs encoding: unchanged files load no model).
             on_note: called with each warning about the run (e.g. a Ray cluster without
                 authentication); None logs them.
             decode_workers: decode processes feeding one encoder (None: auto, the usable
@@ -430,14 +447,23 @@ class Library(EntitiesMixin, AskMixin):
                 # where the weights are, as a spec any process finds them by (a relative
                 # folder would break for a Ray worker or a command run from elsewhere)
                 spec = ModelSpec.parse(self.model_spec).location or self.model_spec
-                where = runner.prepare(self._store, spec, self.device, lambda: self.encoder)
-                if self.model:
+
+                def load() -> ImageEncoder:  # when the first frame needs encoding, if ever
+                    from framedex.indexer.encoder import encoder_device
+
+                    encoder = self.encoder
+                    if on_model is not None:
+                        on_model(spec, encoder_device(encoder))
+                    return encoder
+
+                where = runner.prepare(self._store, spec, self.device, load)
+                if self.model:  # weights given: the store's, and remembered where they are
                     from framedex.indexer.encoder import load_text_encoder
 
-                    # the loaded encoder, or the one the engine checked the store with (cached)
+                    # the loaded encoder, or the text tower (cached; numpy where it can)
                     self._check_encoder((self._encoder or load_text_encoder(
                         spec, device="cpu")).identity)
-                if on_model is not None:
+                if where is not None and on_model is not None:
                     on_model(spec, where)
                 report = runner.index(paths, metadata=meta, progress=progress,
                                       on_file=on_file)
@@ -478,7 +504,7 @@ class Library(EntitiesMixin, AskMixin):
         from framedex.indexer.pipeline import Indexer
 
         options = IndexOptions(index_fps=fps, decoder=decoder)
-        indexer = Indexer(self._store, self.encoder, options)
+        indexer = Indexer(self._store, self._index_encoder(), options)
         return indexer.index_file(path, metadata=check_metadata(metadata), progress=progress,
                                   read_from=read_from)
 
@@ -950,9 +976,15 @@ class Library(EntitiesMixin, AskMixin):
         return query_stats(self._store)
 
     def cache_stats(self) -> JsonObject:
-        """Hit rates and sizes of the frames and query-text caches."""
-        return {"frames": self._frame_cache.stats().to_json(),
-                "text": self._text_cache.stats().to_json()}
+        """Every in-memory cache of this library: hit rates, entries, bytes and bounds of the
+        frames and query-text caches, and the store's (Lance's index and metadata caches,
+        search row maps, the videos table); ``image_encoder`` says whether the full encoder
+        (torch) is loaded."""
+        out: JsonObject = {"frames": self._frame_cache.stats().to_json(),
+                           "text": self._text_cache.stats().to_json()}
+        out.update(self._store.memory())
+        out["image_encoder"] = {"loaded": self._encoder is not None}
+        return out
 
     @_recovering
     def sql(self, query: str) -> pa.Table:

@@ -358,6 +358,17 @@ def passes(level: str, threshold: str) -> bool:
     return THRESHOLDS.index(level) <= THRESHOLDS.index(threshold)
 
 
+# -- memory bounds of a reader (a server, a query process) -----------------------------------
+
+#: Lance's cache of opened vector and scalar indexes, per store. It must hold the segment
+#: index of the largest library served or every query reloads it from disk (~370 ms at 1M
+#: frames): IVF_HNSW_SQ on 10M frames' 1.67M segments is ~1.1 GB (512 bytes of SQ codes and
+#: ~160 bytes of graph per segment). Lance's own default is 6 GiB.
+LANCE_INDEX_CACHE_BYTES = 2 << 30
+#: Lance's cache of manifests, file footers and page tables, per store (its default: 1 GiB).
+#: A compacted 10M-frame store needs a few MB; a busy ingest's many small fragments more.
+LANCE_METADATA_CACHE_BYTES = 256 << 20
+
 # -- names a request may choose, and the states it reports ----------------------------------
 
 #: How search results are grouped: each ``moment`` on its own, or one hit per ``video``.

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -133,6 +133,67 @@ class PipelinedEncoder(ImageEncoder, Protocol):
     def submit(self, pieces: Sequence[Any]) -> Pending:
         """Start encoding a batch made of pieces (each (n, H, W, 3) uint8)."""
         ...
+
+
+class LazyEncoder:
+    """An :class:`ImageEncoder` whose model loads only when a frame has to be encoded.
+
+    An index run of unchanged files, or of a folder without videos, encodes nothing: it needs
+    the encoder's identity (checked against the store's) and its input size (the planner
+    decodes towards it), both of which the model's files tell without torch
+    (:func:`files_identity`). Loading the model costs seconds and ~1 GB, so it waits for the
+    first frame.
+
+    Args:
+        identity: the encoder's identity (the store checks it; ``preprocess.size`` is the input
+            size).
+        load: loads the real encoder (called once, on first use, from any thread).
+    """
+
+    def __init__(self, identity: dict[str, Any], load: Callable[[], ImageEncoder]):
+        self._identity = dict(identity)
+        self._load = load
+        self._encoder: ImageEncoder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the store records about the encoder."""
+        return dict(self._identity)
+
+    @property
+    def image_size(self) -> int:
+        """The image tower's input side, from the identity's preprocessing."""
+        return identity_image_size(self._identity)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded."""
+        return self._encoder is not None
+
+    def load(self) -> ImageEncoder:
+        """The real encoder, loaded on the first call."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = self._load()
+            return self._encoder
+
+    def encode_images(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """(n, D) float32 embeddings (loads the model first, once)."""
+        return self.load().encode_images(frames)
+
+
+def ready_encoder(encoder: ImageEncoder) -> ImageEncoder:
+    """``encoder`` itself, or the loaded model behind a :class:`LazyEncoder`."""
+    return encoder.load() if isinstance(encoder, LazyEncoder) else encoder
+
+
+def identity_image_size(identity: dict[str, Any]) -> int:
+    """The input side recorded in an encoder identity (``preprocess.size``; open_clip's 224
+    when absent): what frames are decoded towards."""
+    preprocess = identity.get("preprocess")
+    size = preprocess.get("size", 224) if isinstance(preprocess, dict) else 224
+    return int(size)
 
 
 def encoder_device(encoder: ImageEncoder) -> str:
@@ -686,6 +747,27 @@ def load_text_encoder(spec: str, device: str = "auto") -> TextEncoder:
                 log.info("text encoder for %r: torch, not numpy (%s)", parsed.raw, ex)
                 _TEXT_CACHE[key] = load_encoder(spec, device=device)
         return _TEXT_CACHE[key]
+
+
+def files_identity(spec: str) -> dict[str, Any] | None:
+    """The identity of ``spec``'s encoder read from its files, without torch: the numpy text
+    tower's, which equals :class:`Encoder`'s (see :func:`load_text_encoder`). None when only
+    loading the model can tell (pretrained tags, ``hf-hub:``, ``.bin`` checkpoints).
+
+    Raises:
+        ConfigError: a malformed spec. ModelLoadError: a model folder without config or
+        weights.
+    """
+    parsed = ModelSpec.parse(spec)
+    key = (parsed.raw, "cpu")
+    with _TEXT_LOCK:
+        encoder = _TEXT_CACHE.get(key)
+        if encoder is None:
+            try:
+                encoder = _TEXT_CACHE[key] = _numpy_text_encoder(parsed)
+            except UnsupportedModelError:
+                return None
+    return dict(encoder.identity) if getattr(encoder, "backend", "torch") == "numpy" else None
 
 
 def _numpy_text_encoder(spec: ModelSpec) -> TextEncoder:

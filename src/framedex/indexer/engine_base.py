@@ -57,7 +57,7 @@ class IndexEngine(ABC):
 
     @abstractmethod
     def prepare(self, store: Store, model_spec: str, device: str,
-                encoder: Callable[[], ImageEncoder]) -> str:
+                encoder: Callable[[], ImageEncoder]) -> str | None:
         """Set up the job's encoder and check (or record) the store's encoder identity.
 
         Args:
@@ -68,7 +68,8 @@ class IndexEngine(ABC):
                 process uses it; others load their own where they encode).
 
         Returns:
-            where the job encodes, in words (``"cpu"``, ``"ray: 2 GPU encoder actors"``).
+            where the job encodes, in words (``"cpu"``, ``"ray: 2 GPU encoder actors"``), or
+            None when the model loads later, through ``encoder``, once a frame needs it.
 
         Raises:
             EncoderMismatchError: the store was built with another encoder.

@@ -30,7 +30,7 @@ from framedex.errors import check
 
 # Built-ins register exactly as a third party would: by importing their module.
 from framedex.indexer import ray_engine as ray_engine  # registers "ray"
-from framedex.indexer.encoder import ImageEncoder, encoder_device
+from framedex.indexer.encoder import ImageEncoder, LazyEncoder, encoder_device, files_identity
 from framedex.indexer.engine_base import ENGINES, IndexEngine, register_engine
 from framedex.indexer.records import IndexOptions, IndexOutcome, IndexReport, ProgressFn
 from framedex.values import JsonObject
@@ -69,12 +69,19 @@ class LocalEngine(IndexEngine):
         self._indexer: Indexer | None = None
 
     def prepare(self, store: Store, model_spec: str, device: str,
-                encoder: Callable[[], ImageEncoder]) -> str:
+                encoder: Callable[[], ImageEncoder]) -> str | None:
+        """The store's identity check from the model's files; the model itself loads when
+        the first frame needs encoding (a run of unchanged files loads nothing). A model
+        whose files cannot tell its identity without torch loads here."""
         from framedex.indexer.pipeline import Indexer
 
-        loaded = encoder()
-        self._indexer = Indexer(store, loaded, self.options)
-        return encoder_device(loaded)
+        identity = files_identity(model_spec)
+        if identity is None:
+            loaded = encoder()
+            self._indexer = Indexer(store, loaded, self.options)
+            return encoder_device(loaded)
+        self._indexer = Indexer(store, LazyEncoder(identity, encoder), self.options)
+        return None
 
     def index(self, paths: Iterable[str | os.PathLike[str]], *, metadata: JsonObject,
               progress: ProgressFn | None = None,

@@ -228,6 +228,14 @@ def admit(store: Store, prep: Prepared, opts: IndexOptions, image_size: int, wai
         return IndexOutcome(prep.path, FAILED, error=prep.error)
     vid = prep.video_id
     assert vid is not None
+    if prep.unchanged:
+        # Committed at this rate under this very path: nothing to write, so no claim (two
+        # lease writes per file were most of a re-run over unchanged files).
+        existing = store.get_video(vid)
+        if existing is not None and existing.index_fps == opts.index_fps \
+                and existing.path == prep.path:
+            return IndexOutcome(prep.path, UNCHANGED, vid, existing.num_frames,
+                                existing.num_indexed, existing.duration)
     claim = store.claim(vid, wait=wait)
     if claim is None:
         return None

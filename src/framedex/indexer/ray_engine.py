@@ -209,7 +209,9 @@ class EncoderPlan:
 
     @property
     def image_size(self) -> int:
-        return int(self.identity.get("preprocess", {}).get("size", 224))
+        from framedex.indexer.encoder import identity_image_size
+
+        return identity_image_size(self.identity)
 
 
 @register_engine("ray")

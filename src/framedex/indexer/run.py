@@ -35,7 +35,12 @@ import numpy as np
 
 from framedex.errors import DecodeError
 from framedex.indexer.batching import ChunkWriter, EncodeLoop, VideoAssembly
-from framedex.indexer.encoder import ImageEncoder, PipelinedEncoder, encoder_device
+from framedex.indexer.encoder import (
+    ImageEncoder,
+    PipelinedEncoder,
+    encoder_device,
+    ready_encoder,
+)
 from framedex.indexer.messages import (
     STOP,
     EncoderFailed,
@@ -220,6 +225,7 @@ class IndexRun:
         """Size and start the pool and the encoder thread, once the first video is known."""
         import torch
 
+        self.encoder = ready_encoder(self.encoder)  # the first frame to encode: load the model
         opts = self.opts
         device = encoder_device(self.encoder)
         on_cpu = device == "cpu"

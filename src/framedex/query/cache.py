@@ -24,12 +24,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import numpy as np
 
 from framedex.errors import check
+from framedex.rules import MAX_TEXT
 from framedex.store.base import FrameArrays
 from framedex.values import Array
 
@@ -49,6 +50,7 @@ class CacheStats:
         size: what the cache holds, in ``unit``; ``max_size`` its bound.
         unit: ``bytes`` (the frames cache) or ``entries`` (the text cache, bounded by count:
             its JSON once called the count ``bytes``).
+        memory, max_memory: the bytes such a cache holds, and their bound.
     """
 
     hits: int
@@ -57,6 +59,9 @@ class CacheStats:
     size: int
     max_size: int
     unit: str = "bytes"
+    #: Bytes held and their bound, for a cache whose ``unit`` is not bytes (None: the size).
+    memory: int | None = None
+    max_memory: int | None = None
 
     @property
     def hit_rate(self) -> float | None:
@@ -72,6 +77,8 @@ class CacheStats:
             out.update(bytes=self.size, max_bytes=self.max_size)
         else:  # a count bound: the entries are the size
             out["max_entries"] = self.max_size
+        if self.memory is not None:
+            out.update(memory_bytes=self.memory, max_memory_bytes=self.max_memory)
         out["hit_rate"] = None if self.hit_rate is None else round(self.hit_rate, 4)
         return out
 
@@ -131,6 +138,11 @@ class _LRU(Generic[V]):
         with self._lock:
             return CacheStats(self._hits, self._misses, len(self._items), self._size,
                               self.max_size, self._unit)
+
+    def held(self) -> list[tuple[Hashable, V]]:
+        """The entries, least recently used first (a copy)."""
+        with self._lock:
+            return [(k, v) for k, (v, _) in self._items.items()]
 
 
 class FrameCache:
@@ -208,5 +220,12 @@ class TextCache:
         return vec
 
     def stats(self) -> CacheStats:
-        """Hits, misses, entries and the most entries kept (``max_entries``)."""
-        return self._lru.stats()
+        """Hits, misses, entries and the most entries kept (``max_entries``), and the memory
+        they hold (vectors and texts; bounded through the count: ``max_entries`` entries of
+        the longest text allowed)."""
+        counts = self._lru.stats()
+        held = self._lru.held()
+        size = sum(vec.nbytes + len(str(text)) for text, vec in held)
+        per_vector = held[0][1].nbytes if held else 0
+        return replace(counts, memory=size,
+                       max_memory=counts.max_size * (per_vector + MAX_TEXT))

@@ -141,6 +141,11 @@ class RowMap:
         """One scan of ``columns`` (with row ids) of ``ds``."""
         return cls(ds.to_table(columns=columns, with_row_id=True))
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the map."""
+        return int(self.addr.nbytes + self.table.nbytes)
+
     def lookup(self, addr: np.ndarray) -> tuple[pa.Table, np.ndarray]:
         """Rows for row ids ``addr`` (same order); ids not in the map are dropped.
 
@@ -193,6 +198,12 @@ class FrameRows:
         """One scan of the frames dataset's scalar columns."""
         return cls(ds.to_table(columns=cls.COLUMNS))
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the map (its arrays, and ~100 bytes per video for the spans)."""
+        return int(self.offsets.nbytes + self.pts.nbytes + self.pos.nbytes
+                   + self.frame_idx.nbytes + 100 * len(self._span))
+
     def span(self, video_id: str, generation: int) -> tuple[int, int] | None:
         """[start, stop) of the generation's frames in this map, or None if it has none."""
         return self._span.get((video_id, generation))
@@ -236,18 +247,30 @@ class FrameRows:
 
 
 class SearchCache:
-    """Per-store cache of objects derived from one version of a table (row maps, stats)."""
+    """Per-store cache of objects derived from one version of a table (row maps, stats).
+
+    One entry per key, for the newest version seen: its memory is bounded by the library's
+    size (~40 bytes per frame, ~60 per segment), never by the number of queries or versions.
+    """
 
     def __init__(self) -> None:
-        self._items: dict[str, tuple[int, Any]] = {}
+        self._items: dict[str, tuple[object, Any]] = {}
 
-    def get(self, key: str, version: int, build: Callable[[], Any]) -> Any:
-        """The cached value for ``key`` at ``version``; ``build()`` it on a miss."""
+    def get(self, key: str, version: object, build: Callable[[], Any]) -> Any:
+        """The cached value for ``key`` at ``version`` (a table version, or a tuple of them);
+        ``build()`` it on a miss."""
         item = self._items.get(key)
         if item is None or item[0] != version:
             item = (version, build())
             self._items[key] = item
         return item[1]
+
+    def nbytes(self) -> int:
+        """Memory held by the cached objects (arrays, row maps)."""
+        return sum(int(getattr(value, "nbytes", 0)) for _, value in list(self._items.values()))
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass

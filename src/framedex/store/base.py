@@ -110,6 +110,8 @@ class IndexSpec:
         num_sub_vectors: PQ sub-vectors (IVF_PQ only); None: dim / 8.
         m: HNSW edges per node (IVF_HNSW_SQ only); None: Lance's default (20).
         ef_construction: HNSW build beam (IVF_HNSW_SQ only); None: Lance's default (150).
+        codebook: centroids of the multi-part search's codebook (``store/multivector.py``);
+            None: about sqrt(segments).
     """
 
     table: str = "segments"
@@ -118,13 +120,14 @@ class IndexSpec:
     num_sub_vectors: int | None = None
     m: int | None = None
     ef_construction: int | None = None
+    codebook: int | None = None
 
     def __post_init__(self) -> None:
         check(self.table in INDEX_TABLES, "table", self.table,
               f"must be one of {', '.join(INDEX_TABLES)}")
         check(self.index_type in INDEX_TYPES, "index_type", self.index_type,
               f"must be one of {', '.join(INDEX_TYPES)}")
-        for name in ("num_partitions", "num_sub_vectors", "m", "ef_construction"):
+        for name in ("num_partitions", "num_sub_vectors", "m", "ef_construction", "codebook"):
             value = getattr(self, name)
             check(value is None or (isinstance(value, int) and not isinstance(value, bool)
                                     and value >= 1), name, value, "must be an integer >= 1")
@@ -257,6 +260,49 @@ class SearchSnapshot(Protocol):
         ...
 
 
+class MaxSimSnapshot(Protocol):
+    """What a multi-part ``and`` search reads (``framedex.query.search.search_parts``): each
+    video's segments as codes of one codebook, so every video gets an approximate MaxSim score
+    from a few array operations (the exact vectors of the best come from
+    :meth:`StoreReader.video_segments`).
+
+    Rows are videos (one generation each), as arrays; row ``r``'s codes are
+    ``codes[starts[r]:starts[r + 1]]`` (``starts`` has one more entry than there are rows,
+    and no row is empty).
+
+    Attributes:
+        centroids: (C, D) float32, unit vectors: the codebook.
+        codes: every row's segment codes, concatenated (indices into ``centroids``).
+        starts: (R + 1,) int64 offsets into ``codes``.
+        video_ids: the video of each row.
+        live: (R,) bool: the row is its video's committed generation.
+        margin: how far a part's approximate score (its best segment's centroid) may lie from
+            its exact score, one part (a high quantile measured when the codebook was built).
+    """
+
+    @property
+    def centroids(self) -> Array: ...
+    @property
+    def codes(self) -> Array: ...
+    @property
+    def starts(self) -> Array: ...
+    @property
+    def video_ids(self) -> Sequence[str]: ...
+    @property
+    def live(self) -> Array: ...
+    @property
+    def margin(self) -> float: ...
+
+    def rows_of(self, video_ids: Collection[str]) -> Array:
+        """Row index of each of ``video_ids``' live row (int64; videos without one left
+        out)."""
+        ...
+
+    def uncovered(self) -> list[str]:
+        """Committed videos without a live row (indexed since the codebook was built)."""
+        ...
+
+
 @runtime_checkable
 class StoreReader(Protocol):
     """Reads: the videos, their frames and segments, library search."""
@@ -271,9 +317,13 @@ class StoreReader(Protocol):
     def dim(self) -> int: ...
     def list_videos(self, limit: int | None = None, offset: int = 0) -> list[VideoRecord]: ...
     def count_videos(self) -> int: ...
+    def videos_by_id(self) -> Mapping[str, VideoRecord]: ...
     def get_video(self, video_id: str) -> VideoRecord | None: ...
     def find_video(self, ref: str) -> VideoRecord: ...
     def videos_version(self) -> int: ...
+    def memory(self) -> JsonObject:
+        """The store's in-memory caches (bytes, bounds), for ``/health``."""
+        ...
     def read_frames(self, video_id: str) -> FrameArrays: ...
     def read_frame_idx(self, video_id: str) -> Array: ...
     def read_segments(self, video_id: str) -> SegmentArrays: ...
@@ -282,6 +332,15 @@ class StoreReader(Protocol):
     def search_video_vectors(self, queries: Array, limit: int,
                              video_ids: Sequence[str] | None = None) -> VectorRows: ...
     def count_video_vectors(self) -> int: ...
+    def video_segments(self, video_ids: Sequence[str], *, times: bool = True) -> VectorRows:
+        """The live generation's ``video_vectors`` row of each of ``video_ids`` (exact
+        vectors, one read), in that order; videos without one are left out. ``times=False``:
+        the vectors only (``start_sec``/``end_sec`` empty), for scoring."""
+        ...
+    def maxsim_snapshot(self) -> MaxSimSnapshot | None:
+        """The multi-part search's codes at the newest versions, or None when the store has
+        no codebook (``build_index`` builds one): then multi-part search scans exactly."""
+        ...
     def table_arrow(self, name: str, columns: Sequence[str] | None = None) -> pa.Table: ...
     def table_where(self, name: str, where: str,
                     columns: Sequence[str] | None = None) -> pa.Table: ...

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from framedex.store.base import (
     INDEX_TABLES,
     FrameArrays,
     IndexSpec,
+    MaxSimSnapshot,
     SearchSnapshot,
     SegmentArrays,
     VectorRows,
@@ -242,6 +244,21 @@ class LanceStore(LanceCollections, LanceEntities):
             self._videos_cache = cached
         return cached[1]
 
+    def memory(self) -> dict[str, Any]:
+        """The store's in-memory caches, as ``/health`` reports them: Lance's index and
+        metadata caches (bounded by ``framedex.rules.LANCE_*_CACHE_BYTES``), the search row
+        maps (one per table, newest version only) and the videos table (newest version)."""
+        from framedex.rules import LANCE_INDEX_CACHE_BYTES, LANCE_METADATA_CACHE_BYTES
+
+        videos = self._videos_cache
+        return {
+            "lance": {"bytes": self.tables.cache_bytes(),
+                      "max_bytes": LANCE_INDEX_CACHE_BYTES + LANCE_METADATA_CACHE_BYTES},
+            "search_maps": {"entries": len(self._search_cache),
+                            "bytes": self._search_cache.nbytes()},
+            "videos": {"entries": 0 if videos is None else len(videos[1])},
+        }
+
     def videos_version(self) -> int:
         """The ``videos`` table's version: changes with every commit, re-index and delete."""
         return self.tables.version("videos")
@@ -250,6 +267,11 @@ class LanceStore(LanceCollections, LanceEntities):
         """Indexed videos, oldest first."""
         videos = list(self._videos().values())
         return videos[offset: None if limit is None else offset + limit]
+
+    def videos_by_id(self) -> Mapping[str, VideoRecord]:
+        """Every committed video by id (a read-only view of one version: no copy, so a
+        search over 100,000 videos does not build a dict per query)."""
+        return MappingProxyType(self._videos())
 
     def count_videos(self) -> int:
         """Number of indexed videos."""
@@ -624,6 +646,17 @@ class LanceStore(LanceCollections, LanceEntities):
         table existed). Returns how many were written."""
         return multivector.backfill_video_vectors(self)
 
+    def maxsim_snapshot(self) -> MaxSimSnapshot | None:
+        """The codebook multi-part search scores with, at the newest versions (None without
+        one): see :mod:`framedex.store.multivector`."""
+        return multivector.open_maxsim(self, self._search_cache)
+
+    def video_segments(self, video_ids: Sequence[str], *, times: bool = True) -> VectorRows:
+        """The live generation's segment vectors of each video (one read): see
+        :func:`framedex.store.multivector.read_video_segments`."""
+        return multivector.read_video_segments(self, video_ids, self._search_cache,
+                                               times=times)
+
     def count_video_vectors(self) -> int:
         """Rows in ``video_vectors`` (every generation; a cheap completeness check)."""
         ds = self.tables.snapshot(multivector.TABLE)
@@ -721,6 +754,8 @@ class LanceStore(LanceCollections, LanceEntities):
             frames_ds = self.tables.writable("frames")
             assert frames_ds is not None
             ann.store_frame_mean(frames_ds, self.dim)
+            multivector.backfill_video_vectors(self)
+            info["codebook"] = multivector.build_codebook(self, spec.codebook)
         self.ensure_scalar_indexes()
         return info
 

@@ -11,7 +11,8 @@ a busy server's ``query_log`` grew to 1.1 GB of manifests after 4,600 queries. `
    that one is live (``deep``: also every generation no ``videos`` row names, found by a scan
    of the frames table, for rows older stores left without such a record), each under the
    video's claim, so never the rows of a writer that is alive; and writes the
-   ``video_vectors`` rows committed videos lack (stores indexed before that table existed);
+   ``video_vectors`` rows committed videos lack (stores indexed before that table existed),
+   and the multi-part search's codes of the videos indexed since its codebook was built;
 3. compacts small fragments, folds new rows into the indexes, and removes versions older than
    ``keep_versions`` (default 10 minutes: readers hold a version for milliseconds);
 4. with ``sweep_orphans`` and no writer active, also deletes data files no version refers to
@@ -50,8 +51,8 @@ DEFAULT_LOG_RETENTION = timedelta(days=30)
 DEFAULT_KEEP_VERSIONS = timedelta(minutes=10)
 
 _TABLES = ("videos", "frames", "segments", "video_paths", "jobs", "query_log",
-           "video_vectors", "indexes", "index_members", "assets", "answers", "answer_feedback",
-           "entity_collections", "entities")
+           "video_vectors", "video_codes", "indexes", "index_members", "assets", "answers",
+           "answer_feedback", "entity_collections", "entities")
 
 
 def optimize(store: LanceParts, *, log_retention: timedelta | None = None,
@@ -72,7 +73,8 @@ def optimize(store: LanceParts, *, log_retention: timedelta | None = None,
     Returns:
         ``bytes_before``, ``bytes_after``, ``log_rows_deleted``, ``answers_deleted``,
         ``jobs_expired``, ``dead_videos_swept``, ``orphans_swept`` (whether unreferenced
-        files were deleted), ``video_vectors_backfilled`` and ``seconds``; or ``skipped``
+        files were deleted), ``video_vectors_backfilled``, ``videos_coded`` and ``seconds``;
+        or ``skipped``
         (why) when another optimize is running.
     """
     import time
@@ -106,6 +108,9 @@ def _optimize(store: LanceParts, log_retention: timedelta, keep_versions: timede
     expired = expire_jobs(store, job_retention) if "jobs" in tables else 0
     swept = sweep_dead_generations(store, deep=deep)
     backfilled = store.backfill_video_vectors()
+    from framedex.store.multivector import extend_codes
+
+    coded = extend_codes(store)
     # Compaction and version cleanup are safe beside writers (a lost commit race is retried);
     # deleting unreferenced files is not, so it needs the sweeper lease and no live writer.
     with store.locks.sweeper() as no_writer:
@@ -118,7 +123,7 @@ def _optimize(store: LanceParts, log_retention: timedelta, keep_versions: timede
             "log_rows_deleted": deleted, "answers_deleted": answers_deleted,
             "jobs_expired": expired,
             "dead_videos_swept": swept, "orphans_swept": orphans,
-            "video_vectors_backfilled": backfilled,
+            "video_vectors_backfilled": backfilled, "videos_coded": coded,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 
 from framedex.errors import StoreError, StoreUnavailableError
+from framedex.rules import LANCE_INDEX_CACHE_BYTES, LANCE_METADATA_CACHE_BYTES
 from framedex.store.location import StoreLocation, store_io
 
 if TYPE_CHECKING:
@@ -129,6 +130,11 @@ class LanceTables:
         (a writer reads its own writes, whatever ``consistency_s`` is)."""
         self._checked.pop(name, None)
 
+    def cache_bytes(self) -> int:
+        """Bytes held by Lance's index and metadata caches of this store (its session)."""
+        session = self._session
+        return 0 if session is None else int(session.size_bytes())
+
     def refresh(self) -> None:
         """The next read of every table looks up its newest version (after taking a claim:
         what the previous holder committed before releasing it must be seen)."""
@@ -146,7 +152,9 @@ class LanceTables:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = lance.Session()
+                    self._session = lance.Session(
+                        index_cache_size_bytes=LANCE_INDEX_CACHE_BYTES,
+                        metadata_cache_size_bytes=LANCE_METADATA_CACHE_BYTES)
         try:
             return lance.dataset(self.uri(name), session=self._session,
                                  storage_options=self.storage_options)
@@ -327,6 +335,24 @@ class LanceTables:
         if missing:
             self._write(name, "add columns to", lambda w: w.add_columns(missing))
         self._write(name, "append to", lambda ds: ds.insert(_cast(data, ds)), schema)
+
+    def overwrite(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
+        """Replace every row of ``name`` (creating it) with ``data``, in one commit: readers
+        see the old rows or the new ones, never a mix."""
+        import lance
+
+        def write() -> None:
+            self.location.create()
+            exists = self.snapshot(name) is not None
+            with store_io(self.location, "write to"):
+                lance.write_dataset(data.cast(schema), self.uri(name), schema=schema,
+                                    mode="overwrite" if exists else "create",
+                                    storage_options=self.storage_options)
+
+        try:
+            retry_conflicts(write, f"overwrite {name}")
+        finally:
+            self.touched(name)
 
     def stage(self, name: str, data: pa.Table) -> list[str]:
         """Write rows as new data files of table ``name`` (which must exist) and commit

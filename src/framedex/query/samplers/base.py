@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -475,10 +476,17 @@ class SamplerInfo:
 def sampler_params(cls: type[Sampler]) -> list[ParamInfo]:
     """The constructor parameters of a sampler class, with types, defaults and the docs its
     docstring's ``Args:`` section gives them."""
+    return list(_class_params(cls))
+
+
+@functools.cache
+def _class_params(cls: type[Sampler]) -> tuple[ParamInfo, ...]:
+    """:func:`sampler_params`, once per class: ``typing.get_type_hints`` evaluates every
+    annotation (0.8 ms of a warm select under cProfile, when it ran per request)."""
     import typing
 
     if not dataclasses.is_dataclass(cls):
-        return []
+        return ()
     hints = typing.get_type_hints(cls)
     docs = _arg_docs(cls.__doc__ or "")
     out = []
@@ -488,7 +496,7 @@ def sampler_params(cls: type[Sampler]) -> list[ParamInfo]:
         default = f.default if f.default is not dataclasses.MISSING else None
         out.append(ParamInfo(f.name, _type_name(hints.get(f.name, Any)), default,
                              docs.get(f.name, "")))
-    return out
+    return tuple(out)
 
 
 def sampler_info(name: str) -> SamplerInfo:
