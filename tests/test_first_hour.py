@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import cli, one_line
 
 import framedex
 from framedex.synth import haystack_spec, render
@@ -18,33 +19,6 @@ pytestmark = pytest.mark.heavy  # servers, clusters or processes: not in make te
 
 NEEDLE = {"time": 10.0, "duration": 4.0, "background": "white",
           "objects": [{"shape": "star", "color": "purple"}]}
-
-
-class Run:
-    """What a command gave: exit code, stdout, stderr (as a terminal user sees them)."""
-
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def cli(*args: str) -> Run:
-    """``framedex ARGS`` in this process (the same app as the console script; no start-up
-    cost per command). ``test_version`` runs a real process."""
-    from typer.testing import CliRunner
-
-    from framedex.cli import app
-
-    res = CliRunner().invoke(app, list(args))
-    return Run(res.exit_code, res.stdout, res.stderr)
-
-
-def one_line(run: Run, *needles: str) -> str:
-    assert run.returncode == 1, (run.stdout, run.stderr)
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("framedex: error:"), run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,38 +7,9 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import cli, ok, one_line
 
-from framedex.cli import app
 from framedex.indexer.encoder import BUILTIN_MODELS
-
-
-class Run:
-    """What a command gave: exit code, stdout, stderr."""
-
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def cli(*args: str) -> Run:
-    # a wide terminal: tables keep whole cells (at 80 columns rich folds long file names)
-    res = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-    return Run(res.exit_code, res.stdout, res.stderr)
-
-
-def one_line(run: Run, *needles: str) -> str:
-    assert run.returncode == 1, (run.stdout, run.stderr)
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("framedex: error:"), run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-def ok(run: Run) -> Run:
-    assert run.returncode == 0, (run.stdout, run.stderr)
-    return run
-
 
 # -- 1. a store works wherever its weights are --------------------------------------------
 
