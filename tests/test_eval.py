@@ -13,7 +13,7 @@ from framedex.cli import app
 from framedex.errors import ConfigError, UnknownNameError
 from framedex.eval.export import load_manifest, validate, video_key
 from framedex.eval.metrics import in_spans, score_selection, selection_tokens
-from framedex.eval.runner import PreparedVideo, budget_list, score_grid
+from framedex.eval.runner import PreparedVideo, Step, budget_list, score_grid
 from framedex.eval.suite import SPLIT_SEED, Question, VideoCase, build_suite, get_suite
 from framedex.query.samplers import TokenBudget
 
@@ -116,6 +116,27 @@ def test_score_grid_query_aware_finds_the_needle_uniform_misses_it():
     assert by[("topk", "K=4")]["tokens"] == 4 * 258
     assert by[("uniform", "T=2048")]["budget_kind"] == "tokens"
     assert by[("uniform", "T=2048")]["tokens"] <= 2048
+
+
+def test_eval_progress_counts_each_sampler_then_shows_lines_or_nothing(capsys):
+    """`framedex eval` ran for minutes with a few lines; it now draws a bar per phase on a
+    terminal. The steps count up to their total; into a pipe they are one line each, and
+    with --json nothing reaches stderr."""
+    from framedex.cli.eval import steps_display
+
+    steps: list[Step] = []
+    score_grid([_fake_video()], {("v/single0", "question"): np.eye(16)[0]},
+               [("topk", "topk", {}), ("uniform", "uniform", {})], budget_list([4], []),
+               ["question"], steps.append)
+    assert [(s.done, s.total, s.item) for s in steps] == [(0, 2, "topk"), (1, 2, "uniform"),
+                                                         (2, 2, "")]
+    with steps_display(show=True) as shown:
+        assert shown is not None
+        for s in [*steps, Step("ask", 0, 4, "aks"), Step("ask", 1, 4, "aks")]:
+            shown(s)
+    assert capsys.readouterr().err.splitlines() == ["score topk", "score uniform", "ask aks"]
+    with steps_display(show=False) as hidden:
+        assert hidden is None
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,14 +24,19 @@ from framedex.cli._common import (
     VlmUrl,
     app,
     check_writable,
+    console,
     emit,
     handle_errors,
     open_library,
+    stderr_is_tty,
     vlm_endpoint,
     write_output,
 )
 from framedex.errors import ConfigError
 from framedex.library import parse_pairs
+
+if TYPE_CHECKING:
+    from framedex.eval.runner import Step
 
 
 @app.command("eval")
@@ -81,7 +88,8 @@ def eval_(
 
     cfg = EvalConfig(suite=suite, out=out, db=db, model=model, samplers=names,
                      sweep=not no_sweep, device=device)
-    result = run_eval(cfg, progress=lambda msg: typer.echo(msg, err=True))
+    with steps_display(show=not as_json) as progress:
+        result = run_eval(cfg, progress=progress)
     files = write_report(result, cfg)
     summary = {"videos": result.num_videos, "questions": result.num_questions,
                "timings_s": {k: round(v, 2) for k, v in result.timings.items()},
@@ -99,6 +107,39 @@ def eval_(
         if c["changed"]:
             typer.echo(f"sweep: {name} {c['default']} -> {c['params']} "
                        f"(objective {c['default_objective']:.3f} -> {c['objective']:.3f})")
+
+
+@contextmanager
+def steps_display(show: bool) -> Iterator[Callable[[Step], None] | None]:
+    """How a run's progress is shown, on stderr: on a terminal, one bar per phase (render,
+    index, score, sweep, ask) as `framedex index` draws them, gone when the run ends; into a
+    pipe or a log, one line per step; with ``show`` off (``--json``), nothing."""
+    if not show:
+        yield None
+        return
+    if not stderr_is_tty():
+        said = [""]
+
+        def line(step: Step) -> None:
+            if step.item and str(step) != said[0]:  # one line per step, not per unit
+                said[0] = str(step)
+                typer.echo(said[0], err=True)
+
+        yield line
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console(), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def draw(step: Step) -> None:
+            if step.phase not in tasks:
+                tasks[step.phase] = bar.add_task(step.phase, total=step.total)
+            bar.update(tasks[step.phase], description=str(step)[:48], total=step.total,
+                       completed=min(step.done, step.total))
+
+        yield draw
 
 
 def main_table(markdown: str) -> str:
@@ -138,7 +179,8 @@ def _eval_qa(suite: str, out: Path, names: list[str] | None, db: str | None, mod
                    frame_budgets=QA_FRAME_BUDGETS if frames is None else frames,
                    token_budgets=QA_TOKEN_BUDGETS if tokens is None else tokens, vlm=vlm,
                    cache=use_cache, device=device)
-    result = run_qa(cfg, progress=lambda msg: typer.echo(msg, err=True))
+    with steps_display(show=not as_json) as progress:
+        result = run_qa(cfg, progress=progress)
     files = write_qa_report(result, cfg.out)
     if as_json:
         emit({"videos": result.num_videos, "questions": result.num_questions,

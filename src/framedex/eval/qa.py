@@ -33,7 +33,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ import numpy as np
 
 from framedex.errors import ConfigError, UnknownNameError, check
 from framedex.eval.metrics import score_selection, selection_tokens
+from framedex.eval.runner import Progress, Step
 from framedex.rules import FAILED
 from framedex.synth.builders import haystack_spec
 from framedex.synth.render import Truth, truth_of
@@ -63,7 +64,6 @@ TASKS = ("colour", "after", "count")
 NEEDLE_S, AFTER_S, LONG_S = 3.0, 4.0, 10.0
 
 Span = tuple[float, float]
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -329,13 +329,15 @@ def run_qa(cfg: QAConfig, progress: Progress | None = None) -> QAResult:
     library = Library(cfg.db or str(cfg.out / "qa-db"), model=cfg.model, device=cfg.device,
                       log_queries=False)
     ids = []
-    for case, path in zip(cases, paths, strict=True):
+    for i, (case, path) in enumerate(zip(cases, paths, strict=True)):
         if progress:
-            progress(f"index {case.name}")
+            progress(Step("index", i, len(cases), case.name))
         outcome = library.index_file(path)
         if outcome.status == FAILED or outcome.video_id is None:
             raise ConfigError(f"QA video {path} failed to index: {outcome.error}")
         ids.append(outcome.video_id)
+    if progress:
+        progress(Step("index", len(cases), len(cases)))
     timings["index_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     try:
@@ -369,15 +371,15 @@ def _ask_all(library: Library, endpoint: VLMEndpoint, cases: Sequence[QACase],
              progress: Progress | None) -> list[dict[str, Any]]:
     from framedex.library import TokenBudget
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     budgets = _budgets(cfg)
+    total = len(names) * sum(len(c.questions) for c in cases) * len(budgets)
     for name in names:
-        if progress:
-            progress(f"ask {sum(len(c.questions) for c in cases)} questions x "
-                     f"{len(budgets)} budgets with {name}")
         for case, video_id in zip(cases, ids, strict=True):
             for q in case.questions:
                 for label, frames, tokens in budgets:
+                    if progress:
+                        progress(Step("ask", len(rows), total, name))
                     res = library.ask(video_id, q.question, vlm=endpoint, sampler=name,
                                       budget=frames, tokens=tokens, system=QA_SYSTEM,
                                       cache=cfg.cache)
@@ -400,6 +402,8 @@ def _ask_all(library: Library, endpoint: VLMEndpoint, cases: Sequence[QACase],
                         "deliver_ms": res.deliver_ms, "model_ms": res.model_ms,
                         "latency_ms": res.latency_ms,
                     })
+    if progress:
+        progress(Step("ask", total, total))
     return rows
 
 

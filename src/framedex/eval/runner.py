@@ -54,7 +54,24 @@ SWEEP_BUDGETS = (8, 32)
 #: Keep the current default unless a swept value beats it by more than this (objective units).
 SWEEP_MARGIN = 0.005
 
-Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a long run is, for a progress display: ``done`` of ``total`` units of ``phase``
+    (render, index, score, sweep, ask); ``item`` names what starts now, and is empty when
+    the phase reports its end."""
+
+    phase: str
+    done: int
+    total: int
+    item: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.phase} {self.item}".rstrip()
+
+
+Progress = Callable[[Step], None]
 
 
 @dataclass
@@ -136,15 +153,17 @@ def render_cases(cases: Sequence[Renderable], folder: Path,
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for case in cases:
+    for i, case in enumerate(cases):
         mp4, spec_file = folder / f"{case.name}.mp4", folder / f"{case.name}.spec.json"
         text = json.dumps(case.spec, sort_keys=True)
         if not (mp4.is_file() and spec_file.is_file() and spec_file.read_text() == text):
             if progress:
-                progress(f"render {case.name} ({case.duration:.0f}s)")
+                progress(Step("render", i, len(cases), f"{case.name} ({case.duration:.0f}s)"))
             render(case.spec, mp4)
             spec_file.write_text(text)
         paths.append(mp4)
+    if progress:
+        progress(Step("render", len(cases), len(cases)))
     return paths
 
 
@@ -156,15 +175,17 @@ def prepare(cases: Sequence[VideoCase], paths: Sequence[Path], library: Library,
         ConfigError: a suite video failed to index (the message has the decoder's reason).
     """
     out = []
-    for case, path in zip(cases, paths, strict=True):
+    for i, (case, path) in enumerate(zip(cases, paths, strict=True)):
         if progress:
-            progress(f"index {case.name}")
+            progress(Step("index", i, len(cases), case.name))
         outcome = library.index_file(path)
         if outcome.status == FAILED or outcome.video_id is None:
             raise ConfigError(f"suite video {path} failed to index: {outcome.error}")
         _record, frames, _segments = library.embeddings(outcome.video_id)
         out.append(PreparedVideo(case, outcome.video_id, np.asarray(frames.pts_sec, np.float64),
                                  np.asarray(frames.vectors, np.float32)))
+    if progress:
+        progress(Step("index", len(cases), len(cases)))
     return out
 
 
@@ -200,7 +221,8 @@ def budget_list(int_budgets: Sequence[int], token_budgets: Sequence[int]) -> lis
 
 def score_grid(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.ndarray],
                samplers: Sequence[tuple[str, str, dict[str, Any]]],
-               budgets: Sequence[tuple[str, Any]], modes: Sequence[str]) -> list[dict[str, Any]]:
+               budgets: Sequence[tuple[str, Any]], modes: Sequence[str],
+               progress: Progress | None = None) -> list[dict[str, Any]]:
     """Score every (sampler config, budget, question, text mode) on the given videos.
 
     Args:
@@ -209,6 +231,7 @@ def score_grid(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.
         samplers: (label, registry name, params) triples.
         budgets: from :func:`budget_list`.
         modes: text modes to score.
+        progress: told as each sampler config starts (phase ``score``).
 
     Returns:
         One row per selection (see :func:`_row`).
@@ -216,7 +239,9 @@ def score_grid(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.
     from framedex.library import create_sampler
 
     rows = []
-    for label, name, params in samplers:
+    for i, (label, name, params) in enumerate(samplers):
+        if progress:
+            progress(Step("score", i, len(samplers), label))
         sampler = create_sampler(name, **params)
         for v in videos:
             for q in v.case.questions:
@@ -228,6 +253,8 @@ def score_grid(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.
                         ms = (time.perf_counter() - t0) * 1e3
                         rows.append(_row(v, q, mode, label, name, params, blabel, budget,
                                          sel, ms))
+    if progress:
+        progress(Step("score", len(samplers), len(samplers)))
     return rows
 
 
@@ -268,7 +295,8 @@ def sweep_objective(rows: Sequence[dict[str, Any]]) -> float:
 
 
 def run_sweep(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.ndarray],
-              names: Sequence[str], mode: str) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+              names: Sequence[str], mode: str, progress: Progress | None = None
+              ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
     """Sweep :data:`SWEEP_GRID` on ``videos`` (the tune split) and choose each sampler's values.
 
     Returns:
@@ -279,9 +307,10 @@ def run_sweep(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.n
 
     budgets = budget_list(SWEEP_BUDGETS, ())
     out_rows, chosen = [], {}
-    for name in names:
-        if name not in SWEEP_GRID:
-            continue
+    swept = [n for n in names if n in SWEEP_GRID]
+    for i, name in enumerate(swept):
+        if progress:
+            progress(Step("sweep", i, len(swept), name))
         default = {k: getattr(create_sampler(name), k) for k in SWEEP_GRID[name][0]}
         grid = SWEEP_GRID[name] + ([default] if default not in SWEEP_GRID[name] else [])
         scored = []
@@ -300,6 +329,8 @@ def run_sweep(videos: Sequence[PreparedVideo], qvecs: dict[tuple[str, str], np.n
         chosen[name] = {"params": pick, "default": default,
                         "objective": next(o for p, o in scored if p == pick),
                         "default_objective": default_obj, "changed": pick != default}
+    if progress:
+        progress(Step("sweep", len(swept), len(swept)))
     return out_rows, chosen
 
 
@@ -328,11 +359,9 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
     qvecs = encode_questions(library, cases, cfg.text_modes)
     timings["index_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    if progress:
-        progress(f"score {len(names)} samplers on {sum(len(c.questions) for c in cases)} "
-                 "questions")
     budgets = budget_list(cfg.int_budgets, cfg.token_budgets)
-    rows = score_grid(videos, qvecs, [(n, n, {}) for n in names], budgets, cfg.text_modes)
+    rows = score_grid(videos, qvecs, [(n, n, {}) for n in names], budgets, cfg.text_modes,
+                      progress)
     timings["score_s"] = time.perf_counter() - t2
     result = EvalResult(rows, timings=timings, num_videos=len(cases),
                         num_questions=sum(len(c.questions) for c in cases),
@@ -341,13 +370,12 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
     test = [v for v in videos if v.case.split == "test"]
     if cfg.sweep and tune:
         t3 = time.perf_counter()
-        if progress:
-            progress("sweep on the tune split")
-        result.sweep_rows, result.chosen = run_sweep(tune, qvecs, names, cfg.primary_mode)
+        result.sweep_rows, result.chosen = run_sweep(tune, qvecs, names, cfg.primary_mode,
+                                                     progress)
         tuned = [(f"{n}[tuned]", n, c["params"]) for n, c in result.chosen.items()
                  if c["changed"]]
         if tuned and test:
-            result.rows += score_grid(test, qvecs, tuned, budgets, cfg.text_modes)
+            result.rows += score_grid(test, qvecs, tuned, budgets, cfg.text_modes, progress)
         timings["sweep_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     return result
@@ -358,6 +386,8 @@ __all__ = [
     "EvalConfig",
     "EvalResult",
     "PreparedVideo",
+    "Progress",
+    "Step",
     "budget_list",
     "encode_questions",
     "prepare",
