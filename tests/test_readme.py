@@ -5,6 +5,7 @@ server requires)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_server import free_port, wait_ready
+from cli_run import cli, ok
 from typer.testing import CliRunner
 
 from framedex.cli import app
@@ -92,8 +94,6 @@ def test_the_readme_serve_example_starts_a_server(tmp_path):
 def test_the_readme_request_bodies_are_valid_requests():
     """The `/v1` request bodies the README shows are accepted by the routes' own models (a
     renamed or removed field fails here, not in a user's terminal)."""
-    import json
-
     from framedex.api.schemas import AskRequest, IngestPath, SearchRequest, SelectRequest
 
     models = {"/v1/videos ": IngestPath, "/v1/search ": SearchRequest,
@@ -106,3 +106,88 @@ def test_the_readme_request_bodies_are_valid_requests():
             model.model_validate(json.loads(body))
             seen.add(model)
     assert seen == set(models.values())
+
+
+# -- the CLI block, run as a newcomer runs it ------------------------------------------------
+
+#: Commands of the README's CLI block this test does not run, by prefix, and why (each has its
+#: own test). Any other command of the block runs, so a new README line is run or named here.
+NOT_RUN = {
+    "framedex index /mnt/videos --engine ray": "a Ray cluster (tests/test_ray_engine.py)",
+    'framedex search "on a white background" --entity': "an entity id (tests/test_entities.py)",
+    "framedex ask ": "a video LLM server (tests/test_ask.py)",
+    "framedex feedback ": "an answer id from ask (tests/test_ask.py)",
+    "framedex serve ": "a server (test_the_readme_serve_example_starts_a_server)",
+    "framedex eval ": "minutes (tests/test_eval.py runs the tiny suite)",
+    "framedex export-selections ": "a benchmark manifest (tests/test_eval.py)",
+}
+#: The README's placeholders, as this test's files name them.
+PLACEHOLDERS = {"VIDEO...": "more.mp4", "VIDEO": "clip.mp4", "[NAME]": "bolt"}
+
+
+def cli_block() -> list[str]:
+    """The commands of the README's CLI reference block (the one that starts with `synth`)."""
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+                 if "framedex synth " in b)
+    return [re.sub(r"\s+#.*$", "", line.strip())
+            for line in block.replace("\\\n", " ").splitlines()
+            if line.strip().startswith("framedex ")]
+
+
+def test_the_readme_cli_block_runs_on_a_fresh_store(tmp_path, monkeypatch):
+    """The quick commands of the README's CLI block, in its order, in an empty folder: the
+    synthetic clip is made, indexed with the shipped model, listed, searched, selected from,
+    split into scenes; every command exits 0 with the output the README promises."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAMEDEX_DB", raising=False)  # the README's default store: framedex.db
+    root = README.parent
+    ok(cli("synth", str(root / "examples/specs/clip2.json"), "more.mp4"))  # a second video
+    Image.new("RGB", (128, 128), (150, 40, 200)).save("query.jpg")  # purple
+    Image.new("RGB", (128, 128), (255, 255, 255)).save("mug.jpg")
+    commands = [c for c in cli_block() if not any(c.startswith(p) for p in NOT_RUN)]
+    deletes = [c for c in commands if c.startswith("framedex delete ")]
+    ran: dict[str, str] = {}
+    for command in [c for c in commands if c not in deletes] + deletes:  # delete comes last
+        words = shlex.split(command)[1:]
+        words = [str(root / w) if w.startswith("examples/") else PLACEHOLDERS.get(w, w)
+                 for w in words]
+        if words[0] == "synth":
+            ok(cli(*words))
+            Path("videos").mkdir()
+            shutil.copy("clip.mp4", "videos/clip.mp4")  # `index videos/` then finds it
+            continue
+        run = cli(*words)
+        assert run.returncode == 0, (command, run.stdout, run.stderr)
+        assert "Traceback" not in run.stdout + run.stderr, command
+        ran[command] = run.stdout
+    stale = [p for p in NOT_RUN if not any(c.startswith(p) for c in cli_block())]
+    assert not stale, f"NOT_RUN names commands the README no longer has: {stale}"
+
+    def out(prefix: str) -> str:
+        return next(text for command, text in ran.items() if command.startswith(prefix))
+
+    assert Path("clip.truth.json").is_file()
+    assert "2 indexed, 0 unchanged, 0 failed" in out("framedex index videos/ more.mp4")
+    assert "clip.mp4" in out("framedex videos") and "more.mp4" in out("framedex videos")
+    purple = out('framedex search "a purple star"')
+    assert "more.mp4" in purple and "clip.mp4" not in purple  # only clip2 has a purple star
+    assert " low " not in out('framedex search "a red circle" --threshold medium')
+    assert "more.mp4" in out("framedex search --image query.jpg")
+    assert len(list(Path("frames").glob("*.jpg"))) == 8
+    assert Path("select.png").read_bytes()[:4] == b"\x89PNG"
+    assert "contents" in json.loads(Path("request.json").read_text())  # Gemini's shape
+    openai = json.loads(out('framedex select VIDEO "what shapes appear?" --payload openai'))
+    assert openai["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert "power" in out("framedex samplers")
+    assert out("framedex scenes").splitlines()[:2] == ["scene,start,end,frame_idx,frames",
+                                                        "1,0.000,30.000,0,30"]
+    assert "bolt" in out("framedex stats") and "bolt" in out("framedex sql")
+    both = out('framedex search "a red circle" --and "a blue star"')
+    assert "part" in both and "a blue star" in both  # one row per video, its parts below
+    assert "34.0s" in out('framedex search "on a white background" --image mug.jpg')
+    assert "nothing built" in out("framedex build-index")
+    assert "deleted" in out("framedex delete")
+    after = ok(cli("videos")).stdout
+    assert "clip.mp4" in after and "more.mp4" not in after  # `delete VIDEO...` removed it
