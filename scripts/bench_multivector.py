@@ -78,6 +78,10 @@ def needles(args: argparse.Namespace) -> dict:
     indexed_s = time.perf_counter() - t0
     if args.index:
         lib.build_index(force=True)
+        # 36 videos would take the exact scan (the codebook serves libraries of
+        # PARTS_CODES_MIN_VIDEOS and more): make `and` take the codebook, as at scale
+        from framedex.query import search
+        search.PARTS_CODES_MIN_VIDEOS = 0
     results: dict[str, list[int]] = {"and": [], "or": [], "one text": []}
     for text_a, text_b, ids in pairs:
         for name in results:

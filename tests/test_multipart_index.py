@@ -8,6 +8,8 @@ for 2- and 3-part queries, with a filter, and for videos indexed after the codeb
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -153,3 +155,25 @@ def test_videos_indexed_after_the_build_are_found(tmp_path):
     codes = store.maxsim_snapshot()
     assert codes is not None and codes.uncovered() == []
     _assert_same(search_parts(store, q, operator="and", limit=5, group_by="video"), want)
+
+
+@pytest.mark.parametrize("min_column", [1, 4, 40, 10**6])
+def test_code_columns_give_each_videos_best_code(min_column):
+    """The by-position layout of the codes scores every video as a per-video maximum over
+    its own codes does: clips of 1-11 segments, a few long videos, and every split between
+    columns and the row-by-row tail."""
+    from framedex.store.code_columns import CodeColumns
+
+    rng = np.random.default_rng(min_column)
+    lengths = rng.integers(1, 12, 200)
+    lengths[rng.choice(200, 4, replace=False)] = [30, 55, 80, 80]
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    codes = rng.integers(0, 64, int(starts[-1])).astype(np.uint16)
+    table = rng.normal(size=(3, 64)).astype(np.float32)
+    layout = CodeColumns.from_rows(codes, starts, min_column)
+    want = np.array([[table[p][codes[a:b]].max() for p in range(3)]
+                     for a, b in itertools.pairwise(starts)])
+    assert np.array_equal(layout.best(table), want)
+    # a column for every position some video reaches, down to one column and the rest tail
+    assert len(layout.columns) == {1: 80, 4: 30, 10**6: 1}.get(min_column, len(layout.columns))
+    assert (len(layout.tail_codes) > 0) == (min_column > 1)

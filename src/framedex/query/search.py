@@ -89,14 +89,16 @@ MAX_CANDIDATES_PER_RESULT = 2048
 #: (a huge ``IN (...)`` list costs more than it saves).
 MAX_PREFILTER_IDS = 2000
 #: Multi-part search with a codebook: videos scored exactly per wanted result in the first
-#: round (in order of their approximate score; each further round doubles) ...
-PARTS_FIRST_EXACT = 8
+#: round (in order of their approximate score; each further round doubles). At 100,000
+#: videos the exact top 10 of 2 parts lay within the first 81-145 (41 of 42 queries), so 16
+#: (one read of 160) beats 8 (two reads, 80 then 160: 25 against 17 ms) ...
+PARTS_FIRST_EXACT = 16
 #: ... and at most this many per wanted result (then the ranking is taken as complete).
 PARTS_MAX_EXACT = 64
 #: Multi-part ``and`` search uses the codebook from this many allowed videos; below, LanceDB's
-#: exact scan is faster (10,000 videos x 10 segments, 512-d, 2 parts, same load: scan 196 ms
-#: p50, codebook 455 ms; at 100,000 the scan took 1.8 s, the codebook 0.7 s).
-PARTS_CODES_MIN_VIDEOS = 20_000
+#: exact scan is about as fast, and exact (10 segments, 512-d, 2 parts, idle machine: 3,000
+#: videos scan 27.8 ms p50, codebook 21.5 ms; 10,000 videos 68.6 against 13.2 ms).
+PARTS_CODES_MIN_VIDEOS = 5_000
 #: Multi-part ``or`` search: nearest segments fetched per wanted result and part, first round.
 OR_SEGMENTS_PER_RESULT = 4
 
@@ -418,7 +420,7 @@ def search_parts(store: StoreReader, queries: Array, *, operator: str = "and", l
     only the videos that approximation cannot rule out; ``or``
     (:func:`nearest_segment_candidates`) takes each part's nearest segments from the segment
     index and scores their videos exactly. Before that, LanceDB's exact MaxSim scan of every
-    video (53 ms at 10,000 videos, linear in them).
+    video (69 ms at 10,000 videos, linear in them).
 
     Args:
         store: a :class:`~framedex.store.Store`.
@@ -514,16 +516,12 @@ def approximate_scores(codes: MaxSimSnapshot, q: Array) -> Array:
     """Every codebook row's approximate ``and`` score: each part's best segment scored by its
     centroid's cosine with the part, summed over the parts. (R,) float32.
 
-    One (P, C) matrix product, then per part a gather over every segment's code and a
-    per-row maximum: ~5 ms a part at 1M segments, 2 bytes read per segment.
+    One (P, C) matrix product, then per part a gather of every segment's code score and a
+    per-video maximum (by segment position: ~1.1 ms a part at 1M segments, 2 bytes read per
+    segment).
     """
     table = (q @ codes.centroids.T).astype(np.float32)  # (P, C)
-    starts = codes.starts[:-1]
-    if len(starts) == 0:
-        return np.zeros(0, dtype=np.float32)
-    best = np.stack([np.maximum.reduceat(table[p][codes.codes], starts)
-                     for p in range(len(q))], axis=1)
-    return _combine(best, "and").astype(np.float32)
+    return _combine(codes.columns.best(table), "and").astype(np.float32)
 
 
 def coded_candidates(store: StoreReader, codes: MaxSimSnapshot, q: Array, limit: int,

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.dataset as pa_dataset
 
 from framedex.errors import check
+from framedex.store.code_columns import CodeColumns
 from framedex.store.location import StoreLocation
 from framedex.store.locks import Claim
 from framedex.store.schema import (
@@ -266,14 +267,13 @@ class MaxSimSnapshot(Protocol):
     from a few array operations (the exact vectors of the best come from
     :meth:`StoreReader.video_segments`).
 
-    Rows are videos (one generation each), as arrays; row ``r``'s codes are
-    ``codes[starts[r]:starts[r + 1]]`` (``starts`` has one more entry than there are rows,
-    and no row is empty).
+    Rows are videos (one generation each), as arrays.
 
     Attributes:
         centroids: (C, D) float32, unit vectors: the codebook.
-        codes: every row's segment codes, concatenated (indices into ``centroids``).
-        starts: (R + 1,) int64 offsets into ``codes``.
+        columns: every row's segment codes (indices into ``centroids``), laid out so that
+            each row's best code per part takes a few array operations
+            (:meth:`~framedex.store.code_columns.CodeColumns.best`).
         video_ids: the video of each row.
         live: (R,) bool: the row is its video's committed generation.
         margin: how far a part's approximate score (its best segment's centroid) may lie from
@@ -283,9 +283,7 @@ class MaxSimSnapshot(Protocol):
     @property
     def centroids(self) -> Array: ...
     @property
-    def codes(self) -> Array: ...
-    @property
-    def starts(self) -> Array: ...
+    def columns(self) -> CodeColumns: ...
     @property
     def video_ids(self) -> Sequence[str]: ...
     @property

@@ -36,7 +36,6 @@ exactly. Rows of retired generations stay until the next build (readers skip the
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from framedex.store.base import LanceParts, SegmentArrays, VectorRows
+from framedex.store.code_columns import CodeColumns
 from framedex.store.location import store_io
 from framedex.store.schema import (
     VideoRecord,
@@ -67,11 +67,13 @@ STORAGE_VERSION = "legacy"
 COLUMNS = ["video_id", "generation", "start_sec", "end_sec", "vectors"]
 #: The codebook table (see the module docstring).
 CODES_TABLE = "video_codes"
-#: Centroids per codebook: about sqrt(segments), a power of two within these bounds. At
-#: 100,000 videos x 10 segments, 1,024 centroids gave the exact top 10 for 60 of 60 two-part
-#: queries with 10 ms of approximate scoring, 4,096 the same with 17 ms (a 16 KB score table
-#: no longer fits the L1 cache) and 4x the build time.
-CODEBOOK_SIZE = (16, 4096)
+#: Centroids per codebook: one per :data:`TRAIN_PER_CENTROID` segments, within these bounds.
+#: More centroids approximate better, so fewer videos need exact scoring: at 10,000 videos x
+#: 10 segments (512-d, 2 parts) 1,024 centroids gave 13.2 ms p50 against 26.1 ms with 256
+#: (the square root of the segments, the first rule). Above 1,024 the score table outgrows
+#: the L1 cache: 4,096 took 17 ms of approximate scoring at 100,000 videos against 10 ms,
+#: and 4x the build time.
+CODEBOOK_SIZE = (16, 1024)
 #: Segment vectors the k-means is trained on, per centroid, and its iterations.
 TRAIN_PER_CENTROID, TRAIN_ITERATIONS = 64, 10
 #: Quantile of |q . (x - centroid(x))| taken as a part's approximation margin, measured on
@@ -217,10 +219,10 @@ def multivectors(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.nda
 
 
 def codebook_size(segments: int) -> int:
-    """About sqrt(``segments``) centroids, a power of two within :data:`CODEBOOK_SIZE`."""
+    """One centroid per :data:`TRAIN_PER_CENTROID` segments, within :data:`CODEBOOK_SIZE`
+    (and never more than the segments)."""
     low, high = CODEBOOK_SIZE
-    k = 2 ** round(math.log2(max(1.0, math.sqrt(segments))))
-    return int(min(high, max(low, k), max(1, segments)))
+    return int(min(high, max(low, segments // TRAIN_PER_CENTROID), max(1, segments)))
 
 
 def nearest_centroids(vectors: np.ndarray, centroids: np.ndarray,
@@ -405,15 +407,14 @@ class Codebook:
     margin: float
     video_ids: list[str]
     generations: np.ndarray  # (R,) int64
-    codes: np.ndarray  # uint16, every row's codes concatenated
-    starts: np.ndarray  # (R + 1,) int64
+    columns: CodeColumns  # every row's segment codes, by segment position
     row: dict[tuple[str, int], int]
 
     @property
     def nbytes(self) -> int:
         """Memory held (arrays, and ~100 bytes per row for ids and the row map)."""
-        return int(self.centroids.nbytes + self.generations.nbytes + self.codes.nbytes
-                   + self.starts.nbytes + 100 * len(self.video_ids))
+        return int(self.centroids.nbytes + self.generations.nbytes + self.columns.nbytes
+                   + 100 * len(self.video_ids))
 
 
 def read_codebook(ds: Any) -> Codebook | None:
@@ -444,7 +445,8 @@ def read_codebook(ds: Any) -> Codebook | None:
     vids = videos.column("video_id").to_pylist()
     gens = videos.column("generation").to_numpy().astype(np.int64)
     row = {(v, int(g)): i for i, (v, g) in enumerate(zip(vids, gens.tolist(), strict=True))}
-    return Codebook(build, centroids, margin, vids, gens, codes, starts, row)
+    return Codebook(build, centroids, margin, vids, gens, CodeColumns.from_rows(codes, starts),
+                    row)
 
 
 def _read_codebook_now(store: LanceParts) -> Codebook | None:
@@ -509,12 +511,8 @@ class MaxSimCodes:
         return self.book.centroids
 
     @property
-    def codes(self) -> np.ndarray:
-        return self.book.codes
-
-    @property
-    def starts(self) -> np.ndarray:
-        return self.book.starts
+    def columns(self) -> CodeColumns:
+        return self.book.columns
 
     @property
     def video_ids(self) -> Sequence[str]:
