@@ -203,3 +203,26 @@ def test_a_budget_larger_than_a_short_video_upgrades_frames_across_scenes():
     assert sum(per_scene) == 11  # 4096 - 30 x 66 pays for 11 upgrades to high (+192 each)
     # each scene gets some, the most relevant the most (it took 10 of 11 before)
     assert per_scene[0] >= per_scene[1] >= per_scene[2] >= 1 and per_scene[0] <= 6, per_scene
+
+
+def test_router_spends_high_frames_across_relevant_scenes_not_on_duplicates():
+    """The router at 2,048 tokens picked 5 `high` frames of one 5-second scene (near-identical
+    frames) and 2 of the next relevant one. Each relevant scene now gets a high frame before
+    the best scene gets a second."""
+    rng = np.random.default_rng(0)
+    scenes, length = 12, 5
+    emb = np.repeat(rng.standard_normal((scenes, 32)), length, axis=0)
+    emb += 0.05 * rng.standard_normal(emb.shape)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    relevance = np.full(scenes, 0.18)
+    relevance[[3, 7, 9]] = [0.34, 0.30, 0.29]
+    scores = np.repeat(relevance, length) + 0.003 * rng.standard_normal(scenes * length)
+    sel = create_sampler("router").select_result(emb, None, TokenBudget(2048), scores=scores)
+    assert sel.decision == "relevance"
+    assert sel.tiers == ["high"] * 7 and sel.tokens_used == 7 * 258
+    picked = [i // length for i in sel.indices]
+    assert {3, 7, 9} <= set(picked)
+    assert picked.count(3) <= 2, picked
+    # an int budget keeps the relevance sampler's own picks: the 7 most relevant frames
+    top = create_sampler("router").select_result(emb, None, 7, scores=scores)
+    assert top.indices == sorted(np.argsort(-scores)[:7].tolist())

@@ -215,7 +215,7 @@ class Sampler(ABC):
                             if tb.cost(t) > tb.cost(tier)), default=0)
                 upgrades = min(len(sel.indices), left // step) if step else 0
                 sel.tiers = upgrade_tiers(sel.tiers, relevance, tb,
-                                          order=_spread_order(ctx, sel.indices, upgrades))
+                                          order=spread_order(ctx, sel.indices, upgrades))
             sel.tokens_used = sum(ctx.token_budget.cost(t) for t in sel.tiers)
         if sel.scores is None:
             sel.scores = _pick(ctx.scores, sel.indices)
@@ -365,8 +365,9 @@ def upgrade_tiers(tiers: Sequence[str], scores: Sequence[float], budget: TokenBu
     return out
 
 
-def _spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> list[int] | None:
-    """The order in which to upgrade the chosen frames: greedy on relevance (min-max, in
+def spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> list[int] | None:
+    """The order in which to spend a token budget's expensive frames among ``indices``
+    (places in it are returned): greedy on relevance (min-max, in
     [0, 1]) minus the frame's summed similarity to the frames already upgraded, so that the
     better tiers go round the scenes by relevance instead of to the consecutive frames of the
     best one (``--tokens 4096`` on a short video sent 12 consecutive seconds of one scene at
@@ -396,7 +397,7 @@ def _spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> lis
     return order + [int(j) for j in np.argsort(-rel, kind="stable") if int(j) not in taken]
 
 
-#: Most (upgrade steps x chosen frames) :func:`_spread_order` spends (about 0.1 s of matrix
+#: Most (upgrade steps x chosen frames) :func:`spread_order` spends (about 0.1 s of matrix
 #: products at 512 dimensions); more: relevance order.
 SPREAD_MAX_WORK = 250_000
 

@@ -32,7 +32,13 @@ standard deviations above the median at N=3,600 (rho = 1.11).
 Budgets: an int K returns exactly min(K, N) frames either way (coverage: all tier ``low``;
 relevance: the ``high_frames`` most relevant get ``high``, the rest ``mid``). Under a
 TokenBudget, coverage buys as many ``low`` frames as fit and relevance as many ``high`` frames
-as fit (fewer, sharper); ``tokens_used <= tokens`` and at least one frame.
+as fit (fewer, sharper); ``tokens_used <= tokens`` and at least one frame. Those ``high``
+frames are not simply the most relevant: the relevance sampler proposes
+:data:`SPREAD_CANDIDATES` times as many, and they are taken greedily by relevance minus
+their summed similarity to the frames already taken (:func:`~framedex.query.samplers.base.
+spread_order`, the rule that spends a budget's upgrades), so that near-identical frames of
+one scene do not take the whole budget (2,048 tokens went to 5 frames of one 5-second scene
+and 2 of the next). An int budget keeps the relevance sampler's own picks.
 """
 
 from __future__ import annotations
@@ -51,8 +57,12 @@ from framedex.query.samplers.base import (
     create_sampler,
     list_samplers,
     register_sampler,
+    spread_order,
 )
 from framedex.rules import TIERS
+
+#: Under a token budget, the relevance policy's candidates per ``high`` frame it can afford.
+SPREAD_CANDIDATES = 4
 
 
 @register_sampler("router")
@@ -106,8 +116,15 @@ class RouterSampler(Sampler):
         sub = create_sampler(name)
         if sub.needs_embeddings and ctx.embeddings is None:
             sub, name = create_sampler("uniform"), "uniform"
-        indices = sub.select_result(ctx.embeddings, None, int(count), ctx.timestamps,
+        spread = peaked and ctx.token_budget is not None and ctx.embeddings is not None
+        proposed = min(ctx.n, int(count) * SPREAD_CANDIDATES) if spread else int(count)
+        indices = sub.select_result(ctx.embeddings, None, proposed, ctx.timestamps,
                                     scores=ctx.scores).indices
+        if spread:
+            # None (too much work): the most relevant of the proposed
+            order = spread_order(ctx, indices, int(count)) or list(
+                np.argsort(-ctx.scores[indices], kind="stable"))
+            indices = sorted(indices[j] for j in order[:int(count)])
         tiers = [tier] * len(indices)
         if peaked and ctx.token_budget is None:
             by_relevance = np.argsort(-ctx.scores[indices], kind="stable")
