@@ -21,13 +21,20 @@ straight to the tables), then ``search_parts`` (the library's multi-part path) f
 MaxSim. With ``--index`` (the default) the codebook is built first (``build_codebook``, what
 ``build_index`` runs after the segment index): ``and`` scores every video approximately and
 only the best exactly. ``or`` needs the segment index, which this store (no frames, no
-segments table) lacks: it scans exactly, as ``--no-index`` does for both.
+segments table) lacks: it scans exactly, as ``--no-index`` does for both. Below
+``PARTS_CODES_MIN_VIDEOS`` videos ``and`` scans too; ``--always-codebook`` takes the codebook
+at any size (to measure the crossover), and ``--centroids`` overrides the codebook's size.
+
+``layout``: the approximate step alone, per-video maxima of code scores over ``--segments``
+segment codes (``--per-video`` each): ``CodeColumns.best`` (codes by segment position, the
+store's layout) against a gather and ``numpy.maximum.reduceat`` over the codes row by row.
 
 Usage::
 
     python scripts/bench_multivector.py needles --pairs 12
     python scripts/bench_multivector.py latency --videos 10000 30000 100000 --segments 10 \
         --dim 512 --parts 2 3
+    python scripts/bench_multivector.py layout --segments 1000000 --parts 2
 """
 
 from __future__ import annotations
@@ -106,6 +113,9 @@ def latency(args: argparse.Namespace) -> dict:
     import os
 
     out: dict = {"load_at_start": round(os.getloadavg()[0], 1)}
+    if args.always_codebook:
+        from framedex.query import search
+        search.PARTS_CODES_MIN_VIDEOS = 0
     for n in args.videos:
         out[f"{n} videos"] = latency_one(args, n)
         out[f"{n} videos"]["load"] = round(os.getloadavg()[0], 1)
@@ -158,7 +168,7 @@ def latency_one(args: argparse.Namespace, n: int) -> dict:
     out: dict = {"videos": n, "segments_per_video": s, "dim": d, "write_s": round(write_s, 1)}
     if args.index:
         with store.locks.maintenance():
-            out["codebook"] = build_codebook(store)
+            out["codebook"] = build_codebook(store, centroids=args.centroids)
     cube = flat.reshape(n, s, d)
     del flat
     for parts in args.parts:
@@ -176,12 +186,44 @@ def latency_one(args: argparse.Namespace, n: int) -> dict:
                 top = {ids[i] for i in np.argsort(-exact)[:10]}
                 agree.append(len(top & {h.video_id for h in hits}) / 10)
             ms = np.asarray(times[2:]) * 1000  # the first two warm the caches
+            agree = agree[2:]
             out[f"{operator} {parts} parts"] = {
                 "p50_ms": round(float(np.percentile(ms, 50)), 1),
                 "p95_ms": round(float(np.percentile(ms, 95)), 1),
                 "top10_vs_exact": round(float(np.mean(agree)), 3),
                 "top10_equal_share": round(float(np.mean(np.asarray(agree) == 1.0)), 3)}
     shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def layout(args: argparse.Namespace) -> dict:
+    import os
+
+    from framedex.store.code_columns import CodeColumns
+
+    rng = np.random.default_rng(args.seed)
+    lengths = np.full(args.segments // args.per_video, args.per_video)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    codes = rng.integers(0, 1024, int(starts[-1])).astype(np.uint16)
+    table = rng.normal(size=(args.parts, 1024)).astype(np.float32)
+    columns = CodeColumns.from_rows(codes, starts)
+
+    def by_rows() -> np.ndarray:
+        return np.stack([np.maximum.reduceat(table[p][codes], starts[:-1])
+                         for p in range(len(table))], axis=1)
+
+    out: dict = {"segments": int(starts[-1]), "videos": len(lengths), "parts": args.parts,
+                 "load_at_start": round(os.getloadavg()[0], 1)}
+    assert np.array_equal(columns.best(table), by_rows())
+    for name, run in (("by position (CodeColumns.best)", lambda: columns.best(table)),
+                      ("row by row (reduceat)", by_rows)):
+        times = []
+        for _ in range(args.repeats + 2):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        out[name] = {"p50_ms": round(float(np.median(times[2:])) * 1000, 2)}
+    out["load"] = round(os.getloadavg()[0], 1)
     return out
 
 
@@ -203,8 +245,18 @@ def main() -> None:
     lat.add_argument("--index", action=argparse.BooleanOptionalAction, default=True,
                      help="build the codebook first (the and path of an indexed library)")
     lat.add_argument("--operators", nargs="+", default=["and", "or"], choices=["and", "or"])
+    lat.add_argument("--centroids", type=int, default=None,
+                     help="codebook size (default: the store's rule)")
+    lat.add_argument("--always-codebook", action="store_true",
+                     help="and takes the codebook at any library size")
+    lay = sub.add_parser("layout")
+    lay.add_argument("--segments", type=int, default=1_000_000)
+    lay.add_argument("--per-video", type=int, default=10)
+    lay.add_argument("--parts", type=int, default=2)
+    lay.add_argument("--repeats", type=int, default=20)
+    lay.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    result = needles(args) if args.what == "needles" else latency(args)
+    result = {"needles": needles, "latency": latency, "layout": layout}[args.what](args)
     print(json.dumps(result, indent=2))
 
 

@@ -69,7 +69,8 @@ def test_bench_search(tmp_path):
 
 def test_bench_multivector(tmp_path):
     out = run_script("bench_multivector", tmp_path, "latency", "--videos", "100", "200",
-                     "--segments", "4", "--dim", "32", "--parts", "1", "2", "--queries", "2")
+                     "--segments", "4", "--dim", "32", "--parts", "1", "2", "--queries", "2",
+                     "--always-codebook")  # and by the codebook, as at 5,000 videos and more
     result = json.loads(out[out.index("{"):])
     assert {k for k in result if k.endswith("videos")} == {"100 videos", "200 videos"}
     for size in ("100 videos", "200 videos"):
@@ -78,6 +79,15 @@ def test_bench_multivector(tmp_path):
         assert set(runs) == {"and 1 parts", "or 1 parts", "and 2 parts", "or 2 parts"}
         for run in runs.values():  # every top 10 equals numpy's exact MaxSim
             assert run["p50_ms"] > 0 and run["top10_vs_exact"] == 1.0
+
+
+def test_bench_multivector_layout(tmp_path):
+    out = run_script("bench_multivector", tmp_path, "layout", "--segments", "5000",
+                     "--repeats", "2")
+    result = json.loads(out[out.index("{"):])
+    assert result["segments"] == 5000 and result["videos"] == 500
+    assert result["by position (CodeColumns.best)"]["p50_ms"] > 0
+    assert result["row by row (reduceat)"]["p50_ms"] > 0
 
 
 def test_bench_entities(tmp_path):
