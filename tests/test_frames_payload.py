@@ -21,6 +21,7 @@ from framedex.query.frames import (
     MIN_TIER_SIDE,
     decode_frames,
     frame_filename,
+    target_size,
     tier_max_side,
     to_data_url,
     to_jpeg,
@@ -84,7 +85,10 @@ def test_max_side_and_width_cap_the_size(video):
 
 
 def test_tier_max_side_values_and_floor():
-    assert [tier_max_side(1920, 1080, t) for t in ("high", "mid", "low")] == [960, 480, 240]
+    # high is the untiered size, the one delivery sends (a 128 px video's high frames were
+    # 64 px when the helper said 1/2 and delivery sent 128)
+    assert [tier_max_side(1920, 1080, t) for t in ("high", "mid", "low")] == [1920, 480, 240]
+    assert tier_max_side(128, 128, "high") == target_size(128, 128, tier="high")[0] == 128
     assert tier_max_side(320, 240, "low") == MIN_TIER_SIDE == 64  # 40 px would be unreadable
     assert tier_max_side(48, 40, "low") == 48  # the floor never upscales past native
     with pytest.raises(ConfigError, match="tier='hi' is invalid: must be one of high, mid, low"):

@@ -75,8 +75,8 @@ class Tier:
 
     Attributes:
         name: ``high``, ``mid`` or ``low`` (None: :data:`UNTIERED`).
-        scale: the fraction of the native frame side it is sent at (Q-Frame's official 1/2,
-            1/4, 1/8).
+        scale: the fraction of the native frame side it is sent at (``mid`` and ``low``:
+            Q-Frame's official 1/4 and 1/8; ``high``: 1, the untiered size).
         tokens: what one frame costs, per model family (:data:`FAMILIES`). Gemini's are the
             costs a :class:`~framedex.query.samplers.TokenBudget` counts by default.
         openai_detail: the OpenAI image ``detail`` (``high``: the tiled high-res read;
@@ -95,7 +95,9 @@ class Tier:
 #: neighbour (the processor repeats it to fill the temporal patch), so it costs 256 at 448x448;
 #: each tier halves the side, a quarter of the tokens: 256 (448 px), 64 (224 px), 16 (112 px).
 TIER_TABLE: tuple[Tier, ...] = (
-    Tier("high", 1 / 2, {"gemini": GEMINI_FRAME_TOKENS, "qwen": 256}, "high", "#D55E00"),
+    # high is the untiered size (the request's caps only): Q-Frame's 1/2 made a 128 px
+    # video's high frames 64 px, worse than an untiered one
+    Tier("high", 1.0, {"gemini": GEMINI_FRAME_TOKENS, "qwen": 256}, "high", "#D55E00"),
     Tier("mid", 1 / 4, {"gemini": 130, "qwen": 64}, "auto", "#E69F00"),
     Tier("low", 1 / 8, {"gemini": 66, "qwen": 16}, "low", "#0072B2"),
 )

@@ -94,9 +94,7 @@ def _check_sizes(max_side: int | None, width: int | None) -> None:
 
 def _sized(width: int, height: int, max_side: int | None, out_width: int | None,
            tier: str | None) -> tuple[int, int]:
-    # the high tier is the untiered size: on a 128 px video it was 64 px (1/2) while an
-    # untiered frame was 128 px, so asking for the best tier gave a worse frame
-    own = None if tier is None or tier == TIERS[0] else _tier_side(width, height, tier)
+    own = None if tier is None else _tier_side(width, height, tier)
     sides = [s for s in (max_side, own) if s]
     w, h = output_size(width, height, min(sides) if sides else None)
     if out_width is not None and w > out_width:
