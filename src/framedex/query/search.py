@@ -97,7 +97,8 @@ PARTS_FIRST_EXACT = 16
 PARTS_MAX_EXACT = 64
 #: Multi-part ``and`` search uses the codebook from this many allowed videos; below, LanceDB's
 #: exact scan is about as fast, and exact (10 segments, 512-d, 2 parts, idle machine: 3,000
-#: videos scan 27.8 ms p50, codebook 21.5 ms; 10,000 videos 68.6 against 13.2 ms).
+#: videos scan 28.6 ms p50, codebook 21.3 ms; 10,000 videos 59.3 against 11.0 ms;
+#: scripts/bench_multivector.py latency --no-index / --always-codebook).
 PARTS_CODES_MIN_VIDEOS = 5_000
 #: Multi-part ``or`` search: nearest segments fetched per wanted result and part, first round.
 OR_SEGMENTS_PER_RESULT = 4
@@ -420,7 +421,7 @@ def search_parts(store: StoreReader, queries: Array, *, operator: str = "and", l
     only the videos that approximation cannot rule out; ``or``
     (:func:`nearest_segment_candidates`) takes each part's nearest segments from the segment
     index and scores their videos exactly. Before that, LanceDB's exact MaxSim scan of every
-    video (69 ms at 10,000 videos, linear in them).
+    video (59 ms at 10,000 videos, linear in them).
 
     Args:
         store: a :class:`~framedex.store.Store`.
@@ -517,7 +518,7 @@ def approximate_scores(codes: MaxSimSnapshot, q: Array) -> Array:
     centroid's cosine with the part, summed over the parts. (R,) float32.
 
     One (P, C) matrix product, then per part a gather of every segment's code score and a
-    per-video maximum (by segment position: ~1.1 ms a part at 1M segments, 2 bytes read per
+    per-video maximum (by segment position: ~1.2 ms a part at 1M segments, 2 bytes read per
     segment).
     """
     table = (q @ codes.centroids.T).astype(np.float32)  # (P, C)

@@ -2,10 +2,11 @@
 
 A multi-part ``and`` search scores every video of the codebook: per part, the best of its
 segments' centroid scores. Stored row by row (each video's codes one after the other), that is
-a gather and a ``reduceat`` over every segment: 3.6 ms per part at 1M segments. Laid out by
+a gather and a ``reduceat`` over every segment: 7.1 ms for 2 parts at 1M segments. Laid out by
 position instead (column ``s`` holds segment ``s`` of every video that has one, the videos
 with the most segments first, so each column is a prefix of the same order), it is one gather
-and one element-wise maximum per column over contiguous memory: ~1.3 ms per part.
+and one element-wise maximum per column over contiguous memory: 2.5 ms for 2 parts
+(``scripts/bench_multivector.py layout``).
 
 Columns that only a few videos reach (one long video among thousands of clips) would cost a
 Python step each for little work, so segments past the last column of at least

@@ -69,10 +69,10 @@ COLUMNS = ["video_id", "generation", "start_sec", "end_sec", "vectors"]
 CODES_TABLE = "video_codes"
 #: Centroids per codebook: one per :data:`TRAIN_PER_CENTROID` segments, within these bounds.
 #: More centroids approximate better, so fewer videos need exact scoring: at 10,000 videos x
-#: 10 segments (512-d, 2 parts) 1,024 centroids gave 13.2 ms p50 against 26.1 ms with 256
-#: (the square root of the segments, the first rule). Above 1,024 the score table outgrows
-#: the L1 cache: 4,096 took 17 ms of approximate scoring at 100,000 videos against 10 ms,
-#: and 4x the build time.
+#: 10 segments (512-d, 2 parts) 1,024 centroids gave 11.0 ms p50 against 28.3 ms with 256
+#: (the square root of the segments, the first rule; bench_multivector.py --centroids).
+#: Above 1,024 the score table outgrows the L1 cache: 4,096 took 17 ms of approximate
+#: scoring at 100,000 videos against 10 ms (row-by-row scoring), and 4x the build time.
 CODEBOOK_SIZE = (16, 1024)
 #: Segment vectors the k-means is trained on, per centroid, and its iterations.
 TRAIN_PER_CENTROID, TRAIN_ITERATIONS = 64, 10
