@@ -122,9 +122,9 @@ class RouterSampler(Sampler):
                                     scores=ctx.scores).indices
         if spread:
             # None (too much work): the most relevant of the proposed
-            order = spread_order(ctx, indices, int(count)) or list(
-                np.argsort(-ctx.scores[indices], kind="stable"))
-            indices = sorted(indices[j] for j in order[:int(count)])
+            places = spread_order(ctx, indices, int(count)) or np.argsort(
+                -ctx.scores[indices], kind="stable").tolist()
+            indices = sorted(indices[j] for j in places[:int(count)])
         tiers = [tier] * len(indices)
         if peaked and ctx.token_budget is None:
             by_relevance = np.argsort(-ctx.scores[indices], kind="stable")
