@@ -47,6 +47,7 @@ def test_bench_cli_startup(tmp_path):
     assert "search" in commands and "select" in commands
 
 
+@pytest.mark.slow  # 25 s of `make test`'s 4 min (CLI processes): runs with the slow ones in CI
 def test_bench_index_unchanged(tmp_path):
     out = run_script("bench_cli_startup", tmp_path, "--no-cli", "--runs", "1", "--unchanged",
                      "2")

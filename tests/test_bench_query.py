@@ -90,6 +90,7 @@ def test_bench_multivector_layout(tmp_path):
     assert result["row by row (reduceat)"]["p50_ms"] > 0
 
 
+@pytest.mark.slow  # 25 s of `make test`'s 4 min: runs with the slow ones in CI
 def test_bench_entities(tmp_path):
     out = run_script("bench_entities", tmp_path, "--trials", "2")
     vectors, queries = tables(out)
