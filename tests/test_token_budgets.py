@@ -226,3 +226,21 @@ def test_router_spends_high_frames_across_relevant_scenes_not_on_duplicates():
     # an int budget keeps the relevance sampler's own picks: the 7 most relevant frames
     top = create_sampler("router").select_result(emb, None, 7, scores=scores)
     assert top.indices == sorted(np.argsort(-scores)[:7].tolist())
+
+
+def test_router_keeps_a_second_appearance_of_the_object_in_another_scene():
+    """A needle shown twice (at 300 s and 1,020 s of a demo video): the spread must not treat
+    the second appearance as a duplicate of the first (a penalty over the whole video sent
+    unrelated scenes instead). Only frames of the same scene pay for looking alike."""
+    rng = np.random.default_rng(1)
+    scenes, length = 12, 5
+    base = rng.standard_normal((scenes, 32))
+    base[9] = base[3] + 0.2 * rng.standard_normal(32)  # the same object, later, elsewhere
+    emb = np.repeat(base, length, axis=0) + 0.05 * rng.standard_normal((scenes * length, 32))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    relevance = np.full(scenes, 0.18)
+    relevance[[3, 9]] = [0.34, 0.31]
+    scores = np.repeat(relevance, length) + 0.003 * rng.standard_normal(scenes * length)
+    sel = create_sampler("router").select_result(emb, None, TokenBudget(2048), scores=scores)
+    picked = [i // length for i in sel.indices]
+    assert {3, 9} <= set(picked) and picked.count(3) == picked.count(9) == 1, picked

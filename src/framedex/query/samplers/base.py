@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from framedex.errors import ConfigError, check
+from framedex.query.samplers.scenes import scene_labels
 from framedex.registry import Registry
 from framedex.rules import LIMITS, TIERS, tier_tokens
 from framedex.values import Array, Json, JsonObject
@@ -367,12 +368,16 @@ def upgrade_tiers(tiers: Sequence[str], scores: Sequence[float], budget: TokenBu
 
 def spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> list[int] | None:
     """The order in which to spend a token budget's expensive frames among ``indices``
-    (places in it are returned): greedy on relevance (min-max, in
-    [0, 1]) minus the frame's summed similarity to the frames already upgraded, so that the
-    better tiers go round the scenes by relevance instead of to the consecutive frames of the
-    best one (``--tokens 4096`` on a short video sent 12 consecutive seconds of one scene at
-    ``high``). A sum, not MMR's max: with a max, a near-duplicate of the best scene (penalty
-    1 once) keeps beating a less relevant scene forever.
+    (places in it are returned): greedy on relevance (min-max, in [0, 1]) minus the frame's
+    summed similarity to the frames already taken *in its own scene*
+    (:func:`~framedex.query.samplers.scenes.scene_labels`), so that the better tiers go round
+    the relevant scenes instead of to the consecutive, near-identical frames of the best one
+    (``--tokens 4096`` on a short video sent 12 consecutive seconds of one scene at ``high``).
+    Other scenes pay nothing for looking alike: a second appearance of the same object is
+    evidence (a penalty over the whole video made the router skip a needle's second
+    appearance, 720 s after the first, for unrelated scenes). A sum, not MMR's max: with a
+    max, a near-duplicate of the best scene (penalty 1 once) keeps beating a less relevant
+    scene forever.
 
     Only the first ``steps`` places (the upgrades the budget can pay for) are ordered so; the
     rest follow by relevance. None (then: relevance order) without embeddings or scores, or
@@ -382,6 +387,7 @@ def spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> list
             or steps * len(indices) > SPREAD_MAX_WORK):
         return None
     idx = np.asarray(indices, dtype=np.int64)
+    scene = scene_labels(ctx.embeddings)[idx]
     emb = np.asarray(ctx.embeddings[idx], dtype=np.float32)
     rel = np.asarray(ctx.scores[idx], dtype=np.float64)
     span = float(rel.max() - rel.min())
@@ -391,7 +397,7 @@ def spread_order(ctx: SelectContext, indices: Sequence[int], steps: int) -> list
     for _ in range(min(steps, len(idx))):
         best = int(np.argmax(gain))  # ties: the earlier frame
         order.append(best)
-        gain -= np.clip(emb @ emb[best], 0.0, None)
+        gain -= np.where(scene == scene[best], np.clip(emb @ emb[best], 0.0, None), 0.0)
         gain[order] = -np.inf
     taken = set(order)
     return order + [int(j) for j in np.argsort(-rel, kind="stable") if int(j) not in taken]

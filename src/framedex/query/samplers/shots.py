@@ -1,9 +1,10 @@
 """Shot coverage: one frame per detected shot, then fill (query-free by design).
 
-What it optimises: coverage of distinct shots. Shot boundaries come from the embeddings: a cut
-sits between frames t and t+1 when their cosine drops, i.e. when ``d_t = 1 - cos(t, t+1)``
-exceeds ``threshold`` (a fixed cosine drop) or, by default, an adaptive robust threshold
-``median(d) + z * 1.4826 * MAD(d)`` that is at least ``min_drop``.
+What it optimises: coverage of distinct shots. Shot boundaries come from the embeddings
+(:mod:`framedex.query.samplers.scenes`): a cut sits between frames t and t+1 when their
+cosine drops, i.e. when ``d_t = 1 - cos(t, t+1)`` exceeds ``threshold`` (a fixed cosine drop)
+or, by default, an adaptive robust threshold ``median(d) + z * 1.4826 * MAD(d)`` that is at
+least ``min_drop``.
 
 Per shot it takes the most relevant frame when relevance is available (a query or scores was
 given; ties to the earlier frame), else the middle frame. More shots than K: the K-1 strongest
@@ -20,12 +21,8 @@ import numpy as np
 from framedex.errors import check
 from framedex.query.samplers._common import fill_evenly, top_indices
 from framedex.query.samplers.base import Sampler, SelectContext, Selection, register_sampler
+from framedex.query.samplers.scenes import DEFAULT_MIN_DROP, DEFAULT_Z, scene_cuts
 from framedex.values import Array
-
-
-def neighbour_drops(emb: Array) -> Array:
-    """``1 - cos(t, t+1)`` for t in [0, N-2], float64 (embeddings are L2-normalised)."""
-    return 1.0 - np.einsum("ij,ij->i", emb[:-1], emb[1:]).astype(np.float64)
 
 
 @register_sampler("shots")
@@ -41,8 +38,8 @@ class ShotsSampler(Sampler):
     """
 
     threshold: float | None = None
-    z: float = 3.0
-    min_drop: float = 0.05
+    z: float = DEFAULT_Z
+    min_drop: float = DEFAULT_MIN_DROP
     query_aware = False
     needs_embeddings = True
 
@@ -56,19 +53,7 @@ class ShotsSampler(Sampler):
 
     def cuts(self, emb: Array, k: int) -> Array:
         """Cut positions c (a shot starts at frame c), ascending, at most k-1 of them."""
-        if len(emb) < 2:
-            return np.zeros(0, dtype=np.int64)
-        d = neighbour_drops(emb)
-        if self.threshold is not None:
-            thr = float(self.threshold)
-        else:
-            med = float(np.median(d))
-            mad = float(np.median(np.abs(d - med)))
-            thr = max(med + self.z * 1.4826 * mad, float(self.min_drop))
-        cut = np.flatnonzero(d > thr)
-        if len(cut) > k - 1:
-            cut = cut[top_indices(d[cut], k - 1)]  # the strongest cuts, earlier on ties
-        return np.sort(cut) + 1
+        return scene_cuts(emb, k, threshold=self.threshold, z=self.z, min_drop=self.min_drop)
 
     def _select(self, ctx: SelectContext) -> Selection:
         assert ctx.embeddings is not None
