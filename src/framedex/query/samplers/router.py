@@ -35,10 +35,13 @@ TokenBudget, coverage buys as many ``low`` frames as fit and relevance as many `
 as fit (fewer, sharper); ``tokens_used <= tokens`` and at least one frame. Those ``high``
 frames are not simply the most relevant: the relevance sampler proposes
 :data:`SPREAD_CANDIDATES` times as many, and they are taken greedily by relevance minus
-their summed similarity to the frames already taken (:func:`~framedex.query.samplers.base.
-spread_order`, the rule that spends a budget's upgrades), so that near-identical frames of
-one scene do not take the whole budget (2,048 tokens went to 5 frames of one 5-second scene
-and 2 of the next). An int budget keeps the relevance sampler's own picks.
+their summed similarity to the frames of the same scene already taken
+(:func:`~framedex.query.samplers.base.spread_order`, the rule that spends a budget's
+upgrades), so that near-identical frames of one scene do not take the whole budget (2,048
+tokens went to 5 frames of one 5-second scene and 2 of the next), while a second appearance
+of the object in another scene still counts. An int budget keeps the relevance sampler's own
+picks. ``framedex eval --qa --suite small``, router at 1,024/2,048 tokens: 14/39 % before,
+47/58 % after.
 """
 
 from __future__ import annotations
