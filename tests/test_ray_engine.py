@@ -166,12 +166,16 @@ def test_ray_engine_indexes_as_the_local_engine_and_a_rerun_is_a_no_op(
 
 def _unreferenced(table: Path) -> set[str]:
     """Data files of a Lance table that no version of it references (staged, never
-    committed; a compaction's superseded files stay referenced by the versions kept)."""
+    committed; a compaction's superseded files stay referenced by the versions kept).
+
+    Only whole ``*.lance`` files: a file being written is a ``.tmp*`` file first, renamed
+    when complete, and removed when its writer dies (CI killed the driver on seeing one, and
+    then found no orphan)."""
     import lance
 
     if not (table / "data").is_dir():
         return set()
-    files = {p.name for p in (table / "data").iterdir()}
+    files = {p.name for p in (table / "data").iterdir() if p.suffix == ".lance"}
     ds = lance.dataset(str(table))
     used = {Path(f.path).name for v in ds.versions()
             for frag in ds.checkout_version(v["version"]).get_fragments()
@@ -203,8 +207,8 @@ def test_a_killed_driver_leaves_no_partial_video_and_a_rerun_completes(
     lib = tmp_path / "lib"
     lib.mkdir()
     # slow.mp4 alone in the killed run: every file it stages stays uncommitted (its last
-    # units stall). With a.mp4 beside it, the files seen staged could be a.mp4's, which the
-    # driver committed just before the kill, and CI then found no orphan to sweep.
+    # units stall). With a.mp4 beside it, a file seen staged could be a.mp4's, committed by
+    # the driver in the moment before the kill.
     cfr(lib / "slow.mp4", Fraction(25), 20.0)  # 20 grid frames; from the 17th, each stalls
     db = tmp_path / "db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
