@@ -49,6 +49,7 @@ def test_bench_querylog(tmp_path):
     assert number(row["after"]) <= number(row["on disk before optimize"])
 
 
+@pytest.mark.slow  # 20-36 s of `make test`: runs with the slow ones in CI
 def test_bench_search(tmp_path):
     out = run_script("bench_search", tmp_path, "--n", "2000", "3000", "--queries", "3",
                      "--methods", "today,segments-hnsw,exact", "--passes", "1", "--cache",

@@ -119,6 +119,7 @@ def test_a_replica_sees_a_video_indexed_elsewhere_within_its_staleness(s3_store,
         kill9(proc)
 
 
+@pytest.mark.slow  # 20-36 s of `make test`: runs with the slow ones in CI
 def test_a_server_whose_store_is_replaced_answers_503_then_recovers(tmp_path, scale_videos,
                                                                    tiny_model):
     """`make demo` again beside its running `serve`: the store scale_videos is deleted and built
