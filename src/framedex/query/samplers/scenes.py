@@ -37,6 +37,7 @@ def scene_cuts(emb: Array, k: int | None = None, *, threshold: float | None = No
         thr = max(med + z * 1.4826 * mad, float(min_drop))
     cut = np.flatnonzero(d > thr)
     if k is not None and len(cut) > k - 1:
+        # _common.top_indices' order, written out: _common imports base, which imports this
         cut = cut[np.argsort(-d[cut], kind="stable")[:max(0, k - 1)]]
     return np.sort(cut) + 1
 
